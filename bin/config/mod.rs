@@ -1,0 +1,79 @@
+//! Loading a TOML config file (or the embedded default) into the engine's [`ServerConfig`].
+//!
+//! - `raw`: the file as written, with spans; unknown keys are refused there.
+//! - `units`: size (`"64KiB"`) and duration (`"500ms"`) strings.
+//! - `resolve`: range checks and the defaults ← `[limits]` ← `[routes.limits]` layering.
+//! - `error`: `file:line: key: message` errors, toml's own reworded the same way.
+
+mod error;
+mod raw;
+mod resolve;
+mod units;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use ringstream_engine::config::{IoDriver, RouteKind, ServerConfig};
+
+pub use error::ConfigError;
+pub use resolve::{MAX_BACKLOG, MAX_WORKERS};
+
+/// The reference config, served when no `--config` is given.
+const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// How errors in the embedded default name it.
+const DEFAULT_NAME: &str = "<embedded default.toml>";
+
+/// Parses and checks config `text`; `name` is the file name errors show.
+pub fn parse(text: &str, name: &str) -> Result<ServerConfig, ConfigError> {
+    let source = error::Source { name, text };
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+    resolve::resolve(&raw, &source)
+}
+
+/// Reads, parses and checks the config file at `path`.
+pub fn load_file(path: &Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    Ok(parse(&text, &path.display().to_string())?)
+}
+
+/// The embedded default config (`bin/default.toml`).
+pub fn embedded_default() -> anyhow::Result<ServerConfig> {
+    Ok(parse(DEFAULT_TOML, DEFAULT_NAME)?)
+}
+
+/// One line describing what `config` serves, for `check-config` and the start-up log.
+pub fn summary(config: &ServerConfig) -> String {
+    let workers = match config.workers {
+        0 => "one per CPU".to_owned(),
+        n => n.to_string(),
+    };
+    let io_driver = match config.io_driver {
+        IoDriver::Auto => "auto",
+        IoDriver::Uring => "uring",
+        IoDriver::Poll => "poll",
+    };
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .map(|route| {
+            let kind = match route.kind {
+                RouteKind::Health => "health",
+                RouteKind::StaticText { .. } => "static_text",
+            };
+            format!("{} ({kind})", route.path)
+        })
+        .collect();
+    format!(
+        "listen {}, workers {workers}, io_driver {io_driver}, max_connections {}, {} route{}: {}",
+        config.listen,
+        config.connection_limits.max_connections,
+        routes.len(),
+        if routes.len() == 1 { "" } else { "s" },
+        routes.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests;

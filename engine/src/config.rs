@@ -1,0 +1,163 @@
+//! The resolved server configuration the engine runs with: typed, validated, defaults applied.
+//!
+//! Parsing (TOML, command-line overrides, error messages with line numbers) belongs to the
+//! `ringstream` binary; the engine only ever sees these checked values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything one `ringstream serve` process needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address every worker binds with `SO_REUSEPORT`; port 0 picks one port shared by all workers.
+    pub listen: SocketAddr,
+    /// Worker threads, one per core; 0 means one per online CPU.
+    pub workers: usize,
+    /// `listen(2)` backlog of each worker's socket.
+    pub backlog: u32,
+    /// Which completion driver the workers run on.
+    pub io_driver: IoDriver,
+    /// io_uring set-up flags (ignored on the poll driver).
+    pub io_uring_setup: RingSetup,
+    /// How long a graceful drain waits for in-flight requests before closing them.
+    pub drain_timeout: Duration,
+    /// Start even if another process already serves the port through `SO_REUSEPORT`.
+    pub allow_shared_port: bool,
+    /// Server-wide connection limits.
+    pub connection_limits: ConnectionLimits,
+    /// The global `[limits]` table (defaults applied): every route starts from it, and it
+    /// governs a connection until a request head has named its route (`header_timeout`,
+    /// `keepalive_timeout` are therefore server-wide).
+    pub limits: HttpLimits,
+    /// Routes in configuration order; the longest matching prefix wins.
+    pub routes: Vec<Route>,
+}
+
+/// The I/O driver each worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where it can be set up, otherwise the poll driver with one log line.
+    Auto,
+    /// io_uring or fail to start.
+    Uring,
+    /// The readiness (epoll) driver.
+    Poll,
+}
+
+/// io_uring ring set-up flags; they change the CPU cost of every operation (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingSetup {
+    /// No task-run flags: the kernel interrupts the worker to run completions.
+    Default,
+    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG`: completions run when the worker
+    /// next enters the kernel, no inter-processor interrupts.
+    #[default]
+    CoopTaskrun,
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`: completions run only when the
+    /// worker waits for them.
+    DeferTaskrun,
+}
+
+impl std::fmt::Display for RingSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::CoopTaskrun => "coop_taskrun",
+            Self::DeferTaskrun => "defer_taskrun",
+        })
+    }
+}
+
+/// Limits that apply to the whole server rather than to one route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// Open connections across all workers; past it new connections get 503 + `Retry-After`.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Path prefix, matched on segment boundaries (`/health` matches `/health` and `/health/x`,
+    /// not `/healthz`); a prefix ending in `/` matches everything below it.
+    pub path: String,
+    /// What the route serves.
+    pub kind: RouteKind,
+    /// The global `[limits]` with this route's overrides applied.
+    pub limits: HttpLimits,
+}
+
+/// What a route serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteKind {
+    /// 200 `ok`, for load balancers and probes.
+    Health,
+    /// A fixed body with a fixed content type.
+    StaticText {
+        /// The response body.
+        body: String,
+        /// The `Content-Type` header value.
+        content_type: String,
+    },
+}
+
+/// Per-route HTTP protections (PROTECTIONS.md, "HTTP").
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// Time allowed to receive a whole request head (slowloris): 408, then close.
+    pub header_timeout: Duration,
+    /// Largest request head in bytes: 431, close.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request: 431, close.
+    pub max_headers: usize,
+    /// Longest request-target in bytes: 414, close.
+    pub max_uri_bytes: usize,
+    /// Largest request body in bytes: 413 before the body is read, close.
+    pub max_body_size: u64,
+    /// Time allowed to receive a whole request body: 408, close.
+    pub upload_timeout: Duration,
+    /// Slowest acceptable body rate in bytes per second once `min_upload_rate_after` has passed
+    /// (0 = no minimum): 408, close.
+    pub min_upload_rate: u64,
+    /// Grace period before `min_upload_rate` is enforced.
+    pub min_upload_rate_after: Duration,
+    /// How long an idle keep-alive connection is kept open.
+    pub keepalive_timeout: Duration,
+    /// Longest time a response write may make no progress (slow reader): close.
+    pub send_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_uri_bytes: 8 * 1024,
+            max_body_size: 1024 * 1024,
+            upload_timeout: Duration::from_secs(300),
+            min_upload_rate: 16 * 1024,
+            min_upload_rate_after: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Hard ceilings the configuration loader enforces so that no setting can defeat a protection.
+pub mod bounds {
+    /// `max_headers` is at most this (the parser keeps header slots on the stack).
+    pub const MAX_HEADERS_CEILING: usize = 256;
+    /// `max_header_bytes` is at most this.
+    pub const MAX_HEADER_BYTES_CEILING: usize = 1024 * 1024;
+    /// `max_uri_bytes` is at most this, and never more than `max_header_bytes`.
+    pub const MAX_URI_BYTES_CEILING: usize = 1024 * 1024;
+}

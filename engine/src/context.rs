@@ -1,0 +1,64 @@
+//! What every connection on one worker shares: routes, limits, the date cache, the registry of
+//! open connections and whether the server is draining.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use ringstream_protocol::http::HeadLimits;
+
+use crate::clock::DateCache;
+use crate::config::{HttpLimits, ServerConfig};
+use crate::drain::ConnRegistry;
+use crate::router::Router;
+
+/// One worker's shared, single-threaded state.
+#[derive(Debug)]
+pub struct WorkerContext {
+    /// The route table.
+    pub router: Router,
+    /// The global `[limits]`: they govern a connection until a request head names its route.
+    pub limits: HttpLimits,
+    /// Bounds for reading any request head: the loosest of the global and every route's
+    /// values, so that no route's allowance is cut short; each route's own values are checked
+    /// once the head has been parsed.
+    pub head_limits: HeadLimits,
+    /// The cached `Date` header value.
+    pub date: DateCache,
+    /// Open connections, for the drain.
+    pub registry: ConnRegistry,
+    /// Set when the drain starts: idle connections close, responses carry `Connection: close`.
+    pub draining: Cell<bool>,
+    /// Connections currently being sent a 503 (bounded so a flood cannot pile them up).
+    pub refusals_in_flight: Cell<usize>,
+}
+
+impl WorkerContext {
+    /// Builds a worker's context from the server configuration.
+    pub fn new(config: &ServerConfig) -> Self {
+        let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
+        let mut head_limits = HeadLimits {
+            max_head_bytes: 0,
+            max_headers: 0,
+            max_uri_bytes: 0,
+        };
+        for limits in all {
+            head_limits.max_head_bytes = head_limits.max_head_bytes.max(limits.max_header_bytes);
+            head_limits.max_headers = head_limits.max_headers.max(limits.max_headers);
+            head_limits.max_uri_bytes = head_limits.max_uri_bytes.max(limits.max_uri_bytes);
+        }
+        Self {
+            router: Router::new(config.routes.clone()),
+            limits: config.limits.clone(),
+            head_limits,
+            date: DateCache::new(),
+            registry: ConnRegistry::default(),
+            draining: Cell::new(false),
+            refusals_in_flight: Cell::new(0),
+        }
+    }
+
+    /// The time a refusal or final response may take to leave.
+    pub fn send_timeout(&self) -> Duration {
+        self.limits.send_timeout
+    }
+}

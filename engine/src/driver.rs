@@ -1,0 +1,87 @@
+//! Choosing the completion driver (io_uring or poll) and the io_uring set-up flags.
+
+use std::collections::HashSet;
+use std::io;
+
+use compio::driver::{DriverType, ProactorBuilder};
+use compio::runtime::{Runtime, RuntimeBuilder};
+
+use crate::config::{IoDriver, RingSetup};
+use crate::error::EngineError;
+
+/// The driver every worker of this process runs on, decided once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChosenDriver {
+    /// io_uring, with the given set-up flags.
+    Uring(RingSetup),
+    /// The readiness driver (epoll).
+    Poll,
+}
+
+impl std::fmt::Display for ChosenDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uring(setup) => write!(f, "io_uring ({setup})"),
+            Self::Poll => f.write_str("poll"),
+        }
+    }
+}
+
+/// Decides the driver: `auto` probes io_uring once and falls back to poll with one log line
+/// (old kernel, seccomp, `kernel.io_uring_disabled`); `uring` fails if io_uring cannot be set up.
+pub fn choose(requested: IoDriver, setup: RingSetup) -> Result<ChosenDriver, EngineError> {
+    match requested {
+        IoDriver::Poll => Ok(ChosenDriver::Poll),
+        IoDriver::Uring => probe_uring(setup)
+            .map(|()| ChosenDriver::Uring(setup))
+            .map_err(EngineError::UringUnavailable),
+        IoDriver::Auto => match probe_uring(setup) {
+            Ok(()) => Ok(ChosenDriver::Uring(setup)),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "io_uring cannot be set up here; running on the poll driver instead"
+                );
+                Ok(ChosenDriver::Poll)
+            }
+        },
+    }
+}
+
+fn probe_uring(setup: RingSetup) -> io::Result<()> {
+    proactor(ChosenDriver::Uring(setup)).build().map(drop)
+}
+
+fn proactor(driver: ChosenDriver) -> ProactorBuilder {
+    let mut builder = ProactorBuilder::new();
+    // Room for a burst of submissions from many connections before the ring must be entered.
+    builder.capacity(4096);
+    match driver {
+        ChosenDriver::Poll => {
+            builder.driver_type(DriverType::Poll);
+        }
+        ChosenDriver::Uring(setup) => {
+            builder.driver_type(DriverType::IoUring);
+            match setup {
+                RingSetup::Default => {}
+                RingSetup::CoopTaskrun => {
+                    builder.coop_taskrun(true).taskrun_flag(true);
+                }
+                RingSetup::DeferTaskrun => {
+                    builder.single_issuer(true).defer_taskrun(true);
+                }
+            }
+        }
+    }
+    builder
+}
+
+/// Builds a worker's single-threaded runtime on `driver`, pinned to `core` when given.
+pub fn build_runtime(driver: ChosenDriver, core: Option<usize>) -> io::Result<Runtime> {
+    let mut builder = RuntimeBuilder::new();
+    builder.with_proactor(proactor(driver));
+    if let Some(core) = core {
+        builder.thread_affinity(HashSet::from([core]));
+    }
+    builder.build()
+}

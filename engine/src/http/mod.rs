@@ -1,0 +1,9 @@
+//! HTTP/1.1 connections: the per-connection state machine, the answers of the built-in
+//! routes, and the refusals the protections send.
+
+mod apps;
+mod conn;
+mod refuse;
+
+pub use conn::serve;
+pub use refuse::refuse_overloaded;

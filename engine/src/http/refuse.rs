@@ -1,0 +1,70 @@
+//! Refusing a request or a connection: the status PROTECTIONS.md names, then a polite close.
+
+use std::time::{Duration, Instant};
+
+use ringstream_protocol::http::{HttpDate, write_error_response};
+
+use crate::runtime::timeout;
+use crate::transport::Transport;
+
+/// How long a refused client may keep sending before the socket is closed regardless.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How many bytes of a refused client's request are read and dropped at most.
+const LINGER_BYTES: usize = 256 * 1024;
+/// `Retry-After` for a full server: soon, connections come and go.
+const RETRY_AFTER_FULL: &[u8] = b"1";
+
+/// Sends `status` after whatever responses are already in `out`, then closes politely.
+pub async fn refuse<T: Transport>(
+    io: &mut T,
+    mut out: Vec<u8>,
+    status: u16,
+    date: &HttpDate,
+    send_timeout: Duration,
+) {
+    write_error_response(&mut out, status, date, &[]);
+    send_then_linger(io, out, send_timeout).await;
+}
+
+/// Answers a connection the server has no room for: 503 with `Retry-After`, without reading
+/// the request.
+pub async fn refuse_overloaded<T: Transport>(mut io: T, date: HttpDate, send_timeout: Duration) {
+    let mut out = Vec::with_capacity(256);
+    write_error_response(&mut out, 503, &date, &[("Retry-After", RETRY_AFTER_FULL)]);
+    send_then_linger(&mut io, out, send_timeout).await;
+}
+
+async fn send_then_linger<T: Transport>(io: &mut T, out: Vec<u8>, send_timeout: Duration) {
+    if !matches!(
+        timeout(send_timeout, io.write_all(out)).await,
+        Some((Ok(()), _))
+    ) {
+        return;
+    }
+    linger(io).await;
+}
+
+/// Closing a socket that still holds unread request bytes makes the kernel send a reset, which
+/// can destroy the response before the client reads it. So: FIN first, then read and drop what
+/// the client still sends until it closes too, for a bounded time and byte count.
+async fn linger<T: Transport>(io: &mut T) {
+    if io.shutdown_write().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut dropped = 0;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while dropped < LINGER_BYTES {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        buf.clear();
+        match timeout(left, io.read_append(buf)).await {
+            Some((Ok(n), returned)) if n > 0 => {
+                dropped += n;
+                buf = returned;
+            }
+            _ => return,
+        }
+    }
+}

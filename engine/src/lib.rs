@@ -1,0 +1,46 @@
+//! The ringstream engine: a thread-per-core HTTP/1.1 server on io_uring (or the poll driver),
+//! with the protections of PROTECTIONS.md enforced before any request reaches a route.
+//!
+//! Each worker is a thread pinned to one core, running its own completion driver and its own
+//! `SO_REUSEPORT` listener; workers share only the server-wide connection count and the drain
+//! signal. Protocol parsing lives in `ringstream-protocol` (sans-IO); this crate owns sockets,
+//! timers, threads and every `unsafe` block that touches the kernel.
+//!
+//! # Layout
+//!
+//! - [`config`]: the resolved, validated configuration the engine runs with.
+//! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
+//! - `worker`: one pinned thread: its runtime, its accept loop, its drain.
+//! - `listener`: binding one `SO_REUSEPORT` socket per worker on a shared port.
+//! - `driver`: choosing io_uring or poll, and the io_uring set-up flags.
+//! - `runtime`, `transport`: the only places compio is named (spawn, timers, accept, streams).
+//! - `http`: the HTTP/1.1 connection state machine, built-in routes and refusals.
+//! - `router`: matching a path to a route.
+//! - `context`: what the connections of one worker share.
+//! - `drain`: the drain signal and each worker's registry of open connections.
+//! - `conn_count`: the server-wide connection counter (`max_connections`).
+//! - `clock`: the cached `Date` header.
+//! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
+
+pub mod config;
+pub mod server;
+
+mod clock;
+mod conn_count;
+mod context;
+mod cpus;
+mod drain;
+mod driver;
+mod error;
+mod http;
+mod listener;
+mod rlimit;
+mod router;
+mod runtime;
+mod signals;
+mod transport;
+mod worker;
+
+pub use driver::ChosenDriver;
+pub use error::EngineError;
+pub use server::{Server, run};

@@ -1,0 +1,192 @@
+//! Starting the workers, and running the server until a signal drains it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::ServerConfig;
+use crate::conn_count::ConnectionCounter;
+use crate::cpus::allowed_cpus;
+use crate::drain::DrainSignal;
+use crate::driver::{self, ChosenDriver};
+use crate::error::EngineError;
+use crate::listener::bind_reuseport;
+use crate::rlimit::raise_nofile;
+use crate::signals::TerminationSignals;
+use crate::worker::{self, WorkerSpec};
+
+/// File descriptors kept back from `max_connections` for listeners, rings, logs and files.
+const RESERVED_FDS: u64 = 64;
+
+/// A running server: its workers accept connections until [`Server::begin_drain`].
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    driver: ChosenDriver,
+    workers: Vec<JoinHandle<()>>,
+    drain: Arc<DrainSignal>,
+}
+
+impl Server {
+    /// Binds the listeners and starts one worker per core. Returns once every worker accepts
+    /// connections, or the first reason one could not.
+    pub fn start(mut config: ServerConfig) -> Result<Self, EngineError> {
+        limit_connections_to_fds(&mut config);
+        let driver = driver::choose(config.io_driver, config.io_uring_setup)?;
+        let cpus = allowed_cpus();
+        let count = if config.workers == 0 {
+            cpus.len()
+        } else {
+            config.workers
+        };
+        let listeners = bind_reuseport(
+            config.listen,
+            count,
+            config.backlog,
+            config.allow_shared_port,
+        )?;
+        let local_addr = listeners[0].local_addr()?;
+        let config = Arc::new(config);
+        let counter = ConnectionCounter::new(config.connection_limits.max_connections);
+        let drain = Arc::new(DrainSignal::default());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut server = Self {
+            local_addr,
+            driver,
+            workers: Vec::with_capacity(count),
+            drain,
+        };
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let spec = WorkerSpec {
+                index,
+                core: Some(cpus[index % cpus.len()]),
+                listener,
+                driver,
+                config: Arc::clone(&config),
+                counter: Arc::clone(&counter),
+                drain: Arc::clone(&server.drain),
+            };
+            match worker::spawn(spec, ready_tx.clone()) {
+                Ok(handle) => server.workers.push(handle),
+                Err(e) => return Err(server.abort(EngineError::Io(e))),
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..count {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(server.abort(e)),
+                Err(_) => {
+                    let e = EngineError::Worker {
+                        index: 0,
+                        reason: "exited during start-up".into(),
+                    };
+                    return Err(server.abort(e));
+                }
+            }
+        }
+        tracing::info!(
+            %local_addr,
+            workers = count,
+            driver = %driver,
+            max_connections = config.connection_limits.max_connections,
+            "ringstream started"
+        );
+        Ok(server)
+    }
+
+    /// The address the workers listen on (with the port picked, if 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The driver the workers run on.
+    pub fn driver(&self) -> ChosenDriver {
+        self.driver
+    }
+
+    /// Stops accepting and lets in-flight requests finish (up to `drain_timeout`).
+    pub fn begin_drain(&self) {
+        self.drain.start();
+    }
+
+    /// Whether every worker has finished.
+    pub fn is_finished(&self) -> bool {
+        self.workers.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Waits for every worker to finish.
+    pub fn join(self) -> Result<(), EngineError> {
+        let mut result = Ok(());
+        for (index, handle) in self.workers.into_iter().enumerate() {
+            if handle.join().is_err() {
+                result = Err(EngineError::Worker {
+                    index,
+                    reason: "panicked".into(),
+                });
+            }
+        }
+        result
+    }
+
+    fn abort(self, error: EngineError) -> EngineError {
+        self.begin_drain();
+        // The start-up error is the one worth reporting.
+        let _ = self.join();
+        error
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.
+/// `on_ready` is called with the bound address once every worker accepts connections.
+pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), EngineError> {
+    let signals = TerminationSignals::block()?;
+    let server = Server::start(config)?;
+    on_ready(server.local_addr());
+    let poll = Duration::from_millis(100);
+    while !server.is_finished() {
+        if let Some(signo) = signals.wait(poll) {
+            tracing::info!(
+                signal = signo,
+                "draining: no new connections, finishing requests"
+            );
+            server.begin_drain();
+            break;
+        }
+    }
+    while !server.is_finished() {
+        if let Some(signo) = signals.wait(poll) {
+            tracing::warn!(
+                signal = signo,
+                "second signal: exiting without waiting for the drain"
+            );
+            std::process::exit(128 + signo);
+        }
+    }
+    server.join()?;
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// Keeps `max_connections` below the open-file limit, so that a full server answers 503
+/// instead of failing `accept` with `EMFILE`.
+fn limit_connections_to_fds(config: &mut ServerConfig) {
+    let Some(nofile) = raise_nofile() else {
+        return;
+    };
+    let fit = usize::try_from(nofile.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    let max = &mut config.connection_limits.max_connections;
+    if *max > fit {
+        tracing::info!(
+            nofile,
+            configured = *max,
+            effective = fit,
+            "the open-file limit fits {fit} connections; max_connections lowered to match"
+        );
+        *max = fit.max(1);
+    } else {
+        tracing::info!(nofile, "the open-file limit fits {fit} connections");
+    }
+}

@@ -1,0 +1,64 @@
+//! The engine's own byte-stream interface, so that compio appears in one file only.
+//!
+//! compio's minor releases change its I/O traits; the connection code speaks to [`Transport`]
+//! and an upgrade touches this module alone. Buffers are owned and handed back with the result,
+//! because a completion-based driver owns them while the kernel works on them: if a future is
+//! dropped before its completion arrives (a timeout), compio cancels the operation and keeps
+//! the buffer alive until the kernel is done with it, so no read or write can land in freed
+//! memory; the buffer is then lost to the caller, which only ever happens on a path that
+//! closes the connection.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use compio::BufResult;
+use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use compio::net::TcpStream;
+
+/// An accepted connection's byte stream.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Reads at least one byte into the spare capacity of `buf` (after its current length);
+    /// `Ok(0)` means the peer closed its sending side.
+    async fn read_append(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Writes all of `buf`.
+    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Shuts down the sending side (FIN) after everything queued has been sent.
+    async fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// A TCP connection on the worker's compio runtime.
+#[derive(Debug)]
+pub struct TcpTransport {
+    stream: TcpStream,
+}
+
+impl TcpTransport {
+    /// Wraps an accepted stream; disables Nagle so small responses leave at once.
+    pub fn new(stream: TcpStream) -> Self {
+        // A failure only costs latency; it never changes correctness.
+        let _ = stream.set_nodelay(true);
+        Self { stream }
+    }
+
+    /// The raw descriptor, for the worker's connection registry (drain and forced close).
+    pub fn raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+impl Transport for TcpTransport {
+    async fn read_append(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let BufResult(result, buf) = self.stream.append(buf).await;
+        (result, buf)
+    }
+
+    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, buf) = AsyncWriteExt::write_all(&mut self.stream, buf).await;
+        (result, buf)
+    }
+
+    async fn shutdown_write(&mut self) -> io::Result<()> {
+        AsyncWrite::shutdown(&mut self.stream).await
+    }
+}

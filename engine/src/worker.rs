@@ -1,0 +1,183 @@
+//! A worker: one thread pinned to one core, with its own runtime, its own `SO_REUSEPORT`
+//! listener and its own connections; it shares only the connection counter and the drain
+//! signal with the other workers.
+
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
+
+use crate::config::ServerConfig;
+use crate::conn_count::ConnectionCounter;
+use crate::context::WorkerContext;
+use crate::drain::DrainSignal;
+use crate::driver::{ChosenDriver, build_runtime};
+use crate::error::EngineError;
+use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
+use crate::{http, runtime};
+
+/// At most this many 503 answers are in flight per worker; past it a connection the server has
+/// no room for is closed without one.
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+/// Pause before accepting again when the process is out of file descriptors, so the accept
+/// loop never spins on `EMFILE`.
+const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(50);
+/// How long connections get to finish after the drain deadline forced them shut.
+const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the server hands each worker.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Index of the worker, for logs.
+    pub index: usize,
+    /// The core to pin to.
+    pub core: Option<usize>,
+    /// This worker's listening socket.
+    pub listener: std::net::TcpListener,
+    /// The driver chosen at start-up.
+    pub driver: ChosenDriver,
+    /// The configuration.
+    pub config: Arc<ServerConfig>,
+    /// The server-wide connection count.
+    pub counter: Arc<ConnectionCounter>,
+    /// Set when the server starts draining.
+    pub drain: Arc<DrainSignal>,
+}
+
+/// Starts the worker thread; it reports on `ready` once it accepts connections (or why it
+/// cannot) and returns when its drain is complete.
+pub fn spawn(
+    spec: WorkerSpec,
+    ready: Sender<Result<(), EngineError>>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ringstream-w{}", spec.index))
+        .spawn(move || run(spec, ready))
+}
+
+fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
+    let index = spec.index;
+    let fail = |reason: String| EngineError::Worker { index, reason };
+    let rt = match build_runtime(spec.driver, spec.core) {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(fail(format!(
+                "cannot build its {} runtime: {e}",
+                spec.driver
+            ))));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let acceptor = match TcpAcceptor::from_std(spec.listener) {
+            Ok(acceptor) => acceptor,
+            Err(e) => {
+                let _ = ready.send(Err(fail(format!("cannot register its listener: {e}"))));
+                return;
+            }
+        };
+        let ctx = Rc::new(WorkerContext::new(&spec.config));
+        let _ = ready.send(Ok(()));
+        tracing::debug!(worker = index, core = ?spec.core, "accepting");
+        accept_until_drain(&acceptor, &ctx, &spec.counter, &spec.drain).await;
+        drop(acceptor);
+        drain(&ctx, spec.config.drain_timeout, index).await;
+    });
+}
+
+async fn accept_until_drain(
+    acceptor: &TcpAcceptor,
+    ctx: &Rc<WorkerContext>,
+    counter: &Arc<ConnectionCounter>,
+    drain: &DrainSignal,
+) {
+    let mut drain_started = pin!(drain.wait());
+    let mut last_fd_warning: Option<Instant> = None;
+    loop {
+        let accepted = match select(pin!(acceptor.accept()), drain_started.as_mut()).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(((), _)) => return,
+        };
+        let transport = match accepted {
+            Ok((transport, _peer)) => transport,
+            Err(e) if is_fd_exhaustion(&e) => {
+                if last_fd_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                    tracing::warn!(
+                        error = %e,
+                        "out of file descriptors: pausing accept (raise the nofile limit or lower max_connections)"
+                    );
+                    last_fd_warning = Some(Instant::now());
+                }
+                sleep(FD_EXHAUSTED_PAUSE).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        match counter.try_acquire() {
+            Some(slot) => {
+                let ctx = Rc::clone(ctx);
+                spawn_detached(async move {
+                    let guard = ctx.registry.register(transport.raw_fd());
+                    http::serve(transport, Rc::clone(&ctx), guard).await;
+                    drop(slot);
+                });
+            }
+            None => refuse_full(transport, ctx),
+        }
+    }
+}
+
+/// 503 + `Retry-After` for a connection past `max_connections`.
+fn refuse_full(transport: crate::transport::TcpTransport, ctx: &Rc<WorkerContext>) {
+    if ctx.refusals_in_flight.get() >= MAX_REFUSALS_IN_FLIGHT {
+        return;
+    }
+    ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() + 1);
+    let ctx = Rc::clone(ctx);
+    spawn_detached(async move {
+        http::refuse_overloaded(transport, ctx.date.now(), ctx.send_timeout()).await;
+        ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() - 1);
+    });
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Lets in-flight requests finish for up to `drain_timeout`, then closes what is left.
+async fn drain(ctx: &WorkerContext, drain_timeout: Duration, index: usize) {
+    ctx.draining.set(true);
+    ctx.registry.shutdown_idle();
+    let deadline = Instant::now() + drain_timeout;
+    if !wait_until_empty(ctx, deadline).await {
+        tracing::warn!(
+            worker = index,
+            open = ctx.registry.len(),
+            "drain timeout: closing the remaining connections"
+        );
+        ctx.registry.shutdown_all();
+        wait_until_empty(ctx, Instant::now() + FORCED_CLOSE_GRACE).await;
+    }
+}
+
+/// Polls the registry until it is empty or `deadline` passes; true if it emptied.
+async fn wait_until_empty(ctx: &WorkerContext, deadline: Instant) -> bool {
+    while !ctx.registry.is_empty() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}

@@ -1,0 +1,147 @@
+//! The `Date` header value in IMF-fixdate form, computed from a Unix time without reading a clock.
+
+use std::fmt;
+
+/// Latest time IMF-fixdate can show: 9999-12-31 23:59:59 GMT (the year has four digits).
+const MAX_SECS: u64 = 253_402_300_799;
+
+/// Day names, starting from Thursday, the weekday of 1970-01-01.
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+
+/// Month names, January first.
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// A `Date` value such as `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate, RFC 9110 §5.6.7).
+///
+/// Sans-IO: the engine reads its clock and builds one per second; formatting is a
+/// handful of divisions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HttpDate([u8; 29]);
+
+impl HttpDate {
+    /// The date `secs` seconds after 1970-01-01 00:00:00 UTC; times after year 9999
+    /// show as its last second.
+    pub fn from_unix_secs(secs: u64) -> Self {
+        let secs = secs.min(MAX_SECS);
+        let days = secs / 86_400;
+        let in_day = secs % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+        out[0..3].copy_from_slice(WEEKDAYS[(days % 7) as usize]);
+        put_two_digits(&mut out[5..7], day);
+        out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+        put_two_digits(&mut out[12..14], year / 100);
+        put_two_digits(&mut out[14..16], year % 100);
+        put_two_digits(&mut out[17..19], in_day / 3600);
+        put_two_digits(&mut out[20..22], in_day / 60 % 60);
+        put_two_digits(&mut out[23..25], in_day % 60);
+        Self(out)
+    }
+
+    /// The 29 bytes of the value, without the field name or CRLF.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for HttpDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Built from ASCII only, so the lossy conversion never replaces anything.
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Debug for HttpDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpDate({self})")
+    }
+}
+
+/// Year, month (1-12) and day (1-31) of a day count since 1970-01-01, proleptic
+/// Gregorian: Howard Hinnant's `civil_from_days`, with eras of 400 years starting on
+/// March 1st so that the leap day ends a year.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `n` (below 100) as two ASCII digits.
+fn put_two_digits(out: &mut [u8], n: u64) {
+    out[0] = b'0' + (n / 10) as u8;
+    out[1] = b'0' + (n % 10) as u8;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn date(secs: u64) -> String {
+        HttpDate::from_unix_secs(secs).to_string()
+    }
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // Leap days: a year divisible by 4, and by 400.
+        assert_eq!(date(1_709_208_000), "Thu, 29 Feb 2024 12:00:00 GMT");
+        assert_eq!(date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(date(951_868_799), "Tue, 29 Feb 2000 23:59:59 GMT");
+        assert_eq!(date(951_868_800), "Wed, 01 Mar 2000 00:00:00 GMT");
+        // 2100 is not a leap year: February 28th is followed by March 1st.
+        assert_eq!(date(4_107_456_000), "Sun, 28 Feb 2100 00:00:00 GMT");
+        assert_eq!(date(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
+        // Past the 32-bit time_t limit.
+        assert_eq!(date(2_147_483_647), "Tue, 19 Jan 2038 03:14:07 GMT");
+        assert_eq!(date(2_147_483_648), "Tue, 19 Jan 2038 03:14:08 GMT");
+        assert_eq!(date(4_102_444_800), "Fri, 01 Jan 2100 00:00:00 GMT");
+        assert_eq!(date(1_767_225_599), "Wed, 31 Dec 2025 23:59:59 GMT");
+    }
+
+    #[test]
+    fn clamps_after_year_9999() {
+        assert_eq!(date(MAX_SECS), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    /// Days since 1970-01-01 of a civil date, counted the slow way.
+    fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+        let month_days = |y: u64, m: u64| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let years: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
+        let months: u64 = (1..month).map(|m| month_days(year, m)).sum();
+        years + months + day - 1
+    }
+
+    proptest! {
+        #[test]
+        fn civil_date_agrees_with_counting_days(days in 0u64..2_932_897) {
+            let (year, month, day) = civil_from_days(days);
+            prop_assert!((1..=12).contains(&month));
+            prop_assert!((1..=31).contains(&day));
+            prop_assert_eq!(days_from_civil(year, month, day), days);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Sans-IO codecs for ringstream: bytes in, decisions and bytes out.
+//!
+//! Nothing here reads a socket or a clock. The engine hands in what it has buffered
+//! and gets back either "need more bytes" (`Ok(None)`), a parsed value borrowing the
+//! buffer, or an error that already knows the answer to send (`status()`), so every
+//! protection in PROTECTIONS.md that concerns the wire format is decided here and can
+//! be tested without a network.
+//!
+//! # Layout
+//!
+//! - [`http`]: HTTP/1.1. Request heads are parsed in place and checked against the
+//!   size limits and the request-smuggling rules; bodies are decoded incrementally
+//!   (`Content-Length` and chunked) without copying; response heads, `100 Continue`
+//!   and small error responses are written into the output buffer, with a `Date`
+//!   value formatted from a Unix time.
+
+#![forbid(unsafe_code)]
+
+pub mod http;

@@ -1,0 +1,258 @@
+//! Starting the real `ringstream` binary on an ephemeral loopback port, and speaking raw HTTP to it.
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the helpers"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail the test loudly"
+)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything that should happen "at once" on a loaded 2-core CI machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running `ringstream serve` process, killed by PID when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    _config: Option<TempFile>,
+}
+
+impl Server {
+    /// `ringstream serve --listen 127.0.0.1:0` plus `args`.
+    pub fn start(args: &[&str]) -> Self {
+        Self::spawn(args, None)
+    }
+
+    /// Like [`Server::start`] with a config file holding `toml`.
+    pub fn with_config(toml: &str, args: &[&str]) -> Self {
+        let file = TempFile::new("toml", toml.as_bytes());
+        let path = file.path.to_str().unwrap().to_owned();
+        let mut all = vec!["--config", path.as_str()];
+        all.extend_from_slice(args);
+        Self::spawn(&all, Some(file))
+    }
+
+    fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringstream"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ringstream");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("unexpected first line {line:?}")
+            })
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            _config: config,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    pub fn signal(&self, signo: i32) {
+        // SAFETY: plain kill(2) on the PID of the child this helper started and still owns.
+        let rc = unsafe { libc::kill(self.pid(), signo) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// One request on a fresh connection; returns the response.
+    pub fn request(&self, raw: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        read_response(&mut stream).expect("a response")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (head and `Content-Length` body). `None` if the connection closed first.
+pub fn read_response(stream: &mut TcpStream) -> Option<Response> {
+    read_response_to(stream, false)
+}
+
+/// Reads the response to a `HEAD` request: the head only.
+pub fn read_head_response(stream: &mut TcpStream) -> Option<Response> {
+    read_response_to(stream, true)
+}
+
+fn read_response_to(stream: &mut TcpStream, head_only: bool) -> Option<Response> {
+    let mut buf = Vec::new();
+    let head_len = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) => buf.push(byte[0]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading a response: {e}"),
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed.parse(&buf[..head_len]).expect("valid response head");
+    let status = parsed.code.unwrap();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; if head_only || status == 100 { 0 } else { len }];
+    stream.read_exact(&mut body).ok()?;
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// True when the server has closed the connection: the next read sees EOF (or a reset).
+pub fn is_closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+    }
+}
+
+/// Asserts `raw` is answered with `status` and the connection is then closed.
+pub fn assert_refused(server: &Server, raw: &[u8], status: u16) -> Response {
+    let mut stream = server.connect();
+    stream.write_all(raw).unwrap();
+    let response = read_response(&mut stream)
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(
+        response.status,
+        status,
+        "for request {:?}",
+        String::from_utf8_lossy(raw)
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(
+        is_closed(&mut stream),
+        "connection left open after {status}"
+    );
+    response
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A file removed when dropped.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(ext: &str, contents: &[u8]) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringstream-test-{}-{}.{ext}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        Self { path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs the `ringstream` binary with `args` to completion; returns (exit code, stderr).
+pub fn run_binary(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringstream"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
