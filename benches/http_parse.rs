@@ -44,14 +44,16 @@ fn parse_heads(c: &mut Criterion) {
         });
     }
     // httparse alone, for the cost of the checks on top of it.
-    group.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
-    group.bench_function("httparse_only/browser_get", |b| {
-        b.iter(|| {
-            let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
-            let mut request = httparse::Request::new(&mut []);
-            request.parse_with_uninit_headers(black_box(BROWSER_GET), &mut slots)
+    for (name, head) in [("browser_get", BROWSER_GET), ("health_get", HEALTH_GET)] {
+        group.throughput(Throughput::Bytes(head.len() as u64));
+        group.bench_with_input(BenchmarkId::new("httparse_only", name), head, |b, head| {
+            b.iter(|| {
+                let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+                let mut request = httparse::Request::new(&mut []);
+                request.parse_with_uninit_headers(black_box(head), &mut slots)
+            });
         });
-    });
+    }
     group.finish();
 }
 

@@ -202,3 +202,24 @@ fn a_port_already_served_is_refused() {
     assert_ne!(code, 0);
     assert!(stderr.contains("already in use"), "{stderr}");
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn auto_falls_back_to_poll_where_io_uring_is_forbidden_and_uring_refuses_to_start() {
+    let server = Server::start_without_io_uring(&["--io-driver", "auto", "--workers", "2"]);
+    let response = server.request(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+    let log = server.log();
+    assert_eq!(
+        log.matches("running on the poll driver").count(),
+        1,
+        "one clear line: {log}"
+    );
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringstream"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--io-driver", "uring"]);
+    support::deny_io_uring(&mut command);
+    let (code, stderr) = support::run_command(&mut command);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("io_uring is not available"), "{stderr}");
+}

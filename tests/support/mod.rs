@@ -24,6 +24,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     _config: Option<TempFile>,
+    log: Option<TempFile>,
 }
 
 impl Server {
@@ -42,14 +43,32 @@ impl Server {
     }
 
     fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringstream"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
+        Self::spawn_command(serve_command(args), config)
+    }
+
+    /// Like [`Server::start`], in a process where `io_uring_setup` fails with `ENOSYS`, as under
+    /// a container's seccomp profile.
+    #[cfg(target_arch = "x86_64")]
+    pub fn start_without_io_uring(args: &[&str]) -> Self {
+        let mut command = serve_command(args);
+        deny_io_uring(&mut command);
+        let log = TempFile::new("log", b"");
+        command.stderr(std::fs::File::create(&log.path).unwrap());
+        let mut server = Self::spawn_command(command, None);
+        server.log = Some(log);
+        server
+    }
+
+    /// What the server logged so far, for servers started with a captured log.
+    pub fn log(&self) -> String {
+        let log = self.log.as_ref().expect("started with a captured log");
+        std::fs::read_to_string(&log.path).unwrap()
+    }
+
+    fn spawn_command(mut command: Command, config: Option<TempFile>) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start ringstream");
         let stdout = child.stdout.take().unwrap();
@@ -68,6 +87,7 @@ impl Server {
             child,
             addr,
             _config: config,
+            log: None,
         }
     }
 
@@ -115,6 +135,70 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn serve_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringstream"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Installs, in the child before exec, a seccomp filter under which `io_uring_setup` fails with
+/// `ENOSYS` and every other system call is allowed.
+#[cfg(target_arch = "x86_64")]
+pub fn deny_io_uring(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const ARCH_OFFSET: u32 = 4;
+    const NR_OFFSET: u32 = 0;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, ARCH_OFFSET),
+        jump(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
+        jump(libc::SYS_io_uring_setup as u32, 0, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl(2)
+    // system calls on data that lives on its stack (async-signal-safe, no allocation).
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -246,11 +330,12 @@ impl Drop for TempFile {
 
 /// Runs the `ringstream` binary with `args` to completion; returns (exit code, stderr).
 pub fn run_binary(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_ringstream"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    run_command(Command::new(env!("CARGO_BIN_EXE_ringstream")).args(args))
+}
+
+/// Runs `command` to completion; returns (exit code, stderr).
+pub fn run_command(command: &mut Command) -> (i32, String) {
+    let output = command.stdin(Stdio::null()).output().unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stderr).into_owned(),

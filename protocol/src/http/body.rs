@@ -30,6 +30,22 @@ pub struct Decoded {
 }
 
 /// Decodes a request body from bytes as they arrive, split anywhere.
+///
+/// ```
+/// use ringstream_protocol::http::{BodyDecoder, BodyKind};
+///
+/// let mut decoder = BodyDecoder::new(BodyKind::Chunked, 1024);
+/// let mut input: &[u8] = b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n";
+/// let mut body = Vec::new();
+/// // A real caller reads more when `input` runs out before `done`.
+/// while !decoder.is_done() {
+///     let decoded = decoder.decode(input)?;
+///     body.extend_from_slice(&input[decoded.data.clone()]);
+///     input = &input[decoded.consumed..];
+/// }
+/// assert_eq!(body, b"Wikipedia");
+/// # Ok::<(), ringstream_protocol::http::BodyError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {
     /// The framing being decoded and how far it got.
@@ -39,8 +55,11 @@ pub struct BodyDecoder {
 /// Per-framing decoder state.
 #[derive(Debug, Clone)]
 enum Kind {
-    /// `Content-Length` bytes still to come.
-    Length { remaining: u64 },
+    /// A `Content-Length` body in progress.
+    Length {
+        /// Body bytes still to come.
+        remaining: u64,
+    },
     /// A chunked body in progress.
     Chunked(ChunkedDecoder),
     /// A `Content-Length` above `max_body`: every call refuses.

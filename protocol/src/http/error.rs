@@ -6,8 +6,7 @@ use std::fmt;
 ///
 /// Every variant means the same thing to the caller: send the response with
 /// [`status()`](Self::status) (`write_error_response` writes one) and close the
-/// connection, because after a framing error the next request's first byte cannot be
-/// found (RFC 9112 §6.3, last paragraph).
+/// connection, because after a refused head nothing says where the next request starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestError {
     /// 431: the head is longer than `max_head_bytes`, or that many bytes arrived

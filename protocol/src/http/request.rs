@@ -15,7 +15,7 @@ pub const DEFAULT_MAX_HEADERS: usize = 64;
 /// Default for [`HeadLimits::max_uri_bytes`] (PROTECTIONS.md: `max_uri_bytes`).
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 /// How many header slots a caller should give [`parse_request`]: enough for any sane
-/// `max_headers`, and 256 × 32 bytes fits comfortably on a stack.
+/// `max_headers`, and 256 slots of 32 bytes (8 KiB) fit comfortably on a stack.
 pub const HEADER_SLOTS: usize = 256;
 
 /// The size limits a request head is held to while it is parsed.
@@ -202,6 +202,21 @@ impl<'b> Request<'b, '_> {
 /// (Transfer-Encoding in HTTP/1.0, Content-Length with Transfer-Encoding, the codings,
 /// the Content-Length values). Syntax errors get the status their position decides; when
 /// several 400 causes are present, the variant is a best guess for the log.
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// use ringstream_protocol::http::{HEADER_SLOTS, HeadLimits, Method, parse_request};
+///
+/// let buf = b"GET /hello?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\nGET /next";
+/// let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+/// let limits = HeadLimits::default();
+/// assert!(parse_request(&buf[..20], &mut slots, &limits)?.is_none());
+/// let request = parse_request(buf, &mut slots, &limits)?.expect("complete head");
+/// assert_eq!(request.method, Method::Get);
+/// assert_eq!(request.path(), "/hello");
+/// assert_eq!(&buf[request.head_len..], b"GET /next");
+/// # Ok::<(), ringstream_protocol::http::RequestError>(())
+/// ```
 pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
     headers: &'h mut [MaybeUninit<Header<'b>>],
@@ -226,7 +241,7 @@ pub fn parse_request<'b, 'h>(
             Ok(None)
         }
         Err(error) => {
-            // The target ends before the error, so an over-long one was refused first.
+            // An error inside or after an over-long target comes after its limit.
             check_limits(target, 0, limits)?;
             Err(classify(error, seen, target))
         }
@@ -250,7 +265,8 @@ impl TargetSeen {
         };
         // httparse returns sub-slices of `seen`, so the offset is an address difference;
         // the method is followed by exactly one SP.
-        let start = method.as_ptr().addr() - seen.as_ptr().addr() + method.len() + 1;
+        let start = (method.as_ptr().addr().saturating_sub(seen.as_ptr().addr()))
+            .saturating_add(method.len() + 1);
         let len = match parsed.path {
             Some(path) => path.len(),
             // Still streaming or stopped at a bad byte: count the target bytes

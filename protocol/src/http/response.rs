@@ -6,36 +6,53 @@ use super::date::HttpDate;
 /// body (RFC 9110 §15.2.1).
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// The reason phrase for every status this server sends (RFC 9110 §15, RFC 6585 for
-/// 429 and 431); `None` for others, which then go out with an empty phrase.
-pub fn reason_phrase(status: u16) -> Option<&'static str> {
-    Some(match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        416 => "Range Not Satisfiable",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => return None,
-    })
+/// Defines [`reason_phrase`] and the matching whole status lines from one table.
+macro_rules! statuses {
+    ($($code:literal => $reason:literal,)*) => {
+        /// The reason phrase for every status this server sends (RFC 9110 §15, RFC 6585
+        /// for 429 and 431); `None` for others, which then go out with an empty phrase.
+        pub fn reason_phrase(status: u16) -> Option<&'static str> {
+            match status {
+                $($code => Some($reason),)*
+                _ => None,
+            }
+        }
+
+        /// `HTTP/1.1 {status} {reason}` and CRLF, ready to copy, for the same statuses.
+        fn status_line(status: u16) -> Option<&'static [u8]> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+statuses! {
+    100 => "Continue",
+    101 => "Switching Protocols",
+    200 => "OK",
+    201 => "Created",
+    204 => "No Content",
+    206 => "Partial Content",
+    301 => "Moved Permanently",
+    304 => "Not Modified",
+    400 => "Bad Request",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    408 => "Request Timeout",
+    409 => "Conflict",
+    413 => "Content Too Large",
+    414 => "URI Too Long",
+    416 => "Range Not Satisfiable",
+    426 => "Upgrade Required",
+    429 => "Too Many Requests",
+    431 => "Request Header Fields Too Large",
+    500 => "Internal Server Error",
+    501 => "Not Implemented",
+    503 => "Service Unavailable",
+    505 => "HTTP Version Not Supported",
 }
 
 /// Appends a response head to `out`: status line, `Date`, `Server`, `headers` in order,
@@ -60,11 +77,15 @@ pub fn write_response_head(
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum::<usize>(),
     );
-    out.extend_from_slice(b"HTTP/1.1 ");
-    write_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason_phrase(status).unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\nDate: ");
+    if let Some(line) = status_line(status) {
+        out.extend_from_slice(line);
+    } else {
+        // RFC 9112 §4: the reason-phrase may be empty, the SP before it may not.
+        out.extend_from_slice(b"HTTP/1.1 ");
+        write_decimal(out, u64::from(status));
+        out.extend_from_slice(b" \r\n");
+    }
+    out.extend_from_slice(b"Date: ");
     out.extend_from_slice(date.as_bytes());
     out.extend_from_slice(b"\r\nServer: ringstream\r\n");
     for &(name, value) in headers {
@@ -90,8 +111,8 @@ pub fn write_continue(out: &mut Vec<u8>) {
 
 /// Appends a complete response for a refusal: the head with `extra_headers` and
 /// `Connection: close`, and a one-line text body such as
-/// `431 Request Header Fields Too Large\n` (none for 1xx, 204 and 304, which have no
-/// content, RFC 9110 §6.4.1).
+/// `431 Request Header Fields Too Large\n` (none for 1xx, 204 and 304, which end at
+/// the empty line, RFC 9112 §6.3 item 1).
 pub fn write_error_response(
     out: &mut Vec<u8>,
     status: u16,
@@ -148,20 +169,32 @@ fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[start..]);
 }
 
-/// `token = 1*tchar` (RFC 9110 §5.6.2): a valid field name.
+/// `tchar` (RFC 9110 §5.6.2) by byte value.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'!' | b'#'..=b'\'' | b'*' | b'+')
+            || matches!(c, b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
+
+/// `token = 1*tchar`: a valid field name. Branch-free, since every response checks
+/// every name.
 fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.iter().fold(true, |ok, &b| ok & TCHAR[usize::from(b)])
 }
 
 /// No control byte but HTAB (RFC 9110 §5.5: field-value excludes CR, LF and NUL; the
-/// other controls are refused by recipients too).
+/// other controls are refused by recipients too). A branch-free pass that vectorises.
 fn is_field_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    !value.iter().fold(false, |bad, &b| {
+        bad | (b < 0x20 && b != b'\t') | (b == 0x7f)
+    })
 }
 
 #[cfg(test)]

@@ -166,3 +166,30 @@ fn decimals() {
         assert_eq!(out, n.to_string().as_bytes());
     }
 }
+
+#[test]
+fn token_bytes() {
+    let tchars: Vec<u8> = (0..=255u8).filter(|&b| TCHAR[usize::from(b)]).collect();
+    let mut expected: Vec<u8> = b"!#$%&'*+-.^_`|~0123456789".to_vec();
+    expected.extend(b'A'..=b'Z');
+    expected.extend(b'a'..=b'z');
+    expected.sort_unstable();
+    assert_eq!(tchars, expected);
+    assert!(is_token(b"X-Custom_1"));
+    assert!(!is_token(b""));
+    assert!(!is_token(b"a:b"));
+    assert!(is_field_value(b""));
+    assert!(is_field_value(b"a\tb \x80\xff~"));
+    for bad in [&b"\r"[..], b"\n", b"\x00", b"\x7f", b"\x1f"] {
+        assert!(!is_field_value(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn status_lines_match_reasons() {
+    for status in 0..1000 {
+        let expected = reason_phrase(status).map(|r| format!("HTTP/1.1 {status} {r}\r\n"));
+        let line = status_line(status).map(|l| String::from_utf8_lossy(l).into_owned());
+        assert_eq!(line, expected);
+    }
+}
