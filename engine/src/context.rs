@@ -8,7 +8,7 @@ use ringstream_protocol::http::HeadLimits;
 
 use crate::clock::DateCache;
 use crate::config::{HttpLimits, ServerConfig};
-use crate::drain::ConnRegistry;
+use crate::registry::ConnRegistry;
 use crate::router::Router;
 
 /// One worker's shared, single-threaded state.

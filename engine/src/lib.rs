@@ -17,7 +17,9 @@
 //! - `http`: the HTTP/1.1 connection state machine, built-in routes and refusals.
 //! - `router`: matching a path to a route.
 //! - `context`: what the connections of one worker share.
-//! - `drain`: the drain signal and each worker's registry of open connections.
+//! - `registry`: each worker's open connections, their deadlines (one sweeper per worker
+//!   instead of a timer per operation) and their idle state for the drain.
+//! - `drain`: the cross-thread drain signal.
 //! - `conn_count`: the server-wide connection counter (`max_connections`).
 //! - `clock`: the cached `Date` header.
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
@@ -34,6 +36,7 @@ mod driver;
 mod error;
 mod http;
 mod listener;
+mod registry;
 mod rlimit;
 mod router;
 mod runtime;

@@ -18,6 +18,7 @@ use crate::context::WorkerContext;
 use crate::drain::DrainSignal;
 use crate::driver::{ChosenDriver, build_runtime};
 use crate::error::EngineError;
+use crate::registry::sweep_forever;
 use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
 use crate::{http, runtime};
 
@@ -82,6 +83,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
             }
         };
         let ctx = Rc::new(WorkerContext::new(&spec.config));
+        spawn_detached(sweep_forever(ctx.registry.clone()));
         let _ = ready.send(Ok(()));
         tracing::debug!(worker = index, core = ?spec.core, "accepting");
         accept_until_drain(&acceptor, &ctx, &spec.counter, &spec.drain).await;

@@ -16,8 +16,7 @@ use super::apps::{self, MethodClass};
 use super::refuse;
 use crate::config::{HttpLimits, bounds};
 use crate::context::WorkerContext;
-use crate::drain::ConnGuard;
-use crate::runtime::timeout;
+use crate::registry::ConnGuard;
 use crate::transport::Transport;
 
 /// A fresh connection's read and write buffers start this big; the read buffer grows (up to
@@ -59,6 +58,7 @@ enum ReadOutcome {
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
 pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard) {
     let mut conn = Connection {
+        guard,
         io,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
@@ -66,7 +66,7 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
         send_timeout: ctx.limits.send_timeout,
         ctx,
     };
-    match conn.run(&guard).await {
+    match conn.run().await {
         Ok(()) | Err(Stop::Close) => {}
         Err(Stop::Refuse(status)) => {
             let date = conn.ctx.date.now();
@@ -76,6 +76,9 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
 }
 
 struct Connection<T> {
+    /// Declared before `io` so that it drops first: the registry must never hold the descriptor
+    /// of a closed stream.
+    guard: ConnGuard,
     io: T,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,
@@ -88,10 +91,10 @@ struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
-    async fn run(&mut self, guard: &ConnGuard) -> Result<(), Stop> {
+    async fn run(&mut self) -> Result<(), Stop> {
         let mut first = true;
         loop {
-            let Some(request) = self.next_head(first, guard).await? else {
+            let Some(request) = self.next_head(first).await? else {
                 return self.flush().await;
             };
             first = false;
@@ -125,11 +128,7 @@ impl<T: Transport> Connection<T> {
 
     /// Returns the next request head, waiting for bytes as needed; `None` when the client
     /// closed cleanly between requests (or the drain closed an idle connection).
-    async fn next_head(
-        &mut self,
-        first: bool,
-        guard: &ConnGuard,
-    ) -> Result<Option<RequestInfo>, Stop> {
+    async fn next_head(&mut self, first: bool) -> Result<Option<RequestInfo>, Stop> {
         // For the first request the header timeout runs from accept: a client that connects and
         // sends nothing is a slowloris too.
         let mut head_started = first.then(Instant::now);
@@ -143,20 +142,14 @@ impl<T: Transport> Connection<T> {
             // Everything parsed so far is answered before waiting for more.
             self.flush().await?;
             let idle = self.pos == self.buf.len();
-            guard.set_idle(idle);
-            let wait = match head_started {
-                Some(started) => {
-                    let deadline = started + self.ctx.limits.header_timeout;
-                    match deadline.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => left,
-                        _ => return Err(Stop::Refuse(408)),
-                    }
-                }
+            self.guard.set_idle(idle);
+            let deadline = match head_started {
+                Some(started) => started + self.ctx.limits.header_timeout,
                 None if self.ctx.draining.get() => return Ok(None),
-                None => self.ctx.limits.keepalive_timeout,
+                None => Instant::now() + self.ctx.limits.keepalive_timeout,
             };
-            let outcome = self.read_more(wait).await;
-            guard.set_idle(false);
+            let outcome = self.read_more(deadline).await;
+            self.guard.set_idle(false);
             match outcome {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof if idle => return Ok(None),
@@ -213,11 +206,10 @@ impl<T: Transport> Connection<T> {
                 }
             }
             self.flush().await?;
-            let left = body_deadline(started, received, limits)
-                .checked_duration_since(Instant::now())
-                .filter(|left| !left.is_zero())
-                .ok_or(Stop::Refuse(408))?;
-            match self.read_more(left).await {
+            match self
+                .read_more(body_deadline(started, received, limits))
+                .await
+            {
                 ReadOutcome::Data => {}
                 ReadOutcome::TimedOut => return Err(Stop::Refuse(408)),
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Stop::Close),
@@ -225,10 +217,10 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Reads more bytes into the buffer within `wait`. Consumed bytes are dropped first, and
+    /// Reads more bytes into the buffer before `deadline`. Consumed bytes are dropped first, and
     /// the buffer grows only when it is full of an unfinished head (bounded by the head limit,
     /// which the parser enforces).
-    async fn read_more(&mut self, wait: Duration) -> ReadOutcome {
+    async fn read_more(&mut self, deadline: Instant) -> ReadOutcome {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -237,7 +229,7 @@ impl<T: Transport> Connection<T> {
             self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
         }
         let buf = std::mem::take(&mut self.buf);
-        match timeout(wait, self.io.read_append(buf)).await {
+        match self.guard.within(deadline, self.io.read_append(buf)).await {
             Some((result, buf)) => {
                 self.buf = buf;
                 match result {
@@ -258,7 +250,8 @@ impl<T: Transport> Connection<T> {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        match timeout(self.send_timeout, self.io.write_all(out)).await {
+        let deadline = Instant::now() + self.send_timeout;
+        match self.guard.within(deadline, self.io.write_all(out)).await {
             Some((Ok(()), mut out)) => {
                 out.clear();
                 self.out = out;

@@ -1,0 +1,253 @@
+//! Each worker's table of open connections: their deadlines, enforced by one sweeper task per
+//! worker instead of one timer per read or write, and their idle state, which the drain uses.
+//!
+//! A connection arms a deadline before it waits ([`ConnGuard::within`]); the sweeper visits the
+//! table every [`SWEEP_INTERVAL`], marks connections whose deadline has passed and wakes them.
+//! The woken wait returns `None` and drops the I/O future it was running, which cancels the
+//! operation. Timeouts therefore fire between their deadline and one sweep interval later.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+/// How often the sweeper checks deadlines: the granularity of every connection timeout.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+struct Entry {
+    fd: RawFd,
+    idle: bool,
+    deadline: Option<Instant>,
+    expired: bool,
+    waker: Option<Waker>,
+}
+
+/// One worker's open connections. Single-threaded: lives in the worker's runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ConnRegistry {
+    entries: Rc<RefCell<Slab<Entry>>>,
+}
+
+impl ConnRegistry {
+    /// Records a new connection; the returned guard removes it when dropped. Declare the guard
+    /// after the stream that owns `fd`, so that it drops first and the registry never holds a
+    /// descriptor that was closed (and possibly reused).
+    pub fn register(&self, fd: RawFd) -> ConnGuard {
+        let key = self.entries.borrow_mut().insert(Entry {
+            fd,
+            idle: true,
+            deadline: None,
+            expired: false,
+            waker: None,
+        });
+        ConnGuard {
+            registry: self.clone(),
+            key,
+        }
+    }
+
+    /// Number of open connections on this worker.
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether this worker has no open connection.
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+
+    /// Marks every connection whose deadline is at or before `now` and wakes it.
+    pub fn expire(&self, now: Instant) {
+        let mut wakers = Vec::new();
+        for (_, entry) in self.entries.borrow_mut().iter_mut() {
+            if !entry.expired && entry.deadline.is_some_and(|d| d <= now) {
+                entry.expired = true;
+                wakers.extend(entry.waker.take());
+            }
+        }
+        // Woken outside the borrow: waking only schedules the task, but keep it obviously safe.
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Shuts down every connection that is between requests; their pending read returns 0 and
+    /// they close. Connections in the middle of a request are left to finish.
+    pub fn shutdown_idle(&self) {
+        for (_, entry) in self.entries.borrow().iter().filter(|(_, e)| e.idle) {
+            shutdown_fd(entry.fd);
+        }
+    }
+
+    /// Shuts down every connection (drain deadline): pending reads and writes fail and the
+    /// connections close.
+    pub fn shutdown_all(&self) {
+        for (_, entry) in self.entries.borrow().iter() {
+            shutdown_fd(entry.fd);
+        }
+    }
+
+    fn with_entry<R>(&self, key: usize, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        self.entries.borrow_mut().get_mut(key).map(f)
+    }
+}
+
+fn shutdown_fd(fd: RawFd) {
+    // SAFETY: `fd` belongs to a connection that is still registered, so its stream (the owner of
+    // the descriptor) is alive on this thread and the descriptor is open; shutdown(2) neither
+    // closes nor invalidates it, it only ends the TCP streams in both directions.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Checks deadlines every [`SWEEP_INTERVAL`] until the worker's runtime stops.
+pub async fn sweep_forever(registry: ConnRegistry) {
+    loop {
+        crate::runtime::sleep(SWEEP_INTERVAL).await;
+        if !registry.is_empty() {
+            registry.expire(Instant::now());
+        }
+    }
+}
+
+/// Keeps one connection registered while it lives.
+#[derive(Debug)]
+pub struct ConnGuard {
+    registry: ConnRegistry,
+    key: usize,
+}
+
+impl ConnGuard {
+    /// Marks the connection as waiting for a request (`true`) or working on one (`false`).
+    pub fn set_idle(&self, idle: bool) {
+        self.registry.with_entry(self.key, |e| e.idle = idle);
+    }
+
+    /// Runs `future` until it completes or `deadline` passes; `None` if the deadline passed
+    /// first (the future is then dropped, which cancels its I/O).
+    pub async fn within<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
+        self.registry.with_entry(self.key, |e| {
+            e.deadline = Some(deadline);
+            e.expired = deadline <= Instant::now();
+        });
+        let output = Deadline {
+            guard: self,
+            future: std::pin::pin!(future),
+        }
+        .await;
+        self.registry.with_entry(self.key, |e| {
+            e.deadline = None;
+            e.waker = None;
+        });
+        output
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.registry.entries.borrow_mut().try_remove(self.key);
+    }
+}
+
+/// A future raced against its connection's deadline.
+struct Deadline<'g, 'f, F> {
+    guard: &'g ConnGuard,
+    future: Pin<&'f mut F>,
+}
+
+impl<F: Future> Future for Deadline<'_, '_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let expired = self
+            .guard
+            .registry
+            .with_entry(self.guard.key, |e| e.expired)
+            .unwrap_or(true);
+        if expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        self.guard
+            .registry
+            .with_entry(self.guard.key, |e| match &e.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => e.waker = Some(cx.waker().clone()),
+            });
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use std::task::Wake;
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn guards_unregister_on_drop() {
+        let registry = ConnRegistry::default();
+        let a = registry.register(-1);
+        let b = registry.register(-1);
+        assert_eq!(registry.len(), 2);
+        drop(a);
+        assert_eq!(registry.len(), 1);
+        drop(b);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_wait_past_its_deadline_is_woken_and_gives_up() {
+        let registry = ConnRegistry::default();
+        let guard = registry.register(-1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut wait = Box::pin(guard.within(deadline, std::future::pending::<()>()));
+        let flag = std::sync::Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        registry.expire(deadline - Duration::from_secs(1));
+        assert!(!flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        registry.expire(deadline);
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_wait_that_completes_in_time_returns_its_output_and_disarms() {
+        let registry = ConnRegistry::default();
+        let guard = registry.register(-1);
+        let far = Instant::now() + Duration::from_secs(60);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut wait = Box::pin(guard.within(far, std::future::ready(7)));
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(Some(7)));
+        drop(wait);
+        registry.expire(far + Duration::from_secs(1));
+        assert!(registry.with_entry(guard.key, |e| !e.expired).unwrap());
+    }
+
+    #[test]
+    fn a_deadline_already_past_gives_up_at_once() {
+        let registry = ConnRegistry::default();
+        let guard = registry.register(-1);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut wait = Box::pin(guard.within(Instant::now(), std::future::ready(1)));
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(None));
+    }
+}
