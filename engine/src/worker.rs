@@ -18,9 +18,9 @@ use crate::context::WorkerContext;
 use crate::drain::DrainSignal;
 use crate::driver::{ChosenDriver, build_runtime};
 use crate::error::EngineError;
+use crate::http;
 use crate::registry::sweep_forever;
 use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
-use crate::{http, runtime};
 
 /// At most this many 503 answers are in flight per worker; past it a connection the server has
 /// no room for is closed without one.
@@ -179,7 +179,7 @@ async fn wait_until_empty(ctx: &WorkerContext, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        runtime::sleep(Duration::from_millis(10)).await;
+        sleep(Duration::from_millis(10)).await;
     }
     true
 }

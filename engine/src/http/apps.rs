@@ -52,18 +52,8 @@ pub fn respond(
 
 /// Appends a 404 for a path no route serves.
 pub fn not_found(method: MethodClass, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
-    let body: &[u8] = b"404 Not Found\n";
-    write_response_head(
-        out,
-        404,
-        date,
-        &[("Content-Type", TEXT_PLAIN)],
-        Some(body.len() as u64),
-        close,
-    );
-    if method != MethodClass::Head {
-        out.extend_from_slice(body);
-    }
+    let headers = [("Content-Type", TEXT_PLAIN)];
+    write_with_body(out, 404, &headers, b"404 Not Found\n", method, date, close);
 }
 
 /// A fixed body for `GET` and `HEAD`; 405 with `Allow` for any other method.
@@ -77,29 +67,30 @@ fn read_only(
 ) {
     match method {
         MethodClass::Get | MethodClass::Head => {
-            write_response_head(
-                out,
-                200,
-                date,
-                &[("Content-Type", content_type)],
-                Some(body.len() as u64),
-                close,
-            );
-            if method == MethodClass::Get {
-                out.extend_from_slice(body);
-            }
+            let headers = [("Content-Type", content_type)];
+            write_with_body(out, 200, &headers, body, method, date, close);
         }
         MethodClass::Other => {
-            let body: &[u8] = b"405 Method Not Allowed\n";
-            write_response_head(
-                out,
-                405,
-                date,
-                &[("Content-Type", TEXT_PLAIN), ALLOW_READ],
-                Some(body.len() as u64),
-                close,
-            );
-            out.extend_from_slice(body);
+            let headers = [("Content-Type", TEXT_PLAIN), ALLOW_READ];
+            let body = b"405 Method Not Allowed\n";
+            write_with_body(out, 405, &headers, body, method, date, close);
         }
+    }
+}
+
+/// A response with a `Content-Length` body, which a `HEAD` request gets without the body
+/// (RFC 9110 §9.3.2).
+fn write_with_body(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    method: MethodClass,
+    date: &HttpDate,
+    close: bool,
+) {
+    write_response_head(out, status, date, headers, Some(body.len() as u64), close);
+    if method != MethodClass::Head {
+        out.extend_from_slice(body);
     }
 }

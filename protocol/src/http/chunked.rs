@@ -143,25 +143,13 @@ impl ChunkedDecoder {
         if digits == 0 {
             return Err(BodyError::InvalidChunkSize);
         }
-        match byte {
-            b' ' | b'\t' => Ok(State::SizeWhitespace),
-            b';' => Ok(State::Extension),
-            b'\r' => Ok(State::SizeLf),
-            b'\n' => Err(BodyError::MissingCrlf),
-            _ => Err(BodyError::InvalidChunkSize),
-        }
+        after_size(byte)
     }
 
     /// BWS after the size may only lead to `;` or the line end (RFC 9112 §7.1.1).
     fn read_size_whitespace(&mut self, byte: u8) -> Result<State, BodyError> {
         self.count_line_byte(byte)?;
-        match byte {
-            b' ' | b'\t' => Ok(State::SizeWhitespace),
-            b';' => Ok(State::Extension),
-            b'\r' => Ok(State::SizeLf),
-            b'\n' => Err(BodyError::MissingCrlf),
-            _ => Err(BodyError::InvalidChunkSize),
-        }
+        after_size(byte)
     }
 
     /// `chunk-ext` is skipped up to CR; a control byte (a bare LF among them) is refused,
@@ -284,6 +272,18 @@ fn hex_value(byte: u8) -> Option<u8> {
         b'a'..=b'f' => Some(byte - b'a' + 10),
         b'A'..=b'F' => Some(byte - b'A' + 10),
         _ => None,
+    }
+}
+
+/// What may follow the chunk size (and any whitespace after it): more whitespace, an
+/// extension, or the line end.
+fn after_size(byte: u8) -> Result<State, BodyError> {
+    match byte {
+        b' ' | b'\t' => Ok(State::SizeWhitespace),
+        b';' => Ok(State::Extension),
+        b'\r' => Ok(State::SizeLf),
+        b'\n' => Err(BodyError::MissingCrlf),
+        _ => Err(BodyError::InvalidChunkSize),
     }
 }
 
