@@ -97,9 +97,9 @@ impl ConnRegistry {
 }
 
 fn shutdown_fd(fd: RawFd) {
-    // SAFETY: `fd` belongs to a connection that is still registered, so its stream (the owner of
-    // the descriptor) is alive on this thread and the descriptor is open; shutdown(2) neither
-    // closes nor invalidates it, it only ends the TCP streams in both directions.
+    // A registered connection's stream (the descriptor's owner) is alive on this thread, so the
+    // descriptor is open; shutdown(2) ends its TCP streams but neither closes nor frees it.
+    // SAFETY: `fd` is open for the duration of the call (above); shutdown has no memory effects.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
     }
