@@ -9,6 +9,7 @@ mod error;
 mod raw;
 mod resolve;
 mod units;
+mod ws;
 
 use std::path::Path;
 
@@ -61,6 +62,7 @@ pub fn summary(config: &ServerConfig) -> String {
             let kind = match route.kind {
                 RouteKind::Health => "health",
                 RouteKind::StaticText { .. } => "static_text",
+                RouteKind::Echo { .. } => "echo",
             };
             format!("{} ({kind})", route.path)
         })

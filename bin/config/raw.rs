@@ -65,6 +65,25 @@ pub struct RawLimits {
     pub keepalive_timeout: Option<Spanned<Seconds>>,
     /// No-progress send timeout.
     pub send_timeout: Option<Spanned<Seconds>>,
+    /// WebSocket message size (also the sum of the fragments).
+    pub max_message_size: Option<Spanned<Size>>,
+    /// WebSocket fragments per message.
+    pub max_fragments: Option<Spanned<Int>>,
+    /// WebSocket frames per second per connection.
+    pub rate_limit: Option<Spanned<Int>>,
+    /// WebSocket frames per minute per connection.
+    pub messages_per_minute: Option<Spanned<Int>>,
+    /// WebSocket payload bytes per minute per connection.
+    pub bytes_per_minute: Option<Spanned<Size>>,
+    /// `"close"` or `"drop"` when a WebSocket rate is exceeded.
+    pub on_limit: Option<Spanned<String>>,
+    /// Interval of the server's WebSocket pings.
+    pub heartbeat_interval: Option<Spanned<Seconds>>,
+    /// WebSocket idle / no-pong timeout (BustAPI's `timeout`, RateThrottle's `ws_idle_timeout`).
+    #[serde(alias = "ws_idle_timeout")]
+    pub timeout: Option<Spanned<Seconds>>,
+    /// Origins allowed to open a WebSocket; empty allows any.
+    pub allowed_origins: Option<Spanned<Vec<String>>>,
 }
 
 /// Keys of `[limits]` that make no sense per route: the connection count, and the timeouts
@@ -99,6 +118,10 @@ pub struct RawRoute {
     pub body: Option<Spanned<String>>,
     /// `static_text` content type.
     pub content_type: Option<Spanned<String>>,
+    /// `echo`: bytes put in front of every echoed message.
+    pub response_prefix: Option<Spanned<String>>,
+    /// WebSocket kinds: subprotocols offered, in order of preference.
+    pub subprotocols: Option<Spanned<Vec<String>>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

@@ -8,7 +8,8 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ringstream_engine::config::{
-    ConnectionLimits, HttpLimits, IoDriver, RingSetup, Route, RouteKind, ServerConfig, bounds,
+    ConnectionLimits, HttpLimits, IoDriver, RingSetup, Route, RouteKind, ServerConfig, WsLimits,
+    bounds,
 };
 use toml::Spanned;
 
@@ -42,10 +43,9 @@ const MIN_URI_BYTES: u64 = 16;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Route kinds this build serves.
-const AVAILABLE_KINDS: &[&str] = &["health", "static_text"];
+const AVAILABLE_KINDS: &[&str] = &["health", "static_text", "echo"];
 /// Route kinds of DESIGN.md that later builds add.
 const PLANNED_KINDS: &[&str] = &[
-    "echo",
     "broadcast",
     "publish",
     "sink",
@@ -105,9 +105,10 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         None => ConnectionLimits::default().max_connections,
     };
     let limits = checker.limits(&HttpLimits::default(), &raw.limits, "limits")?;
+    let ws = checker.ws_limits(&WsLimits::default(), &raw.limits, "limits")?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
     for (index, route) in raw.routes.iter().enumerate() {
-        let resolved = checker.route(index, route.get_ref(), &limits)?;
+        let resolved = checker.route(index, route.get_ref(), &limits, &ws)?;
         if let Some(first) = routes.iter().position(|r| r.path == resolved.path) {
             let path = &route.get_ref().path;
             return Err(source.error_at(
@@ -143,8 +144,8 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
 }
 
 /// Checks values against their bounds, with the source at hand for messages.
-struct Checker<'a, 'src> {
-    source: &'a Source<'src>,
+pub(super) struct Checker<'a, 'src> {
+    pub(super) source: &'a Source<'src>,
 }
 
 impl Checker<'_, '_> {
@@ -153,6 +154,7 @@ impl Checker<'_, '_> {
         index: usize,
         raw: &RawRoute,
         global: &HttpLimits,
+        global_ws: &WsLimits,
     ) -> Result<Route, ConfigError> {
         let key = format!("routes[{index}]");
         let path = raw.path.get_ref();
@@ -182,10 +184,12 @@ impl Checker<'_, '_> {
         }
         let kind = self.route_kind(&key, raw)?;
         let limits = self.limits(global, &raw.limits, &format!("{key}.limits"))?;
+        let ws = self.ws_limits(global_ws, &raw.limits, &format!("{key}.limits"))?;
         Ok(Route {
             path: path.clone(),
             kind,
             limits,
+            ws,
         })
     }
 
@@ -220,6 +224,23 @@ impl Checker<'_, '_> {
                     format!("only static_text routes take a {name}"),
                 ));
             }
+        }
+        if kind == "echo" {
+            return self.echo_kind(key, raw);
+        }
+        if let Some(value) = &raw.response_prefix {
+            return Err(self.source.error_at(
+                value.span(),
+                &format!("{key}.response_prefix"),
+                "only echo routes take a response_prefix".to_owned(),
+            ));
+        }
+        if let Some(value) = &raw.subprotocols {
+            return Err(self.source.error_at(
+                value.span(),
+                &format!("{key}.subprotocols"),
+                "only WebSocket routes take subprotocols".to_owned(),
+            ));
         }
         Ok(RouteKind::Health)
     }
@@ -304,7 +325,7 @@ impl Checker<'_, '_> {
     }
 
     /// A whole number within `range`, converted to the engine's type.
-    fn int<T>(
+    pub(super) fn int<T>(
         &self,
         value: &Spanned<Int>,
         key: &str,
@@ -329,7 +350,7 @@ impl Checker<'_, '_> {
     }
 
     /// A size within `range` (`why` explains a bound that is not a constant).
-    fn size(
+    pub(super) fn size(
         &self,
         value: &Spanned<Size>,
         key: &str,
@@ -355,7 +376,11 @@ impl Checker<'_, '_> {
     }
 
     /// A protection's timeout: more than zero, at most [`MAX_DURATION`].
-    fn timeout(&self, value: &Spanned<Seconds>, key: &str) -> Result<Duration, ConfigError> {
+    pub(super) fn timeout(
+        &self,
+        value: &Spanned<Seconds>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
         if value.get_ref().0.is_zero() {
             return Err(self.source.error_at(
                 value.span(),
@@ -432,7 +457,12 @@ impl Checker<'_, '_> {
             })
     }
 
-    fn one_of(&self, value: &Spanned<String>, key: &str, expected: &[&str]) -> ConfigError {
+    pub(super) fn one_of(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        expected: &[&str],
+    ) -> ConfigError {
         self.source.error_at(
             value.span(),
             key,

@@ -93,6 +93,8 @@ pub struct Route {
     pub kind: RouteKind,
     /// The global `[limits]` with this route's overrides applied.
     pub limits: HttpLimits,
+    /// The WebSocket protections, resolved the same way (used by WebSocket kinds only).
+    pub ws: WsLimits,
 }
 
 /// What a route serves.
@@ -107,6 +109,20 @@ pub enum RouteKind {
         /// The `Content-Type` header value.
         content_type: String,
     },
+    /// WebSocket echo: every message comes back to its sender, unmasked in place.
+    Echo {
+        /// Bytes put in front of every echoed message (BustAPI's `response_prefix`).
+        response_prefix: Vec<u8>,
+        /// Subprotocols offered to clients, in order of preference; empty offers none.
+        subprotocols: Vec<String>,
+    },
+}
+
+impl RouteKind {
+    /// Whether the route speaks WebSocket after an HTTP upgrade.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Self::Echo { .. })
+    }
 }
 
 /// Per-route HTTP protections (PROTECTIONS.md, "HTTP").
@@ -152,6 +168,57 @@ impl Default for HttpLimits {
     }
 }
 
+/// What a connection gets when it exceeds a message or byte rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLimit {
+    /// Close 1008 with a reason naming the limit.
+    #[default]
+    Close,
+    /// Drop the message, count it, and keep the connection.
+    Drop,
+}
+
+/// Per-route WebSocket protections (PROTECTIONS.md, "WebSocket").
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsLimits {
+    /// Largest message (also the sum of its fragments): close 1009 as soon as a header announces
+    /// more, before the payload is buffered.
+    pub max_message_size: u64,
+    /// Most fragments in one message: close 1009.
+    pub max_fragments: usize,
+    /// Frames per second per connection, control frames included (0 = off).
+    pub rate_limit: u32,
+    /// Frames per minute per connection (0 = off).
+    pub messages_per_minute: u32,
+    /// Payload bytes per minute per connection (0 = off).
+    pub bytes_per_minute: u64,
+    /// What exceeding `rate_limit`, `messages_per_minute` or `bytes_per_minute` does.
+    pub on_limit: OnLimit,
+    /// Interval of the server's pings.
+    pub heartbeat_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed with 1000
+    /// "idle timeout".
+    pub timeout: Duration,
+    /// `Origin` values allowed to upgrade (exact match, case-insensitive); empty allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024,
+            max_fragments: 128,
+            rate_limit: 0,
+            messages_per_minute: 0,
+            bytes_per_minute: 0,
+            on_limit: OnLimit::Close,
+            heartbeat_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
 /// Hard ceilings the configuration loader enforces so that no setting can defeat a protection.
 pub mod bounds {
     /// `max_headers` is at most this (the parser keeps header slots on the stack).
@@ -160,4 +227,6 @@ pub mod bounds {
     pub const MAX_HEADER_BYTES_CEILING: usize = 1024 * 1024;
     /// `max_uri_bytes` is at most this, and never more than `max_header_bytes`.
     pub const MAX_URI_BYTES_CEILING: usize = 1024 * 1024;
+    /// `max_message_size` is at most this: a message is buffered whole before it is echoed.
+    pub const MAX_MESSAGE_SIZE_CEILING: u64 = 64 * 1024 * 1024;
 }

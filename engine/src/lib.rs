@@ -15,6 +15,7 @@
 //! - `driver`: choosing io_uring or poll, and the io_uring set-up flags.
 //! - `runtime`, `transport`: the only places compio is named (spawn, timers, accept, streams).
 //! - `http`: the HTTP/1.1 connection state machine, built-in routes and refusals.
+//! - `ws`: WebSocket routes: the upgrade decision and the connection after the 101.
 //! - `router`: matching a path to a route.
 //! - `context`: what the connections of one worker share.
 //! - `registry`: each worker's open connections, their deadlines (one sweeper per worker
@@ -43,6 +44,7 @@ mod runtime;
 mod signals;
 mod transport;
 mod worker;
+mod ws;
 
 pub use driver::ChosenDriver;
 pub use error::EngineError;

@@ -1,7 +1,7 @@
 //! Each worker's table of open connections: their deadlines, enforced by one sweeper task per
 //! worker instead of one timer per read or write, and their idle state, which the drain uses.
 //!
-//! A connection arms a deadline before it waits ([`ConnGuard::within`]); the sweeper visits the
+//! A connection arms a deadline before it waits ([`ConnGuard::within`], [`ConnGuard::until`]); the sweeper visits the
 //! table every [`SWEEP_INTERVAL`], marks connections whose deadline has passed and wakes them.
 //! The woken wait returns `None` and drops the I/O future it was running, which cancels the
 //! operation. Timeouts therefore fire between their deadline and one sweep interval later.
@@ -19,10 +19,21 @@ use slab::Slab;
 /// How often the sweeper checks deadlines: the granularity of every connection timeout.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// What a connection is doing, as the drain needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// HTTP, between requests: the drain shuts it down at once.
+    Idle,
+    /// HTTP, in the middle of a request: the drain lets it finish.
+    Busy,
+    /// WebSocket: the drain wakes it so that it sends close 1001 itself.
+    WebSocket,
+}
+
 #[derive(Debug)]
 struct Entry {
     fd: RawFd,
-    idle: bool,
+    activity: Activity,
     deadline: Option<Instant>,
     expired: bool,
     waker: Option<Waker>,
@@ -41,7 +52,7 @@ impl ConnRegistry {
     pub fn register(&self, fd: RawFd) -> ConnGuard {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
-            idle: true,
+            activity: Activity::Idle,
             deadline: None,
             expired: false,
             waker: None,
@@ -64,23 +75,31 @@ impl ConnRegistry {
 
     /// Marks every connection whose deadline is at or before `now` and wakes it.
     pub fn expire(&self, now: Instant) {
+        self.expire_where(|e| e.deadline.is_some_and(|d| d <= now));
+    }
+
+    /// Starts the drain on this worker: HTTP connections between requests are shut down (their
+    /// pending read returns 0 and they close), WebSocket connections are woken to send close
+    /// 1001, and HTTP connections in the middle of a request are left to finish.
+    pub fn begin_drain(&self) {
+        for (_, entry) in self.entries.borrow().iter() {
+            if entry.activity == Activity::Idle {
+                shutdown_fd(entry.fd);
+            }
+        }
+        self.expire_where(|e| e.activity == Activity::WebSocket);
+    }
+
+    fn expire_where(&self, due: impl Fn(&Entry) -> bool) {
         let mut wakers = Vec::new();
         for (_, entry) in self.entries.borrow_mut().iter_mut() {
-            if !entry.expired && entry.deadline.is_some_and(|d| d <= now) {
+            if !entry.expired && due(entry) {
                 entry.expired = true;
                 wakers.extend(entry.waker.take());
             }
         }
         // Woken outside the borrow: waking only schedules the task, but keep it obviously safe.
         wakers.into_iter().for_each(Waker::wake);
-    }
-
-    /// Shuts down every connection that is between requests; their pending read returns 0 and
-    /// they close. Connections in the middle of a request are left to finish.
-    pub fn shutdown_idle(&self) {
-        for (_, entry) in self.entries.borrow().iter().filter(|(_, e)| e.idle) {
-            shutdown_fd(entry.fd);
-        }
     }
 
     /// Shuts down every connection (drain deadline): pending reads and writes fail and the
@@ -123,21 +142,33 @@ pub struct ConnGuard {
 }
 
 impl ConnGuard {
-    /// Marks the connection as waiting for a request (`true`) or working on one (`false`).
-    pub fn set_idle(&self, idle: bool) {
-        self.registry.with_entry(self.key, |e| e.idle = idle);
+    /// Records what the connection is doing, for the drain.
+    pub fn set_activity(&self, activity: Activity) {
+        self.registry
+            .with_entry(self.key, |e| e.activity = activity);
     }
 
     /// Runs `future` until it completes or `deadline` passes; `None` if the deadline passed
     /// first (the future is then dropped, which cancels its I/O).
     pub async fn within<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
+        self.until(deadline, std::pin::pin!(future)).await
+    }
+
+    /// Polls `future` until it completes or `deadline` passes (or the drain wakes a WebSocket
+    /// connection); `None` then, with `future` left as it was so that the caller can go on
+    /// polling it later: a read stays pending across a heartbeat.
+    pub async fn until<F: Future>(
+        &self,
+        deadline: Instant,
+        future: Pin<&mut F>,
+    ) -> Option<F::Output> {
         self.registry.with_entry(self.key, |e| {
             e.deadline = Some(deadline);
             e.expired = deadline <= Instant::now();
         });
         let output = Deadline {
             guard: self,
-            future: std::pin::pin!(future),
+            future,
         }
         .await;
         self.registry.with_entry(self.key, |e| {

@@ -45,13 +45,14 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpLimits, RouteKind};
+    use crate::config::{HttpLimits, RouteKind, WsLimits};
 
     fn route(path: &str) -> Route {
         Route {
             path: path.into(),
             kind: RouteKind::Health,
             limits: HttpLimits::default(),
+            ws: WsLimits::default(),
         }
     }
 

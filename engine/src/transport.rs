@@ -15,16 +15,18 @@ use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
-/// An accepted connection's byte stream.
+/// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
+/// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
+/// completion racing the cancellation would lose its data).
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// Reads at least one byte into the spare capacity of `buf` (after its current length);
     /// `Ok(0)` means the peer closed its sending side.
-    async fn read_append(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
     /// Writes all of `buf`.
-    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
-    async fn shutdown_write(&mut self) -> io::Result<()>;
+    async fn shutdown_write(&self) -> io::Result<()>;
 }
 
 /// A TCP connection on the worker's compio runtime.
@@ -48,17 +50,17 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    async fn read_append(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let BufResult(result, buf) = self.stream.append(buf).await;
+    async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let BufResult(result, buf) = (&mut &self.stream).append(buf).await;
         (result, buf)
     }
 
-    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, buf) = AsyncWriteExt::write_all(&mut self.stream, buf).await;
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, buf) = AsyncWriteExt::write_all(&mut &self.stream, buf).await;
         (result, buf)
     }
 
-    async fn shutdown_write(&mut self) -> io::Result<()> {
-        AsyncWrite::shutdown(&mut self.stream).await
+    async fn shutdown_write(&self) -> io::Result<()> {
+        AsyncWrite::shutdown(&mut &self.stream).await
     }
 }

@@ -160,7 +160,7 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 /// Lets in-flight requests finish for up to `drain_timeout`, then closes what is left.
 async fn drain(ctx: &WorkerContext, drain_timeout: Duration, index: usize) {
     ctx.draining.set(true);
-    ctx.registry.shutdown_idle();
+    ctx.registry.begin_drain();
     let deadline = Instant::now() + drain_timeout;
     if !wait_until_empty(ctx, deadline).await {
         tracing::warn!(

@@ -8,5 +8,7 @@
 //!
 //! # Layout
 //!
-//! The crate holds no module yet: the HTTP protections enforced today need no per-client state.
+//! - [`gcra`]: the generic cell rate algorithm, a rate with a burst in one integer of state.
 #![forbid(unsafe_code)]
+
+pub mod gcra;

@@ -13,7 +13,12 @@
 //!   (`Content-Length` and chunked) without copying; response heads, `100 Continue`
 //!   and small error responses are written into the output buffer, with a `Date`
 //!   value formatted from a Unix time.
+//! - [`ws`]: WebSocket (RFC 6455), server side. The opening handshake, frame headers
+//!   with the checks a server applies to client frames, masking, and a session that
+//!   reassembles messages under `max_message_size` / `max_fragments`, validates UTF-8
+//!   incrementally and validates close frames; every violation knows its close code.
 
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod ws;

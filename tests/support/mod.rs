@@ -9,6 +9,8 @@
     reason = "test helpers fail the test loudly"
 )]
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

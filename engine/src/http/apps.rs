@@ -47,6 +47,9 @@ pub fn respond(
             close,
             out,
         ),
+        // Upgrades are answered before a route's response is written; a request that gets
+        // here on a WebSocket route was refused by the upgrade decision already.
+        RouteKind::Echo { .. } => {}
     }
 }
 

@@ -14,27 +14,44 @@ use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
 use super::apps::{self, MethodClass};
 use super::refuse;
-use crate::config::{HttpLimits, bounds};
+use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::context::WorkerContext;
-use crate::registry::ConnGuard;
+use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
+use crate::ws;
 
 /// A fresh connection's read and write buffers start this big; the read buffer grows (up to
 /// the head limit) only for a client that sends a larger head.
 const INITIAL_BUFFER: usize = 4096;
+
+/// Extra headers a refusal must carry.
+type RefusalHeaders = &'static [(&'static str, &'static [u8])];
 
 /// Why a connection stops serving requests.
 #[derive(Debug)]
 enum Stop {
     /// Answer with this status (`Connection: close`), then close politely.
     Refuse(u16),
+    /// Like `Refuse`, with headers the status requires (426 names the WebSocket version).
+    RefuseWith(u16, RefusalHeaders),
     /// Close at once: the peer left, an I/O error, an idle keep-alive expired, or the drain.
     Close,
+}
+
+/// What follows the HTTP exchange.
+#[derive(Debug)]
+enum Next {
+    /// The connection is finished.
+    Done,
+    /// The 101 was sent: the connection speaks WebSocket on this route from now on.
+    WebSocket(usize),
 }
 
 /// The facts about a parsed request the connection keeps once the head's bytes are released.
 #[derive(Debug)]
 struct RequestInfo {
+    /// For a WebSocket route: the upgrade decision, taken while the head was at hand.
+    upgrade: Option<Result<ws::Accepted, ws::Refusal>>,
     /// Index of the matched route, `None` for a 404.
     route: Option<usize>,
     method: MethodClass,
@@ -66,13 +83,32 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
         send_timeout: ctx.limits.send_timeout,
         ctx,
     };
-    match conn.run().await {
-        Ok(()) | Err(Stop::Close) => {}
-        Err(Stop::Refuse(status)) => {
-            let date = conn.ctx.date.now();
-            refuse::refuse(&mut conn.io, conn.out, status, &date, conn.send_timeout).await;
+    let (status, headers) = match conn.run().await {
+        Ok(Next::Done) | Err(Stop::Close) => return,
+        Ok(Next::WebSocket(route)) => {
+            let Connection {
+                guard,
+                io,
+                buf,
+                pos,
+                ctx,
+                ..
+            } = conn;
+            return ws::serve(guard, io, ctx, route, buf, pos).await;
         }
-    }
+        Err(Stop::Refuse(status)) => (status, &[][..]),
+        Err(Stop::RefuseWith(status, headers)) => (status, headers),
+    };
+    let date = conn.ctx.date.now();
+    refuse::refuse(
+        &conn.io,
+        conn.out,
+        status,
+        headers,
+        &date,
+        conn.send_timeout,
+    )
+    .await;
 }
 
 struct Connection<T> {
@@ -91,11 +127,12 @@ struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
-    async fn run(&mut self) -> Result<(), Stop> {
+    async fn run(&mut self) -> Result<Next, Stop> {
         let mut first = true;
         loop {
             let Some(request) = self.next_head(first).await? else {
-                return self.flush().await;
+                self.flush().await?;
+                return Ok(Next::Done);
             };
             first = false;
             let ctx = Rc::clone(&self.ctx);
@@ -104,6 +141,9 @@ impl<T: Transport> Connection<T> {
                 .map_or(&ctx.limits, |i| &ctx.router.routes()[i].limits);
             self.send_timeout = limits.send_timeout;
             check_route_limits(&request, limits)?;
+            if let (Some(upgrade), Some(route)) = (&request.upgrade, request.route) {
+                return self.upgrade(upgrade, &request, route).await;
+            }
             self.read_body(&request, limits).await?;
             let close = !request.keep_alive || ctx.draining.get();
             let date = ctx.date.now();
@@ -121,9 +161,35 @@ impl<T: Transport> Connection<T> {
                 self.flush().await?;
                 // FIN after the last response; a failure here changes nothing for the client.
                 let _ = self.io.shutdown_write().await;
-                return Ok(());
+                return Ok(Next::Done);
             }
         }
+    }
+
+    /// Answers an upgrade request on a WebSocket route: the 101, or the refusal it earned.
+    async fn upgrade(
+        &mut self,
+        upgrade: &Result<ws::Accepted, ws::Refusal>,
+        request: &RequestInfo,
+        route: usize,
+    ) -> Result<Next, Stop> {
+        let accepted = upgrade
+            .as_ref()
+            .map_err(|refusal| Stop::RefuseWith(refusal.status, refusal.headers))?;
+        // RFC 6455 §4.1: the opening handshake is a GET without a body.
+        if request.body != BodyKind::None {
+            return Err(Stop::Refuse(400));
+        }
+        if self.ctx.draining.get() {
+            return Err(Stop::Refuse(503));
+        }
+        let ctx = Rc::clone(&self.ctx);
+        let RouteKind::Echo { subprotocols, .. } = &ctx.router.routes()[route].kind else {
+            return Err(Stop::Refuse(500));
+        };
+        ws::write_accepted(&mut self.out, accepted, subprotocols);
+        self.flush().await?;
+        Ok(Next::WebSocket(route))
     }
 
     /// Returns the next request head, waiting for bytes as needed; `None` when the client
@@ -142,14 +208,15 @@ impl<T: Transport> Connection<T> {
             // Everything parsed so far is answered before waiting for more.
             self.flush().await?;
             let idle = self.pos == self.buf.len();
-            self.guard.set_idle(idle);
+            self.guard
+                .set_activity(if idle { Activity::Idle } else { Activity::Busy });
             let deadline = match head_started {
                 Some(started) => started + self.ctx.limits.header_timeout,
                 None if self.ctx.draining.get() => return Ok(None),
                 None => Instant::now() + self.ctx.limits.keepalive_timeout,
             };
             let outcome = self.read_more(deadline).await;
-            self.guard.set_idle(false);
+            self.guard.set_activity(Activity::Busy);
             match outcome {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof if idle => return Ok(None),
@@ -264,8 +331,19 @@ impl<T: Transport> Connection<T> {
 
 /// Extracts what the connection needs from a parsed head.
 fn describe(request: &Request<'_, '_>, ctx: &WorkerContext) -> RequestInfo {
+    let route = ctx.router.find_index(request.path());
+    let upgrade = route.and_then(|i| {
+        let route = &ctx.router.routes()[i];
+        match &route.kind {
+            RouteKind::Echo { subprotocols, .. } => {
+                Some(ws::decide(request, subprotocols, &route.ws))
+            }
+            RouteKind::Health | RouteKind::StaticText { .. } => None,
+        }
+    });
     RequestInfo {
-        route: ctx.router.find_index(request.path()),
+        upgrade,
+        route,
         method: MethodClass::of(&request.method),
         target_len: request.target.len(),
         header_count: request.headers.len(),

@@ -16,25 +16,26 @@ const RETRY_AFTER_FULL: &[u8] = b"1";
 
 /// Sends `status` after whatever responses are already in `out`, then closes politely.
 pub async fn refuse<T: Transport>(
-    io: &mut T,
+    io: &T,
     mut out: Vec<u8>,
     status: u16,
+    headers: &[(&str, &[u8])],
     date: &HttpDate,
     send_timeout: Duration,
 ) {
-    write_error_response(&mut out, status, date, &[]);
+    write_error_response(&mut out, status, date, headers);
     send_then_linger(io, out, send_timeout).await;
 }
 
 /// Answers a connection the server has no room for: 503 with `Retry-After`, without reading
 /// the request.
-pub async fn refuse_overloaded<T: Transport>(mut io: T, date: HttpDate, send_timeout: Duration) {
+pub async fn refuse_overloaded<T: Transport>(io: T, date: HttpDate, send_timeout: Duration) {
     let mut out = Vec::with_capacity(256);
     write_error_response(&mut out, 503, &date, &[("Retry-After", RETRY_AFTER_FULL)]);
-    send_then_linger(&mut io, out, send_timeout).await;
+    send_then_linger(&io, out, send_timeout).await;
 }
 
-async fn send_then_linger<T: Transport>(io: &mut T, out: Vec<u8>, send_timeout: Duration) {
+async fn send_then_linger<T: Transport>(io: &T, out: Vec<u8>, send_timeout: Duration) {
     if !matches!(
         timeout(send_timeout, io.write_all(out)).await,
         Some((Ok(()), _))
@@ -47,7 +48,7 @@ async fn send_then_linger<T: Transport>(io: &mut T, out: Vec<u8>, send_timeout: 
 /// Closing a socket that still holds unread request bytes makes the kernel send a reset, which
 /// can destroy the response before the client reads it. So: FIN first, then read and drop what
 /// the client still sends until it closes too, for a bounded time and byte count.
-async fn linger<T: Transport>(io: &mut T) {
+async fn linger<T: Transport>(io: &T) {
     if io.shutdown_write().await.is_err() {
         return;
     }

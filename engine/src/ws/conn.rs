@@ -1,0 +1,289 @@
+//! One WebSocket connection after the 101: frames in, protections checked, answers out.
+//!
+//! The read buffer is parsed in place by the protocol crate's [`Session`]: a payload is
+//! unmasked where it landed and, for the echo route, copied once into the write batch behind a
+//! server frame header. The frame-size checks happen on the header, before the payload is
+//! buffered. One read stays pending across heartbeats (it is never cancelled while the
+//! connection lives); the connection table's deadline wakes the loop for the next ping, the
+//! idle timeout and the drain.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
+use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
+
+use super::rates::FrameRates;
+use crate::config::{OnLimit, Route, RouteKind, WsLimits};
+use crate::context::WorkerContext;
+use crate::registry::{Activity, ConnGuard};
+use crate::transport::Transport;
+
+/// Read buffer of a fresh WebSocket connection; it grows to hold the largest frame seen (at
+/// most `max_message_size` plus a header).
+const INITIAL_BUFFER: usize = 4096;
+/// How long the server waits for the client's close frame after sending its own.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Close reason of the idle timeout (PROTECTIONS.md).
+const IDLE_REASON: &str = "idle timeout";
+/// Close reason of the drain.
+const DRAIN_REASON: &str = "server shutting down";
+
+/// How the connection ends.
+#[derive(Debug)]
+enum End {
+    /// Send a close frame with this code and reason, wait briefly for the client's, close.
+    Close(u16, &'static str),
+    /// The client sent a close frame; the answer is queued: send it, then close.
+    Answered,
+    /// The client vanished or stopped reading: close the socket.
+    Gone,
+}
+
+/// Serves WebSocket echo on `io` after the 101 was sent. `buf[pos..]` holds bytes the client
+/// sent right after its handshake.
+pub async fn serve<T: Transport>(
+    guard: ConnGuard,
+    io: T,
+    ctx: Rc<WorkerContext>,
+    route: usize,
+    mut buf: Vec<u8>,
+    pos: usize,
+) {
+    guard.set_activity(Activity::WebSocket);
+    buf.drain(..pos);
+    if buf.capacity() < INITIAL_BUFFER {
+        buf.reserve(INITIAL_BUFFER - buf.len());
+    }
+    let route = &ctx.router.routes()[route];
+    let mut conn = WsConnection {
+        guard,
+        io,
+        session: Session::new(SessionLimits {
+            max_message_size: route.ws.max_message_size,
+            max_fragments: route.ws.max_fragments,
+        }),
+        rates: FrameRates::new(&route.ws),
+        out: Vec::with_capacity(INITIAL_BUFFER),
+        send_timeout: route.limits.send_timeout,
+        ctx: Rc::clone(&ctx),
+    };
+    match conn.run(route, buf).await {
+        End::Close(code, reason) => conn.close(code, reason).await,
+        End::Answered => {
+            // RFC 6455 §7.1.1: after the close handshake the server closes the TCP connection.
+            if conn.flush().await.is_ok() {
+                let _ = conn.io.shutdown_write().await;
+            }
+        }
+        End::Gone => {}
+    }
+}
+
+struct WsConnection<T> {
+    /// Declared before `io` so that it drops first (see `registry`).
+    guard: ConnGuard,
+    io: T,
+    session: Session,
+    rates: FrameRates,
+    /// Frames waiting to be written.
+    out: Vec<u8>,
+    /// The route's `send_timeout`.
+    send_timeout: Duration,
+    ctx: Rc<WorkerContext>,
+}
+
+impl<T: Transport> WsConnection<T> {
+    async fn run(&mut self, route: &Route, mut buf: Vec<u8>) -> End {
+        let limits = &route.ws;
+        let prefix: &[u8] = match &route.kind {
+            RouteKind::Echo {
+                response_prefix, ..
+            } => response_prefix,
+            _ => &[],
+        };
+        let mut last_heard = Instant::now();
+        let mut next_ping = last_heard + limits.heartbeat_interval;
+        let mut pos = 0;
+        loop {
+            // Everything buffered is answered before waiting for more.
+            if let Some(end) = self.process(&mut buf, &mut pos, prefix, limits) {
+                return end;
+            }
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            buf.drain(..pos);
+            pos = 0;
+            let want = self.session.bytes_needed(&buf);
+            if buf.capacity() < want {
+                buf.reserve(want - buf.len());
+            } else if buf.len() == buf.capacity() {
+                buf.reserve(INITIAL_BUFFER);
+            }
+            let read = self.io.read_append(buf);
+            let mut read = std::pin::pin!(read);
+            let (result, returned) = loop {
+                if self.ctx.draining.get() {
+                    return End::Close(close_code::GOING_AWAY, DRAIN_REASON);
+                }
+                let idle_at = last_heard + limits.timeout;
+                let wake_at = idle_at.min(next_ping);
+                if let Some(done) = self.guard.until(wake_at, read.as_mut()).await {
+                    break done;
+                }
+                let now = Instant::now();
+                if now >= idle_at {
+                    return End::Close(close_code::NORMAL, IDLE_REASON);
+                }
+                if now >= next_ping {
+                    next_ping = now + limits.heartbeat_interval;
+                    let mut ping = Vec::with_capacity(2);
+                    write_frame_header(&mut ping, OpCode::Ping, true, 0);
+                    if self.send(ping).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            };
+            buf = returned;
+            match result {
+                Ok(0) | Err(_) => return End::Gone,
+                Ok(_) => last_heard = Instant::now(),
+            }
+        }
+    }
+
+    /// Handles every complete frame in `buf[*pos..]`; `Some` when the connection must end.
+    /// Answers keep the order of the frames they answer, except that a run of pings with
+    /// nothing in between gets one pong, for the latest (RFC 6455 §5.5.3 allows it).
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        prefix: &[u8],
+        limits: &WsLimits,
+    ) -> Option<End> {
+        let mut pong: Option<std::ops::Range<usize>> = None;
+        let end = loop {
+            let start = *pos;
+            let (event, consumed) = match self.session.read(&mut buf[start..]) {
+                Ok(Some(found)) => found,
+                Ok(None) => break None,
+                Err(e) => break Some(End::Close(e.close_code(), e.reason())),
+            };
+            *pos += consumed;
+            // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
+            // A close is never dropped: it ends the connection either way.
+            if let Err(exceeded) = self.rates.admit(consumed as u64)
+                && !matches!(event, Event::Close { .. })
+            {
+                match limits.on_limit {
+                    OnLimit::Close => {
+                        break Some(End::Close(close_code::POLICY, exceeded.reason()));
+                    }
+                    OnLimit::Drop => {
+                        if matches!(event, Event::Message { .. }) {
+                            self.session.finish_message();
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Event::Ping(range) = event {
+                pong = Some(start + range.start..start + range.end);
+                continue;
+            }
+            if let Some(range) = pong.take() {
+                self.write_pong(&buf[range]);
+            }
+            match event {
+                Event::Message { text, payload } => {
+                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                    let body: &[u8] = match payload {
+                        Payload::InBuffer(range) => &buf[start..][range],
+                        Payload::Assembled => self.session.assembled(),
+                    };
+                    let len = (prefix.len() + body.len()) as u64;
+                    write_frame_header(&mut self.out, opcode, true, len);
+                    self.out.extend_from_slice(prefix);
+                    self.out.extend_from_slice(body);
+                    self.session.finish_message();
+                }
+                Event::Close { code, reason } => {
+                    // RFC 6455 §5.5.1: echo the status code; an empty close is answered empty.
+                    write_close_frame(&mut self.out, code, &buf[start..][reason]);
+                    break Some(End::Answered);
+                }
+                Event::Fragment | Event::Pong(_) | Event::Ping(_) => {}
+            }
+        };
+        if let Some(range) = pong {
+            self.write_pong(&buf[range]);
+        }
+        end
+    }
+
+    fn write_pong(&mut self, payload: &[u8]) {
+        write_frame_header(&mut self.out, OpCode::Pong, true, payload.len() as u64);
+        self.out.extend_from_slice(payload);
+    }
+
+    /// Writes the batch of answers within `send_timeout`.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let mut out = self.send(out).await.map_err(|()| End::Gone)?;
+        out.clear();
+        self.out = out;
+        Ok(())
+    }
+
+    /// Writes `frames` within the route's `send_timeout`; gives the buffer back.
+    async fn send(&self, frames: Vec<u8>) -> Result<Vec<u8>, ()> {
+        let deadline = Instant::now() + self.send_timeout;
+        match self.guard.within(deadline, self.io.write_all(frames)).await {
+            Some((Ok(()), frames)) => Ok(frames),
+            _ => Err(()),
+        }
+    }
+
+    /// Server-initiated close: the close frame, then up to [`CLOSE_WAIT`] for the client's
+    /// close frame (RFC 6455 §7.1.1: the server closes the TCP connection after it).
+    async fn close(&mut self, code: u16, reason: &str) {
+        let mut frame = std::mem::take(&mut self.out);
+        write_close_frame(&mut frame, Some(code), reason.as_bytes());
+        let deadline = Instant::now() + CLOSE_WAIT;
+        if !matches!(
+            self.guard.within(deadline, self.io.write_all(frame)).await,
+            Some((Ok(()), _))
+        ) {
+            return;
+        }
+        // Whatever the client still sends is parsed only to find its close frame.
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            let mut pos = 0;
+            loop {
+                match self.session.read(&mut buf[pos..]) {
+                    Ok(Some((Event::Close { .. }, _))) | Err(_) => return,
+                    Ok(Some((_, consumed))) => {
+                        pos += consumed;
+                        self.session.finish_message();
+                    }
+                    Ok(None) => break,
+                }
+            }
+            buf.drain(..pos);
+            let want = self.session.bytes_needed(&buf);
+            if buf.capacity() < want.max(buf.len() + 1) {
+                buf.reserve(want.max(buf.len() + 256) - buf.len());
+            }
+            match self.guard.within(deadline, self.io.read_append(buf)).await {
+                Some((Ok(n), returned)) if n > 0 => buf = returned,
+                _ => return,
+            }
+        }
+    }
+}

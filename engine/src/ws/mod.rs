@@ -1,0 +1,8 @@
+//! WebSocket routes: deciding the upgrade, and serving the connection after the 101.
+
+mod conn;
+mod rates;
+mod upgrade;
+
+pub use conn::serve;
+pub use upgrade::{Accepted, Refusal, decide, write_accepted};

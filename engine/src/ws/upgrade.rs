@@ -1,0 +1,81 @@
+//! Deciding a WebSocket upgrade: RFC 6455 §4.2 checks, the `Origin` allowlist and the
+//! subprotocol, then the 101 answer.
+
+use ringstream_protocol::http::Request;
+use ringstream_protocol::ws::handshake::{
+    HandshakeError, accept_key, validate_upgrade, write_switching_protocols,
+};
+
+use crate::config::WsLimits;
+
+/// Header sent with 426: the only version this server speaks (RFC 6455 §4.4).
+const VERSION_HEADER: (&str, &[u8]) = ("Sec-WebSocket-Version", b"13");
+
+/// An upgrade the server will answer with 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `Sec-WebSocket-Accept` value.
+    accept: [u8; 28],
+    /// Index of the chosen subprotocol in the route's list.
+    protocol: Option<usize>,
+}
+
+/// An upgrade refused with an HTTP status (and the headers that status requires).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer with.
+    pub status: u16,
+    /// Extra response headers.
+    pub headers: &'static [(&'static str, &'static [u8])],
+}
+
+impl From<HandshakeError> for Refusal {
+    fn from(e: HandshakeError) -> Self {
+        let status = e.status();
+        Self {
+            status,
+            headers: if status == 426 {
+                &[VERSION_HEADER]
+            } else {
+                &[]
+            },
+        }
+    }
+}
+
+/// Checks an upgrade request against RFC 6455 and the route's `allowed_origins`, and picks the
+/// first of the route's `subprotocols` that the client offers.
+pub fn decide(
+    request: &Request<'_, '_>,
+    subprotocols: &[String],
+    limits: &WsLimits,
+) -> Result<Accepted, Refusal> {
+    let upgrade = validate_upgrade(request)?;
+    if !limits.allowed_origins.is_empty() {
+        let allowed = request.header("origin").is_some_and(|origin| {
+            limits
+                .allowed_origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+        });
+        if !allowed {
+            return Err(Refusal {
+                status: 403,
+                headers: &[],
+            });
+        }
+    }
+    let protocol = subprotocols
+        .iter()
+        .position(|ours| upgrade.protocols().any(|offered| offered == ours.as_str()));
+    Ok(Accepted {
+        accept: accept_key(upgrade.key()),
+        protocol,
+    })
+}
+
+/// Appends the 101 answer to `out`.
+pub fn write_accepted(out: &mut Vec<u8>, accepted: &Accepted, subprotocols: &[String]) {
+    let protocol = accepted.protocol.map(|i| subprotocols[i].as_str());
+    write_switching_protocols(out, &accepted.accept, protocol);
+}

@@ -1,0 +1,537 @@
+//! The server side of a WebSocket connection above single frames: reassembly of fragmented
+//! messages, the message-size and fragment-count limits (checked on each header, before its
+//! payload is buffered), incremental UTF-8 validation, and close-frame validation.
+//!
+//! [`Session::read`] takes the unparsed bytes of the connection's read buffer, parses the first
+//! frame if it is complete, unmasks its payload in place and says what it means.
+
+use std::ops::Range;
+
+use super::coding::{OpCode, close_code, is_valid_close_code};
+use super::frame::{FrameError, FrameHeader};
+use super::mask::apply_mask;
+
+/// Limits a session enforces on every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Largest message, the sum of its fragments (close 1009).
+    pub max_message_size: u64,
+    /// Most fragments in one message (close 1009).
+    pub max_fragments: usize,
+}
+
+/// Where the payload of a complete message is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// In the caller's buffer, at this range of the slice passed to [`Session::read`].
+    InBuffer(Range<usize>),
+    /// Reassembled from fragments: [`Session::assembled`].
+    Assembled,
+}
+
+/// What one frame meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete message. Call [`Session::finish_message`] once it has been used.
+    Message {
+        /// Text (validated UTF-8) or binary.
+        text: bool,
+        /// Where its payload is.
+        payload: Payload,
+    },
+    /// A fragment of a message that is not complete yet; nothing to do.
+    Fragment,
+    /// A ping; its payload is at this range of the slice passed to [`Session::read`].
+    Ping(Range<usize>),
+    /// A pong (payload range as for `Ping`).
+    Pong(Range<usize>),
+    /// A valid close frame: its code (none if the payload was empty) and the range of its
+    /// UTF-8 reason.
+    Close {
+        /// The status code.
+        code: Option<u16>,
+        /// The reason text.
+        reason: Range<usize>,
+    },
+}
+
+/// A violation of RFC 6455 or of the session's limits: close the connection with
+/// [`ProtocolError::close_code`] and [`ProtocolError::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A malformed or forbidden frame header (1002).
+    Frame(FrameError),
+    /// A continuation frame with no message to continue (1002).
+    StrayContinuation,
+    /// A new data frame while a fragmented message is unfinished (1002).
+    UnfinishedMessage,
+    /// A one-byte close payload, or a close code that may not be sent (1002).
+    InvalidClose,
+    /// Text or a close reason that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// A message larger than `max_message_size` (1009).
+    MessageTooBig,
+    /// A message in more than `max_fragments` fragments (1009).
+    TooManyFragments,
+}
+
+impl ProtocolError {
+    /// The close code to send (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::Frame(e) => e.close_code(),
+            Self::StrayContinuation | Self::UnfinishedMessage | Self::InvalidClose => {
+                close_code::PROTOCOL_ERROR
+            }
+            Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            Self::MessageTooBig | Self::TooManyFragments => close_code::TOO_BIG,
+        }
+    }
+
+    /// The close reason to send: short, for the client's logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Frame(_) => "protocol error",
+            Self::StrayContinuation => "continuation frame without a message",
+            Self::UnfinishedMessage => "new message before the last one was finished",
+            Self::InvalidClose => "invalid close frame",
+            Self::InvalidUtf8 => "invalid UTF-8",
+            Self::MessageTooBig => "message too big",
+            Self::TooManyFragments => "too many fragments",
+        }
+    }
+}
+
+impl From<FrameError> for ProtocolError {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug, Default)]
+struct Assembly {
+    /// Whether a fragmented message is open (its first frame had FIN clear).
+    open: bool,
+    text: bool,
+    fragments: usize,
+    bytes: Vec<u8>,
+    /// Length of the prefix of `bytes` known to be valid UTF-8 (text only).
+    valid_utf8: usize,
+}
+
+/// One connection's message state.
+#[derive(Debug)]
+pub struct Session {
+    limits: SessionLimits,
+    assembly: Assembly,
+    /// Whether `assembly` holds a complete message the caller has not finished with.
+    complete: bool,
+}
+
+impl Session {
+    /// A session with no message in progress.
+    pub fn new(limits: SessionLimits) -> Self {
+        Self {
+            limits,
+            assembly: Assembly::default(),
+            complete: false,
+        }
+    }
+
+    /// How many bytes `unparsed` must hold before [`Session::read`] can make progress: the
+    /// whole first frame once its header is known, else a little more than it holds.
+    pub fn bytes_needed(&self, unparsed: &[u8]) -> usize {
+        match FrameHeader::parse(unparsed) {
+            Ok(Some((header, header_len))) => {
+                let payload = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+                header_len.saturating_add(payload)
+            }
+            _ => unparsed.len() + 1,
+        }
+    }
+
+    /// Parses the first frame of `unparsed` if it is complete: `Ok(None)` when more bytes are
+    /// needed, otherwise what it means and how many bytes it took. The payload is unmasked in
+    /// place. A header that announces too much is refused before its payload has arrived.
+    pub fn read(&mut self, unparsed: &mut [u8]) -> Result<Option<(Event, usize)>, ProtocolError> {
+        let Some((header, header_len)) = FrameHeader::parse(unparsed)? else {
+            return Ok(None);
+        };
+        header.validate_client()?;
+        if header.opcode.is_data() || header.opcode == OpCode::Continuation {
+            self.check_size(&header)?;
+        }
+        let payload_len =
+            usize::try_from(header.payload_len).map_err(|_| ProtocolError::MessageTooBig)?;
+        let end = header_len + payload_len;
+        if unparsed.len() < end {
+            return Ok(None);
+        }
+        let range = header_len..end;
+        if let Some(key) = header.mask {
+            apply_mask(&mut unparsed[range.clone()], key, 0);
+        }
+        let payload = &unparsed[range.clone()];
+        let event = match header.opcode {
+            OpCode::Ping => Event::Ping(range),
+            OpCode::Pong => Event::Pong(range),
+            OpCode::Close => close_event(payload, range)?,
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                self.data_event(header.fin, header.opcode, payload, range)?
+            }
+        };
+        Ok(Some((event, end)))
+    }
+
+    /// The reassembled payload after an [`Event::Message`] with [`Payload::Assembled`].
+    pub fn assembled(&self) -> &[u8] {
+        &self.assembly.bytes
+    }
+
+    /// Releases the last complete message (its reassembly buffer is reused).
+    pub fn finish_message(&mut self) {
+        if self.complete {
+            self.complete = false;
+            self.assembly.bytes.clear();
+            self.assembly.valid_utf8 = 0;
+        }
+    }
+
+    /// 1009 as soon as a header would take the message past the limits.
+    fn check_size(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let so_far = if self.assembly.open {
+            self.assembly.bytes.len() as u64
+        } else {
+            0
+        };
+        if so_far.saturating_add(header.payload_len) > self.limits.max_message_size {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        let continuing = header.opcode == OpCode::Continuation && self.assembly.open;
+        if continuing && self.assembly.fragments >= self.limits.max_fragments {
+            return Err(ProtocolError::TooManyFragments);
+        }
+        Ok(())
+    }
+
+    fn data_event(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+        range: Range<usize>,
+    ) -> Result<Event, ProtocolError> {
+        let assembly = &mut self.assembly;
+        match (opcode, assembly.open) {
+            (OpCode::Continuation, false) => return Err(ProtocolError::StrayContinuation),
+            (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::UnfinishedMessage),
+            _ => {}
+        }
+        if fin && !assembly.open {
+            // A whole message in one frame: it stays in the caller's buffer.
+            let text = opcode == OpCode::Text;
+            if text && std::str::from_utf8(payload).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            return Ok(Event::Message {
+                text,
+                payload: Payload::InBuffer(range),
+            });
+        }
+        if !assembly.open {
+            self.complete = false;
+            assembly.open = true;
+            assembly.text = opcode == OpCode::Text;
+            assembly.fragments = 0;
+            assembly.bytes.clear();
+            assembly.valid_utf8 = 0;
+        }
+        assembly.fragments += 1;
+        assembly.bytes.extend_from_slice(payload);
+        if assembly.text {
+            validate_utf8_prefix(assembly, fin)?;
+        }
+        if !fin {
+            return Ok(Event::Fragment);
+        }
+        assembly.open = false;
+        self.complete = true;
+        Ok(Event::Message {
+            text: assembly.text,
+            payload: Payload::Assembled,
+        })
+    }
+}
+
+/// Extends the validated prefix of a text message as far as it goes. An incomplete code point
+/// at the end is fine until the last fragment; any invalid byte fails at once (RFC 6455 §8.1:
+/// fail the connection as soon as the text is known to be invalid).
+fn validate_utf8_prefix(assembly: &mut Assembly, fin: bool) -> Result<(), ProtocolError> {
+    match std::str::from_utf8(&assembly.bytes[assembly.valid_utf8..]) {
+        Ok(_) => {
+            assembly.valid_utf8 = assembly.bytes.len();
+            Ok(())
+        }
+        Err(e) if e.error_len().is_none() && !fin => {
+            assembly.valid_utf8 += e.valid_up_to();
+            Ok(())
+        }
+        Err(_) => Err(ProtocolError::InvalidUtf8),
+    }
+}
+
+/// RFC 6455 §5.5.1 and §7.4: an empty close, or a valid code and a UTF-8 reason.
+fn close_event(payload: &[u8], range: Range<usize>) -> Result<Event, ProtocolError> {
+    match payload {
+        [] => Ok(Event::Close {
+            code: None,
+            reason: range.end..range.end,
+        }),
+        [_] => Err(ProtocolError::InvalidClose),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(ProtocolError::InvalidClose);
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            Ok(Event::Close {
+                code: Some(code),
+                reason: range.start + 2..range.end,
+            })
+        }
+    }
+}
+
+/// Appends a server frame header (FIN as given, no mask) for a payload of `len` bytes.
+pub fn write_frame_header(out: &mut Vec<u8>, opcode: OpCode, fin: bool, len: u64) {
+    FrameHeader {
+        fin,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: len,
+    }
+    .write(out);
+}
+
+/// Appends a server close frame: empty without a code, else the code and `reason` (cut to fit
+/// the 125-byte control-frame limit at a character boundary).
+pub fn write_close_frame(out: &mut Vec<u8>, code: Option<u16>, reason: &[u8]) {
+    let Some(code) = code else {
+        write_frame_header(out, OpCode::Close, true, 0);
+        return;
+    };
+    let mut cut = reason.len().min(123);
+    while cut > 0 && std::str::from_utf8(&reason[..cut]).is_err() {
+        cut -= 1;
+    }
+    write_frame_header(out, OpCode::Close, true, 2 + cut as u64);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&reason[..cut]);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+    const LIMITS: SessionLimits = SessionLimits {
+        max_message_size: 100,
+        max_fragments: 3,
+    };
+
+    fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: Some(KEY),
+            payload_len: payload.len() as u64,
+        }
+        .write(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[start..], KEY, 0);
+        out
+    }
+
+    /// Feeds `bytes` and collects every event, resolving payloads to bytes.
+    fn events(
+        session: &mut Session,
+        bytes: &mut [u8],
+    ) -> Result<Vec<(String, Vec<u8>)>, ProtocolError> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Some((event, used)) = session.read(&mut bytes[pos..])? {
+            let slice = &bytes[pos..];
+            let item = match event {
+                Event::Message { text, payload } => {
+                    let body = match payload {
+                        Payload::InBuffer(r) => slice[r].to_vec(),
+                        Payload::Assembled => session.assembled().to_vec(),
+                    };
+                    session.finish_message();
+                    (if text { "text" } else { "binary" }.to_owned(), body)
+                }
+                Event::Fragment => ("fragment".to_owned(), Vec::new()),
+                Event::Ping(r) => ("ping".to_owned(), slice[r].to_vec()),
+                Event::Pong(r) => ("pong".to_owned(), slice[r].to_vec()),
+                Event::Close { code, reason } => {
+                    (format!("close {code:?}"), slice[reason].to_vec())
+                }
+            };
+            out.push(item);
+            pos += used;
+        }
+        Ok(out)
+    }
+
+    fn stream() -> Vec<u8> {
+        let mut bytes = client_frame(true, OpCode::Text, b"hi");
+        bytes.extend(client_frame(false, OpCode::Binary, &[1, 2]));
+        bytes.extend(client_frame(true, OpCode::Ping, b"p"));
+        bytes.extend(client_frame(true, OpCode::Continuation, &[3]));
+        bytes.extend(client_frame(true, OpCode::Close, &[0x03, 0xe8, b'o', b'k']));
+        bytes
+    }
+
+    #[test]
+    fn messages_fragments_control_frames_and_close() {
+        let mut bytes = stream();
+        let got = events(&mut Session::new(LIMITS), &mut bytes).unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["text", "fragment", "ping", "binary", "close Some(1000)"]
+        );
+        assert_eq!(got[0].1, b"hi");
+        assert_eq!(got[3].1, [1, 2, 3]);
+        assert_eq!(got[4].1, b"ok");
+    }
+
+    #[test]
+    fn every_split_point_waits_then_gives_the_same_events() {
+        let whole = events(&mut Session::new(LIMITS), &mut stream()).unwrap();
+        let bytes = stream();
+        for cut in 0..bytes.len() {
+            let mut session = Session::new(LIMITS);
+            // Feed the prefix, then the whole buffer: the prefix yields only complete frames.
+            let mut prefix = bytes[..cut].to_vec();
+            let first = events(&mut session, &mut prefix).unwrap();
+            assert!(whole.starts_with(&first), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_on_the_header() {
+        let mut session = Session::new(LIMITS);
+        let big = client_frame(true, OpCode::Binary, &[0; 101]);
+        // Only the header is there; the refusal does not wait for the payload.
+        let mut head = big[..8].to_vec();
+        assert_eq!(session.read(&mut head), Err(ProtocolError::MessageTooBig));
+        let mut session = Session::new(LIMITS);
+        let mut bytes = client_frame(false, OpCode::Binary, &[0; 60]);
+        bytes.extend(client_frame(true, OpCode::Continuation, &[0; 41]));
+        assert_eq!(
+            events(&mut session, &mut bytes),
+            Err(ProtocolError::MessageTooBig)
+        );
+        let mut session = Session::new(LIMITS);
+        let mut bytes = client_frame(false, OpCode::Binary, b"x");
+        for _ in 0..3 {
+            bytes.extend(client_frame(false, OpCode::Continuation, b"x"));
+        }
+        assert_eq!(
+            events(&mut session, &mut bytes),
+            Err(ProtocolError::TooManyFragments)
+        );
+        assert_eq!(ProtocolError::TooManyFragments.close_code(), 1009);
+    }
+
+    #[test]
+    fn protocol_errors_and_their_codes() {
+        let cases: [(Vec<u8>, ProtocolError, u16); 5] = [
+            (
+                client_frame(true, OpCode::Continuation, b"x"),
+                ProtocolError::StrayContinuation,
+                1002,
+            ),
+            (
+                [
+                    client_frame(false, OpCode::Text, b"a"),
+                    client_frame(true, OpCode::Text, b"b"),
+                ]
+                .concat(),
+                ProtocolError::UnfinishedMessage,
+                1002,
+            ),
+            (
+                client_frame(true, OpCode::Close, &[1]),
+                ProtocolError::InvalidClose,
+                1002,
+            ),
+            (
+                client_frame(true, OpCode::Close, &[0x03, 0xed]),
+                ProtocolError::InvalidClose,
+                1002,
+            ),
+            (
+                client_frame(true, OpCode::Close, &[0x03, 0xe8, 0xff]),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+        ];
+        for (mut bytes, error, code) in cases {
+            assert_eq!(events(&mut Session::new(LIMITS), &mut bytes), Err(error));
+            assert_eq!(error.close_code(), code);
+        }
+    }
+
+    #[test]
+    fn utf8_fails_fast_but_tolerates_split_code_points() {
+        let mut bad_first = client_frame(false, OpCode::Text, &[b'a', 0xc0, 0x80]);
+        bad_first.extend(client_frame(true, OpCode::Continuation, b"b"));
+        // Refused on the first fragment, before the message is complete.
+        let first = Session::new(LIMITS).read(&mut bad_first);
+        assert_eq!(first, Err(ProtocolError::InvalidUtf8));
+        let mut split = client_frame(false, OpCode::Text, &[0xc3]);
+        split.extend(client_frame(true, OpCode::Continuation, &[0xa9]));
+        let got = events(&mut Session::new(LIMITS), &mut split).unwrap();
+        assert_eq!(got.last().unwrap().1, "é".as_bytes());
+        // An incomplete code point at the very end is invalid.
+        let mut cut = client_frame(false, OpCode::Text, &[0xc3]);
+        cut.extend(client_frame(true, OpCode::Continuation, b""));
+        assert_eq!(
+            events(&mut Session::new(LIMITS), &mut cut),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn close_frames_written_by_the_server() {
+        let mut out = Vec::new();
+        write_close_frame(&mut out, Some(1000), "idle timeout".as_bytes());
+        assert_eq!(&out[..4], &[0x88, 14, 0x03, 0xe8]);
+        out.clear();
+        write_close_frame(&mut out, None, b"ignored");
+        assert_eq!(out, [0x88, 0]);
+        out.clear();
+        // Reasons are cut to fit 125 bytes, at a character boundary.
+        write_close_frame(&mut out, Some(1008), "é".repeat(100).as_bytes());
+        assert_eq!(out[1], 2 + 122);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut bytes = bytes;
+            let _ = events(&mut Session::new(LIMITS), &mut bytes);
+        }
+    }
+}
