@@ -154,8 +154,10 @@ impl<T: Transport> WsConnection<T> {
     }
 
     /// Handles every complete frame in `buf[*pos..]`; `Some` when the connection must end.
-    /// Answers keep the order of the frames they answer, except that a run of pings with
-    /// nothing in between gets one pong, for the latest (RFC 6455 §5.5.3 allows it).
+    /// Answers keep the order of the frames they answer, and every ping gets its pong
+    /// (Autobahn 2.10 requires it; RFC 6455 §5.5.3 would allow answering only the latest).
+    /// A ping flood cannot queue pongs: nothing more is read until the answers are written,
+    /// and pings count against `rate_limit`.
     fn process(
         &mut self,
         buf: &mut [u8],
@@ -163,13 +165,12 @@ impl<T: Transport> WsConnection<T> {
         prefix: &[u8],
         limits: &WsLimits,
     ) -> Option<End> {
-        let mut pong: Option<std::ops::Range<usize>> = None;
-        let end = loop {
+        loop {
             let start = *pos;
             let (event, consumed) = match self.session.read(&mut buf[start..]) {
                 Ok(Some(found)) => found,
-                Ok(None) => break None,
-                Err(e) => break Some(End::Close(e.close_code(), e.reason())),
+                Ok(None) => return None,
+                Err(e) => return Some(End::Close(e.close_code(), e.reason())),
             };
             *pos += consumed;
             // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
@@ -189,14 +190,12 @@ impl<T: Transport> WsConnection<T> {
                     }
                 }
             }
-            if let Event::Ping(range) = event {
-                pong = Some(start + range.start..start + range.end);
-                continue;
-            }
-            if let Some(range) = pong.take() {
-                self.write_pong(&buf[range]);
-            }
             match event {
+                Event::Ping(range) => {
+                    let payload = &buf[start..][range];
+                    write_frame_header(&mut self.out, OpCode::Pong, true, payload.len() as u64);
+                    self.out.extend_from_slice(payload);
+                }
                 Event::Message { text, payload } => {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
                     let body: &[u8] = match payload {
@@ -212,20 +211,11 @@ impl<T: Transport> WsConnection<T> {
                 Event::Close { code, reason } => {
                     // RFC 6455 §5.5.1: echo the status code; an empty close is answered empty.
                     write_close_frame(&mut self.out, code, &buf[start..][reason]);
-                    break Some(End::Answered);
+                    return Some(End::Answered);
                 }
-                Event::Fragment | Event::Pong(_) | Event::Ping(_) => {}
+                Event::Fragment | Event::Pong(_) => {}
             }
-        };
-        if let Some(range) = pong {
-            self.write_pong(&buf[range]);
         }
-        end
-    }
-
-    fn write_pong(&mut self, payload: &[u8]) {
-        write_frame_header(&mut self.out, OpCode::Pong, true, payload.len() as u64);
-        self.out.extend_from_slice(payload);
     }
 
     /// Writes the batch of answers within `send_timeout`.
@@ -259,6 +249,12 @@ impl<T: Transport> WsConnection<T> {
             self.guard.within(deadline, self.io.write_all(frame)).await,
             Some((Ok(()), _))
         ) {
+            return;
+        }
+        // The frame that failed the connection may itself have been the client's close: then
+        // no other close is coming, and the handshake is complete.
+        if self.session.peer_closed() {
+            let _ = self.io.shutdown_write().await;
             return;
         }
         // Whatever the client still sends is parsed only to find its close frame.

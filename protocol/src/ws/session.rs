@@ -127,6 +127,8 @@ pub struct Session {
     assembly: Assembly,
     /// Whether `assembly` holds a complete message the caller has not finished with.
     complete: bool,
+    /// Whether the peer has sent a close frame (valid or not).
+    peer_closed: bool,
 }
 
 impl Session {
@@ -136,7 +138,14 @@ impl Session {
             limits,
             assembly: Assembly::default(),
             complete: false,
+            peer_closed: false,
         }
+    }
+
+    /// Whether the peer has sent a close frame, valid or not: after answering it (or failing
+    /// the connection because of it) no other close frame will come.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// How many bytes `unparsed` must hold before [`Session::read`] can make progress: the
@@ -158,6 +167,7 @@ impl Session {
         let Some((header, header_len)) = FrameHeader::parse(unparsed)? else {
             return Ok(None);
         };
+        self.peer_closed |= header.opcode == OpCode::Close;
         header.validate_client()?;
         if header.opcode.is_data() || header.opcode == OpCode::Continuation {
             self.check_size(&header)?;
