@@ -9,9 +9,11 @@
 //! closes the connection.
 
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
 use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
@@ -25,6 +27,8 @@ pub trait Transport {
     async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Writes all of `buf[range]` straight from `buf` (no copy), and gives `buf` back.
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
 }
@@ -58,6 +62,12 @@ impl Transport for TcpTransport {
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let BufResult(result, buf) = AsyncWriteExt::write_all(&mut &self.stream, buf).await;
         (result, buf)
+    }
+
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, slice) =
+            AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
+        (result, slice.into_inner())
     }
 
     async fn shutdown_write(&self) -> io::Result<()> {

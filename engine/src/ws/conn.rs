@@ -7,11 +7,15 @@
 //! connection lives); the connection table's deadline wakes the loop for the next ping, the
 //! idle timeout and the drain.
 
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringstream_protocol::ws::frame::MAX_HEADER_LEN;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
-use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
+use ringstream_protocol::ws::{
+    FrameHeader, OpCode, close_code, write_close_frame, write_frame_header,
+};
 
 use super::rates::FrameRates;
 use crate::config::{OnLimit, Route, RouteKind, WsLimits};
@@ -65,6 +69,7 @@ pub async fn serve<T: Transport>(
         }),
         rates: FrameRates::new(&route.ws),
         out: Vec::with_capacity(INITIAL_BUFFER),
+        in_place: None,
         send_timeout: route.limits.send_timeout,
         ctx: Rc::clone(&ctx),
     };
@@ -88,6 +93,9 @@ struct WsConnection<T> {
     rates: FrameRates,
     /// Frames waiting to be written.
     out: Vec<u8>,
+    /// An echo rewritten in place in the read buffer, to be sent from there (the turbo path):
+    /// its range in the buffer.
+    in_place: Option<Range<usize>>,
     /// The route's `send_timeout`.
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
@@ -110,7 +118,17 @@ impl<T: Transport> WsConnection<T> {
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, limits) {
                 return end;
             }
-            if let Err(end) = self.flush().await {
+            if let Some(range) = self.in_place.take() {
+                let deadline = Instant::now() + self.send_timeout;
+                match self
+                    .guard
+                    .within(deadline, self.io.write_range(buf, range))
+                    .await
+                {
+                    Some((Ok(()), returned)) => buf = returned,
+                    _ => return End::Gone,
+                }
+            } else if let Err(end) = self.flush().await {
                 return end;
             }
             buf.drain(..pos);
@@ -170,7 +188,10 @@ impl<T: Transport> WsConnection<T> {
             let (event, consumed) = match self.session.read(&mut buf[start..]) {
                 Ok(Some(found)) => found,
                 Ok(None) => return None,
-                Err(e) => return Some(End::Close(e.close_code(), e.reason())),
+                Err(e) => {
+                    self.spill_in_place(buf);
+                    return Some(End::Close(e.close_code(), e.reason()));
+                }
             };
             *pos += consumed;
             // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
@@ -190,7 +211,19 @@ impl<T: Transport> WsConnection<T> {
                     }
                 }
             }
+            // Anything written now goes after the echo waiting in the read buffer.
+            if !matches!(event, Event::Fragment | Event::Pong(_)) {
+                self.spill_in_place(buf);
+            }
             match event {
+                Event::Message {
+                    text,
+                    payload: Payload::InBuffer(range),
+                } if prefix.is_empty() && self.out.is_empty() => {
+                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                    let frame = start + range.start..start + range.end;
+                    self.in_place = Some(rewrite_in_place(buf, frame, opcode));
+                }
                 Event::Ping(range) => {
                     let payload = &buf[start..][range];
                     write_frame_header(&mut self.out, OpCode::Pong, true, payload.len() as u64);
@@ -215,6 +248,14 @@ impl<T: Transport> WsConnection<T> {
                 }
                 Event::Fragment | Event::Pong(_) => {}
             }
+        }
+    }
+
+    /// Moves an echo waiting in the read buffer into the write batch, so that what follows is
+    /// written after it.
+    fn spill_in_place(&mut self, buf: &[u8]) {
+        if let Some(range) = self.in_place.take() {
+            self.out.extend_from_slice(&buf[range]);
         }
     }
 
@@ -280,6 +321,59 @@ impl<T: Transport> WsConnection<T> {
                 Some((Ok(n), returned)) if n > 0 => buf = returned,
                 _ => return,
             }
+        }
+    }
+}
+
+/// Turns a client frame whose payload sits at `payload` in `buf` (already unmasked) into the
+/// server's echo of it, in place: the server header (no mask, so exactly 4 bytes shorter than
+/// the client's, lengths being minimal on both sides) is written just before the payload.
+/// Returns the range of the server frame.
+fn rewrite_in_place(buf: &mut [u8], payload: Range<usize>, opcode: OpCode) -> Range<usize> {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let len = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    }
+    .encode(&mut header);
+    let start = payload.start - len;
+    buf[start..payload.start].copy_from_slice(&header[..len]);
+    start..payload.end
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use ringstream_protocol::ws::apply_mask;
+
+    #[test]
+    fn an_echo_rewritten_in_place_is_the_server_frame() {
+        for len in [0usize, 5, 125, 126, 300, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let key = [1, 2, 3, 4];
+            let mut buf = Vec::new();
+            FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: OpCode::Binary,
+                mask: Some(key),
+                payload_len: len as u64,
+            }
+            .write(&mut buf);
+            let header_len = buf.len();
+            buf.extend_from_slice(&payload);
+            apply_mask(&mut buf[header_len..], key, 0);
+            // The session unmasks in place before the rewrite.
+            apply_mask(&mut buf[header_len..], key, 0);
+            let frame = rewrite_in_place(&mut buf, header_len..header_len + len, OpCode::Binary);
+            let mut expected = Vec::new();
+            write_frame_header(&mut expected, OpCode::Binary, true, len as u64);
+            expected.extend_from_slice(&payload);
+            assert_eq!(&buf[frame], &expected[..], "len {len}");
         }
     }
 }
