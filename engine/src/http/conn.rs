@@ -20,9 +20,10 @@ use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
 use crate::ws;
 
-/// A fresh connection's read and write buffers start this big; the read buffer grows (up to
-/// the head limit) only for a client that sends a larger head.
-const INITIAL_BUFFER: usize = 4096;
+/// A fresh connection's read buffer starts this big (most request heads fit); it grows, up to
+/// the head limit, only for a client that sends a larger head. Kept small because an idle
+/// keep-alive or WebSocket connection keeps it.
+const INITIAL_BUFFER: usize = 1024;
 
 /// Extra headers a refusal must carry.
 type RefusalHeaders = &'static [(&'static str, &'static [u8])];
@@ -79,7 +80,8 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
         io,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
-        out: Vec::with_capacity(INITIAL_BUFFER),
+        // Allocated by the first response, then reused.
+        out: Vec::new(),
         send_timeout: ctx.limits.send_timeout,
         ctx,
     };

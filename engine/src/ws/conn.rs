@@ -23,9 +23,10 @@ use crate::context::WorkerContext;
 use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
 
-/// Read buffer of a fresh WebSocket connection; it grows to hold the largest frame seen (at
-/// most `max_message_size` plus a header).
-const INITIAL_BUFFER: usize = 4096;
+/// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
+/// because an idle connection keeps it); it grows to hold the largest frame seen (at most
+/// `max_message_size` plus a header).
+const INITIAL_BUFFER: usize = 512;
 /// How long the server waits for the client's close frame after sending its own.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Close reason of the idle timeout (PROTECTIONS.md).
@@ -56,9 +57,7 @@ pub async fn serve<T: Transport>(
 ) {
     guard.set_activity(Activity::WebSocket);
     buf.drain(..pos);
-    if buf.capacity() < INITIAL_BUFFER {
-        buf.reserve(INITIAL_BUFFER - buf.len());
-    }
+    buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
     let route = &ctx.router.routes()[route];
     let mut conn = WsConnection {
         guard,
@@ -68,7 +67,9 @@ pub async fn serve<T: Transport>(
             max_fragments: route.ws.max_fragments,
         }),
         rates: FrameRates::new(&route.ws),
-        out: Vec::with_capacity(INITIAL_BUFFER),
+        // Echoes leave from the read buffer; the batch is only for pings, pongs and pipelined
+        // messages, so it is allocated when first needed.
+        out: Vec::new(),
         in_place: None,
         send_timeout: route.limits.send_timeout,
         ctx: Rc::clone(&ctx),
@@ -137,7 +138,7 @@ impl<T: Transport> WsConnection<T> {
             if buf.capacity() < want {
                 buf.reserve(want - buf.len());
             } else if buf.len() == buf.capacity() {
-                buf.reserve(INITIAL_BUFFER);
+                buf.reserve(buf.capacity().max(INITIAL_BUFFER));
             }
             let read = self.io.read_append(buf);
             let mut read = std::pin::pin!(read);
