@@ -25,6 +25,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file: print a one-line summary (exit 0) or the error (exit 2).
     CheckConfig(CheckConfigArgs),
+    /// Load generator: WebSocket echo and handshakes, and the raw-TCP ceiling (loopback use).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `ringstream serve`: flags override the config file.
@@ -133,7 +135,7 @@ mod tests {
         let cli = Cli::try_parse_from(["ringstream", "serve"].iter().chain(args))?;
         match cli.command {
             Command::Serve(args) => Ok(args),
-            Command::CheckConfig(_) => panic!("parsed as check-config"),
+            other => panic!("parsed as {other:?}"),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `ringstream`: parses the command line, sets up logging, loads the config and runs the engine.
 
+mod bench;
 mod cli;
 mod config;
 mod logging;
@@ -17,6 +18,10 @@ fn main() -> ExitCode {
     match cli::Cli::parse().command {
         cli::Command::Serve(args) => serve_command(&args),
         cli::Command::CheckConfig(args) => check_config_command(&args),
+        cli::Command::Bench(args) => match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => report(&error, 1),
+        },
     }
 }
 

@@ -1,0 +1,194 @@
+//! `ringstream bench`: the load generator. One thread (pin it with `taskset`), many
+//! connections, every answer verified; reports the rate, latency p50/p99 and, given the
+//! server's PID, the server's CPU time per operation.
+
+mod raw;
+mod stats;
+mod ws;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use stats::{Stats, process_cpu_seconds};
+
+/// `ringstream bench MODE`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// The load shapes of BENCHMARKS.md.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// On open WebSocket connections: send a message, wait for its echo, verify it.
+    Echo {
+        /// ws://IP:PORT/PATH of an echo endpoint.
+        #[arg(long)]
+        url: String,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Connect, upgrade, close handshake, disconnect: one operation.
+    Handshake {
+        /// ws://IP:PORT/PATH of a WebSocket endpoint.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The echo load without WebSocket, against `raw-tcp-server`: the ceiling of this kernel.
+    RawTcp {
+        /// IP:PORT of a `raw-tcp-server`.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Bytes per round trip.
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// A trivial single-threaded TCP echo server for `raw-tcp` (prints `listening on ADDR`).
+    RawTcpServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Options every load shares.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Concurrent connections (or handshake workers).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's PID, to report its CPU time per operation.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Load runs, nothing is counted.
+    Warmup,
+    /// Load runs and is counted.
+    Measure,
+    /// Connections finish their operation and stop.
+    Done,
+}
+
+/// Runs the chosen load to completion.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = compio::runtime::Runtime::new().context("building the client runtime")?;
+    runtime.block_on(async move {
+        match args.mode {
+            Mode::RawTcpServer { listen } => Ok(raw::serve(listen).await?),
+            Mode::Echo {
+                url,
+                size,
+                depth,
+                run,
+            } => {
+                let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;
+                let label = format!("echo {size} B, depth {depth}");
+                measure(&label, &run, |phase, stats| {
+                    ws::echo(target.clone(), size, depth.max(1), phase, stats)
+                })
+                .await
+            }
+            Mode::Handshake { url, run } => {
+                let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;
+                measure("handshake", &run, |phase, stats| {
+                    ws::handshake(target.clone(), phase, stats)
+                })
+                .await
+            }
+            Mode::RawTcp { addr, size, run } => {
+                let label = format!("raw-tcp echo {size} B");
+                measure(&label, &run, |phase, stats| {
+                    raw::echo(addr, size, phase, stats)
+                })
+                .await
+            }
+        }
+    })
+}
+
+/// Starts `run.connections` tasks from `task`, warms up, measures, reports.
+async fn measure<F, Fut>(label: &str, run: &RunArgs, task: F) -> anyhow::Result<()>
+where
+    F: Fn(Rc<Cell<Phase>>, Rc<RefCell<Stats>>) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let phase = Rc::new(Cell::new(Phase::Warmup));
+    let stats = Rc::new(RefCell::new(Stats::new()));
+    let tasks: Vec<_> = (0..run.connections)
+        .map(|_| compio::runtime::spawn(task(Rc::clone(&phase), Rc::clone(&stats))))
+        .collect();
+    compio::time::sleep(Duration::from_secs_f64(run.warmup)).await;
+    let cpu_before = run.server_pid.and_then(process_cpu_seconds);
+    phase.set(Phase::Measure);
+    compio::time::sleep(Duration::from_secs_f64(run.seconds)).await;
+    phase.set(Phase::Done);
+    let cpu_after = run.server_pid.and_then(process_cpu_seconds);
+    for task in tasks {
+        // Each finishes its current operation; a stuck one is abandoned after a while.
+        let _ = compio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let stats = stats.borrow();
+    let rate = stats.ops as f64 / run.seconds;
+    let cpu_us = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if stats.ops > 0 => Some((b - a) * 1e6 / stats.ops as f64),
+        _ => None,
+    };
+    let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
+    if run.json {
+        println!(
+            "{{\"mode\":\"{label}\",\"connections\":{},\"seconds\":{},\"ops\":{},\"ops_per_sec\":{rate:.0},\"errors\":{},\"p50_us\":{p50},\"p99_us\":{p99},\"server_cpu_us_per_op\":{}}}",
+            run.connections,
+            run.seconds,
+            stats.ops,
+            stats.errors,
+            cpu_us.map_or("null".into(), |v| format!("{v:.2}"))
+        );
+    } else {
+        println!(
+            "{label}: {} connections, {:.0} s: {} ops, {rate:.0} ops/s, p50 {p50} µs, p99 {p99} µs, \
+             {} errors{}",
+            run.connections,
+            run.seconds,
+            stats.ops,
+            stats.errors,
+            cpu_us.map_or(String::new(), |v| format!(", server CPU {v:.2} µs/op"))
+        );
+    }
+    if let Some(first) = &stats.first_error {
+        eprintln!("first error: {first}");
+    }
+    if stats.errors > 0 {
+        bail!("{} operations failed", stats.errors);
+    }
+    Ok(())
+}
