@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""WebSocket load benchmark: ringstream against tokio-tungstenite, and the raw-TCP ceiling.
+
+Servers run on core 0 (one worker / one thread), the load generator (`ringstream bench`) on
+core 1. Each round starts every contender in turn (interleaved) and runs every workload
+against it; the table gives medians over the rounds of the rate and of the server's CPU time
+per operation, and each contender's ratio to ringstream. Every echo is verified by the load
+generator. Every process is stopped by PID.
+
+    cargo build --release --bins --examples
+    python3 benches/ws_load.py --rounds 3 --seconds 5
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+RINGSTREAM = os.path.join(RELEASE, "ringstream")
+
+SERVERS = {
+    "ringstream": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+                   "--log-level", "warn"],
+    "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),
+                          "127.0.0.1:0"],
+    "raw TCP echo (ceiling)": [RINGSTREAM, "bench", "raw-tcp-server"],
+}
+
+WORKLOADS = [
+    ("echo 32 B, 100 conns", ["echo", "--size", "32", "--connections", "100"]),
+    ("echo 512 B, 100 conns", ["echo", "--size", "512", "--connections", "100"]),
+    ("echo 16 KiB, 100 conns", ["echo", "--size", "16384", "--connections", "100"]),
+    ("handshakes, 64 workers", ["handshake", "--connections", "64"]),
+]
+
+
+def start(argv):
+    server = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    addr = server.stdout.readline().strip().removeprefix("listening on ")
+    return server, addr
+
+
+def run(workload, name, addr, pid, seconds):
+    args = list(workload)
+    if name.startswith("raw"):
+        if args[0] != "echo":
+            return None
+        args = ["raw-tcp", "--addr", addr] + args[1:]
+    else:
+        args = [args[0], "--url", f"ws://{addr}/ws/echo"] + args[1:]
+    out = subprocess.run(["taskset", "-c", "1", RINGSTREAM, "bench", *args, "--seconds",
+                          str(seconds), "--server-pid", str(pid), "--json"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{name} / {workload}: {out.stderr or out.stdout}")
+    return json.loads(out.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    results = {}
+    for round_ in range(args.rounds):
+        for name, argv in SERVERS.items():
+            server, addr = start(argv)
+            try:
+                for label, workload in WORKLOADS:
+                    result = run(workload, name, addr, server.pid, args.seconds)
+                    if result is None:
+                        continue
+                    results.setdefault((label, name), []).append(result)
+                    print(f"round {round_ + 1}: {label}: {name}: {result['ops_per_sec']:,} ops/s,"
+                          f" {result['server_cpu_us_per_op']} us server CPU/op,"
+                          f" p50 {result['p50_us']} us, p99 {result['p99_us']} us",
+                          file=sys.stderr)
+            finally:
+                server.send_signal(signal.SIGKILL)
+                server.wait()
+    print("| workload | server | ops/s | server CPU µs/op | CPU/op vs ringstream | "
+          "p50 / p99 µs |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, _ in WORKLOADS:
+        base = None
+        for name in SERVERS:
+            runs = results.get((label, name))
+            if not runs:
+                continue
+            rate = statistics.median(r["ops_per_sec"] for r in runs)
+            cpu = statistics.median(r["server_cpu_us_per_op"] for r in runs)
+            p50 = statistics.median(r["p50_us"] for r in runs)
+            p99 = statistics.median(r["p99_us"] for r in runs)
+            base = base or cpu
+            print(f"| {label} | {name} | {rate:,.0f} | {cpu:.2f} | {cpu / base:.2f}× | "
+                  f"{p50:.0f} / {p99:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
