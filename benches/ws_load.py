@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""WebSocket load benchmark: ringstream against tokio-tungstenite, and the raw-TCP ceiling.
+"""WebSocket load benchmark: ringstream against tokio-tungstenite, uvicorn + Starlette, and the
+raw-TCP ceiling.
 
 Servers run on core 0 (one worker / one thread), the load generator (`ringstream bench`) on
 core 1. Each round starts every contender in turn (interleaved) and runs every workload
@@ -8,6 +9,7 @@ per operation, and each contender's ratio to ringstream. Every echo is verified 
 generator. Every process is stopped by PID.
 
     cargo build --release --bins --examples
+    benches/peers/install.sh        # uvicorn + Starlette into benches/peers/.env
     python3 benches/ws_load.py --rounds 3 --seconds 5
 """
 
@@ -15,9 +17,11 @@ import argparse
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -28,6 +32,12 @@ SERVERS = {
                    "--log-level", "warn"],
     "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),
                           "127.0.0.1:0"],
+    # uvicorn's documented fast set-up: uvloop, httptools, the websockets library.
+    "uvicorn + Starlette": [os.path.join(ROOT, "benches", "peers", ".env", "bin", "uvicorn"),
+                            "--app-dir", os.path.join(ROOT, "benches", "peers"),
+                            "starlette_echo:app", "--host", "127.0.0.1", "--port", "{port}",
+                            "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+                            "--log-level", "warning", "--no-access-log"],
     "raw TCP echo (ceiling)": [RINGSTREAM, "bench", "raw-tcp-server"],
 }
 
@@ -39,7 +49,28 @@ WORKLOADS = [
 ]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start(argv):
+    """Starts a server on core 0; returns it and its address. Servers that cannot print their
+    address are given a free port and waited for."""
+    if "{port}" in argv:
+        port = free_port()
+        argv = [a.replace("{port}", str(port)) for a in argv]
+        server = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return server, f"127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+        server.kill()
+        sys.exit(f"{argv[0]} did not start")
     server = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     addr = server.stdout.readline().strip().removeprefix("listening on ")
@@ -66,10 +97,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--only", action="append", help="substring of server names to run")
     args = parser.parse_args()
+    servers = {n: a for n, a in SERVERS.items()
+               if not args.only or n == "ringstream" or any(o in n for o in args.only)}
     results = {}
     for round_ in range(args.rounds):
-        for name, argv in SERVERS.items():
+        for name, argv in servers.items():
             server, addr = start(argv)
             try:
                 for label, workload in WORKLOADS:
@@ -89,7 +123,7 @@ def main():
     print("|---|---|---:|---:|---:|---:|")
     for label, _ in WORKLOADS:
         base = None
-        for name in SERVERS:
+        for name in servers:
             runs = results.get((label, name))
             if not runs:
                 continue
