@@ -30,6 +30,8 @@ RINGSTREAM = os.path.join(RELEASE, "ringstream")
 SERVERS = {
     "ringstream": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
                    "--log-level", "warn"],
+    # The same echo written with the handler API (recv, then send) instead of the turbo route.
+    "ringstream handler": [os.path.join(RELEASE, "examples", "ws_handler_echo"), "127.0.0.1:0"],
     "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),
                           "127.0.0.1:0"],
     # uvicorn's documented fast set-up: uvloop, httptools, the websockets library.

@@ -63,6 +63,7 @@ pub fn summary(config: &ServerConfig) -> String {
                 RouteKind::Health => "health",
                 RouteKind::StaticText { .. } => "static_text",
                 RouteKind::Echo { .. } => "echo",
+                RouteKind::Handler { .. } => "handler",
             };
             format!("{} ({kind})", route.path)
         })

@@ -8,8 +8,8 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ringstream_engine::config::{
-    ConnectionLimits, HttpLimits, IoDriver, RingSetup, Route, RouteKind, ServerConfig, WsLimits,
-    bounds,
+    ConnectionLimits, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup,
+    Route, RouteKind, ServerConfig, WsLimits, bounds,
 };
 use toml::Spanned;
 
@@ -20,10 +20,6 @@ use super::units::{format_duration, format_size};
 /// `listen` when the file does not say.
 const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
-/// `backlog` when the file does not say.
-const DEFAULT_BACKLOG: u32 = 4096;
-/// `drain_timeout` when the file does not say.
-const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `content_type` of a `static_text` route when the file does not say.
 const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 

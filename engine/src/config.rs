@@ -6,6 +6,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::handler::WsHandler;
+
+/// `backlog` when the configuration does not say.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// `drain_timeout` when the configuration does not say.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything one `ringstream serve` process needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -31,6 +38,37 @@ pub struct ServerConfig {
     pub limits: HttpLimits,
     /// Routes in configuration order; the longest matching prefix wins.
     pub routes: Vec<Route>,
+}
+
+impl ServerConfig {
+    /// A server on `listen` with every default and no routes yet: how a program that
+    /// registers its own WebSocket handlers starts (`examples/ws_chat.rs`).
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            workers: 0,
+            backlog: DEFAULT_BACKLOG,
+            io_driver: IoDriver::Auto,
+            io_uring_setup: RingSetup::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            allow_shared_port: false,
+            connection_limits: ConnectionLimits::default(),
+            limits: HttpLimits::default(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Adds a route with the server's global limits (adjust `route.limits` / `route.ws` for
+    /// per-route values).
+    pub fn route(mut self, path: impl Into<String>, kind: RouteKind) -> Self {
+        self.routes.push(Route {
+            path: path.into(),
+            kind,
+            limits: self.limits.clone(),
+            ws: WsLimits::default(),
+        });
+        self
+    }
 }
 
 /// The I/O driver each worker runs on.
@@ -116,12 +154,36 @@ pub enum RouteKind {
         /// Subprotocols offered to clients, in order of preference; empty offers none.
         subprotocols: Vec<String>,
     },
+    /// WebSocket served by a handler registered in code: every protection of the route applies
+    /// before the handler sees a message (see [`crate::handler`]).
+    Handler {
+        /// Runs once per connection, on the worker that accepted it.
+        handler: WsHandler,
+        /// Subprotocols offered to clients, in order of preference; empty offers none.
+        subprotocols: Vec<String>,
+    },
 }
 
 impl RouteKind {
+    /// A WebSocket route served by `handler`, offering no subprotocol.
+    pub fn handler(handler: WsHandler) -> Self {
+        Self::Handler {
+            handler,
+            subprotocols: Vec::new(),
+        }
+    }
+
     /// Whether the route speaks WebSocket after an HTTP upgrade.
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Self::Echo { .. })
+        matches!(self, Self::Echo { .. } | Self::Handler { .. })
+    }
+
+    /// The subprotocols a WebSocket route offers (none for other kinds).
+    pub fn subprotocols(&self) -> &[String] {
+        match self {
+            Self::Echo { subprotocols, .. } | Self::Handler { subprotocols, .. } => subprotocols,
+            Self::Health | Self::StaticText { .. } => &[],
+        }
     }
 }
 
@@ -201,6 +263,8 @@ pub struct WsLimits {
     pub timeout: Duration,
     /// `Origin` values allowed to upgrade (exact match, case-insensitive); empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Bytes a handler may queue for one client before `send` waits for the client to read.
+    pub max_backpressure: usize,
 }
 
 impl Default for WsLimits {
@@ -215,6 +279,7 @@ impl Default for WsLimits {
             heartbeat_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
+            max_backpressure: 1024 * 1024,
         }
     }
 }

@@ -10,12 +10,15 @@
 //!
 //! - [`config`]: the resolved, validated configuration the engine runs with.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
+//! - [`handler`]: the WebSocket handler API (routes served by application code), and
+//!   [`task`], the timers and local tasks handlers use.
 //! - `worker`: one pinned thread: its runtime, its accept loop, its drain.
 //! - `listener`: binding one `SO_REUSEPORT` socket per worker on a shared port.
 //! - `driver`: choosing io_uring or poll, and the io_uring set-up flags.
 //! - `runtime`, `transport`: the only places compio is named (spawn, timers, accept, streams).
 //! - `http`: the HTTP/1.1 connection state machine, built-in routes and refusals.
-//! - `ws`: WebSocket routes: the upgrade decision and the connection after the 101.
+//! - `ws`: WebSocket routes: the upgrade decision and the connection after the 101 (echo, or
+//!   the pump of a handler route).
 //! - `router`: matching a path to a route.
 //! - `context`: what the connections of one worker share.
 //! - `registry`: each worker's open connections, their deadlines (one sweeper per worker
@@ -26,7 +29,9 @@
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
 
 pub mod config;
+pub mod handler;
 pub mod server;
+pub mod task;
 
 mod clock;
 mod conn_count;

@@ -10,9 +10,9 @@
 )]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
-use super::{Server, read_response};
+use super::{PATIENCE, Response, Server, read_response};
 
 pub const CONTINUATION: u8 = 0x0;
 pub const TEXT: u8 = 0x1;
@@ -36,12 +36,20 @@ pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
 
 /// Connects and upgrades on `path`; panics unless the answer is a correct 101.
 pub fn connect(server: &Server, path: &str) -> TcpStream {
-    let mut stream = server.connect();
-    stream.write_all(&upgrade_request(path, "")).unwrap();
+    connect_to(server.addr, path, "").0
+}
+
+/// Connects to `addr` and upgrades on `path` with `extra` header lines; panics unless the
+/// answer is a correct 101, which is returned with the stream.
+pub fn connect_to(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, Response) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(&upgrade_request(path, extra)).unwrap();
     let response = read_response(&mut stream).expect("a 101");
     assert_eq!(response.status, 101);
     assert_eq!(response.header("sec-websocket-accept"), Some(ACCEPT));
-    stream
+    (stream, response)
 }
 
 /// A client frame: masked, with `fin` and `opcode` as given (RSV bits in `rsv`, 0..=7).

@@ -49,7 +49,7 @@ pub fn respond(
         ),
         // Upgrades are answered before a route's response is written; a request that gets
         // here on a WebSocket route was refused by the upgrade decision already.
-        RouteKind::Echo { .. } => {}
+        RouteKind::Echo { .. } | RouteKind::Handler { .. } => {}
     }
 }
 

@@ -7,6 +7,7 @@
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::apps::{self, MethodClass};
 use super::refuse;
 use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::context::WorkerContext;
+use crate::handler::RequestHead;
 use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
 use crate::ws;
@@ -44,8 +46,9 @@ enum Stop {
 enum Next {
     /// The connection is finished.
     Done,
-    /// The 101 was sent: the connection speaks WebSocket on this route from now on.
-    WebSocket(usize),
+    /// The 101 was sent: the connection speaks WebSocket on this route from now on (with the
+    /// request head a handler route hands its handler).
+    WebSocket(usize, Option<Box<RequestHead>>),
 }
 
 /// The facts about a parsed request the connection keeps once the head's bytes are released.
@@ -53,6 +56,8 @@ enum Next {
 struct RequestInfo {
     /// For a WebSocket route: the upgrade decision, taken while the head was at hand.
     upgrade: Option<Result<ws::Accepted, ws::Refusal>>,
+    /// For an accepted upgrade on a handler route: the head, copied for the handler.
+    head: Option<Box<RequestHead>>,
     /// Index of the matched route, `None` for a 404.
     route: Option<usize>,
     method: MethodClass,
@@ -74,10 +79,16 @@ enum ReadOutcome {
 
 /// Serves HTTP/1.1 on `io` until the client leaves, a protection closes the connection, or the
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
-pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard) {
+pub async fn serve<T: Transport>(
+    io: T,
+    peer: SocketAddr,
+    ctx: Rc<WorkerContext>,
+    guard: ConnGuard,
+) {
     let mut conn = Connection {
         guard,
         io,
+        peer,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
         // Allocated by the first response, then reused.
@@ -87,7 +98,7 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
     };
     let (status, headers) = match conn.run().await {
         Ok(Next::Done) | Err(Stop::Close) => return,
-        Ok(Next::WebSocket(route)) => {
+        Ok(Next::WebSocket(route, head)) => {
             let Connection {
                 guard,
                 io,
@@ -96,7 +107,7 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
                 ctx,
                 ..
             } = conn;
-            return ws::serve(guard, io, ctx, route, buf, pos).await;
+            return ws::serve(guard, io, ctx, route, head, buf, pos).await;
         }
         Err(Stop::Refuse(status)) => (status, &[][..]),
         Err(Stop::RefuseWith(status, headers)) => (status, headers),
@@ -118,6 +129,8 @@ struct Connection<T> {
     /// of a closed stream.
     guard: ConnGuard,
     io: T,
+    /// The client's address.
+    peer: SocketAddr,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,
     pos: usize,
@@ -143,8 +156,8 @@ impl<T: Transport> Connection<T> {
                 .map_or(&ctx.limits, |i| &ctx.router.routes()[i].limits);
             self.send_timeout = limits.send_timeout;
             check_route_limits(&request, limits)?;
-            if let (Some(upgrade), Some(route)) = (&request.upgrade, request.route) {
-                return self.upgrade(upgrade, &request, route).await;
+            if let (Some(_), Some(route)) = (&request.upgrade, request.route) {
+                return self.upgrade(request, route).await;
             }
             self.read_body(&request, limits).await?;
             let close = !request.keep_alive || ctx.draining.get();
@@ -169,15 +182,12 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Answers an upgrade request on a WebSocket route: the 101, or the refusal it earned.
-    async fn upgrade(
-        &mut self,
-        upgrade: &Result<ws::Accepted, ws::Refusal>,
-        request: &RequestInfo,
-        route: usize,
-    ) -> Result<Next, Stop> {
-        let accepted = upgrade
-            .as_ref()
-            .map_err(|refusal| Stop::RefuseWith(refusal.status, refusal.headers))?;
+    async fn upgrade(&mut self, request: RequestInfo, route: usize) -> Result<Next, Stop> {
+        let accepted = match &request.upgrade {
+            Some(Ok(accepted)) => accepted,
+            Some(Err(refusal)) => return Err(Stop::RefuseWith(refusal.status, refusal.headers)),
+            None => return Err(Stop::Refuse(500)),
+        };
         // RFC 6455 §4.1: the opening handshake is a GET without a body.
         if request.body != BodyKind::None {
             return Err(Stop::Refuse(400));
@@ -186,12 +196,14 @@ impl<T: Transport> Connection<T> {
             return Err(Stop::Refuse(503));
         }
         let ctx = Rc::clone(&self.ctx);
-        let RouteKind::Echo { subprotocols, .. } = &ctx.router.routes()[route].kind else {
-            return Err(Stop::Refuse(500));
-        };
-        ws::write_accepted(&mut self.out, accepted, subprotocols);
+        let subprotocols = ctx.router.routes()[route].kind.subprotocols();
+        let protocol = ws::write_accepted(&mut self.out, accepted, subprotocols);
+        let mut head = request.head;
+        if let Some(head) = &mut head {
+            head.set_subprotocol(protocol);
+        }
         self.flush().await?;
-        Ok(Next::WebSocket(route))
+        Ok(Next::WebSocket(route, head))
     }
 
     /// Returns the next request head, waiting for bytes as needed; `None` when the client
@@ -235,7 +247,7 @@ impl<T: Transport> Connection<T> {
         let parsed = parse_request(&self.buf[self.pos..], &mut slots, &self.ctx.head_limits);
         match parsed {
             Ok(Some(request)) => {
-                let info = describe(&request, &self.ctx);
+                let info = describe(&request, &self.ctx, self.peer);
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -332,19 +344,21 @@ impl<T: Transport> Connection<T> {
 }
 
 /// Extracts what the connection needs from a parsed head.
-fn describe(request: &Request<'_, '_>, ctx: &WorkerContext) -> RequestInfo {
+fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: SocketAddr) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
-    let upgrade = route.and_then(|i| {
-        let route = &ctx.router.routes()[i];
-        match &route.kind {
-            RouteKind::Echo { subprotocols, .. } => {
-                Some(ws::decide(request, subprotocols, &route.ws))
-            }
-            RouteKind::Health | RouteKind::StaticText { .. } => None,
+    let kind = route.map(|i| &ctx.router.routes()[i]);
+    let upgrade = kind
+        .filter(|route| route.kind.is_websocket())
+        .map(|route| ws::decide(request, route.kind.subprotocols(), &route.ws));
+    let head = match (kind, &upgrade) {
+        (Some(route), Some(Ok(_))) if matches!(route.kind, RouteKind::Handler { .. }) => {
+            Some(Box::new(RequestHead::capture(request, peer)))
         }
-    });
+        _ => None,
+    };
     RequestInfo {
         upgrade,
+        head,
         route,
         method: MethodClass::of(&request.method),
         target_len: request.target.len(),

@@ -6,10 +6,19 @@
 //! buffered. One read stays pending across heartbeats (it is never cancelled while the
 //! connection lives); the connection table's deadline wakes the loop for the next ping, the
 //! idle timeout and the drain.
+//!
+//! On a handler route the same loop is the connection's pump: whole messages that passed the
+//! protections go to the handler's inbound queue instead of back to the client, and the wait
+//! for the socket also wakes for what the handler queued (see [`crate::handler`]).
 
+use std::borrow::Cow;
+use std::future::poll_fn;
 use std::ops::Range;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
 
 use ringstream_protocol::ws::frame::MAX_HEADER_LEN;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
@@ -20,6 +29,7 @@ use ringstream_protocol::ws::{
 use super::rates::FrameRates;
 use crate::config::{OnLimit, Route, RouteKind, WsLimits};
 use crate::context::WorkerContext;
+use crate::handler::{Link, RequestHead, Signal, WebSocket};
 use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
 
@@ -38,20 +48,23 @@ const DRAIN_REASON: &str = "server shutting down";
 #[derive(Debug)]
 enum End {
     /// Send a close frame with this code and reason, wait briefly for the client's, close.
-    Close(u16, &'static str),
-    /// The client sent a close frame; the answer is queued: send it, then close.
-    Answered,
+    Close(u16, Cow<'static, str>),
+    /// The client sent a close frame with this code (1005 for none); the answer is queued:
+    /// send it, then close.
+    Answered(u16),
     /// The client vanished or stopped reading: close the socket.
     Gone,
 }
 
-/// Serves WebSocket echo on `io` after the 101 was sent. `buf[pos..]` holds bytes the client
-/// sent right after its handshake.
+/// Serves a WebSocket route on `io` after the 101 was sent: echo, or the pump of a handler
+/// route (which starts the handler with `head`). `buf[pos..]` holds bytes the client sent
+/// right after its handshake.
 pub async fn serve<T: Transport>(
     guard: ConnGuard,
     io: T,
     ctx: Rc<WorkerContext>,
     route: usize,
+    head: Option<Box<RequestHead>>,
     mut buf: Vec<u8>,
     pos: usize,
 ) {
@@ -59,6 +72,15 @@ pub async fn serve<T: Transport>(
     buf.drain(..pos);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
     let route = &ctx.router.routes()[route];
+    let link = match (&route.kind, head) {
+        (RouteKind::Handler { handler, .. }, Some(head)) => {
+            let inbound_limit = usize::try_from(route.ws.max_message_size).unwrap_or(usize::MAX);
+            let link = Rc::new(Link::new(inbound_limit, route.ws.max_backpressure));
+            handler.start(WebSocket::new(Rc::clone(&link), *head));
+            Some(link)
+        }
+        _ => None,
+    };
     let mut conn = WsConnection {
         guard,
         io,
@@ -73,10 +95,19 @@ pub async fn serve<T: Transport>(
         in_place: None,
         send_timeout: route.limits.send_timeout,
         ctx: Rc::clone(&ctx),
+        link,
     };
-    match conn.run(route, buf).await {
-        End::Close(code, reason) => conn.close(code, reason).await,
-        End::Answered => {
+    let end = conn.run(route, buf).await;
+    // The handler learns at once that nothing more will arrive or leave.
+    if let Some(link) = &conn.link {
+        link.finish(match &end {
+            End::Close(code, _) | End::Answered(code) => *code,
+            End::Gone => close_code::ABNORMAL,
+        });
+    }
+    match end {
+        End::Close(code, reason) => conn.close(code, &reason).await,
+        End::Answered(_) => {
             // RFC 6455 §7.1.1: after the close handshake the server closes the TCP connection.
             if conn.flush().await.is_ok() {
                 let _ = conn.io.shutdown_write().await;
@@ -100,6 +131,27 @@ struct WsConnection<T> {
     /// The route's `send_timeout`.
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
+    /// On a handler route: the queues to and from the handler.
+    link: Option<Rc<Link>>,
+}
+
+impl<T> Drop for WsConnection<T> {
+    /// A pump that ends on any path (even dropped mid-await) releases its handler.
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            link.finish(close_code::ABNORMAL);
+        }
+    }
+}
+
+/// What a wait on the socket ended with.
+enum Woke<R> {
+    /// The read completed.
+    Read(R),
+    /// The handler needs the pump.
+    Handler(Signal),
+    /// The deadline passed (next ping, idle timeout) or the drain woke the connection.
+    Deadline,
 }
 
 impl<T: Transport> WsConnection<T> {
@@ -134,6 +186,16 @@ impl<T: Transport> WsConnection<T> {
             }
             buf.drain(..pos);
             pos = 0;
+            if let Some(link) = self.link.clone()
+                && link.inbound_full()
+            {
+                if let Err(end) = self.wait_for_room(&link, limits, &mut next_ping).await {
+                    return end;
+                }
+                // Nothing was read while the handler was behind: the client was not idle.
+                last_heard = Instant::now();
+                continue;
+            }
             let want = self.session.bytes_needed(&buf);
             if buf.capacity() < want {
                 buf.reserve(want - buf.len());
@@ -144,22 +206,42 @@ impl<T: Transport> WsConnection<T> {
             let mut read = std::pin::pin!(read);
             let (result, returned) = loop {
                 if self.ctx.draining.get() {
-                    return End::Close(close_code::GOING_AWAY, DRAIN_REASON);
+                    return End::Close(close_code::GOING_AWAY, DRAIN_REASON.into());
                 }
                 let idle_at = last_heard + limits.timeout;
                 let wake_at = idle_at.min(next_ping);
-                if let Some(done) = self.guard.until(wake_at, read.as_mut()).await {
-                    break done;
+                let woke = match &self.link {
+                    None => match self.guard.until(wake_at, read.as_mut()).await {
+                        Some(done) => Woke::Read(done),
+                        None => Woke::Deadline,
+                    },
+                    Some(link) => {
+                        let signal = poll_fn(|cx| link.poll_signal(cx, false));
+                        let either = pin!(select(read.as_mut(), signal));
+                        match self.guard.until(wake_at, either).await {
+                            Some(Either::Left((done, _))) => Woke::Read(done),
+                            Some(Either::Right((signal, _))) => Woke::Handler(signal),
+                            None => Woke::Deadline,
+                        }
+                    }
+                };
+                match woke {
+                    Woke::Read(done) => break done,
+                    Woke::Handler(signal) => {
+                        if let Err(end) = self.on_signal(signal).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Woke::Deadline => {}
                 }
                 let now = Instant::now();
                 if now >= idle_at {
-                    return End::Close(close_code::NORMAL, IDLE_REASON);
+                    return End::Close(close_code::NORMAL, IDLE_REASON.into());
                 }
                 if now >= next_ping {
                     next_ping = now + limits.heartbeat_interval;
-                    let mut ping = Vec::with_capacity(2);
-                    write_frame_header(&mut ping, OpCode::Ping, true, 0);
-                    if self.send(ping).await.is_err() {
+                    if self.ping().await.is_err() {
                         return End::Gone;
                     }
                 }
@@ -185,13 +267,17 @@ impl<T: Transport> WsConnection<T> {
         limits: &WsLimits,
     ) -> Option<End> {
         loop {
+            // A handler that is behind holds the rest until it makes room.
+            if self.link.as_ref().is_some_and(|link| link.inbound_full()) {
+                return None;
+            }
             let start = *pos;
             let (event, consumed) = match self.session.read(&mut buf[start..]) {
                 Ok(Some(found)) => found,
                 Ok(None) => return None,
                 Err(e) => {
                     self.spill_in_place(buf);
-                    return Some(End::Close(e.close_code(), e.reason()));
+                    return Some(End::Close(e.close_code(), e.reason().into()));
                 }
             };
             *pos += consumed;
@@ -202,7 +288,7 @@ impl<T: Transport> WsConnection<T> {
             {
                 match limits.on_limit {
                     OnLimit::Close => {
-                        break Some(End::Close(close_code::POLICY, exceeded.reason()));
+                        break Some(End::Close(close_code::POLICY, exceeded.reason().into()));
                     }
                     OnLimit::Drop => {
                         if matches!(event, Event::Message { .. }) {
@@ -211,6 +297,15 @@ impl<T: Transport> WsConnection<T> {
                         continue;
                     }
                 }
+            }
+            if let (Some(link), Event::Message { text, payload }) = (&self.link, &event) {
+                let body = match payload {
+                    Payload::InBuffer(range) => &buf[start..][range.clone()],
+                    Payload::Assembled => self.session.assembled(),
+                };
+                link.deliver(*text, body);
+                self.session.finish_message();
+                continue;
             }
             // Anything written now goes after the echo waiting in the read buffer.
             if !matches!(event, Event::Fragment | Event::Pong(_)) {
@@ -245,11 +340,69 @@ impl<T: Transport> WsConnection<T> {
                 Event::Close { code, reason } => {
                     // RFC 6455 §5.5.1: echo the status code; an empty close is answered empty.
                     write_close_frame(&mut self.out, code, &buf[start..][reason]);
-                    return Some(End::Answered);
+                    return Some(End::Answered(code.unwrap_or(close_code::NO_STATUS)));
                 }
                 Event::Fragment | Event::Pong(_) => {}
             }
         }
+    }
+
+    /// While the handler's inbound queue is full: reads nothing (TCP holds the client back),
+    /// keeps the heartbeat going and serves the handler until it makes room.
+    async fn wait_for_room(
+        &self,
+        link: &Link,
+        limits: &WsLimits,
+        next_ping: &mut Instant,
+    ) -> Result<(), End> {
+        loop {
+            if self.ctx.draining.get() {
+                return Err(End::Close(close_code::GOING_AWAY, DRAIN_REASON.into()));
+            }
+            let signal = pin!(poll_fn(|cx| link.poll_signal(cx, true)));
+            match self.guard.until(*next_ping, signal).await {
+                Some(Signal::Room) => return Ok(()),
+                Some(signal) => self.on_signal(signal).await?,
+                None if Instant::now() >= *next_ping => {
+                    *next_ping = Instant::now() + limits.heartbeat_interval;
+                    self.ping().await.map_err(|()| End::Gone)?;
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Acts on what the handler asked for: its queued frames are written (within
+    /// `send_timeout`); a close request or a finished handler ends the connection after them.
+    async fn on_signal(&self, signal: Signal) -> Result<(), End> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let mut frames = Vec::new();
+        link.take_outbound(&mut frames);
+        if !frames.is_empty() {
+            let frames = self.send(frames).await.map_err(|()| End::Gone)?;
+            link.recycle_outbound(frames);
+        }
+        match signal {
+            Signal::Outbound | Signal::Room => Ok(()),
+            Signal::Close(code, reason) => Err(End::Close(code, reason.into())),
+            Signal::HandlerGone(code) => {
+                let reason = if code == close_code::INTERNAL_ERROR {
+                    "internal error"
+                } else {
+                    ""
+                };
+                Err(End::Close(code, reason.into()))
+            }
+        }
+    }
+
+    /// Sends a heartbeat ping.
+    async fn ping(&self) -> Result<(), ()> {
+        let mut ping = Vec::with_capacity(2);
+        write_frame_header(&mut ping, OpCode::Ping, true, 0);
+        self.send(ping).await.map(drop)
     }
 
     /// Moves an echo waiting in the read buffer into the write batch, so that what follows is

@@ -74,8 +74,16 @@ pub fn decide(
     })
 }
 
-/// Appends the 101 answer to `out`.
-pub fn write_accepted(out: &mut Vec<u8>, accepted: &Accepted, subprotocols: &[String]) {
-    let protocol = accepted.protocol.map(|i| subprotocols[i].as_str());
+/// Appends the 101 answer to `out`; returns the subprotocol it names.
+pub fn write_accepted<'a>(
+    out: &mut Vec<u8>,
+    accepted: &Accepted,
+    subprotocols: &'a [String],
+) -> Option<&'a str> {
+    let protocol = accepted
+        .protocol
+        .and_then(|i| subprotocols.get(i))
+        .map(String::as_str);
     write_switching_protocols(out, &accepted.accept, protocol);
+    protocol
 }

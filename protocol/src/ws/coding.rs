@@ -70,8 +70,20 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// A message too big to process.
     pub const TOO_BIG: u16 = 1009;
+    /// The server met a condition it could not handle (a handler panicked).
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The server cannot serve the connection right now (a slow subscriber, by choice).
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Reported, never sent: the peer's close frame carried no code.
+    pub const NO_STATUS: u16 = 1005;
+    /// Reported, never sent: the connection ended without a close frame.
+    pub const ABNORMAL: u16 = 1006;
+}
+
+/// Whether a server may send `code`: what a peer may send, and the IANA-registered
+/// server-side codes 1012 (restart), 1013 (try again later) and 1014 (bad gateway).
+pub fn is_sendable_close_code(code: u16) -> bool {
+    is_valid_close_code(code) || matches!(code, 1012..=1014)
 }
 
 /// Whether a peer may send `code` in a close frame (RFC 6455 §7.4.1-2): 1000-1003, 1007-1011,
@@ -106,6 +118,12 @@ mod tests {
             0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 2000, 2999, 5000,
         ] {
             assert!(!is_valid_close_code(bad), "{bad}");
+        }
+        for server_side in [1012, 1013, 1014] {
+            assert!(is_sendable_close_code(server_side), "{server_side}");
+        }
+        for never in [999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert!(!is_sendable_close_code(never), "{never}");
         }
     }
 }
