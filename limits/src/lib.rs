@@ -9,6 +9,17 @@
 //! # Layout
 //!
 //! - [`gcra`]: the generic cell rate algorithm, a rate with a burst in one integer of state.
+//! - [`clock`]: the `Clock` the policies are given time by, and a fake one for tests.
+//! - [`cidr`]: address ranges for allow and deny lists, trusted proxies and exemptions.
+//! - [`client`]: client identity (address, `Forwarded` from trusted proxies, IPv6 /64
+//!   grouping, or a header or query value) as a fixed-size key.
+//! - [`table`]: one core's per-client table, bounded in count, least recently seen forgotten.
+//! - [`bans`]: violations within a window turning into a ban.
 #![forbid(unsafe_code)]
 
+pub mod bans;
+pub mod cidr;
+pub mod client;
+pub mod clock;
 pub mod gcra;
+pub mod table;
