@@ -47,6 +47,13 @@ WORKLOADS = [
     ("echo 32 B, 100 conns", ["echo", "--size", "32", "--connections", "100"]),
     ("echo 512 B, 100 conns", ["echo", "--size", "512", "--connections", "100"]),
     ("echo 16 KiB, 100 conns", ["echo", "--size", "16384", "--connections", "100"]),
+    # Pipelined: 4 messages in flight per connection, so that reads and writes carry batches.
+    ("echo 32 B, 100 conns × 4 in flight",
+     ["echo", "--size", "32", "--connections", "100", "--depth", "4"]),
+    ("echo 512 B, 100 conns × 4 in flight",
+     ["echo", "--size", "512", "--connections", "100", "--depth", "4"]),
+    ("echo 16 KiB, 100 conns × 4 in flight",
+     ["echo", "--size", "16384", "--connections", "100", "--depth", "4"]),
     ("handshakes, 64 workers", ["handshake", "--connections", "64"]),
 ]
 
@@ -82,7 +89,8 @@ def start(argv):
 def run(workload, name, addr, pid, seconds):
     args = list(workload)
     if name.startswith("raw"):
-        if args[0] != "echo":
+        # The raw-TCP client keeps one message in flight.
+        if args[0] != "echo" or "--depth" in args:
             return None
         args = ["raw-tcp", "--addr", addr] + args[1:]
     else:

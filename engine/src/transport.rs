@@ -9,6 +9,7 @@
 //! closes the connection.
 
 use std::io;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -31,6 +32,8 @@ pub trait Transport {
     async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
+    /// The peer's address.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
 }
 
 /// A TCP connection on the worker's compio runtime.
@@ -72,5 +75,9 @@ impl Transport for TcpTransport {
 
     async fn shutdown_write(&self) -> io::Result<()> {
         AsyncWrite::shutdown(&mut &self.stream).await
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
     }
 }

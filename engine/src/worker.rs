@@ -105,8 +105,8 @@ async fn accept_until_drain(
             Either::Left((accepted, _)) => accepted,
             Either::Right(((), _)) => return,
         };
-        let (transport, peer) = match accepted {
-            Ok(accepted) => accepted,
+        let transport = match accepted {
+            Ok((transport, _peer)) => transport,
             Err(e) if is_fd_exhaustion(&e) => {
                 if last_fd_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                     tracing::warn!(
@@ -128,7 +128,7 @@ async fn accept_until_drain(
                 let ctx = Rc::clone(ctx);
                 spawn_detached(async move {
                     let guard = ctx.registry.register(transport.raw_fd());
-                    http::serve(transport, peer, Rc::clone(&ctx), guard).await;
+                    http::serve(transport, Rc::clone(&ctx), guard).await;
                     drop(slot);
                 });
             }

@@ -16,8 +16,9 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    /// Copies what a handler may need from a parsed upgrade request.
-    pub(crate) fn capture(request: &Request<'_, '_>, peer: SocketAddr) -> Self {
+    /// Copies what a handler may need from a parsed upgrade request (the peer is set once
+    /// the upgrade is accepted).
+    pub(crate) fn capture(request: &Request<'_, '_>) -> Self {
         Self {
             target: request.target.to_owned(),
             path_len: request.path().len(),
@@ -26,9 +27,14 @@ impl RequestHead {
                 .iter()
                 .map(|h| (h.name.to_owned(), h.value.to_vec()))
                 .collect(),
-            peer,
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             subprotocol: None,
         }
+    }
+
+    /// Records the client's address.
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
     }
 
     /// Records the subprotocol the 101 named.

@@ -7,7 +7,6 @@
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -79,16 +78,10 @@ enum ReadOutcome {
 
 /// Serves HTTP/1.1 on `io` until the client leaves, a protection closes the connection, or the
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
-pub async fn serve<T: Transport>(
-    io: T,
-    peer: SocketAddr,
-    ctx: Rc<WorkerContext>,
-    guard: ConnGuard,
-) {
+pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard) {
     let mut conn = Connection {
         guard,
         io,
-        peer,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
         // Allocated by the first response, then reused.
@@ -129,8 +122,6 @@ struct Connection<T> {
     /// of a closed stream.
     guard: ConnGuard,
     io: T,
-    /// The client's address.
-    peer: SocketAddr,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,
     pos: usize,
@@ -201,6 +192,8 @@ impl<T: Transport> Connection<T> {
         let mut head = request.head;
         if let Some(head) = &mut head {
             head.set_subprotocol(protocol);
+            // Asked of the kernel here rather than kept by every connection.
+            head.set_peer(self.io.peer_addr().map_err(|_| Stop::Close)?);
         }
         self.flush().await?;
         Ok(Next::WebSocket(route, head))
@@ -247,7 +240,7 @@ impl<T: Transport> Connection<T> {
         let parsed = parse_request(&self.buf[self.pos..], &mut slots, &self.ctx.head_limits);
         match parsed {
             Ok(Some(request)) => {
-                let info = describe(&request, &self.ctx, self.peer);
+                let info = describe(&request, &self.ctx);
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -344,7 +337,7 @@ impl<T: Transport> Connection<T> {
 }
 
 /// Extracts what the connection needs from a parsed head.
-fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: SocketAddr) -> RequestInfo {
+fn describe(request: &Request<'_, '_>, ctx: &WorkerContext) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
     let kind = route.map(|i| &ctx.router.routes()[i]);
     let upgrade = kind
@@ -352,7 +345,7 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: SocketAddr) ->
         .map(|route| ws::decide(request, route.kind.subprotocols(), &route.ws));
     let head = match (kind, &upgrade) {
         (Some(route), Some(Ok(_))) if matches!(route.kind, RouteKind::Handler { .. }) => {
-            Some(Box::new(RequestHead::capture(request, peer)))
+            Some(Box::new(RequestHead::capture(request)))
         }
         _ => None,
     };

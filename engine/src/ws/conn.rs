@@ -37,6 +37,9 @@ use crate::transport::Transport;
 /// because an idle connection keeps it); it grows to hold the largest frame seen (at most
 /// `max_message_size` plus a header).
 const INITIAL_BUFFER: usize = 512;
+/// The read buffer doubles after a read that filled it (the client had more to say), up to
+/// this size; beyond it, only a single larger frame grows it.
+const BURST_BUFFER: usize = 64 * 1024;
 /// How long the server waits for the client's close frame after sending its own.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Close reason of the idle timeout (PROTECTIONS.md).
@@ -166,6 +169,8 @@ impl<T: Transport> WsConnection<T> {
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + limits.heartbeat_interval;
         let mut pos = 0;
+        // Whether the last read filled the buffer's spare room: more was waiting.
+        let mut filled = false;
         loop {
             // Everything buffered is answered before waiting for more.
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, limits) {
@@ -189,7 +194,10 @@ impl<T: Transport> WsConnection<T> {
             if let Some(link) = self.link.clone()
                 && link.inbound_full()
             {
-                if let Err(end) = self.wait_for_room(&link, limits, &mut next_ping).await {
+                // Boxed, like `on_signal` below: handler-only states stay out of the future
+                // every echo connection keeps while it idles (BENCHMARKS.md, idle memory).
+                let wait = Box::pin(self.wait_for_room(&link, limits, &mut next_ping));
+                if let Err(end) = wait.await {
                     return end;
                 }
                 // Nothing was read while the handler was behind: the client was not idle.
@@ -199,9 +207,12 @@ impl<T: Transport> WsConnection<T> {
             let want = self.session.bytes_needed(&buf);
             if buf.capacity() < want {
                 buf.reserve(want - buf.len());
-            } else if buf.len() == buf.capacity() {
+            } else if buf.len() == buf.capacity() || (filled && buf.capacity() < BURST_BUFFER) {
+                // Pipelined messages are read, answered and written in batches rather than
+                // a buffer's worth at a time.
                 buf.reserve(buf.capacity().max(INITIAL_BUFFER));
             }
+            let room = buf.capacity() - buf.len();
             let read = self.io.read_append(buf);
             let mut read = std::pin::pin!(read);
             let (result, returned) = loop {
@@ -228,7 +239,7 @@ impl<T: Transport> WsConnection<T> {
                 match woke {
                     Woke::Read(done) => break done,
                     Woke::Handler(signal) => {
-                        if let Err(end) = self.on_signal(signal).await {
+                        if let Err(end) = Box::pin(self.on_signal(signal)).await {
                             return end;
                         }
                         continue;
@@ -249,7 +260,10 @@ impl<T: Transport> WsConnection<T> {
             buf = returned;
             match result {
                 Ok(0) | Err(_) => return End::Gone,
-                Ok(_) => last_heard = Instant::now(),
+                Ok(n) => {
+                    last_heard = Instant::now();
+                    filled = n == room;
+                }
             }
         }
     }
