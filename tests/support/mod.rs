@@ -241,6 +241,10 @@ fn read_response_to(stream: &mut TcpStream, head_only: bool) -> Option<Response>
         match stream.read(&mut byte) {
             Ok(0) => return None,
             Ok(_) => buf.push(byte[0]),
+            // A socket with a receive timeout reports an interruption as EINTR instead of
+            // restarting (sock_intr_errno); an in-process io_uring server's task-work
+            // notifications can cause one. Read again.
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
             Err(e) => panic!("reading a response: {e}"),
         }
@@ -275,10 +279,15 @@ fn read_response_to(stream: &mut TcpStream, head_only: bool) -> Option<Response>
 /// True when the server has closed the connection: the next read sees EOF (or a reset).
 pub fn is_closed(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                return matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
+            }
+        }
     }
 }
 

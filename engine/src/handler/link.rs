@@ -177,10 +177,12 @@ impl Link {
     /// The next message, `None` once the connection has ended and the queue is empty.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let mut state = self.state.borrow_mut();
+        let was_full =
+            state.inbound.len() >= INBOUND_MESSAGES || state.inbound_bytes >= state.inbound_limit;
         if let Some(message) = state.inbound.pop_front() {
             state.inbound_bytes -= message.len();
-            // The pump may be paused on a full queue.
-            let waker = state.pump.take();
+            // Only a full queue can have paused the pump; otherwise it need not be woken.
+            let waker = if was_full { state.pump.take() } else { None };
             drop(state);
             wake(waker);
             return Poll::Ready(Some(message));
