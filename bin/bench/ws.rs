@@ -13,7 +13,7 @@ use std::time::Instant;
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
-use ringstream_protocol::ws::{FrameHeader, OpCode};
+use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 
 use super::Phase;
 use super::stats::Stats;
@@ -156,9 +156,7 @@ fn client_frame(size: usize, n: u64) -> Vec<u8> {
     let start = frame.len();
     frame.resize(start + size, 0);
     expected_payload(size, n, &mut frame[start..]);
-    for (i, byte) in frame[start..].iter_mut().enumerate() {
-        *byte ^= KEY[i % 4];
-    }
+    apply_mask(&mut frame[start..], KEY, 0);
     frame
 }
 

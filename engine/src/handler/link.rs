@@ -61,6 +61,13 @@ struct State {
     senders: Vec<Waker>,
 }
 
+impl State {
+    /// Whether the handler has as much waiting as it may have.
+    fn inbound_full(&self) -> bool {
+        self.inbound.len() >= INBOUND_MESSAGES || self.inbound_bytes >= self.inbound_limit
+    }
+}
+
 impl Link {
     /// A link whose inbound queue pauses reading at `inbound_limit` bytes and whose outbound
     /// queue makes `send` wait at `outbound_limit` bytes.
@@ -88,8 +95,7 @@ impl Link {
 
     /// Whether the handler has as much as it may have waiting: the pump stops reading.
     pub(crate) fn inbound_full(&self) -> bool {
-        let state = self.state.borrow();
-        state.inbound.len() >= INBOUND_MESSAGES || state.inbound_bytes >= state.inbound_limit
+        self.state.borrow().inbound_full()
     }
 
     /// Hands a message that passed every protection to the handler (its payload is copied).
@@ -144,10 +150,7 @@ impl Link {
         if let Some(code) = state.handler_gone {
             return Poll::Ready(Signal::HandlerGone(code));
         }
-        if paused
-            && state.inbound.len() < INBOUND_MESSAGES
-            && state.inbound_bytes < state.inbound_limit
-        {
+        if paused && !state.inbound_full() {
             return Poll::Ready(Signal::Room);
         }
         match &state.pump {
@@ -177,8 +180,7 @@ impl Link {
     /// The next message, `None` once the connection has ended and the queue is empty.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let mut state = self.state.borrow_mut();
-        let was_full =
-            state.inbound.len() >= INBOUND_MESSAGES || state.inbound_bytes >= state.inbound_limit;
+        let was_full = state.inbound_full();
         if let Some(message) = state.inbound.pop_front() {
             state.inbound_bytes -= message.len();
             // Only a full queue can have paused the pump; otherwise it need not be woken.
