@@ -3,8 +3,10 @@
 //! - `raw`: the file as written, with spans; unknown keys are refused there.
 //! - `units`: size (`"64KiB"`) and duration (`"500ms"`) strings.
 //! - `resolve`: range checks and the defaults ← `[limits]` ← `[routes.limits]` layering.
+//! - `ws`, `clients`: the WebSocket keys, and the per-client keys and observability routes.
 //! - `error`: `file:line: key: message` errors, toml's own reworded the same way.
 
+mod clients;
 mod error;
 mod raw;
 mod resolve;
@@ -14,7 +16,7 @@ mod ws;
 use std::path::Path;
 
 use anyhow::Context as _;
-use ringstream_engine::config::{IoDriver, RouteKind, ServerConfig};
+use ringstream_engine::config::{IoDriver, ServerConfig};
 
 pub use error::ConfigError;
 pub use resolve::{MAX_BACKLOG, MAX_WORKERS};
@@ -58,15 +60,7 @@ pub fn summary(config: &ServerConfig) -> String {
     let routes: Vec<String> = config
         .routes
         .iter()
-        .map(|route| {
-            let kind = match route.kind {
-                RouteKind::Health => "health",
-                RouteKind::StaticText { .. } => "static_text",
-                RouteKind::Echo { .. } => "echo",
-                RouteKind::Handler { .. } => "handler",
-            };
-            format!("{} ({kind})", route.path)
-        })
+        .map(|route| format!("{} ({})", route.path, route.kind.name()))
         .collect();
     format!(
         "listen {}, workers {workers}, io_driver {io_driver}, max_connections {}, {} route{}: {}",

@@ -84,11 +84,72 @@ pub struct RawLimits {
     pub timeout: Option<Spanned<Seconds>>,
     /// Origins allowed to open a WebSocket; empty allows any.
     pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// Requests per client per minute on a route.
+    pub rate_limit_requests: Option<Spanned<Int>>,
+    /// Requests allowed at once.
+    pub burst: Option<Spanned<Int>>,
+    /// Whether allowed responses carry the rate headers too.
+    pub rate_limit_headers: Option<Spanned<bool>>,
+    /// `"enforce"` or `"shadow"`.
+    pub mode: Option<Spanned<String>>,
+    /// What names a client; server-wide only.
+    pub client_id: Option<Spanned<String>>,
+    /// CIDRs whose forwarding headers are believed; server-wide only.
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    /// IPv6 grouping prefix; server-wide only.
+    pub ipv6_prefix: Option<Spanned<Int>>,
+    /// CIDRs no per-client rule applies to; server-wide only.
+    pub exempt: Option<Spanned<Vec<String>>>,
+    /// CIDRs served exclusively when set; server-wide only.
+    pub allow: Option<Spanned<Vec<String>>>,
+    /// CIDRs never served; server-wide only.
+    pub deny: Option<Spanned<Vec<String>>>,
+    /// `"403"` or `"close"`; server-wide only.
+    pub deny_action: Option<Spanned<String>>,
+    /// Clients tracked at once; server-wide only.
+    pub max_tracked_clients: Option<Spanned<Int>>,
+    /// Open connections per client; server-wide only (RateThrottle's
+    /// `ws_max_connections_per_user`).
+    #[serde(alias = "ws_max_connections_per_user")]
+    pub max_concurrent_connections: Option<Spanned<Int>>,
+    /// New connections per client per minute; server-wide only.
+    pub connections_per_minute: Option<Spanned<Int>>,
+    /// Violations that ban; server-wide only.
+    pub ban_after_violations: Option<Spanned<Int>>,
+    /// Window the violations are counted in; server-wide only.
+    pub ban_window: Option<Spanned<Seconds>>,
+    /// Length of a ban; server-wide only.
+    pub ban_duration: Option<Spanned<Seconds>>,
+    /// WebSocket frames per client per minute across its connections; server-wide only.
+    pub client_messages_per_minute: Option<Spanned<Int>>,
+    /// WebSocket bytes per client per minute across its connections; server-wide only.
+    pub client_bytes_per_minute: Option<Spanned<Size>>,
 }
 
 /// Keys of `[limits]` that make no sense per route: the connection count, and the timeouts
 /// that run before a request head has named its route.
-pub const SERVER_WIDE_LIMITS: &[&str] = &["max_connections", "header_timeout", "keepalive_timeout"];
+pub const SERVER_WIDE_LIMITS: &[&str] = &[
+    "max_connections",
+    "header_timeout",
+    "keepalive_timeout",
+    "client_id",
+    "trusted_proxies",
+    "ipv6_prefix",
+    "exempt",
+    "allow",
+    "deny",
+    "deny_action",
+    "max_tracked_clients",
+    "max_concurrent_connections",
+    "connections_per_minute",
+    "ban_after_violations",
+    "ban_window",
+    "ban_duration",
+    "client_messages_per_minute",
+    "client_bytes_per_minute",
+    // The alias of max_concurrent_connections (reported under that name).
+    "ws_max_connections_per_user",
+];
 
 impl RawLimits {
     /// The first server-wide key set in this table, with the span of its value.
@@ -98,6 +159,21 @@ impl RawLimits {
             self.max_connections.as_ref().map(Spanned::span),
             self.header_timeout.as_ref().map(Spanned::span),
             self.keepalive_timeout.as_ref().map(Spanned::span),
+            self.client_id.as_ref().map(Spanned::span),
+            self.trusted_proxies.as_ref().map(Spanned::span),
+            self.ipv6_prefix.as_ref().map(Spanned::span),
+            self.exempt.as_ref().map(Spanned::span),
+            self.allow.as_ref().map(Spanned::span),
+            self.deny.as_ref().map(Spanned::span),
+            self.deny_action.as_ref().map(Spanned::span),
+            self.max_tracked_clients.as_ref().map(Spanned::span),
+            self.max_concurrent_connections.as_ref().map(Spanned::span),
+            self.connections_per_minute.as_ref().map(Spanned::span),
+            self.ban_after_violations.as_ref().map(Spanned::span),
+            self.ban_window.as_ref().map(Spanned::span),
+            self.ban_duration.as_ref().map(Spanned::span),
+            self.client_messages_per_minute.as_ref().map(Spanned::span),
+            self.client_bytes_per_minute.as_ref().map(Spanned::span),
         ];
         SERVER_WIDE_LIMITS
             .iter()
@@ -122,6 +198,8 @@ pub struct RawRoute {
     pub response_prefix: Option<Spanned<String>>,
     /// WebSocket kinds: subprotocols offered, in order of preference.
     pub subprotocols: Option<Spanned<Vec<String>>>,
+    /// `stats` and `metrics`: CIDRs allowed to read them.
+    pub allowed_clients: Option<Spanned<Vec<String>>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

@@ -39,17 +39,9 @@ const MIN_URI_BYTES: u64 = 16;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Route kinds this build serves.
-const AVAILABLE_KINDS: &[&str] = &["health", "static_text", "echo"];
+const AVAILABLE_KINDS: &[&str] = &["health", "static_text", "echo", "stats", "metrics"];
 /// Route kinds of DESIGN.md that later builds add.
-const PLANNED_KINDS: &[&str] = &[
-    "broadcast",
-    "publish",
-    "sink",
-    "files",
-    "upload",
-    "metrics",
-    "stats",
-];
+const PLANNED_KINDS: &[&str] = &["broadcast", "publish", "sink", "files", "upload"];
 
 /// Checks a route kind name; the error is the message to show at the `kind` value.
 pub fn check_route_kind(name: &str) -> Result<(), String> {
@@ -100,6 +92,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         Some(value) => checker.int(value, "limits.max_connections", 1..=MAX_CONNECTIONS)?,
         None => ConnectionLimits::default().max_connections,
     };
+    let clients = checker.client_limits(&raw.limits)?;
     let limits = checker.limits(&HttpLimits::default(), &raw.limits, "limits")?;
     let ws = checker.ws_limits(&WsLimits::default(), &raw.limits, "limits")?;
     let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
@@ -134,6 +127,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         drain_timeout,
         allow_shared_port: raw.allow_shared_port.unwrap_or(false),
         connection_limits: ConnectionLimits { max_connections },
+        clients,
         limits,
         routes,
     })
@@ -179,7 +173,10 @@ impl Checker<'_, '_> {
             ));
         }
         let kind = self.route_kind(&key, raw)?;
-        let limits = self.limits(global, &raw.limits, &format!("{key}.limits"))?;
+        let mut limits = self.limits(global, &raw.limits, &format!("{key}.limits"))?;
+        // A route that names its own request quota gets its own budget per client.
+        limits.request_rate.own_budget =
+            raw.limits.rate_limit_requests.is_some() || raw.limits.burst.is_some();
         let ws = self.ws_limits(global_ws, &raw.limits, &format!("{key}.limits"))?;
         Ok(Route {
             path: path.clone(),
@@ -221,6 +218,27 @@ impl Checker<'_, '_> {
                 ));
             }
         }
+        if kind == "stats" || kind == "metrics" {
+            self.refuse_option(
+                key,
+                "subprotocols",
+                raw.subprotocols.as_ref(),
+                "WebSocket routes",
+            )?;
+            self.refuse_option(
+                key,
+                "response_prefix",
+                raw.response_prefix.as_ref(),
+                "echo routes",
+            )?;
+            return self.observe_kind(key, raw);
+        }
+        self.refuse_option(
+            key,
+            "allowed_clients",
+            raw.allowed_clients.as_ref(),
+            "stats and metrics routes",
+        )?;
         if kind == "echo" {
             return self.echo_kind(key, raw);
         }
@@ -317,7 +335,26 @@ impl Checker<'_, '_> {
         if let Some(value) = &raw.send_timeout {
             out.send_timeout = self.timeout(value, &name("send_timeout"))?;
         }
+        self.rate_limits(&mut out, raw, key)?;
         Ok(out)
+    }
+
+    /// An error if a route sets `option`, which only `owners` take.
+    fn refuse_option<T>(
+        &self,
+        key: &str,
+        option: &str,
+        value: Option<&Spanned<T>>,
+        owners: &str,
+    ) -> Result<(), ConfigError> {
+        match value {
+            Some(value) => Err(self.source.error_at(
+                value.span(),
+                &format!("{key}.{option}"),
+                format!("only {owners} take {option}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A whole number within `range`, converted to the engine's type.

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use ringstream_engine::config::{
-    ConnectionLimits, HttpLimits, IoDriver, RingSetup, Route, RouteKind, ServerConfig, WsLimits,
+    ClientLimits, ConnectionLimits, DenyAction, HttpLimits, IoDriver, LimitMode, RingSetup, Route,
+    RouteKind, ServerConfig, WsLimits, loopback,
 };
+use ringstream_engine::limits::client::ClientIdSource;
 
 use super::{DEFAULT_TOML, embedded_default, parse, summary};
 
@@ -34,11 +36,28 @@ fn embedded_default_is_the_documented_defaults() {
             drain_timeout: Duration::from_secs(10),
             allow_shared_port: false,
             connection_limits: ConnectionLimits::default(),
+            clients: ClientLimits::default(),
             limits: HttpLimits::default(),
             routes: vec![
                 Route {
                     path: "/health".into(),
                     kind: RouteKind::Health,
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
+                Route {
+                    path: "/stats".into(),
+                    kind: RouteKind::Stats {
+                        allowed_clients: loopback(),
+                    },
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
+                Route {
+                    path: "/metrics".into(),
+                    kind: RouteKind::Metrics {
+                        allowed_clients: loopback(),
+                    },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
                 },
@@ -57,7 +76,7 @@ fn embedded_default_is_the_documented_defaults() {
     assert_eq!(
         summary(&config),
         "listen 0.0.0.0:8080, workers one per CPU, io_driver auto, max_connections 100000, \
-         2 routes: /health (health), /ws/echo (echo)"
+         4 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo)"
     );
 }
 
@@ -83,6 +102,25 @@ fn embedded_default_sets_every_key() {
         "min_upload_rate_after",
         "keepalive_timeout",
         "send_timeout",
+        "rate_limit_requests",
+        "burst",
+        "rate_limit_headers",
+        "mode",
+        "client_id",
+        "trusted_proxies",
+        "ipv6_prefix",
+        "exempt",
+        "allow",
+        "deny",
+        "deny_action",
+        "max_concurrent_connections",
+        "connections_per_minute",
+        "client_messages_per_minute",
+        "client_bytes_per_minute",
+        "ban_after_violations",
+        "ban_window",
+        "ban_duration",
+        "max_tracked_clients",
     ] {
         assert!(
             DEFAULT_TOML
@@ -198,12 +236,22 @@ fn unknown_key_at_the_top() {
 
 #[test]
 fn unknown_key_in_limits() {
-    assert_eq!(
-        error(&with_route("[limits]\nmax_headers = 3\nmax_header = 4\n")),
-        "config.toml:3: unknown key 'limits.max_header' (expected one of: max_connections, \
-         header_timeout, max_header_bytes, max_headers, max_uri_bytes, max_body_size, \
-         upload_timeout, min_upload_rate, min_upload_rate_after, keepalive_timeout, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins)"
+    let message = error(&with_route("[limits]\nmax_headers = 3\nmax_header = 4\n"));
+    assert!(
+        message.starts_with(
+            "config.toml:3: unknown key 'limits.max_header' (expected one of: max_connections, \
+             header_timeout, max_header_bytes, max_headers,"
+        ),
+        "{message}"
     );
+    for key in [
+        "ws_idle_timeout",
+        "rate_limit_requests",
+        "client_id",
+        "ban_duration",
+    ] {
+        assert!(message.contains(key), "{key} in {message}");
+    }
     assert!(
         error(&with_route("limits.colour = 1"))
             .starts_with("config.toml:1: unknown key 'limits.colour'")
@@ -217,7 +265,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, limits)"
     );
 }
 
@@ -227,7 +275,8 @@ fn unknown_key_in_route_limits_does_not_suggest_server_wide_keys() {
         error("[[routes]]\npath = \"/\"\nkind = \"health\"\n[routes.limits]\nmax_bodysize = 1\n"),
         "config.toml:5: unknown key 'routes[0].limits.max_bodysize' (expected one of: \
          max_header_bytes, max_headers, max_uri_bytes, max_body_size, upload_timeout, \
-         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins)"
+         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, rate_limit_requests, burst, \
+         rate_limit_headers, mode)"
     );
 }
 
@@ -392,18 +441,18 @@ fn route_kinds() {
     assert_eq!(
         error("[[routes]]\npath = \"/b\"\nkind = \"broadcast\"\n"),
         "config.toml:3: routes[0].kind: route kind `broadcast` is not available in this build \
-         (available: health, static_text, echo)"
+         (available: health, static_text, echo, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo)"
+         static_text, echo, stats, metrics)"
     );
     // The keys of a kind this build lacks are not reported as unknown: the kind is the problem.
     assert_eq!(
         error("[[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"./public\"\n"),
         "config.toml:3: routes[0].kind: route kind `files` is not available in this build \
-         (available: health, static_text, echo)"
+         (available: health, static_text, echo, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -485,5 +534,111 @@ fn routes_written_as_a_single_table() {
         error("[routes]\npath = \"/\"\nkind = \"health\"\n"),
         "config.toml:1: routes: each route is a [[routes]] table (double brackets), or \
          routes = [{ path = ..., kind = ... }]"
+    );
+}
+
+#[test]
+fn client_keys_are_read_and_checked() {
+    let config = parse(
+        &with_route(
+            r#"
+[limits]
+client_id = "header:X-Api-Key"
+trusted_proxies = ["10.0.0.0/8"]
+exempt = []
+deny = ["192.0.2.0/24", "2001:db8::/32"]
+deny_action = "close"
+ws_max_connections_per_user = 5
+connections_per_minute = 30
+ban_after_violations = 3
+ban_duration = "1h"
+client_messages_per_minute = 600
+client_bytes_per_minute = "1MiB"
+rate_limit_requests = 120
+mode = "shadow"
+"#,
+        ),
+        "config.toml",
+    )
+    .unwrap();
+    let clients = &config.clients;
+    assert_eq!(
+        clients.client_id,
+        ClientIdSource::Header("x-api-key".into())
+    );
+    assert!(
+        clients
+            .trusted_proxies
+            .contains("10.1.2.3".parse().unwrap())
+    );
+    assert!(clients.exempt.is_empty());
+    assert!(clients.deny.contains("2001:db8::1".parse().unwrap()));
+    assert_eq!(clients.deny_action, DenyAction::Close);
+    assert_eq!(clients.max_concurrent_connections, 5);
+    assert_eq!(clients.connections_per_minute, 30);
+    assert_eq!(clients.ban_after_violations, 3);
+    assert_eq!(clients.ban_duration, Duration::from_secs(3600));
+    assert_eq!(clients.client_messages_per_minute, 600);
+    assert_eq!(clients.client_bytes_per_minute, 1 << 20);
+    assert_eq!(clients.mode, LimitMode::Shadow);
+    assert_eq!(config.limits.request_rate.per_minute, 120);
+    let route = &config.routes[0];
+    assert_eq!(route.limits.request_rate.per_minute, 120, "inherited");
+    assert!(!route.limits.request_rate.own_budget);
+    assert_eq!(route.limits.mode, LimitMode::Shadow);
+    assert_eq!(ClientLimits::default().exempt, loopback());
+}
+
+#[test]
+fn a_route_with_its_own_request_quota_gets_its_own_budget() {
+    let config = parse(
+        r#"
+[limits]
+rate_limit_requests = 600
+[[routes]]
+path = "/login"
+kind = "health"
+[routes.limits]
+rate_limit_requests = 10
+burst = 2
+rate_limit_headers = true
+"#,
+        "config.toml",
+    )
+    .unwrap();
+    let rate = config.routes[0].limits.request_rate;
+    assert_eq!((rate.per_minute, rate.burst), (10, 2));
+    assert!(rate.own_budget && rate.headers);
+}
+
+#[test]
+fn client_key_errors_name_the_key_and_line() {
+    assert_eq!(
+        error(&with_route("[limits]\ndeny = [\"10.0.0.0/33\"]")),
+        "config.toml:2: limits.deny: \"10.0.0.0/33\" is not an address range: \
+         \"33\" is not a valid prefix length (0-32 for IPv4, 0-128 for IPv6)"
+    );
+    assert_eq!(
+        error(&with_route("[limits]\nclient_id = \"cookie:x\"")),
+        "config.toml:2: limits.client_id: \"cookie:x\" is not a client identity \
+         (use \"ip\", \"header:NAME\" or \"query:NAME\")"
+    );
+    assert_eq!(
+        error(&with_route("[limits]\nmode = \"dry\"")),
+        "config.toml:2: limits.mode: \"dry\" is not one of: enforce, shadow"
+    );
+    assert_eq!(
+        error(
+            "[[routes]]\npath = \"/a\"\nkind = \"health\"\n[routes.limits]\n\
+             max_concurrent_connections = 3\n"
+        ),
+        "config.toml:5: routes[0].limits.max_concurrent_connections: \
+         max_concurrent_connections applies to the whole server \
+         (it runs before a request names its route); set it in [limits]"
+    );
+    assert_eq!(
+        error("[[routes]]\npath = \"/a\"\nkind = \"health\"\nallowed_clients = []\n"),
+        "config.toml:4: routes[0].allowed_clients: only stats and metrics routes take \
+         allowed_clients"
     );
 }

@@ -3,8 +3,11 @@
 //! Parsing (TOML, command-line overrides, error messages with line numbers) belongs to the
 //! `ringstream` binary; the engine only ever sees these checked values.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+
+use ringstream_limits::cidr::{Cidr, CidrSet};
+use ringstream_limits::client::ClientIdSource;
 
 use crate::handler::WsHandler;
 
@@ -32,6 +35,8 @@ pub struct ServerConfig {
     pub allow_shared_port: bool,
     /// Server-wide connection limits.
     pub connection_limits: ConnectionLimits,
+    /// Who clients are and the per-client rules (server-wide).
+    pub clients: ClientLimits,
     /// The global `[limits]` table (defaults applied): every route starts from it, and it
     /// governs a connection until a request head has named its route (`header_timeout`,
     /// `keepalive_timeout` are therefore server-wide).
@@ -53,6 +58,7 @@ impl ServerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             allow_shared_port: false,
             connection_limits: ConnectionLimits::default(),
+            clients: ClientLimits::default(),
             limits: HttpLimits::default(),
             routes: Vec::new(),
         }
@@ -121,6 +127,110 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Whether a rule refuses what it catches, or only reports it (nginx's dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitMode {
+    /// Refuse, log and count.
+    #[default]
+    Enforce,
+    /// Log and count what would be refused, and let it through.
+    Shadow,
+}
+
+/// What a client on the deny list (or off the allow list) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DenyAction {
+    /// 403, then close.
+    #[default]
+    Forbidden,
+    /// Close before reading anything.
+    Close,
+}
+
+/// Who a client is and the rules kept per client across every worker (PROTECTIONS.md,
+/// "Connections", and the per-client WebSocket rates). All server-wide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimits {
+    /// What names a client: its address, a header or a query parameter.
+    pub client_id: ClientIdSource,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: CidrSet,
+    /// IPv6 clients are grouped by this many leading bits.
+    pub ipv6_prefix: u8,
+    /// Clients no per-client rule applies to (global limits still do).
+    pub exempt: CidrSet,
+    /// When not empty, only these addresses are served.
+    pub allow: CidrSet,
+    /// Addresses never served.
+    pub deny: CidrSet,
+    /// What a denied client gets.
+    pub deny_action: DenyAction,
+    /// Clients tracked at once (memory bound); past it the least recently seen are forgotten.
+    pub max_tracked_clients: usize,
+    /// Open connections per client across all workers (0 = no cap): 429 past it.
+    pub max_concurrent_connections: u32,
+    /// New connections per client per minute (0 = off): 429 past it.
+    pub connections_per_minute: u32,
+    /// Violations within `ban_window` that ban a client (0 = never).
+    pub ban_after_violations: u32,
+    /// The window violations are counted in.
+    pub ban_window: Duration,
+    /// How long a ban lasts: 403 until it ends.
+    pub ban_duration: Duration,
+    /// WebSocket frames per minute per client, across its connections (0 = off).
+    pub client_messages_per_minute: u64,
+    /// WebSocket payload bytes per minute per client, across its connections (0 = off).
+    pub client_bytes_per_minute: u64,
+    /// Enforce the connection rules, or only report them.
+    pub mode: LimitMode,
+}
+
+/// `exempt` when the configuration does not say: loopback (see PROTECTIONS.md).
+pub fn loopback() -> CidrSet {
+    let ranges = [
+        Cidr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+        Cidr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    ];
+    CidrSet::new(ranges.into_iter().flatten().collect())
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            client_id: ClientIdSource::Ip,
+            trusted_proxies: CidrSet::default(),
+            ipv6_prefix: 64,
+            exempt: loopback(),
+            allow: CidrSet::default(),
+            deny: CidrSet::default(),
+            deny_action: DenyAction::Forbidden,
+            max_tracked_clients: 1_000_000,
+            max_concurrent_connections: 64,
+            connections_per_minute: 0,
+            ban_after_violations: 0,
+            ban_window: Duration::from_secs(60),
+            ban_duration: Duration::from_secs(600),
+            client_messages_per_minute: 0,
+            client_bytes_per_minute: 0,
+            mode: LimitMode::Enforce,
+        }
+    }
+}
+
+/// Requests per client per minute on a route (`rate_limit_requests` + `burst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestRate {
+    /// Requests per minute (0 = off).
+    pub per_minute: u32,
+    /// Requests allowed at once beyond the steady rate.
+    pub burst: u32,
+    /// Whether allowed responses carry `RateLimit` / `RateLimit-Policy` too (429s always do).
+    pub headers: bool,
+    /// `true` when the route set its own quota: it then has its own budget per client;
+    /// otherwise it shares the server-wide one with every route that inherits it.
+    pub own_budget: bool,
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -162,6 +272,16 @@ pub enum RouteKind {
         /// Subprotocols offered to clients, in order of preference; empty offers none.
         subprotocols: Vec<String>,
     },
+    /// `/stats`: the server's counters and configured limits as JSON.
+    Stats {
+        /// Addresses allowed to read it (403 for others).
+        allowed_clients: CidrSet,
+    },
+    /// `/metrics`: the same counters in the Prometheus text format.
+    Metrics {
+        /// Addresses allowed to read it (403 for others).
+        allowed_clients: CidrSet,
+    },
 }
 
 impl RouteKind {
@@ -170,6 +290,18 @@ impl RouteKind {
         Self::Handler {
             handler,
             subprotocols: Vec::new(),
+        }
+    }
+
+    /// The kind's name in the configuration file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::StaticText { .. } => "static_text",
+            Self::Echo { .. } => "echo",
+            Self::Handler { .. } => "handler",
+            Self::Stats { .. } => "stats",
+            Self::Metrics { .. } => "metrics",
         }
     }
 
@@ -182,7 +314,9 @@ impl RouteKind {
     pub fn subprotocols(&self) -> &[String] {
         match self {
             Self::Echo { subprotocols, .. } | Self::Handler { subprotocols, .. } => subprotocols,
-            Self::Health | Self::StaticText { .. } => &[],
+            Self::Health | Self::StaticText { .. } | Self::Stats { .. } | Self::Metrics { .. } => {
+                &[]
+            }
         }
     }
 }
@@ -211,6 +345,11 @@ pub struct HttpLimits {
     pub keepalive_timeout: Duration,
     /// Longest time a response write may make no progress (slow reader): close.
     pub send_timeout: Duration,
+    /// Requests per client on this route: 429 past it.
+    pub request_rate: RequestRate,
+    /// Whether this route's rate rules (requests, WebSocket frames and bytes) refuse or only
+    /// report.
+    pub mode: LimitMode,
 }
 
 impl Default for HttpLimits {
@@ -226,6 +365,8 @@ impl Default for HttpLimits {
             min_upload_rate_after: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
+            request_rate: RequestRate::default(),
+            mode: LimitMode::Enforce,
         }
     }
 }

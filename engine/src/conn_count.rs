@@ -21,6 +21,11 @@ impl ConnectionCounter {
         })
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Admits one more connection, or `None` when the server is full.
     pub fn try_acquire(self: &Arc<Self>) -> Option<ConnSlot> {
         let previous = self.open.fetch_add(1, Ordering::AcqRel);

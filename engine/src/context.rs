@@ -2,12 +2,16 @@
 //! open connections and whether the server is draining.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringstream_protocol::http::HeadLimits;
 
 use crate::clock::DateCache;
 use crate::config::{HttpLimits, ServerConfig};
+use crate::conn_count::ConnectionCounter;
+use crate::gate::ClientGate;
+use crate::metrics::{Metrics, WorkerCounters};
 use crate::registry::ConnRegistry;
 use crate::router::Router;
 
@@ -28,13 +32,29 @@ pub struct WorkerContext {
     pub registry: ConnRegistry,
     /// Set when the drain starts: idle connections close, responses carry `Connection: close`.
     pub draining: Cell<bool>,
-    /// Connections currently being sent a 503 (bounded so a flood cannot pile them up).
+    /// Connections currently being refused at accept (bounded so a flood cannot pile them up).
     pub refusals_in_flight: Cell<usize>,
+    /// Per-client admission and rules, shared by every worker.
+    pub gate: Arc<ClientGate>,
+    /// The server's counters.
+    pub metrics: Arc<Metrics>,
+    /// The server-wide connection count, for `/stats`.
+    pub connections: Arc<ConnectionCounter>,
+    /// The configuration, for `/stats`.
+    pub config: Arc<ServerConfig>,
+    /// This worker's index (its block of counters).
+    index: usize,
 }
 
 impl WorkerContext {
     /// Builds a worker's context from the server configuration.
-    pub fn new(config: &ServerConfig) -> Self {
+    pub fn new(
+        config: &Arc<ServerConfig>,
+        index: usize,
+        connections: Arc<ConnectionCounter>,
+        gate: Arc<ClientGate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
             max_head_bytes: 0,
@@ -54,7 +74,17 @@ impl WorkerContext {
             registry: ConnRegistry::default(),
             draining: Cell::new(false),
             refusals_in_flight: Cell::new(0),
+            connections,
+            gate,
+            metrics,
+            config: Arc::clone(config),
+            index,
         }
+    }
+
+    /// The counters this worker writes.
+    pub fn counters(&self) -> &WorkerCounters {
+        self.metrics.worker(self.index)
     }
 
     /// The time a refusal or final response may take to leave.

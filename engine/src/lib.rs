@@ -25,6 +25,9 @@
 //!   instead of a timer per operation) and their idle state for the drain.
 //! - `drain`: the cross-thread drain signal.
 //! - `conn_count`: the server-wide connection counter (`max_connections`).
+//! - `gate`: per-client admission and rules (lists, bans, connection and request rates,
+//!   WebSocket rates across a client's connections), shared by every worker.
+//! - `metrics`: per-worker counters and violation counts, read by `/stats` and `/metrics`.
 //! - `clock`: the cached `Date` header.
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
 
@@ -40,8 +43,10 @@ mod cpus;
 mod drain;
 mod driver;
 mod error;
+mod gate;
 mod http;
 mod listener;
+mod metrics;
 mod registry;
 mod rlimit;
 mod router;
@@ -50,6 +55,9 @@ mod signals;
 mod transport;
 mod worker;
 mod ws;
+
+/// The policy crate, for the types [`config::ClientLimits`] is built from.
+pub use ringstream_limits as limits;
 
 pub use driver::ChosenDriver;
 pub use error::EngineError;

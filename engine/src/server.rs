@@ -12,7 +12,9 @@ use crate::cpus::allowed_cpus;
 use crate::drain::DrainSignal;
 use crate::driver::{self, ChosenDriver};
 use crate::error::EngineError;
+use crate::gate::ClientGate;
 use crate::listener::bind_reuseport;
+use crate::metrics::Metrics;
 use crate::rlimit::raise_nofile;
 use crate::signals::TerminationSignals;
 use crate::worker::{self, WorkerSpec};
@@ -50,6 +52,8 @@ impl Server {
         let local_addr = listeners[0].local_addr()?;
         let config = Arc::new(config);
         let counter = ConnectionCounter::new(config.connection_limits.max_connections);
+        let metrics = Arc::new(Metrics::new(count, config.routes.len()));
+        let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {
@@ -66,6 +70,8 @@ impl Server {
                 driver,
                 config: Arc::clone(&config),
                 counter: Arc::clone(&counter),
+                gate: Arc::clone(&gate),
+                metrics: Arc::clone(&metrics),
                 drain: Arc::clone(&server.drain),
             };
             match worker::spawn(spec, ready_tx.clone()) {

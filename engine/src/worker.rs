@@ -1,6 +1,6 @@
 //! A worker: one thread pinned to one core, with its own runtime, its own `SO_REUSEPORT`
-//! listener and its own connections; it shares only the connection counter and the drain
-//! signal with the other workers.
+//! listener and its own connections; it shares only the connection counter, the client gate,
+//! the counters and the drain signal with the other workers.
 
 use std::io;
 use std::pin::pin;
@@ -11,14 +11,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
+use ringstream_limits::clients::Rule;
 
+use crate::config::LimitMode;
 use crate::config::ServerConfig;
-use crate::conn_count::ConnectionCounter;
+use crate::conn_count::{ConnSlot, ConnectionCounter};
 use crate::context::WorkerContext;
 use crate::drain::DrainSignal;
 use crate::driver::{ChosenDriver, build_runtime};
 use crate::error::EngineError;
+use crate::gate::{Admission, ClientGate, ClientSlot, Refusal};
 use crate::http;
+use crate::metrics::Metrics;
 use crate::registry::sweep_forever;
 use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
 
@@ -28,6 +32,10 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 /// Pause before accepting again when the process is out of file descriptors, so the accept
 /// loop never spins on `EMFILE`.
 const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(50);
+/// How often worker 0 forgets idle clients of the shared client table.
+const CLIENT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Idle clients forgotten per shard and sweep at most.
+const CLIENT_SWEEP_BUDGET: usize = 256;
 /// How long connections get to finish after the drain deadline forced them shut.
 const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -46,6 +54,10 @@ pub struct WorkerSpec {
     pub config: Arc<ServerConfig>,
     /// The server-wide connection count.
     pub counter: Arc<ConnectionCounter>,
+    /// Per-client admission and rules, shared by every worker.
+    pub gate: Arc<ClientGate>,
+    /// The server's counters.
+    pub metrics: Arc<Metrics>,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
 }
@@ -82,8 +94,17 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
                 return;
             }
         };
-        let ctx = Rc::new(WorkerContext::new(&spec.config));
+        let ctx = Rc::new(WorkerContext::new(
+            &spec.config,
+            index,
+            Arc::clone(&spec.counter),
+            Arc::clone(&spec.gate),
+            Arc::clone(&spec.metrics),
+        ));
         spawn_detached(sweep_forever(ctx.registry.clone()));
+        if index == 0 {
+            spawn_detached(sweep_clients(Arc::clone(&spec.gate)));
+        }
         let _ = ready.send(Ok(()));
         tracing::debug!(worker = index, core = ?spec.core, "accepting");
         accept_until_drain(&acceptor, &ctx, &spec.counter, &spec.drain).await;
@@ -105,8 +126,8 @@ async fn accept_until_drain(
             Either::Left((accepted, _)) => accepted,
             Either::Right(((), _)) => return,
         };
-        let transport = match accepted {
-            Ok((transport, _peer)) => transport,
+        let (transport, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_fd_exhaustion(&e) => {
                 if last_fd_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                     tracing::warn!(
@@ -123,31 +144,74 @@ async fn accept_until_drain(
                 continue;
             }
         };
-        match counter.try_acquire() {
-            Some(slot) => {
-                let ctx = Rc::clone(ctx);
-                spawn_detached(async move {
-                    let guard = ctx.registry.register(transport.raw_fd());
-                    http::serve(transport, Rc::clone(&ctx), guard).await;
-                    drop(slot);
-                });
+        ctx.counters().accepted.add(1);
+        let Some(conn_slot) = counter.try_acquire() else {
+            ctx.gate
+                .connection_violation(peer.ip(), "", Rule::MaxConnections, LimitMode::Enforce);
+            refuse_at_accept(transport, ctx, OVERLOADED);
+            continue;
+        };
+        let client = match ctx.gate.on_accept(peer.ip()) {
+            Admission::Admit(client) => Some(client),
+            Admission::AtFirstRequest => None,
+            Admission::Refuse(refusal) => {
+                drop(conn_slot);
+                if !refusal.silent {
+                    refuse_at_accept(transport, ctx, refusal);
+                }
+                continue;
             }
-            None => refuse_full(transport, ctx),
-        }
+        };
+        serve(transport, ctx, conn_slot, client);
     }
 }
 
 /// 503 + `Retry-After` for a connection past `max_connections`.
-fn refuse_full(transport: crate::transport::TcpTransport, ctx: &Rc<WorkerContext>) {
+const OVERLOADED: Refusal = Refusal {
+    status: 503,
+    retry_after: Some(1),
+    silent: false,
+};
+
+fn serve(
+    transport: crate::transport::TcpTransport,
+    ctx: &Rc<WorkerContext>,
+    conn_slot: ConnSlot,
+    client: Option<ClientSlot>,
+) {
+    let ctx = Rc::clone(ctx);
+    spawn_detached(async move {
+        let guard = ctx.registry.register(transport.raw_fd());
+        http::serve(transport, Rc::clone(&ctx), guard, client).await;
+        drop(conn_slot);
+    });
+}
+
+/// Answers a connection refused before it sent anything (503 when the server is full, 403 or
+/// 429 from the client gate), without reading its request.
+fn refuse_at_accept(
+    transport: crate::transport::TcpTransport,
+    ctx: &Rc<WorkerContext>,
+    refusal: Refusal,
+) {
     if ctx.refusals_in_flight.get() >= MAX_REFUSALS_IN_FLIGHT {
         return;
     }
     ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() + 1);
     let ctx = Rc::clone(ctx);
     spawn_detached(async move {
-        http::refuse_overloaded(transport, ctx.date.now(), ctx.send_timeout()).await;
+        http::refuse_unread(transport, refusal, ctx.date.now(), ctx.send_timeout()).await;
         ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() - 1);
     });
+}
+
+/// Forgets idle clients of the shared table now and then, so a quiet server gives memory
+/// back (lookups also forget a few as they go).
+async fn sweep_clients(gate: Arc<ClientGate>) {
+    loop {
+        sleep(CLIENT_SWEEP_INTERVAL).await;
+        gate.table().sweep(gate.now(), CLIENT_SWEEP_BUDGET);
+    }
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

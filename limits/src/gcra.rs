@@ -6,6 +6,7 @@
 //! future than the tolerance `tau` (the burst). Times are nanoseconds on the caller's clock;
 //! nothing here reads a clock.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A quota: `burst` cells at once, refilled at one cell per `emission_interval`.
@@ -33,6 +34,8 @@ pub enum Decision {
     Allow {
         /// Cells still available at this instant.
         remaining: u64,
+        /// How long until the whole burst is available again if nothing more arrives.
+        reset_after: Duration,
     },
     /// Refused; the same request would be allowed after `retry_after` (`None` if it can never
     /// be, because it costs more than the whole burst).
@@ -71,6 +74,11 @@ impl Gcra {
         self.burst
     }
 
+    /// Nanoseconds between cells at the sustained rate.
+    pub fn emission_interval_ns(&self) -> u64 {
+        self.emission_interval
+    }
+
     /// Asks for `cost` cells at `now` (nanoseconds); on success the cells are taken.
     pub fn check(&self, state: &mut GcraState, now: u64, cost: u64) -> Decision {
         if cost > self.burst {
@@ -83,12 +91,48 @@ impl Gcra {
             state.tat = new_tat;
             Decision::Allow {
                 remaining: (allowed_until - new_tat) / self.emission_interval,
+                reset_after: Duration::from_nanos(new_tat - now),
             }
         } else {
             Decision::Deny {
                 retry_after: Some(Duration::from_nanos(new_tat - allowed_until)),
             }
         }
+    }
+}
+
+/// A [`GcraState`] several threads share: one atomic integer, updated by compare-and-swap, so a
+/// quota holds exactly across cores without a lock.
+#[derive(Debug, Default)]
+pub struct AtomicGcraState {
+    tat: AtomicU64,
+}
+
+impl AtomicGcraState {
+    /// Asks `quota` for `cost` cells at `now`, as [`Gcra::check`] does; a denial changes nothing.
+    pub fn check(&self, quota: &Gcra, now: u64, cost: u64) -> Decision {
+        let mut current = self.tat.load(Ordering::Acquire);
+        loop {
+            let mut state = GcraState { tat: current };
+            let decision = quota.check(&mut state, now, cost);
+            if !decision.is_allowed() {
+                return decision;
+            }
+            match self.tat.compare_exchange_weak(
+                current,
+                state.tat,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return decision,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Whether the state is back to a full allowance at `now` (forgetting it loses nothing).
+    pub fn is_at_rest(&self, now: u64) -> bool {
+        self.tat.load(Ordering::Acquire) <= now
     }
 }
 
@@ -108,7 +152,10 @@ mod tests {
         for i in 0..10 {
             assert_eq!(
                 quota.check(&mut state, now, 1),
-                Decision::Allow { remaining: 9 - i }
+                Decision::Allow {
+                    remaining: 9 - i,
+                    reset_after: Duration::from_millis(100 * (i + 1)),
+                }
             );
         }
         assert_eq!(
@@ -136,6 +183,27 @@ mod tests {
     fn zero_quota_is_off() {
         assert!(Gcra::new(0, Duration::from_secs(1), 5).is_none());
         assert!(Gcra::new(5, Duration::ZERO, 5).is_none());
+    }
+
+    #[test]
+    fn the_shared_state_holds_the_quota_across_threads() {
+        let quota = Gcra::new(1000, Duration::from_secs(1), 1000).unwrap();
+        let state = AtomicGcraState::default();
+        let allowed = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        if state.check(&quota, SECOND, 1).is_allowed() {
+                            allowed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.load(Ordering::Relaxed), 1000);
+        assert!(!state.is_at_rest(SECOND));
+        assert!(state.is_at_rest(2 * SECOND));
     }
 
     proptest! {

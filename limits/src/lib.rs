@@ -1,5 +1,5 @@
-//! Sans-IO abuse-protection policy for ringstream: limiter algorithms, per-core keyed tables,
-//! client identity, bans and the cross-core connection table.
+//! Sans-IO abuse-protection policy for ringstream: limiter algorithms, bounded keyed tables,
+//! client identity, bans and the cross-core client table.
 //!
 //! The crate reads no clock and touches no socket: callers pass `now` in and act on the
 //! decisions it returns, so every policy is unit-testable and benchmarkable alone. The
@@ -13,13 +13,16 @@
 //! - [`cidr`]: address ranges for allow and deny lists, trusted proxies and exemptions.
 //! - [`client`]: client identity (address, `Forwarded` from trusted proxies, IPv6 /64
 //!   grouping, or a header or query value) as a fixed-size key.
-//! - [`table`]: one core's per-client table, bounded in count, least recently seen forgotten.
+//! - [`table`]: a keyed table bounded in count, least recently seen forgotten.
 //! - [`bans`]: violations within a window turning into a ban.
+//! - [`clients`]: the table every worker shares: per-client connection counts, connection
+//!   rates, bans and rate buckets, exact across cores.
 #![forbid(unsafe_code)]
 
 pub mod bans;
 pub mod cidr;
 pub mod client;
+pub mod clients;
 pub mod clock;
 pub mod gcra;
 pub mod table;

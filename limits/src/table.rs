@@ -6,6 +6,11 @@
 //! table degrades to forgetting the oldest entries, which [`KeyedTable::evictions`] counts for
 //! the metrics. Every operation is O(1): a hash map from key to slot, and the slots linked in
 //! order of last use.
+//!
+//! An entry can be *pinned* (the `_with` methods take the test): a pinned entry is never
+//! forgotten, it is moved to the recent end instead. The engine pins clients with open
+//! connections, whose counts must survive; there are at most `max_connections` of them, so the
+//! table may then hold up to that many entries beyond its capacity.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -14,6 +19,8 @@ use slab::Slab;
 
 /// No neighbour in the recency list.
 const NIL: usize = usize::MAX;
+/// Pinned entries moved aside per eviction or idle sweep before giving up.
+const MAX_ROTATIONS: usize = 8;
 
 #[derive(Debug)]
 struct Node<K, V> {
@@ -59,7 +66,18 @@ impl<K: Hash + Eq + Copy, V> KeyedTable<K, V> {
     /// least recently seen client if the table is full). Clients idle past the idle time are
     /// dropped first, a few per call.
     pub fn entry(&mut self, key: K, now: u64, init: impl FnOnce() -> V) -> &mut V {
-        self.drop_idle(now, 2);
+        self.entry_with(key, now, init, |_| false)
+    }
+
+    /// [`Self::entry`], never forgetting an entry for which `pinned` holds.
+    pub fn entry_with(
+        &mut self,
+        key: K,
+        now: u64,
+        init: impl FnOnce() -> V,
+        pinned: impl Fn(&V) -> bool,
+    ) -> &mut V {
+        self.drop_idle_with(now, 2, &pinned);
         let slot = match self.index.get(&key) {
             Some(&slot) => {
                 self.unlink(slot);
@@ -67,7 +85,7 @@ impl<K: Hash + Eq + Copy, V> KeyedTable<K, V> {
             }
             None => {
                 if self.nodes.len() >= self.capacity {
-                    self.evict_oldest();
+                    self.evict_oldest(now, &pinned);
                 }
                 let slot = self.nodes.insert(Node {
                     key,
@@ -98,16 +116,41 @@ impl<K: Hash + Eq + Copy, V> KeyedTable<K, V> {
 
     /// Drops up to `budget` clients unseen since `now - idle`; returns how many it dropped.
     pub fn drop_idle(&mut self, now: u64, budget: usize) -> usize {
+        self.drop_idle_with(now, budget, |_| false)
+    }
+
+    /// [`Self::drop_idle`], moving entries for which `pinned` holds to the recent end instead.
+    pub fn drop_idle_with(
+        &mut self,
+        now: u64,
+        budget: usize,
+        pinned: impl Fn(&V) -> bool,
+    ) -> usize {
         let mut dropped = 0;
+        let mut rotations = 0;
         while dropped < budget
             && self.oldest != NIL
             && now.saturating_sub(self.nodes[self.oldest].last_seen) >= self.idle_ns
         {
-            let key = self.nodes[self.oldest].key;
+            let oldest = self.oldest;
+            if pinned(&self.nodes[oldest].value) {
+                if rotations == MAX_ROTATIONS {
+                    break;
+                }
+                rotations += 1;
+                self.touch(oldest, now);
+                continue;
+            }
+            let key = self.nodes[oldest].key;
             self.remove(&key);
             dropped += 1;
         }
         dropped
+    }
+
+    /// Every tracked value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.nodes.iter().map(|(_, node)| &node.value)
     }
 
     /// Clients tracked now.
@@ -125,12 +168,28 @@ impl<K: Hash + Eq + Copy, V> KeyedTable<K, V> {
         self.evictions
     }
 
-    fn evict_oldest(&mut self) {
-        if self.oldest != NIL {
-            let key = self.nodes[self.oldest].key;
+    /// Forgets the least recently seen unpinned entry, if one is found within a few steps.
+    fn evict_oldest(&mut self, now: u64, pinned: impl Fn(&V) -> bool) {
+        for _ in 0..=MAX_ROTATIONS {
+            let oldest = self.oldest;
+            if oldest == NIL {
+                return;
+            }
+            if pinned(&self.nodes[oldest].value) {
+                self.touch(oldest, now);
+                continue;
+            }
+            let key = self.nodes[oldest].key;
             self.remove(&key);
             self.evictions += 1;
+            return;
         }
+    }
+
+    /// Marks `slot` seen at `now`.
+    fn touch(&mut self, slot: usize, now: u64) {
+        self.unlink(slot);
+        self.push_newest(slot, now);
     }
 
     fn unlink(&mut self, slot: usize) {
@@ -200,6 +259,27 @@ mod tests {
         assert_eq!(table.drop_idle(100 * SECOND, usize::MAX), 2);
         assert!(table.is_empty());
         assert_eq!(table.evictions(), 0);
+    }
+
+    #[test]
+    fn pinned_entries_are_never_forgotten() {
+        let mut table = KeyedTable::new(2, 10 * SECOND);
+        let pinned = |v: &u32| *v == 1;
+        table.entry_with(1, 0, || 1, pinned);
+        table.entry_with(2, 0, || 2, pinned);
+        // Full: 1 is the oldest but pinned, so 2 goes.
+        table.entry_with(3, 1, || 3, pinned);
+        assert!(table.get(&1).is_some());
+        assert!(table.get(&2).is_none());
+        assert_eq!(table.evictions(), 1);
+        // Long idle: 3 is dropped, 1 is kept.
+        assert_eq!(table.drop_idle_with(100 * SECOND, usize::MAX, pinned), 1);
+        assert_eq!(table.len(), 1);
+        assert!(table.get(&1).is_some());
+        // Only pinned entries left and the table full: the new one is let in beyond capacity.
+        table.entry_with(4, 101 * SECOND, || 1, pinned);
+        table.entry_with(5, 101 * SECOND, || 1, pinned);
+        assert_eq!(table.len(), 3);
     }
 
     proptest! {

@@ -49,6 +49,8 @@ struct State {
     outbound: Vec<u8>,
     /// The buffer of the previous write, kept for the next swap with `outbound`.
     spare: Vec<u8>,
+    /// Messages in `outbound`.
+    outbound_messages: u64,
     /// `send` waits while this many bytes are queued.
     outbound_limit: usize,
     close_request: Option<(u16, String)>,
@@ -80,6 +82,7 @@ impl Link {
                 arena: BytesMut::new(),
                 outbound: Vec::new(),
                 spare: Vec::new(),
+                outbound_messages: 0,
                 outbound_limit,
                 close_request: None,
                 handler_gone: None,
@@ -112,10 +115,12 @@ impl Link {
         wake(waker);
     }
 
-    /// Moves the handler's queued frames to the end of `out`.
-    pub(crate) fn take_outbound(&self, out: &mut Vec<u8>) {
-        let wakers = {
+    /// Moves the handler's queued frames to the end of `out`; returns how many messages they
+    /// hold.
+    pub(crate) fn take_outbound(&self, out: &mut Vec<u8>) -> u64 {
+        let (wakers, messages) = {
             let mut state = self.state.borrow_mut();
+            let messages = std::mem::take(&mut state.outbound_messages);
             if out.is_empty() {
                 std::mem::swap(out, &mut state.outbound);
                 state.outbound = std::mem::take(&mut state.spare);
@@ -123,9 +128,10 @@ impl Link {
                 out.extend_from_slice(&state.outbound);
                 state.outbound.clear();
             }
-            std::mem::take(&mut state.senders)
+            (std::mem::take(&mut state.senders), messages)
         };
         wakers.into_iter().for_each(Waker::wake);
+        messages
     }
 
     /// Keeps a written frame buffer for the next swap (the larger of it and the one kept).
@@ -220,6 +226,7 @@ impl Link {
         };
         write_frame_header(&mut state.outbound, opcode, true, message.len() as u64);
         state.outbound.extend_from_slice(message.data());
+        state.outbound_messages += 1;
         let waker = state.pump.take();
         drop(state);
         wake(waker);

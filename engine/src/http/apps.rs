@@ -1,4 +1,5 @@
-//! The answers of the built-in HTTP routes (`health`, `static_text`) and of a missing route.
+//! The answers of the built-in HTTP routes (`health`, `static_text`), of a missing route and
+//! of a request over its rate.
 
 use ringstream_protocol::http::{HttpDate, Method, write_response_head};
 
@@ -29,71 +30,110 @@ impl MethodClass {
     }
 }
 
-/// Appends the response of `kind` to `out`.
+/// Appends the response of `kind` to `out`, with `extra` headers (the rate headers).
 pub fn respond(
     kind: &RouteKind,
     method: MethodClass,
     date: &HttpDate,
     close: bool,
+    extra: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
+    let page = Page {
+        method,
+        date,
+        close,
+        extra,
+    };
     match kind {
-        RouteKind::Health => read_only(method, b"ok", TEXT_PLAIN, date, close, out),
-        RouteKind::StaticText { body, content_type } => read_only(
-            method,
-            body.as_bytes(),
-            content_type.as_bytes(),
-            date,
-            close,
-            out,
-        ),
+        RouteKind::Health => page.read_only(b"ok", TEXT_PLAIN, out),
+        RouteKind::StaticText { body, content_type } => {
+            page.read_only(body.as_bytes(), content_type.as_bytes(), out);
+        }
         // Upgrades are answered before a route's response is written; a request that gets
-        // here on a WebSocket route was refused by the upgrade decision already.
-        RouteKind::Echo { .. } | RouteKind::Handler { .. } => {}
+        // here on a WebSocket route was refused by the upgrade decision already. `/stats` and
+        // `/metrics` are answered by `observe`.
+        RouteKind::Echo { .. }
+        | RouteKind::Handler { .. }
+        | RouteKind::Stats { .. }
+        | RouteKind::Metrics { .. } => {}
     }
+}
+
+/// Appends a 429 that keeps the connection open; `extra` holds `Retry-After` and the rate
+/// headers.
+pub fn too_many_requests(
+    method: MethodClass,
+    date: &HttpDate,
+    extra: &[(&str, &[u8])],
+    out: &mut Vec<u8>,
+) {
+    let page = Page {
+        method,
+        date,
+        close: false,
+        extra,
+    };
+    page.write(429, TEXT_PLAIN, b"429 Too Many Requests\n", out);
 }
 
 /// Appends a 404 for a path no route serves.
 pub fn not_found(method: MethodClass, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
-    let headers = [("Content-Type", TEXT_PLAIN)];
-    write_with_body(out, 404, &headers, b"404 Not Found\n", method, date, close);
+    let page = Page {
+        method,
+        date,
+        close,
+        extra: &[],
+    };
+    page.write(404, TEXT_PLAIN, b"404 Not Found\n", out);
 }
 
-/// A fixed body for `GET` and `HEAD`; 405 with `Allow` for any other method.
-fn read_only(
-    method: MethodClass,
-    body: &[u8],
-    content_type: &[u8],
-    date: &HttpDate,
-    close: bool,
-    out: &mut Vec<u8>,
-) {
-    match method {
-        MethodClass::Get | MethodClass::Head => {
-            let headers = [("Content-Type", content_type)];
-            write_with_body(out, 200, &headers, body, method, date, close);
-        }
-        MethodClass::Other => {
-            let headers = [("Content-Type", TEXT_PLAIN), ALLOW_READ];
-            let body = b"405 Method Not Allowed\n";
-            write_with_body(out, 405, &headers, body, method, date, close);
+/// What every response of one request shares.
+#[derive(Clone, Copy)]
+pub struct Page<'a> {
+    /// The request's method (`HEAD` gets no body).
+    pub method: MethodClass,
+    /// The `Date` value.
+    pub date: &'a HttpDate,
+    /// Whether the response ends the connection.
+    pub close: bool,
+    /// Headers added after `Content-Type`.
+    pub extra: &'a [(&'a str, &'a [u8])],
+}
+
+impl Page<'_> {
+    /// A fixed body for `GET` and `HEAD`; 405 with `Allow` for any other method.
+    pub fn read_only(&self, body: &[u8], content_type: &[u8], out: &mut Vec<u8>) {
+        match self.method {
+            MethodClass::Get | MethodClass::Head => self.write(200, content_type, body, out),
+            MethodClass::Other => {
+                let page = Page {
+                    extra: &[ALLOW_READ],
+                    ..*self
+                };
+                page.write(405, TEXT_PLAIN, b"405 Method Not Allowed\n", out);
+            }
         }
     }
-}
 
-/// A response with a `Content-Length` body, which a `HEAD` request gets without the body
-/// (RFC 9110 §9.3.2).
-fn write_with_body(
-    out: &mut Vec<u8>,
-    status: u16,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-    method: MethodClass,
-    date: &HttpDate,
-    close: bool,
-) {
-    write_response_head(out, status, date, headers, Some(body.len() as u64), close);
-    if method != MethodClass::Head {
-        out.extend_from_slice(body);
+    /// A response with a `Content-Length` body, which a `HEAD` request gets without the body
+    /// (RFC 9110 §9.3.2).
+    pub fn write(&self, status: u16, content_type: &[u8], body: &[u8], out: &mut Vec<u8>) {
+        let mut headers: [(&str, &[u8]); 4] = [("", b""); 4];
+        headers[0] = ("Content-Type", content_type);
+        let extra = self.extra.len().min(headers.len() - 1);
+        headers[1..=extra].copy_from_slice(&self.extra[..extra]);
+        let headers = &headers[..=extra];
+        write_response_head(
+            out,
+            status,
+            self.date,
+            headers,
+            Some(body.len() as u64),
+            self.close,
+        );
+        if self.method != MethodClass::Head {
+            out.extend_from_slice(body);
+        }
     }
 }

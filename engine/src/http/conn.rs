@@ -7,15 +7,17 @@
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
 use super::apps::{self, MethodClass};
-use super::refuse;
+use super::{observe, refuse};
 use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::context::WorkerContext;
+use crate::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
 use crate::handler::RequestHead;
 use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
@@ -36,6 +38,8 @@ enum Stop {
     Refuse(u16),
     /// Like `Refuse`, with headers the status requires (426 names the WebSocket version).
     RefuseWith(u16, RefusalHeaders),
+    /// A client gate refusal (403, 429 with `Retry-After`), with the rate headers of a 429.
+    Limited(Refusal, Option<RateHeaders>),
     /// Close at once: the peer left, an I/O error, an idle keep-alive expired, or the drain.
     Close,
 }
@@ -57,6 +61,8 @@ struct RequestInfo {
     upgrade: Option<Result<ws::Accepted, ws::Refusal>>,
     /// For an accepted upgrade on a handler route: the head, copied for the handler.
     head: Option<Box<RequestHead>>,
+    /// For the first request of a connection whose client the head names: the admission.
+    admission: Option<Result<ClientSlot, Refusal>>,
     /// Index of the matched route, `None` for a 404.
     route: Option<usize>,
     method: MethodClass,
@@ -78,9 +84,18 @@ enum ReadOutcome {
 
 /// Serves HTTP/1.1 on `io` until the client leaves, a protection closes the connection, or the
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
-pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard) {
+/// `client` is the connection's admitted client, or `None` when its first request head names
+/// the client.
+pub async fn serve<T: Transport>(
+    io: T,
+    ctx: Rc<WorkerContext>,
+    guard: ConnGuard,
+    client: Option<ClientSlot>,
+) {
     let mut conn = Connection {
         guard,
+        client,
+        peer: None,
         io,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
@@ -94,16 +109,39 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
         Ok(Next::WebSocket(route, head)) => {
             let Connection {
                 guard,
+                client,
                 io,
                 buf,
                 pos,
                 ctx,
                 ..
             } = conn;
-            return ws::serve(guard, io, ctx, route, head, buf, pos).await;
+            return ws::serve(guard, io, ctx, route, head, client, buf, pos).await;
         }
         Err(Stop::Refuse(status)) => (status, &[][..]),
         Err(Stop::RefuseWith(status, headers)) => (status, headers),
+        Err(Stop::Limited(refusal, _)) if refusal.silent => return,
+        Err(Stop::Limited(refusal, rate)) => {
+            let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+            let mut headers = HeaderList::default();
+            if let Some(secs) = &retry_after {
+                headers.push("Retry-After", secs.as_bytes());
+            }
+            if let Some(rate) = &rate {
+                headers.push_rate(rate);
+            }
+            let date = conn.ctx.date.now();
+            refuse::refuse(
+                &conn.io,
+                conn.out,
+                refusal.status,
+                headers.as_slice(),
+                &date,
+                conn.send_timeout,
+            )
+            .await;
+            return;
+        }
     };
     let date = conn.ctx.date.now();
     refuse::refuse(
@@ -117,10 +155,39 @@ pub async fn serve<T: Transport>(io: T, ctx: Rc<WorkerContext>, guard: ConnGuard
     .await;
 }
 
+/// A few extra response headers, kept on the stack.
+#[derive(Default)]
+struct HeaderList<'a> {
+    entries: [(&'static str, &'a [u8]); 3],
+    len: usize,
+}
+
+impl<'a> HeaderList<'a> {
+    fn push(&mut self, name: &'static str, value: &'a [u8]) {
+        if let Some(entry) = self.entries.get_mut(self.len) {
+            *entry = (name, value);
+            self.len += 1;
+        }
+    }
+
+    fn push_rate(&mut self, rate: &'a RateHeaders) {
+        self.push("RateLimit-Policy", rate.policy.as_bytes());
+        self.push("RateLimit", rate.state.as_bytes());
+    }
+
+    fn as_slice(&self) -> &[(&'static str, &'a [u8])] {
+        &self.entries[..self.len]
+    }
+}
+
 struct Connection<T> {
     /// Declared before `io` so that it drops first: the registry must never hold the descriptor
     /// of a closed stream.
     guard: ConnGuard,
+    /// The admitted client; `None` until the first request head names it.
+    client: Option<ClientSlot>,
+    /// The TCP peer's address, asked of the kernel only when the first head names the client.
+    peer: Option<IpAddr>,
     io: T,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,
@@ -136,7 +203,7 @@ impl<T: Transport> Connection<T> {
     async fn run(&mut self) -> Result<Next, Stop> {
         let mut first = true;
         loop {
-            let Some(request) = self.next_head(first).await? else {
+            let Some(mut request) = self.next_head(first).await? else {
                 self.flush().await?;
                 return Ok(Next::Done);
             };
@@ -147,18 +214,42 @@ impl<T: Transport> Connection<T> {
                 .map_or(&ctx.limits, |i| &ctx.router.routes()[i].limits);
             self.send_timeout = limits.send_timeout;
             check_route_limits(&request, limits)?;
+            if let Some(admission) = request.admission.take() {
+                self.client = Some(admission.map_err(|refusal| Stop::Limited(refusal, None))?);
+            }
+            ctx.counters().route(request.route).requests.add(1);
+            let rate_headers = match self.check_rate(&request)? {
+                Some(headers) => headers,
+                // Refused with a 429 that keeps the connection: on to the next request.
+                None => continue,
+            };
             if let (Some(_), Some(route)) = (&request.upgrade, request.route) {
                 return self.upgrade(request, route).await;
             }
             self.read_body(&request, limits).await?;
             let close = !request.keep_alive || ctx.draining.get();
             let date = ctx.date.now();
-            match request.route {
-                Some(i) => apps::respond(
-                    &ctx.router.routes()[i].kind,
+            let mut extra = HeaderList::default();
+            if let Some(rate) = &rate_headers {
+                extra.push_rate(rate);
+            }
+            match request.route.map(|i| &ctx.router.routes()[i].kind) {
+                Some(
+                    kind @ (RouteKind::Stats { allowed_clients }
+                    | RouteKind::Metrics { allowed_clients }),
+                ) => {
+                    let address = self.client.as_ref().map(ClientSlot::address);
+                    if !address.is_some_and(|a| allowed_clients.contains(a)) {
+                        return Err(Stop::Refuse(403));
+                    }
+                    observe::respond(kind, &ctx, request.method, &date, close, &mut self.out);
+                }
+                Some(kind) => apps::respond(
+                    kind,
                     request.method,
                     &date,
                     close,
+                    extra.as_slice(),
                     &mut self.out,
                 ),
                 None => apps::not_found(request.method, &date, close, &mut self.out),
@@ -168,6 +259,39 @@ impl<T: Transport> Connection<T> {
                 // FIN after the last response; a failure here changes nothing for the client.
                 let _ = self.io.shutdown_write().await;
                 return Ok(Next::Done);
+            }
+        }
+    }
+
+    /// Checks the request against its client's request rate. `Ok(Some(headers))`: serve it,
+    /// with these rate headers if any; `Ok(None)`: a 429 was queued and the connection stays
+    /// open (a request without a body); `Err`: a 429 that closes the connection.
+    fn check_rate(&mut self, request: &RequestInfo) -> Result<Option<Option<RateHeaders>>, Stop> {
+        let Some(client) = &self.client else {
+            return Ok(Some(None));
+        };
+        let path = request
+            .route
+            .map_or("", |i| self.ctx.router.routes()[i].path.as_str());
+        match self.ctx.gate.check_request(client, request.route, path) {
+            RequestCheck::Allowed(headers) => Ok(Some(headers)),
+            RequestCheck::Refused { refusal, headers } => {
+                let keep = request.body == BodyKind::None
+                    && request.upgrade.is_none()
+                    && request.keep_alive
+                    && !self.ctx.draining.get();
+                if !keep {
+                    return Err(Stop::Limited(refusal, Some(headers)));
+                }
+                let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+                let mut extra = HeaderList::default();
+                if let Some(secs) = &retry_after {
+                    extra.push("Retry-After", secs.as_bytes());
+                }
+                extra.push_rate(&headers);
+                let date = self.ctx.date.now();
+                apps::too_many_requests(request.method, &date, extra.as_slice(), &mut self.out);
+                Ok(None)
             }
         }
     }
@@ -196,6 +320,7 @@ impl<T: Transport> Connection<T> {
             head.set_peer(self.io.peer_addr().map_err(|_| Stop::Close)?);
         }
         self.flush().await?;
+        ctx.counters().route(Some(route)).upgrades.add(1);
         Ok(Next::WebSocket(route, head))
     }
 
@@ -236,11 +361,21 @@ impl<T: Transport> Connection<T> {
 
     /// Parses the buffered bytes; `Ok(None)` if the head is not complete yet.
     fn parse_head(&mut self) -> Result<Option<RequestInfo>, Stop> {
+        // A connection whose client the head names needs the peer's address with it.
+        let peer = match (&self.client, self.peer) {
+            (Some(_), _) => None,
+            (None, Some(peer)) => Some(peer),
+            (None, None) => {
+                let peer = self.io.peer_addr().map_err(|_| Stop::Close)?.ip();
+                self.peer = Some(peer);
+                Some(peer)
+            }
+        };
         let mut slots = [const { MaybeUninit::uninit() }; bounds::MAX_HEADERS_CEILING];
         let parsed = parse_request(&self.buf[self.pos..], &mut slots, &self.ctx.head_limits);
         match parsed {
             Ok(Some(request)) => {
-                let info = describe(&request, &self.ctx);
+                let info = describe(&request, &self.ctx, peer);
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -336,9 +471,15 @@ impl<T: Transport> Connection<T> {
     }
 }
 
-/// Extracts what the connection needs from a parsed head.
-fn describe(request: &Request<'_, '_>, ctx: &WorkerContext) -> RequestInfo {
+/// Extracts what the connection needs from a parsed head; `peer` is given when the head must
+/// name the connection's client.
+fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
+    let admission = peer.map(|peer| {
+        let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
+        ctx.gate
+            .on_first_request(peer, |name| request.header(name), request.query(), path)
+    });
     let kind = route.map(|i| &ctx.router.routes()[i]);
     let upgrade = kind
         .filter(|route| route.kind.is_websocket())
@@ -352,6 +493,7 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext) -> RequestInfo {
     RequestInfo {
         upgrade,
         head,
+        admission,
         route,
         method: MethodClass::of(&request.method),
         target_len: request.target.len(),

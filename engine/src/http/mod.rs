@@ -3,7 +3,8 @@
 
 mod apps;
 mod conn;
+mod observe;
 mod refuse;
 
 pub use conn::serve;
-pub use refuse::refuse_overloaded;
+pub use refuse::refuse_unread;

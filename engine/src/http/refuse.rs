@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{HttpDate, write_error_response};
 
+use crate::gate::Refusal;
 use crate::runtime::timeout;
 use crate::transport::Transport;
 
@@ -11,9 +12,6 @@ use crate::transport::Transport;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes of a refused client's request are read and dropped at most.
 const LINGER_BYTES: usize = 256 * 1024;
-/// `Retry-After` for a full server: soon, connections come and go.
-const RETRY_AFTER_FULL: &[u8] = b"1";
-
 /// Sends `status` after whatever responses are already in `out`, then closes politely.
 pub async fn refuse<T: Transport>(
     io: &T,
@@ -27,11 +25,21 @@ pub async fn refuse<T: Transport>(
     send_then_linger(io, out, send_timeout).await;
 }
 
-/// Answers a connection the server has no room for: 503 with `Retry-After`, without reading
-/// the request.
-pub async fn refuse_overloaded<T: Transport>(io: T, date: HttpDate, send_timeout: Duration) {
+/// Answers a connection refused at accept (503 for a full server, 403 or 429 from the client
+/// gate) with its status and `Retry-After`, without reading the request.
+pub async fn refuse_unread<T: Transport>(
+    io: T,
+    refusal: Refusal,
+    date: HttpDate,
+    send_timeout: Duration,
+) {
     let mut out = Vec::with_capacity(256);
-    write_error_response(&mut out, 503, &date, &[("Retry-After", RETRY_AFTER_FULL)]);
+    let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+    let headers: &[(&str, &[u8])] = match &retry_after {
+        Some(secs) => &[("Retry-After", secs.as_bytes())],
+        None => &[],
+    };
+    write_error_response(&mut out, refusal.status, &date, headers);
     send_then_linger(&io, out, send_timeout).await;
 }
 

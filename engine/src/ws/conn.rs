@@ -20,16 +20,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
 
+use ringstream_limits::clients::Rule;
 use ringstream_protocol::ws::frame::MAX_HEADER_LEN;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{
     FrameHeader, OpCode, close_code, write_close_frame, write_frame_header,
 };
 
-use super::rates::FrameRates;
-use crate::config::{OnLimit, Route, RouteKind, WsLimits};
+use super::rates::{FrameRates, close_reason};
+use crate::config::{LimitMode, OnLimit, Route, RouteKind, WsLimits};
 use crate::context::WorkerContext;
+use crate::gate::ClientSlot;
 use crate::handler::{Link, RequestHead, Signal, WebSocket};
+use crate::metrics::Traffic;
 use crate::registry::{Activity, ConnGuard};
 use crate::transport::Transport;
 
@@ -60,21 +63,26 @@ enum End {
 }
 
 /// Serves a WebSocket route on `io` after the 101 was sent: echo, or the pump of a handler
-/// route (which starts the handler with `head`). `buf[pos..]` holds bytes the client sent
-/// right after its handshake.
+/// route (which starts the handler with `head`). `client` is the admitted client (its rates
+/// span its connections). `buf[pos..]` holds bytes the client sent right after its handshake.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the whole state of an upgraded connection"
+)]
 pub async fn serve<T: Transport>(
     guard: ConnGuard,
     io: T,
     ctx: Rc<WorkerContext>,
-    route: usize,
+    route_index: usize,
     head: Option<Box<RequestHead>>,
+    client: Option<ClientSlot>,
     mut buf: Vec<u8>,
     pos: usize,
 ) {
     guard.set_activity(Activity::WebSocket);
     buf.drain(..pos);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
-    let route = &ctx.router.routes()[route];
+    let route = &ctx.router.routes()[route_index];
     let link = match (&route.kind, head) {
         (RouteKind::Handler { handler, .. }, Some(head)) => {
             let inbound_limit = usize::try_from(route.ws.max_message_size).unwrap_or(usize::MAX);
@@ -99,6 +107,9 @@ pub async fn serve<T: Transport>(
         send_timeout: route.limits.send_timeout,
         ctx: Rc::clone(&ctx),
         link,
+        check_client_rates: ctx.gate.has_frame_rates(),
+        client,
+        route_index,
     };
     let end = conn.run(route, buf).await;
     // The handler learns at once that nothing more will arrive or leave.
@@ -136,6 +147,11 @@ struct WsConnection<T> {
     ctx: Rc<WorkerContext>,
     /// On a handler route: the queues to and from the handler.
     link: Option<Rc<Link>>,
+    /// The admitted client: holds its place in the client's connection count until the end.
+    client: Option<ClientSlot>,
+    /// Whether per-client frame rates are configured (frames are checked against them).
+    check_client_rates: bool,
+    route_index: usize,
 }
 
 impl<T> Drop for WsConnection<T> {
@@ -173,7 +189,7 @@ impl<T: Transport> WsConnection<T> {
         let mut filled = false;
         loop {
             // Everything buffered is answered before waiting for more.
-            if let Some(end) = self.process(&mut buf, &mut pos, prefix, limits) {
+            if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                 return end;
             }
             if let Some(range) = self.in_place.take() {
@@ -278,7 +294,7 @@ impl<T: Transport> WsConnection<T> {
         buf: &mut [u8],
         pos: &mut usize,
         prefix: &[u8],
-        limits: &WsLimits,
+        route: &Route,
     ) -> Option<End> {
         loop {
             // A handler that is behind holds the rest until it makes room.
@@ -295,16 +311,20 @@ impl<T: Transport> WsConnection<T> {
                 }
             };
             *pos += consumed;
+            let traffic = self.traffic();
+            traffic.messages_in.add(1);
+            traffic.bytes_in.add(consumed as u64);
             // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
             // A close is never dropped: it ends the connection either way.
-            if let Err(exceeded) = self.rates.admit(consumed as u64)
-                && !matches!(event, Event::Close { .. })
+            if !matches!(event, Event::Close { .. })
+                && let Some(rule) = self.over_rate(consumed as u64, route)
             {
-                match limits.on_limit {
+                match route.ws.on_limit {
                     OnLimit::Close => {
-                        break Some(End::Close(close_code::POLICY, exceeded.reason().into()));
+                        break Some(End::Close(close_code::POLICY, close_reason(rule).into()));
                     }
                     OnLimit::Drop => {
+                        self.traffic().dropped.add(1);
                         if matches!(event, Event::Message { .. }) {
                             self.session.finish_message();
                         }
@@ -332,7 +352,9 @@ impl<T: Transport> WsConnection<T> {
                 } if prefix.is_empty() && self.out.is_empty() => {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
                     let frame = start + range.start..start + range.end;
-                    self.in_place = Some(rewrite_in_place(buf, frame, opcode));
+                    let frame = rewrite_in_place(buf, frame, opcode);
+                    self.count_out(frame.len());
+                    self.in_place = Some(frame);
                 }
                 Event::Ping(range) => {
                     let payload = &buf[start..][range];
@@ -346,9 +368,11 @@ impl<T: Transport> WsConnection<T> {
                         Payload::Assembled => self.session.assembled(),
                     };
                     let len = (prefix.len() + body.len()) as u64;
+                    let before = self.out.len();
                     write_frame_header(&mut self.out, opcode, true, len);
                     self.out.extend_from_slice(prefix);
                     self.out.extend_from_slice(body);
+                    self.count_out(self.out.len() - before);
                     self.session.finish_message();
                 }
                 Event::Close { code, reason } => {
@@ -359,6 +383,42 @@ impl<T: Transport> WsConnection<T> {
                 Event::Fragment | Event::Pong(_) => {}
             }
         }
+    }
+
+    /// The rate rule a frame of `bytes` breaks, if any: the connection's own quotas, then its
+    /// client's across connections. Violations are logged and counted; in shadow mode the
+    /// frame passes.
+    fn over_rate(&mut self, bytes: u64, route: &Route) -> Option<Rule> {
+        let mode = route.limits.mode;
+        let address = || self.client.as_ref().map(ClientSlot::address);
+        if let Err(rule) = self.rates.admit(bytes) {
+            if let Some(address) = address() {
+                self.ctx
+                    .gate
+                    .connection_violation(address, &route.path, rule, mode);
+            }
+            if mode == LimitMode::Enforce {
+                return Some(rule);
+            }
+        }
+        match &self.client {
+            Some(client) if self.check_client_rates => {
+                self.ctx.gate.check_frame(client, bytes, &route.path, mode)
+            }
+            _ => None,
+        }
+    }
+
+    /// This connection's route counters.
+    fn traffic(&self) -> &Traffic {
+        self.ctx.counters().route(Some(self.route_index))
+    }
+
+    /// Counts one message of `bytes` (frame included) sent.
+    fn count_out(&self, bytes: usize) {
+        let traffic = self.traffic();
+        traffic.messages_out.add(1);
+        traffic.bytes_out.add(bytes as u64);
     }
 
     /// While the handler's inbound queue is full: reads nothing (TCP holds the client back),
@@ -393,8 +453,11 @@ impl<T: Transport> WsConnection<T> {
             return Ok(());
         };
         let mut frames = Vec::new();
-        link.take_outbound(&mut frames);
+        let messages = link.take_outbound(&mut frames);
         if !frames.is_empty() {
+            let traffic = self.traffic();
+            traffic.messages_out.add(messages);
+            traffic.bytes_out.add(frames.len() as u64);
             let frames = self.send(frames).await.map_err(|()| End::Gone)?;
             link.recycle_outbound(frames);
         }

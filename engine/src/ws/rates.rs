@@ -3,29 +3,20 @@
 
 use std::time::{Duration, Instant};
 
+use ringstream_limits::clients::Rule;
 use ringstream_limits::gcra::{Gcra, GcraState};
 
 use crate::config::WsLimits;
 
-/// Which quota a frame exceeded; the text is the close reason the client reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exceeded {
-    /// `rate_limit` (frames per second).
-    FramesPerSecond,
-    /// `messages_per_minute`.
-    FramesPerMinute,
-    /// `bytes_per_minute`.
-    BytesPerMinute,
-}
-
-impl Exceeded {
-    /// The close reason sent with 1008.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::FramesPerSecond => "rate limit exceeded: messages per second",
-            Self::FramesPerMinute => "rate limit exceeded: messages per minute",
-            Self::BytesPerMinute => "rate limit exceeded: bytes per minute",
-        }
+/// The close reason sent with 1008 when a frame breaks `rule`.
+pub fn close_reason(rule: Rule) -> &'static str {
+    match rule {
+        Rule::FramesPerSecond => "rate limit exceeded: messages per second",
+        Rule::FramesPerMinute => "rate limit exceeded: messages per minute",
+        Rule::BytesPerMinute => "rate limit exceeded: bytes per minute",
+        Rule::ClientMessageRate => "rate limit exceeded: client messages per minute",
+        Rule::ClientByteRate => "rate limit exceeded: client bytes per minute",
+        _ => "policy violation",
     }
 }
 
@@ -61,15 +52,15 @@ impl FrameRates {
     }
 
     /// Takes one frame of `payload_len` bytes from every quota, or names the first exceeded.
-    pub fn admit(&mut self, payload_len: u64) -> Result<(), Exceeded> {
+    pub fn admit(&mut self, payload_len: u64) -> Result<(), Rule> {
         if !self.is_active() {
             return Ok(());
         }
         let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let checks = [
-            (&mut self.per_second, 1, Exceeded::FramesPerSecond),
-            (&mut self.per_minute, 1, Exceeded::FramesPerMinute),
-            (&mut self.bytes, payload_len, Exceeded::BytesPerMinute),
+            (&mut self.per_second, 1, Rule::FramesPerSecond),
+            (&mut self.per_minute, 1, Rule::FramesPerMinute),
+            (&mut self.bytes, payload_len, Rule::BytesPerMinute),
         ];
         for (quota, cost, exceeded) in checks {
             if let Some((gcra, state)) = quota

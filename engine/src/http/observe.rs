@@ -1,0 +1,317 @@
+//! `/stats` (JSON) and `/metrics` (Prometheus text format 0.0.4): the server's counters, its
+//! clients and its configured limits. Written by hand: a few dozen lines of formatting need no
+//! registry, no global state and no dependency.
+
+use std::fmt::Write as _;
+
+use ringstream_limits::clients::Rule;
+use ringstream_protocol::http::HttpDate;
+
+use super::apps::{MethodClass, Page};
+use crate::config::{LimitMode, Route, RouteKind};
+use crate::context::WorkerContext;
+use crate::metrics::TrafficTotals;
+
+const JSON: &[u8] = b"application/json";
+const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
+
+/// Appends the answer of a `stats` or `metrics` route.
+pub fn respond(
+    kind: &RouteKind,
+    ctx: &WorkerContext,
+    method: MethodClass,
+    date: &HttpDate,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    let page = Page {
+        method,
+        date,
+        close,
+        extra: &[("Cache-Control", b"no-store")],
+    };
+    match kind {
+        RouteKind::Stats { .. } => page.read_only(stats_json(ctx).as_bytes(), JSON, out),
+        _ => page.read_only(prometheus_text(ctx).as_bytes(), PROMETHEUS, out),
+    }
+}
+
+fn mode_name(mode: LimitMode) -> &'static str {
+    match mode {
+        LimitMode::Enforce => "enforce",
+        LimitMode::Shadow => "shadow",
+    }
+}
+
+/// The `/stats` document.
+fn stats_json(ctx: &WorkerContext) -> String {
+    let metrics = &ctx.metrics;
+    let config = &ctx.config;
+    let clients = &config.clients;
+    let table = ctx.gate.table();
+    let mut s = String::with_capacity(2048);
+    let _ = write!(
+        s,
+        "{{\"uptime_seconds\":{},\"connections\":{{\"active\":{},\"accepted\":{}}},",
+        metrics.uptime_secs(),
+        ctx.connections.open(),
+        metrics.accepted()
+    );
+    let _ = write!(
+        s,
+        "\"clients\":{{\"connected\":{},\"tracked\":{},\"evictions\":{}}},",
+        table.connected_clients(),
+        table.len(),
+        table.evictions()
+    );
+    s.push_str("\"totals\":");
+    traffic_json(&mut s, &metrics.totals());
+    s.push_str(",\"violations\":{");
+    for (i, rule) in Rule::ALL.into_iter().enumerate() {
+        let (refused, shadow) = metrics.violations(rule);
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(
+            s,
+            "{comma}\"{}\":{{\"refused\":{refused},\"shadow\":{shadow}}}",
+            rule.key()
+        );
+    }
+    let _ = write!(
+        s,
+        "}},\"limits\":{{\"max_connections\":{},\"max_concurrent_connections\":{},\
+         \"connections_per_minute\":{},\"client_messages_per_minute\":{},\
+         \"client_bytes_per_minute\":{},\"ban_after_violations\":{},\
+         \"ban_duration_seconds\":{},\"max_tracked_clients\":{},\"mode\":\"{}\"}},\"routes\":[",
+        config.connection_limits.max_connections,
+        clients.max_concurrent_connections,
+        clients.connections_per_minute,
+        clients.client_messages_per_minute,
+        clients.client_bytes_per_minute,
+        clients.ban_after_violations,
+        clients.ban_duration.as_secs(),
+        clients.max_tracked_clients,
+        mode_name(clients.mode)
+    );
+    for (i, route) in config.routes.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        route_json(&mut s, route, &metrics.route_totals(Some(i)));
+    }
+    s.push_str("],\"unrouted\":");
+    traffic_json(&mut s, &metrics.route_totals(None));
+    s.push_str("}\n");
+    s
+}
+
+fn route_json(s: &mut String, route: &Route, traffic: &TrafficTotals) {
+    s.push_str("{\"path\":");
+    json_string(s, &route.path);
+    let rate = route.limits.request_rate;
+    let _ = write!(s, ",\"kind\":\"{}\",\"traffic\":", route.kind.name());
+    traffic_json(s, traffic);
+    let _ = write!(
+        s,
+        ",\"limits\":{{\"rate_limit_requests\":{},\"burst\":{},\"mode\":\"{}\"",
+        rate.per_minute,
+        rate.burst,
+        mode_name(route.limits.mode)
+    );
+    if route.kind.is_websocket() {
+        let ws = &route.ws;
+        let _ = write!(
+            s,
+            ",\"max_message_size\":{},\"rate_limit\":{},\"messages_per_minute\":{},\
+             \"bytes_per_minute\":{}",
+            ws.max_message_size, ws.rate_limit, ws.messages_per_minute, ws.bytes_per_minute
+        );
+    }
+    s.push_str("}}");
+}
+
+fn traffic_json(s: &mut String, t: &TrafficTotals) {
+    let _ = write!(
+        s,
+        "{{\"requests\":{},\"websocket_upgrades\":{},\"messages_in\":{},\"messages_out\":{},\
+         \"bytes_in\":{},\"bytes_out\":{},\"dropped\":{}}}",
+        t.requests, t.upgrades, t.messages_in, t.messages_out, t.bytes_in, t.bytes_out, t.dropped
+    );
+}
+
+/// `text` as a JSON string literal.
+fn json_string(s: &mut String, text: &str) {
+    s.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", u32::from(c));
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+}
+
+/// The `/metrics` exposition.
+fn prometheus_text(ctx: &WorkerContext) -> String {
+    let metrics = &ctx.metrics;
+    let table = ctx.gate.table();
+    let mut s = String::with_capacity(4096);
+    let single: [(&str, &str, &str, u64); 7] = [
+        (
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            metrics.uptime_secs(),
+        ),
+        (
+            "connections_active",
+            "gauge",
+            "Open connections.",
+            ctx.connections.open() as u64,
+        ),
+        (
+            "connections_accepted_total",
+            "counter",
+            "Connections accepted, refused ones included.",
+            metrics.accepted(),
+        ),
+        (
+            "clients_connected",
+            "gauge",
+            "Clients with at least one open connection.",
+            table.connected_clients() as u64,
+        ),
+        (
+            "clients_tracked",
+            "gauge",
+            "Clients in the per-client table.",
+            table.len() as u64,
+        ),
+        (
+            "client_evictions_total",
+            "counter",
+            "Clients forgotten because the table was full.",
+            table.evictions(),
+        ),
+        (
+            "violation_logs_suppressed_total",
+            "counter",
+            "Violation log lines left out by the log's rate limit.",
+            metrics
+                .suppressed_logs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in single {
+        let _ = write!(
+            s,
+            "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} {kind}\nringstream_{name} {value}\n"
+        );
+    }
+    let routes: Vec<(String, TrafficTotals)> = ctx
+        .config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (label(&r.path), metrics.route_totals(Some(i))))
+        .chain(std::iter::once((
+            "(none)".to_owned(),
+            metrics.route_totals(None),
+        )))
+        .collect();
+    type Pick = fn(&TrafficTotals) -> u64;
+    let families: [(&str, &str, Option<&str>, Pick); 7] = [
+        (
+            "http_requests_total",
+            "HTTP requests answered.",
+            None,
+            |t| t.requests,
+        ),
+        (
+            "websocket_upgrades_total",
+            "WebSocket upgrades accepted.",
+            None,
+            |t| t.upgrades,
+        ),
+        (
+            "websocket_messages_total",
+            "WebSocket frames received and messages sent.",
+            Some("in"),
+            |t| t.messages_in,
+        ),
+        ("websocket_messages_total", "", Some("out"), |t| {
+            t.messages_out
+        }),
+        (
+            "websocket_bytes_total",
+            "WebSocket bytes received and sent.",
+            Some("in"),
+            |t| t.bytes_in,
+        ),
+        ("websocket_bytes_total", "", Some("out"), |t| t.bytes_out),
+        (
+            "websocket_dropped_total",
+            "Frames dropped by on_limit = \"drop\".",
+            None,
+            |t| t.dropped,
+        ),
+    ];
+    for (name, help, direction, pick) in families {
+        if !help.is_empty() {
+            let _ = write!(
+                s,
+                "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} counter\n"
+            );
+        }
+        for (route, totals) in &routes {
+            let _ = match direction {
+                Some(d) => writeln!(
+                    s,
+                    "ringstream_{name}{{route=\"{route}\",direction=\"{d}\"}} {}",
+                    pick(totals)
+                ),
+                None => writeln!(s, "ringstream_{name}{{route=\"{route}\"}} {}", pick(totals)),
+            };
+        }
+    }
+    s.push_str(
+        "# HELP ringstream_violations_total Requests, connections and frames a limit caught.\n\
+         # TYPE ringstream_violations_total counter\n",
+    );
+    for rule in Rule::ALL {
+        let (refused, shadow) = metrics.violations(rule);
+        let key = rule.key();
+        let _ = writeln!(
+            s,
+            "ringstream_violations_total{{rule=\"{key}\",action=\"refused\"}} {refused}"
+        );
+        let _ = writeln!(
+            s,
+            "ringstream_violations_total{{rule=\"{key}\",action=\"shadow\"}} {shadow}"
+        );
+    }
+    s
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"b\\c\n");
+        assert_eq!(s, "\"a\\\"b\\\\c\\u000a\"");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

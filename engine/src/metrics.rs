@@ -1,0 +1,210 @@
+//! The server's counters, read by `/stats` and `/metrics`.
+//!
+//! Traffic counters are per worker: each worker writes only its own block (a plain load and
+//! store, no locked instruction, no cache line shared with another core), and a reader sums
+//! the blocks. Violations are rare and counted in shared atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use ringstream_limits::clients::Rule;
+
+use crate::config::LimitMode;
+
+/// A counter written by one thread only and read by any: `add` is a load and a store, which
+/// is exact as long as the single-writer rule holds.
+#[derive(Debug, Default)]
+pub struct LocalCounter(AtomicU64);
+
+impl LocalCounter {
+    /// Adds `n` (only ever called by the owning worker).
+    pub fn add(&self, n: u64) {
+        let value = self.0.load(Ordering::Relaxed).wrapping_add(n);
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a route (or the whole server) has served.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// HTTP requests answered (upgrades included).
+    pub requests: LocalCounter,
+    /// WebSocket upgrades accepted.
+    pub upgrades: LocalCounter,
+    /// WebSocket frames received.
+    pub messages_in: LocalCounter,
+    /// WebSocket messages sent (echoes, handler messages).
+    pub messages_out: LocalCounter,
+    /// WebSocket frame bytes received.
+    pub bytes_in: LocalCounter,
+    /// WebSocket frame bytes sent.
+    pub bytes_out: LocalCounter,
+    /// Frames dropped by `on_limit = "drop"`.
+    pub dropped: LocalCounter,
+}
+
+/// Sums of one counter over every worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrafficTotals {
+    /// See [`Traffic::requests`].
+    pub requests: u64,
+    /// See [`Traffic::upgrades`].
+    pub upgrades: u64,
+    /// See [`Traffic::messages_in`].
+    pub messages_in: u64,
+    /// See [`Traffic::messages_out`].
+    pub messages_out: u64,
+    /// See [`Traffic::bytes_in`].
+    pub bytes_in: u64,
+    /// See [`Traffic::bytes_out`].
+    pub bytes_out: u64,
+    /// See [`Traffic::dropped`].
+    pub dropped: u64,
+}
+
+impl TrafficTotals {
+    fn add(&mut self, traffic: &Traffic) {
+        self.requests += traffic.requests.get();
+        self.upgrades += traffic.upgrades.get();
+        self.messages_in += traffic.messages_in.get();
+        self.messages_out += traffic.messages_out.get();
+        self.bytes_in += traffic.bytes_in.get();
+        self.bytes_out += traffic.bytes_out.get();
+        self.dropped += traffic.dropped.get();
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.upgrades += other.upgrades;
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.dropped += other.dropped;
+    }
+}
+
+/// One worker's counters, on cache lines of their own.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerCounters {
+    /// Connections accepted (refused ones included).
+    pub accepted: LocalCounter,
+    /// Per route, in configuration order; the last entry counts requests no route matched.
+    pub routes: Box<[Traffic]>,
+}
+
+impl WorkerCounters {
+    fn new(routes: usize) -> Self {
+        Self {
+            accepted: LocalCounter::default(),
+            routes: (0..=routes).map(|_| Traffic::default()).collect(),
+        }
+    }
+
+    /// The counters of route `index` (`None`: no route matched).
+    pub fn route(&self, index: Option<usize>) -> &Traffic {
+        let unmatched = self.routes.len() - 1;
+        &self.routes[index.unwrap_or(unmatched).min(unmatched)]
+    }
+}
+
+/// Every counter of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    workers: Box<[WorkerCounters]>,
+    /// Per rule: [enforced, shadow].
+    violations: [[AtomicU64; 2]; Rule::ALL.len()],
+    /// Violation log lines left out by the log's own rate limit.
+    pub suppressed_logs: AtomicU64,
+    started: Instant,
+}
+
+impl Metrics {
+    /// Counters for `workers` workers serving `routes` routes.
+    pub fn new(workers: usize, routes: usize) -> Self {
+        Self {
+            workers: (0..workers).map(|_| WorkerCounters::new(routes)).collect(),
+            violations: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+            suppressed_logs: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// The block worker `index` writes.
+    pub fn worker(&self, index: usize) -> &WorkerCounters {
+        &self.workers[index.min(self.workers.len() - 1)]
+    }
+
+    /// Counts one violation of `rule`.
+    pub fn violation(&self, rule: Rule, mode: LimitMode) {
+        let column = usize::from(mode == LimitMode::Shadow);
+        self.violations[rule.index()][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Violations of `rule` so far: (enforced, shadow).
+    pub fn violations(&self, rule: Rule) -> (u64, u64) {
+        let [enforced, shadow] = &self.violations[rule.index()];
+        (
+            enforced.load(Ordering::Relaxed),
+            shadow.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Connections accepted by all workers.
+    pub fn accepted(&self) -> u64 {
+        self.workers.iter().map(|w| w.accepted.get()).sum()
+    }
+
+    /// Route `index`'s totals over all workers (`None`: requests no route matched).
+    pub fn route_totals(&self, index: Option<usize>) -> TrafficTotals {
+        let mut totals = TrafficTotals::default();
+        for worker in self.workers.iter() {
+            totals.add(worker.route(index));
+        }
+        totals
+    }
+
+    /// Totals over every route and worker.
+    pub fn totals(&self) -> TrafficTotals {
+        let routes = self.workers.first().map_or(0, |w| w.routes.len());
+        let mut totals = TrafficTotals::default();
+        for index in 0..routes {
+            totals.merge(&self.route_totals(Some(index)));
+        }
+        totals
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_count_apart_and_readers_sum() {
+        let metrics = Metrics::new(2, 1);
+        metrics.worker(0).route(Some(0)).messages_in.add(3);
+        metrics.worker(1).route(Some(0)).messages_in.add(4);
+        metrics.worker(1).route(None).requests.add(1);
+        metrics.worker(0).accepted.add(2);
+        assert_eq!(metrics.route_totals(Some(0)).messages_in, 7);
+        assert_eq!(metrics.route_totals(None).requests, 1);
+        assert_eq!(metrics.totals().messages_in, 7);
+        assert_eq!(metrics.totals().requests, 1);
+        assert_eq!(metrics.accepted(), 2);
+        metrics.violation(Rule::RequestRate, LimitMode::Shadow);
+        metrics.violation(Rule::RequestRate, LimitMode::Enforce);
+        metrics.violation(Rule::RequestRate, LimitMode::Enforce);
+        assert_eq!(metrics.violations(Rule::RequestRate), (2, 1));
+    }
+}
