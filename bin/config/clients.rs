@@ -15,7 +15,7 @@ use super::resolve::Checker;
 
 /// Most requests, frames or connections per minute a rate may name.
 const MAX_PER_MINUTE: u32 = 100_000_000;
-/// Most clients the table may be asked to track (about 250 bytes each).
+/// Most clients the table may be asked to track (about 300 bytes each).
 const MAX_TRACKED_CLIENTS: usize = 100_000_000;
 
 impl Checker<'_, '_> {

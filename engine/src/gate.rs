@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringstream_limits::bans::BanPolicy;
 use ringstream_limits::client::{ClientIdSource, ClientIdentity, ClientKey};
@@ -22,6 +22,7 @@ use ringstream_limits::clients::{
 use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 
+use crate::coarse_clock;
 use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, ServerConfig};
 use crate::metrics::Metrics;
 
@@ -123,7 +124,6 @@ pub struct ClientGate {
     metrics: Arc<Metrics>,
     log_budget: AtomicGcraState,
     log_quota: Option<Gcra>,
-    epoch: Instant,
 }
 
 impl ClientGate {
@@ -210,7 +210,6 @@ impl ClientGate {
                 Duration::from_secs(1),
                 LOG_LINES_PER_SECOND,
             ),
-            epoch: Instant::now(),
             limits,
         }
     }
@@ -220,9 +219,9 @@ impl ClientGate {
         &self.table
     }
 
-    /// Nanoseconds on the gate's clock.
+    /// Nanoseconds on the gate's clock (the coarse monotonic clock).
     pub fn now(&self) -> u64 {
-        nanos(self.epoch.elapsed())
+        coarse_clock::now_ns()
     }
 
     /// Admission at accept, from the TCP peer's address alone.

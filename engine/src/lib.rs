@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`config`]: the resolved, validated configuration the engine runs with.
+//! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
 //! - [`handler`]: the WebSocket handler API (routes served by application code), and
 //!   [`task`], the timers and local tasks handlers use.
@@ -31,6 +32,7 @@
 //! - `clock`: the cached `Date` header.
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
 
+pub mod coarse_clock;
 pub mod config;
 pub mod handler;
 pub mod server;

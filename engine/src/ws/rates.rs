@@ -1,7 +1,7 @@
 //! The per-connection frame and byte rates of a WebSocket route (`rate_limit`,
 //! `messages_per_minute`, `bytes_per_minute`), on the GCRA of `ringstream-limits`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringstream_limits::clients::Rule;
 use ringstream_limits::gcra::{Gcra, GcraState};
@@ -23,8 +23,6 @@ pub fn close_reason(rule: Rule) -> &'static str {
 /// The quotas of one connection, with their state; empty when the route sets none.
 #[derive(Debug)]
 pub struct FrameRates {
-    /// Time zero of the quotas' clock.
-    epoch: Instant,
     per_second: Option<(Gcra, GcraState)>,
     per_minute: Option<(Gcra, GcraState)>,
     bytes: Option<(Gcra, GcraState)>,
@@ -39,7 +37,6 @@ impl FrameRates {
         let quota =
             |count: u64, period| Gcra::new(count, period, count).map(|q| (q, GcraState::default()));
         Self {
-            epoch: Instant::now(),
             per_second: quota(u64::from(limits.rate_limit), second),
             per_minute: quota(u64::from(limits.messages_per_minute), minute),
             bytes: quota(limits.bytes_per_minute, minute),
@@ -56,7 +53,7 @@ impl FrameRates {
         if !self.is_active() {
             return Ok(());
         }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let now = crate::coarse_clock::now_ns();
         let checks = [
             (&mut self.per_second, 1, Rule::FramesPerSecond),
             (&mut self.per_minute, 1, Rule::FramesPerMinute),
