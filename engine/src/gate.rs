@@ -24,6 +24,7 @@ use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 
 use crate::coarse_clock;
 use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, ServerConfig};
+use crate::loopback_watch::{LoopbackShare, LoopbackWatch};
 use crate::metrics::Metrics;
 
 /// Rate buckets of a client: the server-wide request budget, one per route with its own
@@ -124,6 +125,7 @@ pub struct ClientGate {
     metrics: Arc<Metrics>,
     log_budget: AtomicGcraState,
     log_quota: Option<Gcra>,
+    loopback: LoopbackWatch,
 }
 
 impl ClientGate {
@@ -210,8 +212,20 @@ impl ClientGate {
                 Duration::from_secs(1),
                 LOG_LINES_PER_SECOND,
             ),
+            loopback: LoopbackWatch::new(
+                limits.trusted_proxies.is_empty(),
+                limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
+                    || limits
+                        .exempt
+                        .contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ),
             limits,
         }
+    }
+
+    /// Ends a window of the loopback watch; see [`LoopbackWatch::end_window`].
+    pub fn end_loopback_window(&self) -> Option<LoopbackShare> {
+        self.loopback.end_window()
     }
 
     /// The shared client table (for `/stats` and the sweeper).
@@ -260,7 +274,9 @@ impl ClientGate {
         if let Some(refusal) = self.check_lists(address, route) {
             return Err(refusal);
         }
-        if self.limits.exempt.contains(address) {
+        let exempt = self.limits.exempt.contains(address);
+        self.loopback.record(address, exempt);
+        if exempt {
             return Ok(ClientSlot {
                 address,
                 pass: None,

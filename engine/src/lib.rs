@@ -28,6 +28,8 @@
 //! - `conn_count`: the server-wide connection counter (`max_connections`).
 //! - `gate`: per-client admission and rules (lists, bans, connection and request rates,
 //!   WebSocket rates across a client's connections), shared by every worker.
+//! - `loopback_watch`: the warning when most clients come from an exempt loopback address
+//!   and no proxy is trusted (a reverse proxy the limits cannot see through).
 //! - `metrics`: per-worker counters and violation counts, read by `/stats` and `/metrics`.
 //! - `clock`: the cached `Date` header.
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
@@ -48,6 +50,7 @@ mod error;
 mod gate;
 mod http;
 mod listener;
+mod loopback_watch;
 mod metrics;
 mod registry;
 mod rlimit;

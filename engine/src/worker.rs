@@ -36,6 +36,8 @@ const FD_EXHAUSTED_PAUSE: Duration = Duration::from_millis(50);
 const CLIENT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Idle clients forgotten per shard and sweep at most.
 const CLIENT_SWEEP_BUDGET: usize = 256;
+/// Client sweeps per window of the loopback watch (a minute).
+const LOOPBACK_WINDOW_SWEEPS: u32 = 60;
 /// How long connections get to finish after the drain deadline forced them shut.
 const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -207,10 +209,25 @@ fn refuse_at_accept(
 
 /// Forgets idle clients of the shared table now and then, so a quiet server gives memory
 /// back (lookups also forget a few as they go).
+/// Also ends a window of the loopback watch every [`LOOPBACK_WINDOW_SWEEPS`] sweeps.
 async fn sweep_clients(gate: Arc<ClientGate>) {
+    let mut sweeps: u32 = 0;
     loop {
         sleep(CLIENT_SWEEP_INTERVAL).await;
         gate.table().sweep(gate.now(), CLIENT_SWEEP_BUDGET);
+        sweeps = sweeps.wrapping_add(1);
+        if !sweeps.is_multiple_of(LOOPBACK_WINDOW_SWEEPS) {
+            continue;
+        }
+        if let Some(share) = gate.end_loopback_window() {
+            tracing::warn!(
+                admitted = share.admitted,
+                from_loopback = share.from_loopback,
+                "most clients connect from loopback, which is exempt from per-client limits: \
+                 behind a reverse proxy on this host, list it in trusted_proxies so its clients \
+                 are told apart (or set exempt = [] to limit loopback clients too)"
+            );
+        }
     }
 }
 
