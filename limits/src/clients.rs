@@ -121,8 +121,17 @@ pub struct ClientState {
     connections: AtomicU32,
     connects: AtomicGcraState,
     ban: Mutex<BanState>,
-    buckets: Box<[AtomicGcraState]>,
+    /// The first buckets, in the state's own allocation: a decision on a client that is not
+    /// in the cache then misses once, not twice.
+    inline: [AtomicGcraState; INLINE_BUCKETS],
+    /// Buckets past the inline ones (routes with their own request budgets); usually empty,
+    /// which allocates nothing.
+    extra: Box<[AtomicGcraState]>,
 }
+
+/// Rate buckets kept inline: the server's request budget and the WebSocket message and byte
+/// budgets, plus one route with its own.
+const INLINE_BUCKETS: usize = 4;
 
 impl ClientState {
     fn new(buckets: usize) -> Self {
@@ -130,7 +139,10 @@ impl ClientState {
             connections: AtomicU32::new(0),
             connects: AtomicGcraState::default(),
             ban: Mutex::new(BanState::default()),
-            buckets: (0..buckets).map(|_| AtomicGcraState::default()).collect(),
+            inline: Default::default(),
+            extra: (INLINE_BUCKETS..buckets)
+                .map(|_| AtomicGcraState::default())
+                .collect(),
         }
     }
 
@@ -142,7 +154,11 @@ impl ClientState {
     /// Takes `cost` cells of `quota` from bucket `bucket` (the table was built with the
     /// buckets the caller numbers); an unknown bucket allows everything.
     pub fn check(&self, bucket: usize, quota: &Gcra, now: u64, cost: u64) -> Decision {
-        match self.buckets.get(bucket) {
+        let state = match bucket.checked_sub(INLINE_BUCKETS) {
+            None => self.inline.get(bucket),
+            Some(extra) => self.extra.get(extra),
+        };
+        match state {
             Some(state) => state.check(quota, now, cost),
             None => Decision::Allow {
                 remaining: quota.burst(),
@@ -454,6 +470,19 @@ mod tests {
             "bucket 1 is separate"
         );
         assert!(a.check(5, &quota, 0, 100).is_allowed(), "no such bucket");
+    }
+
+    #[test]
+    fn buckets_past_the_inline_ones_are_limited_too() {
+        let table = ClientTable::new(100, 60 * SECOND, INLINE_BUCKETS + 2);
+        let quota = Gcra::new(1, Duration::from_secs(60), 1).unwrap();
+        let a = table.client(key(9), 0);
+        let b = table.client(key(9), 0);
+        for bucket in 0..INLINE_BUCKETS + 2 {
+            assert!(a.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
+            assert!(!b.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
+        }
+        assert!(a.check(INLINE_BUCKETS + 2, &quota, 0, 5).is_allowed());
     }
 
     #[test]
