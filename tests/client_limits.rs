@@ -288,6 +288,28 @@ fn client_message_rate_spans_the_clients_connections() {
 }
 
 #[test]
+fn client_byte_rate_counts_frame_bytes_over_the_clients_connections() {
+    // A masked client frame of 2 payload bytes is 8 bytes on the wire: 12 of them use 96 of
+    // the 100 bytes, whichever connection they arrive on.
+    let server = server("client_bytes_per_minute = 100", "");
+    let (mut a, response) = upgrade_from(&server, 4);
+    assert_eq!(response.status, 101);
+    let (mut b, response) = upgrade_from(&server, 4);
+    assert_eq!(response.status, 101);
+    for stream in [&mut a, &mut b] {
+        for _ in 0..6 {
+            stream.write_all(&frame(true, 0, TEXT, b"hi")).unwrap();
+            assert_eq!(read_frame(stream).unwrap().payload, b"hi");
+        }
+    }
+    a.write_all(&frame(true, 0, TEXT, b"hi")).unwrap();
+    assert_eq!(
+        expect_close(&mut a),
+        (1008, "rate limit exceeded: client bytes per minute".into())
+    );
+}
+
+#[test]
 fn denied_addresses_get_403_or_a_silent_close_before_anything_is_read() {
     let server = server("deny = [\"127.0.0.2/32\"]", "");
     let mut denied = connect_from(&server, 2);
