@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
@@ -43,10 +43,9 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    /// Wraps an accepted stream; disables Nagle so small responses leave at once.
+    /// Wraps an accepted stream (Nagle is already off: `TCP_NODELAY` is inherited from the
+    /// listener, see `listener.rs`).
     pub fn new(stream: TcpStream) -> Self {
-        // A failure only costs latency; it never changes correctness.
-        let _ = stream.set_nodelay(true);
         Self { stream }
     }
 
@@ -73,8 +72,19 @@ impl Transport for TcpTransport {
         (result, slice.into_inner())
     }
 
+    /// A plain `shutdown(2)` call, not an io_uring operation: the kernel always hands
+    /// `IORING_OP_SHUTDOWN` to an io-wq worker thread (it has no non-blocking path), which cost
+    /// about 15% of a WebSocket handshake's server CPU in thread wake-ups (BENCHMARKS.md). On a
+    /// TCP socket the call never blocks: it queues the FIN behind the data already sent.
     async fn shutdown_write(&self) -> io::Result<()> {
-        AsyncWrite::shutdown(&mut &self.stream).await
+        // SAFETY: the descriptor belongs to `self.stream`, which is open for as long as `self`
+        // lives; `shutdown` touches no memory of this process.
+        let rc = unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
