@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""WebSocket load benchmark: ringstream against tokio-tungstenite, uvicorn + Starlette, and the
-raw-TCP ceiling.
+"""WebSocket load benchmark: ringstream against tokio-tungstenite, Bun, BustAPI's turbo echo,
+uvicorn + Starlette, and the raw-TCP ceiling.
 
 Servers run on core 0 (one worker / one thread), the load generator (`ringstream bench`) on
 core 1. Each round starts every contender in turn (interleaved) and runs every workload
@@ -9,7 +9,7 @@ per operation, and each contender's ratio to ringstream. Every echo is verified 
 generator. Every process is stopped by PID.
 
     cargo build --release --bins --examples
-    benches/peers/install.sh        # uvicorn + Starlette into benches/peers/.env
+    benches/peers/install.sh        # uvicorn + Starlette + BustAPI (.env), Bun (node_modules)
     python3 benches/ws_load.py --rounds 3 --seconds 5
 """
 
@@ -34,6 +34,12 @@ SERVERS = {
     "ringstream handler": [os.path.join(RELEASE, "examples", "ws_handler_echo"), "127.0.0.1:0"],
     "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),
                           "127.0.0.1:0"],
+    # uWebSockets inside Bun's runtime.
+    "Bun": [os.path.join(ROOT, "benches", "peers", "node_modules", ".bin", "bun"),
+            os.path.join(ROOT, "benches", "peers", "bun_echo.js"), "{port}"],
+    # BustAPI's turbo echo: the handler runs in Rust, one worker.
+    "BustAPI turbo": [os.path.join(ROOT, "benches", "peers", ".env", "bin", "python"),
+                      os.path.join(ROOT, "benches", "peers", "bustapi_echo.py"), "{port}"],
     # uvicorn's documented fast set-up: uvloop, httptools, the websockets library.
     "uvicorn + Starlette": [os.path.join(ROOT, "benches", "peers", ".env", "bin", "uvicorn"),
                             "--app-dir", os.path.join(ROOT, "benches", "peers"),

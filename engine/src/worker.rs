@@ -181,12 +181,14 @@ fn serve(
     conn_slot: ConnSlot,
     client: Option<ClientSlot>,
 ) {
-    let ctx = Rc::clone(ctx);
-    spawn_detached(async move {
-        let guard = ctx.registry.register(transport.raw_fd());
-        http::serve(transport, Rc::clone(&ctx), guard, client).await;
-        drop(conn_slot);
-    });
+    let guard = ctx.registry.register(transport.raw_fd());
+    spawn_detached(http::serve(
+        transport,
+        Rc::clone(ctx),
+        guard,
+        client,
+        conn_slot,
+    ));
 }
 
 /// Answers a connection refused before it sent anything (503 when the server is full, 403 or

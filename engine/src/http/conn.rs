@@ -16,6 +16,7 @@ use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 use super::apps::{self, MethodClass};
 use super::{observe, refuse};
 use crate::config::{HttpLimits, RouteKind, bounds};
+use crate::conn_count::ConnSlot;
 use crate::context::WorkerContext;
 use crate::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
 use crate::handler::RequestHead;
@@ -85,13 +86,17 @@ enum ReadOutcome {
 /// Serves HTTP/1.1 on `io` until the client leaves, a protection closes the connection, or the
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
 /// `client` is the connection's admitted client, or `None` when its first request head names
-/// the client.
-pub async fn serve<T: Transport>(
+/// the client; `conn_slot` its place in the server-wide count, released when it ends.
+pub fn serve<T: Transport>(
     io: T,
     ctx: Rc<WorkerContext>,
     guard: ConnGuard,
     client: Option<ClientSlot>,
-) {
+    conn_slot: ConnSlot,
+) -> impl Future<Output = ()> {
+    // Built here and captured by the block below, not passed to an `async fn`: an `async fn`
+    // keeps its arguments beside what they were moved into, and every open WebSocket keeps
+    // this future for its whole life.
     let mut conn = Connection {
         guard,
         client,
@@ -104,55 +109,70 @@ pub async fn serve<T: Transport>(
         send_timeout: ctx.limits.send_timeout,
         ctx,
     };
-    let (status, headers) = match conn.run().await {
-        Ok(Next::Done) | Err(Stop::Close) => return,
-        Ok(Next::WebSocket(route, head)) => {
-            let Connection {
-                guard,
-                client,
-                io,
-                buf,
-                pos,
-                ctx,
-                ..
-            } = conn;
-            return ws::serve(guard, io, ctx, route, head, client, buf, pos).await;
-        }
-        Err(Stop::Refuse(status)) => (status, &[][..]),
-        Err(Stop::RefuseWith(status, headers)) => (status, headers),
-        Err(Stop::Limited(refusal, _)) if refusal.silent => return,
-        Err(Stop::Limited(refusal, rate)) => {
-            let retry_after = refusal.retry_after.map(|secs| secs.to_string());
-            let mut headers = HeaderList::default();
-            if let Some(secs) = &retry_after {
-                headers.push("Retry-After", secs.as_bytes());
+    async move {
+        // The server-wide place, held to the very end on every path.
+        let _open = conn_slot;
+        // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
+        // phase.
+        let (route, head) = match conn.run().await {
+            Ok(Next::WebSocket(route, head)) => (route, head),
+            outcome => return conn.finish(outcome).await,
+        };
+        let Connection {
+            guard,
+            client,
+            io,
+            buf,
+            pos,
+            ctx,
+            ..
+        } = conn;
+        ws::serve(guard, io, ctx, route, head, client, buf, pos).await;
+    }
+}
+
+impl<T: Transport> Connection<T> {
+    /// Ends a connection that did not become a WebSocket: nothing more, or the refusal its
+    /// last request earned.
+    async fn finish(self, outcome: Result<Next, Stop>) {
+        let (status, headers) = match outcome {
+            Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => return,
+            Err(Stop::Refuse(status)) => (status, &[][..]),
+            Err(Stop::RefuseWith(status, headers)) => (status, headers),
+            Err(Stop::Limited(refusal, _)) if refusal.silent => return,
+            Err(Stop::Limited(refusal, rate)) => {
+                let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+                let mut headers = HeaderList::default();
+                if let Some(secs) = &retry_after {
+                    headers.push("Retry-After", secs.as_bytes());
+                }
+                if let Some(rate) = &rate {
+                    headers.push_rate(rate);
+                }
+                let date = self.ctx.date.now();
+                refuse::refuse(
+                    &self.io,
+                    self.out,
+                    refusal.status,
+                    headers.as_slice(),
+                    &date,
+                    self.send_timeout,
+                )
+                .await;
+                return;
             }
-            if let Some(rate) = &rate {
-                headers.push_rate(rate);
-            }
-            let date = conn.ctx.date.now();
-            refuse::refuse(
-                &conn.io,
-                conn.out,
-                refusal.status,
-                headers.as_slice(),
-                &date,
-                conn.send_timeout,
-            )
-            .await;
-            return;
-        }
-    };
-    let date = conn.ctx.date.now();
-    refuse::refuse(
-        &conn.io,
-        conn.out,
-        status,
-        headers,
-        &date,
-        conn.send_timeout,
-    )
-    .await;
+        };
+        let date = self.ctx.date.now();
+        refuse::refuse(
+            &self.io,
+            self.out,
+            status,
+            headers,
+            &date,
+            self.send_timeout,
+        )
+        .await;
+    }
 }
 
 /// A few extra response headers, kept on the stack.

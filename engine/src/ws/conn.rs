@@ -69,7 +69,7 @@ enum End {
     clippy::too_many_arguments,
     reason = "the whole state of an upgraded connection"
 )]
-pub async fn serve<T: Transport>(
+pub fn serve<T: Transport>(
     guard: ConnGuard,
     io: T,
     ctx: Rc<WorkerContext>,
@@ -78,7 +78,10 @@ pub async fn serve<T: Transport>(
     client: Option<ClientSlot>,
     mut buf: Vec<u8>,
     pos: usize,
-) {
+) -> impl Future<Output = ()> {
+    // Set up here and not in an `async fn`: an `async fn` moves its arguments into locals of
+    // its future and keeps both, and every open WebSocket keeps that future. The block below
+    // captures the connection once and lends it to `serve`.
     guard.set_activity(Activity::WebSocket);
     buf.drain(..pos);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
@@ -105,30 +108,13 @@ pub async fn serve<T: Transport>(
         out: Vec::new(),
         in_place: None,
         send_timeout: route.limits.send_timeout,
-        ctx: Rc::clone(&ctx),
         link,
         check_client_rates: ctx.gate.has_frame_rates(),
         client,
         route_index,
+        ctx,
     };
-    let end = conn.run(route, buf).await;
-    // The handler learns at once that nothing more will arrive or leave.
-    if let Some(link) = &conn.link {
-        link.finish(match &end {
-            End::Close(code, _) | End::Answered(code) => *code,
-            End::Gone => close_code::ABNORMAL,
-        });
-    }
-    match end {
-        End::Close(code, reason) => conn.close(code, &reason).await,
-        End::Answered(_) => {
-            // RFC 6455 §7.1.1: after the close handshake the server closes the TCP connection.
-            if conn.flush().await.is_ok() {
-                let _ = conn.io.shutdown_write().await;
-            }
-        }
-        End::Gone => {}
-    }
+    async move { conn.serve(buf).await }
 }
 
 struct WsConnection<T> {
@@ -174,6 +160,31 @@ enum Woke<R> {
 }
 
 impl<T: Transport> WsConnection<T> {
+    /// The connection from its first frame to its end.
+    async fn serve(&mut self, buf: Vec<u8>) {
+        let ctx = Rc::clone(&self.ctx);
+        let route = &ctx.router.routes()[self.route_index];
+        let end = self.run(route, buf).await;
+        // The handler learns at once that nothing more will arrive or leave.
+        if let Some(link) = &self.link {
+            link.finish(match &end {
+                End::Close(code, _) | End::Answered(code) => *code,
+                End::Gone => close_code::ABNORMAL,
+            });
+        }
+        match end {
+            End::Close(code, reason) => self.close(code, &reason).await,
+            End::Answered(_) => {
+                // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
+                // connection.
+                if self.flush().await.is_ok() {
+                    let _ = self.io.shutdown_write().await;
+                }
+            }
+            End::Gone => {}
+        }
+    }
+
     async fn run(&mut self, route: &Route, mut buf: Vec<u8>) -> End {
         let limits = &route.ws;
         let prefix: &[u8] = match &route.kind {

@@ -266,7 +266,7 @@ fn read_data_cr(byte: u8) -> Result<State, BodyError> {
 }
 
 /// The value of a hex digit (`HEXDIG` is case-insensitive, RFC 5234 §B.1).
-fn hex_value(byte: u8) -> Option<u8> {
+pub(super) fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
         b'a'..=b'f' => Some(byte - b'a' + 10),

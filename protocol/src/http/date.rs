@@ -59,6 +59,99 @@ impl fmt::Debug for HttpDate {
     }
 }
 
+/// The Unix time of an HTTP-date (RFC 9110 §5.6.7), in any of its three forms:
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`)
+/// and asctime (`Sun Nov  6 08:49:37 1994`). `None` for anything else, or a date before 1970.
+/// The weekday is not checked against the date (recipients may ignore it).
+pub fn parse_http_date(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let (weekday, rest) = text.split_once([',', ' '])?;
+    if !weekday.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let fields: Vec<&str> = rest.split(' ').filter(|f| !f.is_empty()).collect();
+    let (day, month, year, time) = match (text.as_bytes().get(weekday.len()), fields.as_slice()) {
+        // IMF-fixdate: day month year time GMT.
+        (Some(b','), [day, month, year, time, "GMT"]) if day.len() == 2 && year.len() == 4 => {
+            (*day, *month, number(year)?, *time)
+        }
+        // RFC 850: dd-Mon-yy time GMT; a two-digit year is taken as 1970-2069.
+        (Some(b','), [date, time, "GMT"]) => {
+            let mut parts = date.split('-');
+            let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() || day.len() != 2 || year.len() != 2 {
+                return None;
+            }
+            let year = number(year)?;
+            (
+                day,
+                month,
+                if year < 70 { 2000 + year } else { 1900 + year },
+                *time,
+            )
+        }
+        // asctime: Mon d time yyyy (the day padded with a space).
+        (Some(b' '), [month, day, time, year]) if (1..=2).contains(&day.len()) => {
+            (*day, *month, number(year)?, *time)
+        }
+        _ => return None,
+    };
+    let month = MONTHS
+        .iter()
+        .position(|m| m.as_slice() == month.as_bytes())? as u64
+        + 1;
+    let day = number(day)?;
+    let mut clock = time.split(':');
+    let (hour, minute, second) = (clock.next()?, clock.next()?, clock.next()?);
+    if clock.next().is_some() || [hour, minute, second].iter().any(|f| f.len() != 2) {
+        return None;
+    }
+    let (hour, minute, second) = (number(hour)?, number(minute)?, number(second)?);
+    if !(1970..=9999).contains(&year)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59))
+}
+
+/// Digits only (no sign, no spaces), as a number.
+fn number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 4 {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn is_leap(year: u64) -> bool {
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (year >= 1970): the inverse of `civil_from_days`
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// Year, month (1-12) and day (1-31) of a day count since 1970-01-01, proleptic
 /// Gregorian: Howard Hinnant's `civil_from_days`, with eras of 400 years starting on
 /// March 1st so that the leap day ends a year.
@@ -112,6 +205,56 @@ mod tests {
         assert_eq!(date(2_147_483_648), "Tue, 19 Jan 2038 03:14:08 GMT");
         assert_eq!(date(4_102_444_800), "Fri, 01 Jan 2100 00:00:00 GMT");
         assert_eq!(date(1_767_225_599), "Wed, 31 Dec 2025 23:59:59 GMT");
+    }
+
+    #[test]
+    fn parses_the_three_forms_of_rfc_9110() {
+        let expected = Some(784_111_777);
+        assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), expected);
+        assert_eq!(parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT"), expected);
+        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994"), expected);
+        assert_eq!(parse_http_date(b"Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date(b"Thursday, 01-Jan-70 00:00:00 GMT"),
+            Some(0)
+        );
+        assert_eq!(
+            parse_http_date(b"Tuesday, 01-Jan-36 00:00:00 GMT"),
+            Some(2_082_758_400)
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_http_date() {
+        for value in [
+            "",
+            "yesterday",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nvember 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994 GMT",
+            "1994-11-06T08:49:37Z",
+        ] {
+            assert_eq!(parse_http_date(value.as_bytes()), None, "{value:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_formatted_date_parses_back(secs in 0u64..MAX_SECS) {
+            let date = HttpDate::from_unix_secs(secs);
+            prop_assert_eq!(parse_http_date(date.as_bytes()), Some(secs));
+        }
+
+        #[test]
+        fn no_input_panics(value in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = parse_http_date(&value);
+        }
     }
 
     #[test]

@@ -4,20 +4,32 @@
 //! buffered bytes until it stops returning `Ok(None)`, then feed the bytes after
 //! `head_len` to a [`BodyDecoder`], and write answers with [`write_response_head`].
 //! Every refusal is an error value that knows its status code.
+//!
+//! For file routes: [`file_path`] turns a request path into a path below the root (or a
+//! refusal), [`parse_range`] decides 200 / 206 / 416, [`not_modified`] and
+//! [`range_applies`] evaluate the conditional headers, and [`attachment`] names a download.
 
 mod body;
 mod chunked;
+mod conditional;
 mod date;
+mod disposition;
 mod error;
 mod fields;
+mod file_path;
+mod range;
 mod request;
 mod response;
 
 pub use body::{BodyDecoder, BodyKind, Decoded};
 pub use chunked::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
-pub use date::HttpDate;
+pub use conditional::{file_etag, not_modified, range_applies};
+pub use date::{HttpDate, parse_http_date};
+pub use disposition::attachment;
 pub use error::{BodyError, RequestError};
+pub use file_path::{PathRefusal, file_path};
 pub use httparse::Header;
+pub use range::{RangeAnswer, content_range, parse_range, unsatisfied_range};
 pub use request::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_URI_BYTES, HEADER_SLOTS, HeadLimits,
     Method, Request, Version, parse_request,
