@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: the resolved, validated configuration the engine runs with.
 //! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
+//! - [`file_root`]: a file route's root, and opening files strictly beneath it.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
 //! - [`handler`]: the WebSocket handler API (routes served by application code), and
 //!   [`task`], the timers and local tasks handlers use.
@@ -36,6 +37,7 @@
 
 pub mod coarse_clock;
 pub mod config;
+pub mod file_root;
 pub mod handler;
 pub mod server;
 pub mod task;
