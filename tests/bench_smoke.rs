@@ -53,6 +53,29 @@ fn echo_and_handshake_loads_complete_without_errors() {
 }
 
 #[test]
+fn the_echo_load_answers_the_servers_heartbeat_pings() {
+    // Pings every 100 ms arrive between echoes; the client must answer them, not count them
+    // as wrong echoes.
+    let server = Server::with_config(
+        "[limits]\nheartbeat_interval = \"100ms\"\n\n[[routes]]\npath = \"/ws/echo\"\nkind = \"echo\"\n",
+        &[],
+    );
+    let url = format!("ws://{}/ws/echo", server.addr);
+    let out = bench(&[
+        "echo",
+        "--url",
+        &url,
+        "--size",
+        "512",
+        "--connections",
+        "2",
+        "--depth",
+        "4",
+    ]);
+    assert!(out.contains(" 0 errors"), "{out}");
+}
+
+#[test]
 fn raw_tcp_load_completes_against_its_server() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_ringstream"))
         .args(["bench", "raw-tcp-server"])

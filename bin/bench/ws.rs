@@ -132,6 +132,36 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Reads the next data or close frame; answers the server's heartbeat pings on the way
+    /// (the server pings every `heartbeat_interval`, busy or not) and skips pongs.
+    async fn read_message(&mut self) -> io::Result<(FrameHeader, std::ops::Range<usize>)> {
+        loop {
+            let (header, range) = self.read_frame().await?;
+            match header.opcode {
+                OpCode::Ping => {
+                    let mut pong = Vec::with_capacity(range.len() + 6);
+                    FrameHeader {
+                        fin: true,
+                        rsv: 0,
+                        opcode: OpCode::Pong,
+                        mask: Some(KEY),
+                        payload_len: range.len() as u64,
+                    }
+                    .write(&mut pong);
+                    let start = pong.len();
+                    pong.extend_from_slice(&self.buf[range]);
+                    apply_mask(&mut pong[start..], KEY, 0);
+                    let BufResult(result, _) = self.stream.write_all(pong).await;
+                    result?;
+                }
+                OpCode::Pong => {}
+                _ => return Ok((header, range)),
+            }
+        }
+    }
+}
+
 /// The unmasked payload of message `n`: a counter, then a fixed pattern.
 fn expected_payload(size: usize, n: u64, out: &mut [u8]) {
     for (i, byte) in out.iter_mut().enumerate().take(size) {
@@ -194,7 +224,7 @@ pub async fn echo(
             return stats.borrow_mut().error(format!("write: {e}"));
         }
         for _ in 0..depth {
-            let (header, range) = match client.read_frame().await {
+            let (header, range) = match client.read_message().await {
                 Ok(frame) => frame,
                 Err(e) => return stats.borrow_mut().error(format!("read: {e}")),
             };
@@ -241,7 +271,7 @@ async fn one_handshake(target: &Target, close: Vec<u8>) -> io::Result<()> {
     let mut client = Client::open(target).await?;
     let BufResult(result, _) = client.stream.write_all(close).await;
     result?;
-    let (header, range) = client.read_frame().await?;
+    let (header, range) = client.read_message().await?;
     if header.opcode != OpCode::Close || client.buf[range] != [0x03, 0xe8] {
         return Err(io::Error::other(
             "the server did not answer the close with 1000",
