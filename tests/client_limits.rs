@@ -444,3 +444,35 @@ allowed_clients = ["10.0.0.0/8"]
     let private = server.request(&get("/private", "Connection: close\r\n"));
     assert_eq!(private.status, 403);
 }
+
+#[test]
+fn every_refusal_and_server_close_is_counted_per_status_and_code() {
+    let server = server(
+        "max_header_bytes = \"1KiB\"\nmax_uri_bytes = \"1KiB\"\nmax_message_size = 125",
+        "",
+    );
+    // Two 431s on two connections (either worker may take each) and a 1009.
+    for _ in 0..2 {
+        let big = format!("X-Big: {}\r\n", "a".repeat(2000));
+        let response = server.request(&get("/health", &big));
+        assert_eq!(response.status, 431);
+    }
+    let mut ws = ws::connect(&server, "/ws/echo");
+    ws.write_all(&frame(true, 0, TEXT, &[b'x'; 126])).unwrap();
+    assert_eq!(expect_close(&mut ws).0, 1009);
+    let stats = wait_for_stats(
+        &server,
+        "\"websocket_closes\":{\"1000\":0,\"1001\":0,\"1002\":0,\"1007\":0,\"1008\":0,\"1009\":1,",
+    );
+    assert!(stats.contains("\"http_refusals\":{"), "{stats}");
+    assert!(stats.contains("\"431\":2,"), "{stats}");
+    let metrics = server.request(&get("/metrics", "Connection: close\r\n"));
+    let text = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "ringstream_http_refusals_total{status=\"431\"} 2",
+        "ringstream_http_refusals_total{status=\"408\"} 0",
+        "ringstream_websocket_closes_total{code=\"1009\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! Traffic counters are per worker: each worker writes only its own block (a plain load and
 //! store, no locked instruction, no cache line shared with another core), and a reader sums
-//! the blocks. Violations are rare and counted in shared atomics.
+//! the blocks. Violations are rare and counted in shared atomics. Every refusal a protection
+//! answers (an HTTP status, or a WebSocket close code the server sends) is counted per status
+//! or code, so each row of PROTECTIONS.md has a counter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -89,6 +91,35 @@ impl TrafficTotals {
     }
 }
 
+/// The HTTP statuses protections answer with, counted in `ringstream_http_refusals_total`.
+pub const REFUSAL_STATUSES: [u16; 12] =
+    [400, 403, 405, 408, 413, 414, 426, 429, 431, 500, 501, 503];
+/// The close codes the server sends, counted in `ringstream_websocket_closes_total`.
+pub const CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
+
+/// One counter per entry of a fixed list of codes; other codes are not counted.
+#[derive(Debug)]
+pub struct CodeCounters<const N: usize> {
+    codes: &'static [u16; N],
+    counts: [LocalCounter; N],
+}
+
+impl<const N: usize> CodeCounters<N> {
+    fn new(codes: &'static [u16; N]) -> Self {
+        Self {
+            codes,
+            counts: std::array::from_fn(|_| LocalCounter::default()),
+        }
+    }
+
+    /// Counts one answer with `code` (only ever called by the owning worker).
+    pub fn count(&self, code: u16) {
+        if let Some(i) = self.codes.iter().position(|&c| c == code) {
+            self.counts[i].add(1);
+        }
+    }
+}
+
 /// One worker's counters, on cache lines of their own.
 #[derive(Debug)]
 #[repr(align(128))]
@@ -97,6 +128,10 @@ pub struct WorkerCounters {
     pub accepted: LocalCounter,
     /// Per route, in configuration order; the last entry counts requests no route matched.
     pub routes: Box<[Traffic]>,
+    /// Refusals per HTTP status ([`REFUSAL_STATUSES`]).
+    pub refusals: CodeCounters<{ REFUSAL_STATUSES.len() }>,
+    /// Server-sent WebSocket closes per code ([`CLOSE_CODES`]).
+    pub closes: CodeCounters<{ CLOSE_CODES.len() }>,
 }
 
 impl WorkerCounters {
@@ -104,6 +139,8 @@ impl WorkerCounters {
         Self {
             accepted: LocalCounter::default(),
             routes: (0..=routes).map(|_| Traffic::default()).collect(),
+            refusals: CodeCounters::new(&REFUSAL_STATUSES),
+            closes: CodeCounters::new(&CLOSE_CODES),
         }
     }
 
@@ -180,10 +217,33 @@ impl Metrics {
         totals
     }
 
+    /// Refusals per HTTP status over all workers, in [`REFUSAL_STATUSES`] order.
+    pub fn refusals(&self) -> Vec<(u16, u64)> {
+        code_totals(&REFUSAL_STATUSES, self.workers.iter().map(|w| &w.refusals))
+    }
+
+    /// Server-sent WebSocket closes per code over all workers, in [`CLOSE_CODES`] order.
+    pub fn closes(&self) -> Vec<(u16, u64)> {
+        code_totals(&CLOSE_CODES, self.workers.iter().map(|w| &w.closes))
+    }
+
     /// Seconds since the server started.
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
+}
+
+fn code_totals<'a, const N: usize>(
+    codes: &[u16; N],
+    blocks: impl Iterator<Item = &'a CodeCounters<N>>,
+) -> Vec<(u16, u64)> {
+    let mut totals: Vec<(u16, u64)> = codes.iter().map(|&c| (c, 0)).collect();
+    for block in blocks {
+        for (total, count) in totals.iter_mut().zip(&block.counts) {
+            total.1 += count.get();
+        }
+    }
+    totals
 }
 
 #[cfg(test)]
@@ -206,5 +266,19 @@ mod tests {
         metrics.violation(Rule::RequestRate, LimitMode::Enforce);
         metrics.violation(Rule::RequestRate, LimitMode::Enforce);
         assert_eq!(metrics.violations(Rule::RequestRate), (2, 1));
+    }
+
+    #[test]
+    fn refusals_and_closes_are_counted_per_code() {
+        let metrics = Metrics::new(2, 0);
+        metrics.worker(0).refusals.count(431);
+        metrics.worker(1).refusals.count(431);
+        metrics.worker(1).refusals.count(404);
+        metrics.worker(0).closes.count(1009);
+        metrics.worker(0).closes.count(4001);
+        assert!(metrics.refusals().contains(&(431, 2)));
+        assert_eq!(metrics.refusals().iter().map(|r| r.1).sum::<u64>(), 2);
+        assert!(metrics.closes().contains(&(1009, 1)));
+        assert_eq!(metrics.closes().iter().map(|r| r.1).sum::<u64>(), 1);
     }
 }

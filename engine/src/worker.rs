@@ -202,6 +202,9 @@ fn refuse_at_accept(
         return;
     }
     ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() + 1);
+    if !refusal.silent {
+        ctx.counters().refusals.count(refusal.status);
+    }
     let ctx = Rc::clone(ctx);
     spawn_detached(async move {
         http::refuse_unread(transport, refusal, ctx.date.now(), ctx.send_timeout()).await;

@@ -150,6 +150,7 @@ impl<T: Transport> Connection<T> {
                     headers.push_rate(rate);
                 }
                 let date = self.ctx.date.now();
+                self.ctx.counters().refusals.count(refusal.status);
                 refuse::refuse(
                     &self.io,
                     self.out,
@@ -163,6 +164,7 @@ impl<T: Transport> Connection<T> {
             }
         };
         let date = self.ctx.date.now();
+        self.ctx.counters().refusals.count(status);
         refuse::refuse(
             &self.io,
             self.out,
@@ -310,6 +312,7 @@ impl<T: Transport> Connection<T> {
                 }
                 extra.push_rate(&headers);
                 let date = self.ctx.date.now();
+                self.ctx.counters().refusals.count(429);
                 apps::too_many_requests(request.method, &date, extra.as_slice(), &mut self.out);
                 Ok(None)
             }

@@ -66,6 +66,8 @@ fn stats_json(ctx: &WorkerContext) -> String {
     );
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());
+    codes_json(&mut s, "http_refusals", &metrics.refusals());
+    codes_json(&mut s, "websocket_closes", &metrics.closes());
     s.push_str(",\"violations\":{");
     for (i, rule) in Rule::ALL.into_iter().enumerate() {
         let (refused, shadow) = metrics.violations(rule);
@@ -136,6 +138,16 @@ fn traffic_json(s: &mut String, t: &TrafficTotals) {
          \"bytes_in\":{},\"bytes_out\":{},\"dropped\":{}}}",
         t.requests, t.upgrades, t.messages_in, t.messages_out, t.bytes_in, t.bytes_out, t.dropped
     );
+}
+
+/// `,"NAME":{"CODE":COUNT,...}`.
+fn codes_json(s: &mut String, name: &str, counts: &[(u16, u64)]) {
+    let _ = write!(s, ",\"{name}\":{{");
+    for (i, (code, count)) in counts.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(s, "{comma}\"{code}\":{count}");
+    }
+    s.push('}');
 }
 
 /// `text` as a JSON string literal.
@@ -275,6 +287,29 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
                 ),
                 None => writeln!(s, "ringstream_{name}{{route=\"{route}\"}} {}", pick(totals)),
             };
+        }
+    }
+    let code_families = [
+        (
+            "http_refusals_total",
+            "HTTP refusals a protection answered, per status.",
+            "status",
+            metrics.refusals(),
+        ),
+        (
+            "websocket_closes_total",
+            "WebSocket closes the server sent, per close code.",
+            "code",
+            metrics.closes(),
+        ),
+    ];
+    for (name, help, label_name, counts) in code_families {
+        let _ = write!(
+            s,
+            "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} counter\n"
+        );
+        for (code, count) in counts {
+            let _ = writeln!(s, "ringstream_{name}{{{label_name}=\"{code}\"}} {count}");
         }
     }
     s.push_str(

@@ -173,7 +173,10 @@ impl<T: Transport> WsConnection<T> {
             });
         }
         match end {
-            End::Close(code, reason) => self.close(code, &reason).await,
+            End::Close(code, reason) => {
+                self.ctx.counters().closes.count(code);
+                self.close(code, &reason).await;
+            }
             End::Answered(_) => {
                 // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
                 // connection.
