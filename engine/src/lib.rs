@@ -12,6 +12,8 @@
 //! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
 //! - [`file_root`]: a file route's root, and opening files strictly beneath it.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
+//! - [`subscriber_queue`]: one subscriber's bounded queue of shared frames and its
+//!   slow-consumer policy (drop, keep latest, close), for broadcast.
 //! - [`handler`]: the WebSocket handler API (routes served by application code), and
 //!   [`task`], the timers and local tasks handlers use.
 //! - `worker`: one pinned thread: its runtime, its accept loop, its drain.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod file_root;
 pub mod handler;
 pub mod server;
+pub mod subscriber_queue;
 pub mod task;
 
 mod clock;
