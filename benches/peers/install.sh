@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the peers into benches/peers (ignored by git), idempotently:
-# - .env: uvicorn with uvloop and httptools, Starlette, and BustAPI, from PyPI;
+# - .env: uvicorn with uvloop and httptools, Starlette, FastAPI and BustAPI, from PyPI;
 # - node_modules: Bun (uWebSockets inside), from npm.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -x "$here/.env/bin/uvicorn" ]; then
   python3 -m venv "$here/.env"
 fi
-"$here/.env/bin/pip" install -q --disable-pip-version-check 'uvicorn[standard]' starlette bustapi
+"$here/.env/bin/pip" install -q --disable-pip-version-check 'uvicorn[standard]' starlette fastapi bustapi
 if [ ! -x "$here/node_modules/.bin/bun" ]; then
   (cd "$here" && npm install --silent --no-save --no-package-lock bun)
 fi
