@@ -1,22 +1,10 @@
-"""The uvicorn + FastAPI peer of ringstream's WebSocket benchmarks: FastAPI's documented
-WebSocket endpoint shape, echoing every text or binary message on /ws/echo."""
+"""The uvicorn + FastAPI peer of ringstream's WebSocket benchmarks: the Starlette peer's echo
+endpoint (FastAPI's `WebSocket` is Starlette's) routed by FastAPI on /ws/echo, so the two rows
+differ by the framework's routing and dependency layer alone."""
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI
+
+from starlette_echo import echo
 
 app = FastAPI()
-
-
-@app.websocket("/ws/echo")
-async def echo(websocket: WebSocket):
-    await websocket.accept()
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is not None:
-                await websocket.send_text(message["text"])
-            else:
-                await websocket.send_bytes(message["bytes"])
-    except WebSocketDisconnect:
-        return
+app.add_api_websocket_route("/ws/echo", echo)

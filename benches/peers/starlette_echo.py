@@ -3,10 +3,10 @@ WebSocket endpoint shape, echoing every text or binary message on /ws/echo."""
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 
-async def echo(websocket):
+async def echo(websocket: WebSocket):
     await websocket.accept()
     try:
         while True:

@@ -6,9 +6,9 @@ pub fn allowed_cpus() -> Vec<usize> {
     let mut cpus = Vec::new();
     // SAFETY: `cpu_set_t` is a plain bitset for which all-zero is a valid value.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed; pid 0 is this thread.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc = unsafe { libc::sched_getaffinity(0, size, &mut set) };
     if rc == 0 {
         for cpu in 0..libc::CPU_SETSIZE as usize {
             // SAFETY: `cpu` is below CPU_SETSIZE and `set` was initialised above.
