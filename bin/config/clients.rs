@@ -160,7 +160,11 @@ impl Checker<'_, '_> {
     }
 
     /// A list of address ranges (`"10.0.0.0/8"`, `"::1"`).
-    fn cidrs(&self, value: &Spanned<Vec<String>>, key: &str) -> Result<CidrSet, ConfigError> {
+    pub(super) fn cidrs(
+        &self,
+        value: &Spanned<Vec<String>>,
+        key: &str,
+    ) -> Result<CidrSet, ConfigError> {
         let mut ranges = Vec::with_capacity(value.get_ref().len());
         for item in value.get_ref() {
             let cidr: Cidr = item.parse().map_err(|e| {

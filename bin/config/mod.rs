@@ -6,6 +6,7 @@
 //! - `ws`, `clients`: the WebSocket keys, and the per-client keys and observability routes.
 //! - `error`: `file:line: key: message` errors, toml's own reworded the same way.
 
+mod broadcast;
 mod clients;
 mod error;
 mod raw;

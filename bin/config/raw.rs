@@ -84,6 +84,12 @@ pub struct RawLimits {
     pub timeout: Option<Spanned<Seconds>>,
     /// Origins allowed to open a WebSocket; empty allows any.
     pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// Bytes queued for one WebSocket client (handler sends, broadcast frames).
+    pub max_backpressure: Option<Spanned<Size>>,
+    /// `"close"`, `"drop"` or `"keep_latest"` for a broadcast member whose queue is full.
+    pub slow_consumer: Option<Spanned<String>>,
+    /// Close code of `slow_consumer = "close"`: 1008 or 1013.
+    pub slow_consumer_code: Option<Spanned<Int>>,
     /// Requests per client per minute on a route.
     pub rate_limit_requests: Option<Spanned<Int>>,
     /// Requests allowed at once.
@@ -198,8 +204,14 @@ pub struct RawRoute {
     pub response_prefix: Option<Spanned<String>>,
     /// WebSocket kinds: subprotocols offered, in order of preference.
     pub subprotocols: Option<Spanned<Vec<String>>>,
-    /// `stats` and `metrics`: CIDRs allowed to read them.
+    /// `stats`, `metrics` and `publish`: CIDRs allowed to use them.
     pub allowed_clients: Option<Spanned<Vec<String>>>,
+    /// `broadcast` and `publish`: the one topic of the route (instead of `{topic}` in the path).
+    pub topic: Option<Spanned<String>>,
+    /// `broadcast`: whether a member receives its own messages.
+    pub echo_to_sender: Option<Spanned<bool>>,
+    /// `publish`: the bearer token a request must carry.
+    pub token: Option<Spanned<String>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

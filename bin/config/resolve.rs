@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use ringstream_engine::config::{
     ConnectionLimits, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup,
-    Route, RouteKind, ServerConfig, WsLimits, bounds,
+    Route, RouteKind, ServerConfig, TopicSource, WsLimits, bounds,
 };
 use toml::Spanned;
 
+use super::broadcast::TOPIC_PLACEHOLDER;
 use super::error::{ConfigError, Source};
 use super::raw::{Int, RawConfig, RawLimits, RawRoute, Seconds, Size};
 use super::units::{format_duration, format_size};
@@ -39,9 +40,17 @@ const MIN_URI_BYTES: u64 = 16;
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Route kinds this build serves.
-const AVAILABLE_KINDS: &[&str] = &["health", "static_text", "echo", "stats", "metrics"];
+const AVAILABLE_KINDS: &[&str] = &[
+    "health",
+    "static_text",
+    "echo",
+    "broadcast",
+    "publish",
+    "stats",
+    "metrics",
+];
 /// Route kinds of DESIGN.md that later builds add.
-const PLANNED_KINDS: &[&str] = &["broadcast", "publish", "sink", "files", "upload"];
+const PLANNED_KINDS: &[&str] = &["sink", "files", "upload"];
 
 /// Checks a route kind name; the error is the message to show at the `kind` value.
 pub fn check_route_kind(name: &str) -> Result<(), String> {
@@ -173,13 +182,31 @@ impl Checker<'_, '_> {
             ));
         }
         let kind = self.route_kind(&key, raw)?;
+        let path = match kind.topic() {
+            Some(TopicSource::Path) => path
+                .strip_suffix(TOPIC_PLACEHOLDER)
+                .unwrap_or(path)
+                .to_owned(),
+            _ => path.clone(),
+        };
+        if path.contains(['{', '}']) {
+            return Err(self.source.error_at(
+                raw.path.span(),
+                &format!("{key}.path"),
+                format!(
+                    "{} holds a placeholder; only broadcast and publish paths may, and only a \
+                     final /{{topic}}",
+                    self.source.written(raw.path.span())
+                ),
+            ));
+        }
         let mut limits = self.limits(global, &raw.limits, &format!("{key}.limits"))?;
         // A route that names its own request quota gets its own budget per client.
         limits.request_rate.own_budget =
             raw.limits.rate_limit_requests.is_some() || raw.limits.burst.is_some();
         let ws = self.ws_limits(global_ws, &raw.limits, &format!("{key}.limits"))?;
         Ok(Route {
-            path: path.clone(),
+            path,
             kind,
             limits,
             ws,
@@ -218,6 +245,24 @@ impl Checker<'_, '_> {
                 ));
             }
         }
+        if kind != "broadcast" && kind != "publish" {
+            self.refuse_option(
+                key,
+                "topic",
+                raw.topic.as_ref(),
+                "broadcast and publish routes",
+            )?;
+        }
+        if kind == "publish" {
+            self.refuse_option(
+                key,
+                "response_prefix",
+                raw.response_prefix.as_ref(),
+                "echo routes",
+            )?;
+            return self.publish_kind(key, raw);
+        }
+        self.refuse_option(key, "token", raw.token.as_ref(), "publish routes")?;
         if kind == "stats" || kind == "metrics" {
             self.refuse_option(
                 key,
@@ -237,7 +282,22 @@ impl Checker<'_, '_> {
             key,
             "allowed_clients",
             raw.allowed_clients.as_ref(),
-            "stats and metrics routes",
+            "stats, metrics and publish routes",
+        )?;
+        if kind == "broadcast" {
+            self.refuse_option(
+                key,
+                "response_prefix",
+                raw.response_prefix.as_ref(),
+                "echo routes",
+            )?;
+            return self.broadcast_kind(key, raw);
+        }
+        self.refuse_option(
+            key,
+            "echo_to_sender",
+            raw.echo_to_sender.as_ref(),
+            "broadcast routes",
         )?;
         if kind == "echo" {
             return self.echo_kind(key, raw);
@@ -340,7 +400,7 @@ impl Checker<'_, '_> {
     }
 
     /// An error if a route sets `option`, which only `owners` take.
-    fn refuse_option<T>(
+    pub(super) fn refuse_option<T>(
         &self,
         key: &str,
         option: &str,

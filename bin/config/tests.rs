@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringstream_engine::config::{
     ClientLimits, ConnectionLimits, DenyAction, HttpLimits, IoDriver, LimitMode, RingSetup, Route,
-    RouteKind, ServerConfig, WsLimits, loopback,
+    RouteKind, ServerConfig, TopicSource, WsLimits, loopback,
 };
 use ringstream_engine::limits::client::ClientIdSource;
 
@@ -70,13 +70,34 @@ fn embedded_default_is_the_documented_defaults() {
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
                 },
+                Route {
+                    path: "/ws/broadcast/".into(),
+                    kind: RouteKind::Broadcast {
+                        topic: TopicSource::Path,
+                        echo_to_sender: true,
+                        subprotocols: Vec::new(),
+                    },
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
+                Route {
+                    path: "/publish/".into(),
+                    kind: RouteKind::Publish {
+                        topic: TopicSource::Path,
+                        token: None,
+                        allowed_clients: loopback(),
+                    },
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
             ],
         }
     );
     assert_eq!(
         summary(&config),
         "listen 0.0.0.0:8080, workers one per CPU, io_driver auto, max_connections 100000, \
-         4 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo)"
+         6 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
+         /ws/broadcast/ (broadcast), /publish/ (publish)"
     );
 }
 
@@ -265,7 +286,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, limits)"
     );
 }
 
@@ -275,7 +296,7 @@ fn unknown_key_in_route_limits_does_not_suggest_server_wide_keys() {
         error("[[routes]]\npath = \"/\"\nkind = \"health\"\n[routes.limits]\nmax_bodysize = 1\n"),
         "config.toml:5: unknown key 'routes[0].limits.max_bodysize' (expected one of: \
          max_header_bytes, max_headers, max_uri_bytes, max_body_size, upload_timeout, \
-         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, rate_limit_requests, burst, \
+         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, max_backpressure, slow_consumer, slow_consumer_code, rate_limit_requests, burst, \
          rate_limit_headers, mode)"
     );
 }
@@ -439,20 +460,20 @@ fn duplicate_route_path() {
 #[test]
 fn route_kinds() {
     assert_eq!(
-        error("[[routes]]\npath = \"/b\"\nkind = \"broadcast\"\n"),
-        "config.toml:3: routes[0].kind: route kind `broadcast` is not available in this build \
-         (available: health, static_text, echo, stats, metrics)"
+        error("[[routes]]\npath = \"/b\"\nkind = \"sink\"\n"),
+        "config.toml:3: routes[0].kind: route kind `sink` is not available in this build \
+         (available: health, static_text, echo, broadcast, publish, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, stats, metrics)"
+         static_text, echo, broadcast, publish, stats, metrics)"
     );
     // The keys of a kind this build lacks are not reported as unknown: the kind is the problem.
     assert_eq!(
         error("[[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"./public\"\n"),
         "config.toml:3: routes[0].kind: route kind `files` is not available in this build \
-         (available: health, static_text, echo, stats, metrics)"
+         (available: health, static_text, echo, broadcast, publish, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -638,7 +659,91 @@ fn client_key_errors_name_the_key_and_line() {
     );
     assert_eq!(
         error("[[routes]]\npath = \"/a\"\nkind = \"health\"\nallowed_clients = []\n"),
-        "config.toml:4: routes[0].allowed_clients: only stats and metrics routes take \
+        "config.toml:4: routes[0].allowed_clients: only stats, metrics and publish routes take \
          allowed_clients"
     );
+}
+
+#[test]
+fn broadcast_and_publish_routes() {
+    let config = parse(
+        "[[routes]]\npath = \"/room\"\nkind = \"broadcast\"\ntopic = \"lobby\"\n\
+         echo_to_sender = false\n[routes.limits]\nslow_consumer = \"keep_latest\"\n\
+         max_backpressure = \"64KiB\"\nslow_consumer_code = 1013\n\
+         [[routes]]\npath = \"/pub/{topic}\"\nkind = \"publish\"\n\
+         token = \"0123456789abcdef\"\nallowed_clients = [\"10.0.0.0/8\"]\n",
+        "config.toml",
+    )
+    .unwrap();
+    let room = &config.routes[0];
+    assert_eq!(room.path, "/room");
+    assert_eq!(
+        room.kind,
+        RouteKind::Broadcast {
+            topic: TopicSource::Fixed("lobby".into()),
+            echo_to_sender: false,
+            subprotocols: Vec::new(),
+        }
+    );
+    assert_eq!(room.ws.max_backpressure, 64 * 1024);
+    assert_eq!(room.ws.slow_consumer_code, 1013);
+    assert_eq!(
+        room.ws.slow_consumer,
+        ringstream_engine::subscriber_queue::SlowConsumer::KeepLatest
+    );
+    assert_eq!(config.routes[1].path, "/pub/");
+    assert!(matches!(
+        &config.routes[1].kind,
+        RouteKind::Publish { topic: TopicSource::Path, token: Some(t), .. } if t == "0123456789abcdef"
+    ));
+    for (text, message) in [
+        (
+            "[[routes]]\npath = \"/b\"\nkind = \"broadcast\"\n",
+            "config.toml:3: routes[0]: a broadcast route needs a topic: end its path with \
+             /{topic} or set topic = \"name\"",
+        ),
+        (
+            "[[routes]]\npath = \"/b/{topic}\"\nkind = \"broadcast\"\ntopic = \"x\"\n",
+            "config.toml:4: routes[0].topic: the path already names the topic with {topic}; \
+             remove one of the two",
+        ),
+        (
+            "[[routes]]\npath = \"/b/{room}\"\nkind = \"broadcast\"\n",
+            "config.toml:3: routes[0]: a broadcast route needs a topic: end its path with \
+             /{topic} or set topic = \"name\"",
+        ),
+        (
+            "[[routes]]\npath = \"/b/{topic}\"\nkind = \"echo\"\n",
+            "config.toml:2: routes[0].path: \"/b/{topic}\" holds a placeholder; only broadcast \
+             and publish paths may, and only a final /{topic}",
+        ),
+        (
+            "[[routes]]\npath = \"/b\"\nkind = \"broadcast\"\ntopic = \"a/b\"\n",
+            "config.toml:4: routes[0].topic: \"a/b\" is not a topic name (1 to 128 printable \
+             ASCII characters, no '/' or spaces)",
+        ),
+        (
+            "[[routes]]\npath = \"/p/{topic}\"\nkind = \"publish\"\ntoken = \"short\"\n",
+            "config.toml:4: routes[0].token: a token is at least 16 printable ASCII characters, \
+             no spaces",
+        ),
+        (
+            "[[routes]]\npath = \"/e\"\nkind = \"echo\"\ntoken = \"0123456789abcdef\"\n",
+            "config.toml:4: routes[0].token: only publish routes take token",
+        ),
+        (
+            "[[routes]]\npath = \"/b/{topic}\"\nkind = \"broadcast\"\n[routes.limits]\n\
+             slow_consumer = \"block\"\n",
+            "config.toml:5: routes[0].limits.slow_consumer: \"block\" is not one of: close, drop, \
+             keep_latest",
+        ),
+        (
+            "[[routes]]\npath = \"/b/{topic}\"\nkind = \"broadcast\"\n[routes.limits]\n\
+             slow_consumer_code = 1011\n",
+            "config.toml:5: routes[0].limits.slow_consumer_code: 1011 is not 1008 (policy \
+             violation) or 1013 (try again later)",
+        ),
+    ] {
+        assert_eq!(error(text), message, "{text}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Checking the WebSocket keys of a `[limits]` / `[routes.limits]` table and of an `echo` route.
 
 use ringstream_engine::config::{OnLimit, RouteKind, WsLimits, bounds};
+use ringstream_engine::subscriber_queue::SlowConsumer;
 use toml::Spanned;
 
 use super::error::ConfigError;
@@ -13,6 +14,10 @@ const MAX_RATE: u32 = 100_000_000;
 const MIN_MESSAGE_SIZE: u64 = 125;
 /// Most fragments one message may be split into.
 const MAX_FRAGMENTS: usize = 1_000_000;
+/// Least `max_backpressure`: one largest control frame.
+const MIN_BACKPRESSURE: u64 = 1024;
+/// Most `max_backpressure`: what one client may hold of the server's memory.
+const MAX_BACKPRESSURE: u64 = 1024 * 1024 * 1024;
 
 impl Checker<'_, '_> {
     /// `base` with the WebSocket values of `raw` applied, each checked; `key` names the table.
@@ -61,6 +66,39 @@ impl Checker<'_, '_> {
         if let Some(value) = &raw.allowed_origins {
             out.allowed_origins = self.tokens(value, &name("allowed_origins"))?;
         }
+        if let Some(value) = &raw.max_backpressure {
+            out.max_backpressure = self.size(
+                value,
+                &name("max_backpressure"),
+                MIN_BACKPRESSURE..=MAX_BACKPRESSURE,
+                "",
+            )?;
+        }
+        if let Some(value) = &raw.slow_consumer {
+            out.slow_consumer = match value.get_ref().as_str() {
+                "close" => SlowConsumer::Close,
+                "drop" => SlowConsumer::Drop,
+                "keep_latest" => SlowConsumer::KeepLatest,
+                _ => {
+                    return Err(self.one_of(
+                        value,
+                        &name("slow_consumer"),
+                        &["close", "drop", "keep_latest"],
+                    ));
+                }
+            };
+        }
+        if let Some(value) = &raw.slow_consumer_code {
+            let code: u16 = self.int(value, &name("slow_consumer_code"), 1008..=1013)?;
+            if code != 1008 && code != 1013 {
+                return Err(self.source.error_at(
+                    value.span(),
+                    &name("slow_consumer_code"),
+                    format!("{code} is not 1008 (policy violation) or 1013 (try again later)"),
+                ));
+            }
+            out.slow_consumer_code = code;
+        }
         Ok(out)
     }
 
@@ -82,7 +120,11 @@ impl Checker<'_, '_> {
     }
 
     /// A list of header-safe, non-empty values (origins, subprotocol names).
-    fn tokens(&self, value: &Spanned<Vec<String>>, key: &str) -> Result<Vec<String>, ConfigError> {
+    pub(super) fn tokens(
+        &self,
+        value: &Spanned<Vec<String>>,
+        key: &str,
+    ) -> Result<Vec<String>, ConfigError> {
         for item in value.get_ref() {
             if item.is_empty() || !item.bytes().all(|b| b.is_ascii_graphic()) || item.contains(',')
             {

@@ -10,6 +10,7 @@ use ringstream_limits::cidr::{Cidr, CidrSet};
 use ringstream_limits::client::ClientIdSource;
 
 use crate::handler::WsHandler;
+use crate::subscriber_queue::SlowConsumer;
 
 /// `backlog` when the configuration does not say.
 pub const DEFAULT_BACKLOG: u32 = 4096;
@@ -272,6 +273,26 @@ pub enum RouteKind {
         /// Subprotocols offered to clients, in order of preference; empty offers none.
         subprotocols: Vec<String>,
     },
+    /// WebSocket pub/sub: each connection joins a topic, and every message a member sends is
+    /// delivered to every member of the topic, on every worker (see [`crate::broadcast`]).
+    Broadcast {
+        /// Where the topic's name comes from.
+        topic: TopicSource,
+        /// Whether a member also receives its own messages.
+        echo_to_sender: bool,
+        /// Subprotocols offered to clients, in order of preference; empty offers none.
+        subprotocols: Vec<String>,
+    },
+    /// `POST` a message to a topic's members over HTTP (notifications out); answers with the
+    /// number of members it reached.
+    Publish {
+        /// Where the topic's name comes from.
+        topic: TopicSource,
+        /// When set, a request must carry `Authorization: Bearer <token>` (401 otherwise).
+        token: Option<String>,
+        /// Addresses allowed to publish (403 for others).
+        allowed_clients: CidrSet,
+    },
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
         /// Addresses allowed to read it (403 for others).
@@ -300,6 +321,8 @@ impl RouteKind {
             Self::StaticText { .. } => "static_text",
             Self::Echo { .. } => "echo",
             Self::Handler { .. } => "handler",
+            Self::Broadcast { .. } => "broadcast",
+            Self::Publish { .. } => "publish",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
         }
@@ -307,17 +330,53 @@ impl RouteKind {
 
     /// Whether the route speaks WebSocket after an HTTP upgrade.
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Self::Echo { .. } | Self::Handler { .. })
+        matches!(
+            self,
+            Self::Echo { .. } | Self::Handler { .. } | Self::Broadcast { .. }
+        )
+    }
+
+    /// Where a broadcast or publish route takes its topic from (`None` for other kinds).
+    pub fn topic(&self) -> Option<&TopicSource> {
+        match self {
+            Self::Broadcast { topic, .. } | Self::Publish { topic, .. } => Some(topic),
+            _ => None,
+        }
     }
 
     /// The subprotocols a WebSocket route offers (none for other kinds).
     pub fn subprotocols(&self) -> &[String] {
         match self {
-            Self::Echo { subprotocols, .. } | Self::Handler { subprotocols, .. } => subprotocols,
-            Self::Health | Self::StaticText { .. } | Self::Stats { .. } | Self::Metrics { .. } => {
-                &[]
-            }
+            Self::Echo { subprotocols, .. }
+            | Self::Handler { subprotocols, .. }
+            | Self::Broadcast { subprotocols, .. } => subprotocols,
+            Self::Health
+            | Self::StaticText { .. }
+            | Self::Publish { .. }
+            | Self::Stats { .. }
+            | Self::Metrics { .. } => &[],
         }
+    }
+}
+
+/// Where a broadcast or publish route's topic name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicSource {
+    /// The path segment after the route's prefix (`path = "/ws/broadcast/{topic}"` in the
+    /// file, stored as the prefix `/ws/broadcast/`).
+    Path,
+    /// One topic for the whole route.
+    Fixed(String),
+}
+
+impl TopicSource {
+    /// The topic a request for `path` on a route with prefix `prefix` names, if valid.
+    pub fn resolve<'a>(&'a self, prefix: &str, path: &'a str) -> Option<&'a str> {
+        let name = match self {
+            Self::Fixed(name) => name.as_str(),
+            Self::Path => path.strip_prefix(prefix)?,
+        };
+        crate::broadcast::valid_topic(name).then_some(name)
     }
 }
 
@@ -404,8 +463,13 @@ pub struct WsLimits {
     pub timeout: Duration,
     /// `Origin` values allowed to upgrade (exact match, case-insensitive); empty allows any.
     pub allowed_origins: Vec<String>,
-    /// Bytes a handler may queue for one client before `send` waits for the client to read.
+    /// Bytes a handler may queue for one client before `send` waits for the client to read;
+    /// on a broadcast route, the bytes a member's queue holds before `slow_consumer` acts.
     pub max_backpressure: usize,
+    /// What a broadcast member whose queue is full gets.
+    pub slow_consumer: SlowConsumer,
+    /// The close code of `slow_consumer = "close"`: 1008 (policy) or 1013 (try again later).
+    pub slow_consumer_code: u16,
 }
 
 impl Default for WsLimits {
@@ -421,6 +485,8 @@ impl Default for WsLimits {
             timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             max_backpressure: 1024 * 1024,
+            slow_consumer: SlowConsumer::Close,
+            slow_consumer_code: 1008,
         }
     }
 }

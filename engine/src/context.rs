@@ -1,12 +1,17 @@
 //! What every connection on one worker shares: routes, limits, the date cache, the registry of
 //! open connections and whether the server is draining.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ringstream_protocol::http::HeadLimits;
 
+use bytes::Bytes;
+
+use crate::broadcast::local::Delivery;
+use crate::broadcast::{Hub, LocalTopics, Topic};
 use crate::clock::DateCache;
 use crate::config::{HttpLimits, ServerConfig};
 use crate::conn_count::ConnectionCounter;
@@ -42,6 +47,10 @@ pub struct WorkerContext {
     pub connections: Arc<ConnectionCounter>,
     /// The configuration, for `/stats`.
     pub config: Arc<ServerConfig>,
+    /// Broadcast topics of every worker and their inboxes.
+    pub hub: Arc<Hub>,
+    /// This worker's members per topic.
+    pub topics: Rc<RefCell<LocalTopics>>,
     /// This worker's index (its block of counters).
     index: usize,
 }
@@ -54,6 +63,7 @@ impl WorkerContext {
         connections: Arc<ConnectionCounter>,
         gate: Arc<ClientGate>,
         metrics: Arc<Metrics>,
+        hub: Arc<Hub>,
     ) -> Self {
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
@@ -78,8 +88,38 @@ impl WorkerContext {
             gate,
             metrics,
             config: Arc::clone(config),
+            hub,
+            topics: Rc::new(RefCell::new(LocalTopics::new(index))),
             index,
         }
+    }
+
+    /// This worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Publishes an encoded frame to `topic`: offered to this worker's members at once (except
+    /// the member `skip`), and posted once to each other worker with members. Returns what
+    /// happened on this worker.
+    pub fn publish(&self, topic: &Arc<Topic>, frame: &Bytes, skip: Option<usize>) -> Delivery {
+        self.counters().broadcast.published.add(1);
+        let local = self.topics.borrow().deliver(topic, frame, skip);
+        self.count_delivery(local);
+        for worker in topic.workers() {
+            if worker != self.index {
+                self.hub.post(worker, topic, frame);
+            }
+        }
+        local
+    }
+
+    /// Counts what a delivery on this worker did.
+    pub fn count_delivery(&self, delivery: Delivery) {
+        let counters = &self.counters().broadcast;
+        counters.delivered.add(delivery.queued);
+        counters.dropped.add(delivery.dropped);
+        counters.slow_closed.add(delivery.closed);
     }
 
     /// The counters this worker writes.

@@ -12,6 +12,7 @@
 //! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
 //! - [`file_root`]: a file route's root, and opening files strictly beneath it.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
+//! - [`broadcast`]: pub/sub topics, their per-core members and the cross-core fan-out.
 //! - [`subscriber_queue`]: one subscriber's bounded queue of shared frames and its
 //!   slow-consumer policy (drop, keep latest, close), for broadcast.
 //! - [`handler`]: the WebSocket handler API (routes served by application code), and
@@ -37,6 +38,7 @@
 //! - `clock`: the cached `Date` header.
 //! - `signals`, `rlimit`, `cpus`: SIGTERM/SIGINT, the open-file limit, the usable cores.
 
+pub mod broadcast;
 pub mod coarse_clock;
 pub mod config;
 pub mod file_root;

@@ -91,10 +91,37 @@ impl TrafficTotals {
     }
 }
 
+/// What broadcast routes did on one worker.
+#[derive(Debug, Default)]
+pub struct BroadcastCounters {
+    /// Messages published (by members and by HTTP publishes) from this worker.
+    pub published: LocalCounter,
+    /// Frames queued to members on this worker.
+    pub delivered: LocalCounter,
+    /// Frames the slow-consumer policy dropped on this worker (`drop`, `keep_latest`).
+    pub dropped: LocalCounter,
+    /// Members the slow-consumer policy closed on this worker (`close`).
+    pub slow_closed: LocalCounter,
+}
+
+/// [`BroadcastCounters`] summed over every worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastTotals {
+    /// See [`BroadcastCounters::published`].
+    pub published: u64,
+    /// See [`BroadcastCounters::delivered`].
+    pub delivered: u64,
+    /// See [`BroadcastCounters::dropped`].
+    pub dropped: u64,
+    /// See [`BroadcastCounters::slow_closed`].
+    pub slow_closed: u64,
+}
+
 /// The HTTP statuses protections answer with, counted in `ringstream_http_refusals_total`.
-pub const REFUSAL_STATUSES: [u16; 11] = [400, 403, 408, 413, 414, 426, 429, 431, 500, 501, 503];
+pub const REFUSAL_STATUSES: [u16; 12] =
+    [400, 401, 403, 408, 413, 414, 426, 429, 431, 500, 501, 503];
 /// The close codes the server sends, counted in `ringstream_websocket_closes_total`.
-pub const CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
+pub const CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1007, 1008, 1009, 1011, 1013];
 
 /// One counter per entry of a fixed list of codes; other codes are not counted.
 #[derive(Debug)]
@@ -131,6 +158,8 @@ pub struct WorkerCounters {
     pub refusals: CodeCounters<{ REFUSAL_STATUSES.len() }>,
     /// Server-sent WebSocket closes per code ([`CLOSE_CODES`]).
     pub closes: CodeCounters<{ CLOSE_CODES.len() }>,
+    /// Broadcast deliveries, drops and slow-consumer closes.
+    pub broadcast: BroadcastCounters,
 }
 
 impl WorkerCounters {
@@ -140,6 +169,7 @@ impl WorkerCounters {
             routes: (0..=routes).map(|_| Traffic::default()).collect(),
             refusals: CodeCounters::new(&REFUSAL_STATUSES),
             closes: CodeCounters::new(&CLOSE_CODES),
+            broadcast: BroadcastCounters::default(),
         }
     }
 
@@ -224,6 +254,19 @@ impl Metrics {
     /// Server-sent WebSocket closes per code over all workers, in [`CLOSE_CODES`] order.
     pub fn closes(&self) -> Vec<(u16, u64)> {
         code_totals(&CLOSE_CODES, self.workers.iter().map(|w| &w.closes))
+    }
+
+    /// Broadcast counters over all workers.
+    pub fn broadcast(&self) -> BroadcastTotals {
+        let mut totals = BroadcastTotals::default();
+        for worker in self.workers.iter() {
+            let b = &worker.broadcast;
+            totals.published += b.published.get();
+            totals.delivered += b.delivered.get();
+            totals.dropped += b.dropped.get();
+            totals.slow_closed += b.slow_closed.get();
+        }
+        totals
     }
 
     /// Seconds since the server started.

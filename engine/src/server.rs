@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::broadcast::Hub;
 use crate::config::ServerConfig;
 use crate::conn_count::ConnectionCounter;
 use crate::cpus::allowed_cpus;
@@ -54,6 +55,7 @@ impl Server {
         let counter = ConnectionCounter::new(config.connection_limits.max_connections);
         let metrics = Arc::new(Metrics::new(count, config.routes.len()));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
+        let hub = Arc::new(Hub::new(count));
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {
@@ -72,6 +74,7 @@ impl Server {
                 counter: Arc::clone(&counter),
                 gate: Arc::clone(&gate),
                 metrics: Arc::clone(&metrics),
+                hub: Arc::clone(&hub),
                 drain: Arc::clone(&server.drain),
             };
             match worker::spawn(spec, ready_tx.clone()) {

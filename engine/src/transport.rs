@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
+use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,9 @@ pub trait Transport {
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Writes all of `buf[range]` straight from `buf` (no copy), and gives `buf` back.
     async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
+    /// Writes every frame of `frames` in order, gathered into as few writes as the kernel
+    /// allows (no copy); gives the vector back.
+    async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
@@ -70,6 +74,12 @@ impl Transport for TcpTransport {
         let BufResult(result, slice) =
             AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
         (result, slice.into_inner())
+    }
+
+    async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>) {
+        let BufResult(result, frames) =
+            AsyncWriteExt::write_vectored_all(&mut &self.stream, frames).await;
+        (result, frames)
     }
 
     /// A plain `shutdown(2)` call, not an io_uring operation: the kernel always hands

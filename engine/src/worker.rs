@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{Either, select};
 use ringstream_limits::clients::Rule;
 
+use crate::broadcast::Hub;
 use crate::config::LimitMode;
 use crate::config::ServerConfig;
 use crate::conn_count::{ConnSlot, ConnectionCounter};
@@ -60,6 +61,8 @@ pub struct WorkerSpec {
     pub gate: Arc<ClientGate>,
     /// The server's counters.
     pub metrics: Arc<Metrics>,
+    /// Broadcast topics and every worker's inbox.
+    pub hub: Arc<Hub>,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
 }
@@ -102,8 +105,10 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
             Arc::clone(&spec.counter),
             Arc::clone(&spec.gate),
             Arc::clone(&spec.metrics),
+            Arc::clone(&spec.hub),
         ));
         spawn_detached(sweep_forever(ctx.registry.clone()));
+        spawn_detached(deliver_posts(Rc::clone(&ctx)));
         if index == 0 {
             spawn_detached(sweep_clients(Arc::clone(&spec.gate)));
         }
@@ -210,6 +215,19 @@ fn refuse_at_accept(
         http::refuse_unread(transport, refusal, ctx.date.now(), ctx.send_timeout()).await;
         ctx.refusals_in_flight.set(ctx.refusals_in_flight.get() - 1);
     });
+}
+
+/// Fans out the frames other workers published to topics with members on this worker, in the
+/// order each worker posted them.
+async fn deliver_posts(ctx: Rc<WorkerContext>) {
+    let mut batch = Vec::new();
+    loop {
+        std::future::poll_fn(|cx| ctx.hub.poll_posts(ctx.index(), cx, &mut batch)).await;
+        let topics = ctx.topics.borrow();
+        for post in batch.drain(..) {
+            ctx.count_delivery(topics.deliver(&post.topic, &post.frame, None));
+        }
+    }
 }
 
 /// Forgets idle clients of the shared table now and then, so a quiet server gives memory

@@ -52,9 +52,11 @@ pub fn respond(
         }
         // Upgrades are answered before a route's response is written; a request that gets
         // here on a WebSocket route was refused by the upgrade decision already. `/stats` and
-        // `/metrics` are answered by `observe`.
+        // `/metrics` are answered by `observe`, publish routes by `publish`.
         RouteKind::Echo { .. }
         | RouteKind::Handler { .. }
+        | RouteKind::Broadcast { .. }
+        | RouteKind::Publish { .. }
         | RouteKind::Stats { .. }
         | RouteKind::Metrics { .. } => {}
     }

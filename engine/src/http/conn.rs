@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
 use super::apps::{self, MethodClass};
+use super::publish::{self, PublishHead};
 use super::{observe, refuse};
+use crate::broadcast::LocalTopics;
 use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::conn_count::ConnSlot;
 use crate::context::WorkerContext;
@@ -51,8 +53,8 @@ enum Next {
     /// The connection is finished.
     Done,
     /// The 101 was sent: the connection speaks WebSocket on this route from now on (with the
-    /// request head a handler route hands its handler).
-    WebSocket(usize, Option<Box<RequestHead>>),
+    /// request head a handler route hands its handler, or the broadcast topic it joined).
+    WebSocket(usize, ws::Attachment),
 }
 
 /// The facts about a parsed request the connection keeps once the head's bytes are released.
@@ -62,6 +64,10 @@ struct RequestInfo {
     upgrade: Option<Result<ws::Accepted, ws::Refusal>>,
     /// For an accepted upgrade on a handler route: the head, copied for the handler.
     head: Option<Box<RequestHead>>,
+    /// For an accepted upgrade on a broadcast route: the topic it joins.
+    topic: Option<Box<str>>,
+    /// On a publish route: what the head asks for.
+    publish: Option<PublishHead>,
     /// For the first request of a connection whose client the head names: the admission.
     admission: Option<Result<ClientSlot, Refusal>>,
     /// Index of the matched route, `None` for a 404.
@@ -114,8 +120,8 @@ pub fn serve<T: Transport>(
         let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
-        let (route, head) = match conn.run().await {
-            Ok(Next::WebSocket(route, head)) => (route, head),
+        let (route, attachment) = match conn.run().await {
+            Ok(Next::WebSocket(route, attachment)) => (route, attachment),
             outcome => return conn.finish(outcome).await,
         };
         let Connection {
@@ -127,7 +133,7 @@ pub fn serve<T: Transport>(
             ctx,
             ..
         } = conn;
-        ws::serve(guard, io, ctx, route, head, client, buf, pos).await;
+        ws::serve(guard, io, ctx, route, attachment, client, buf, pos).await;
     }
 }
 
@@ -248,11 +254,43 @@ impl<T: Transport> Connection<T> {
             if let (Some(_), Some(route)) = (&request.upgrade, request.route) {
                 return self.upgrade(request, route).await;
             }
-            self.read_body(&request, limits).await?;
+            let published = match (request.publish.take(), request.route) {
+                (Some(head), Some(route)) => Some(self.publish(&request, head, route).await?),
+                _ => {
+                    self.read_body(&request, limits, None).await?;
+                    None
+                }
+            };
+            // Decided once the body is in: the drain may have started while it arrived.
             let close = !request.keep_alive || ctx.draining.get();
+            match published {
+                Some(answer) => {
+                    let date = ctx.date.now();
+                    answer.write(&date, close, &mut self.out);
+                }
+                None => self.respond(&request, close, rate_headers.as_ref())?,
+            }
+            if close {
+                self.flush().await?;
+                // FIN after the last response; a failure here changes nothing for the client.
+                let _ = self.io.shutdown_write().await;
+                return Ok(Next::Done);
+            }
+        }
+    }
+
+    /// Queues the answer of a route without a body of its own (or a 404).
+    fn respond(
+        &mut self,
+        request: &RequestInfo,
+        close: bool,
+        rate_headers: Option<&RateHeaders>,
+    ) -> Result<(), Stop> {
+        let ctx = Rc::clone(&self.ctx);
+        {
             let date = ctx.date.now();
             let mut extra = HeaderList::default();
-            if let Some(rate) = &rate_headers {
+            if let Some(rate) = rate_headers {
                 extra.push_rate(rate);
             }
             match request.route.map(|i| &ctx.router.routes()[i].kind) {
@@ -276,13 +314,54 @@ impl<T: Transport> Connection<T> {
                 ),
                 None => apps::not_found(request.method, &date, close, &mut self.out),
             }
-            if close {
-                self.flush().await?;
-                // FIN after the last response; a failure here changes nothing for the client.
-                let _ = self.io.shutdown_write().await;
-                return Ok(Next::Done);
-            }
         }
+        Ok(())
+    }
+
+    /// A request on a publish route: refused (before its body is read) or its body read, up to
+    /// the route's `max_message_size` (413 past it), and published to the topic.
+    async fn publish(
+        &mut self,
+        request: &RequestInfo,
+        head: PublishHead,
+        route_index: usize,
+    ) -> Result<publish::Published, Stop> {
+        let ctx = Rc::clone(&self.ctx);
+        let route = &ctx.router.routes()[route_index];
+        if !publish::allowed(route, self.client.as_ref().map(ClientSlot::address)) {
+            return Err(Stop::Refuse(403));
+        }
+        let (topic, text) = match head {
+            PublishHead::Publish { topic, text } => (topic, text),
+            PublishHead::Refuse(405) => return Err(Stop::RefuseWith(405, publish::ALLOW_POST)),
+            PublishHead::Refuse(401) => {
+                return Err(Stop::RefuseWith(401, publish::BEARER_CHALLENGE));
+            }
+            PublishHead::Refuse(status) => return Err(Stop::Refuse(status)),
+        };
+        let mut limits = route.limits.clone();
+        limits.max_body_size = limits.max_body_size.min(route.ws.max_message_size);
+        let mut body = Vec::new();
+        self.read_body(request, &limits, Some(&mut body)).await?;
+        if text && std::str::from_utf8(&body).is_err() {
+            return Err(Stop::Refuse(400));
+        }
+        let frame = crate::broadcast::encode_frame(text, &body);
+        let (subscribers, local) = match ctx.hub.topics.get(&topic) {
+            Some(topic) => {
+                let subscribers = topic.total();
+                (subscribers, ctx.publish(&topic, &frame, None).queued)
+            }
+            None => (0, 0),
+        };
+        let traffic = ctx.counters().route(Some(route_index));
+        traffic.messages_in.add(1);
+        traffic.bytes_in.add(body.len() as u64);
+        Ok(publish::Published {
+            topic,
+            subscribers,
+            local_reached: local,
+        })
     }
 
     /// Checks the request against its client's request rate. `Ok(Some(headers))`: serve it,
@@ -336,15 +415,27 @@ impl<T: Transport> Connection<T> {
         let ctx = Rc::clone(&self.ctx);
         let subprotocols = ctx.router.routes()[route].kind.subprotocols();
         let protocol = ws::write_accepted(&mut self.out, accepted, subprotocols);
-        let mut head = request.head;
-        if let Some(head) = &mut head {
+        let attachment = if let Some(mut head) = request.head {
             head.set_subprotocol(protocol);
             // Asked of the kernel here rather than kept by every connection.
             head.set_peer(self.io.peer_addr().map_err(|_| Stop::Close)?);
-        }
+            ws::Attachment::Handler(head)
+        } else if let Some(topic) = &request.topic {
+            // Joined before the 101 leaves: whatever is published once the client has its 101
+            // reaches it, from any worker. Leaving is dropping the membership, on any path.
+            let limits = &ctx.router.routes()[route].ws;
+            ws::Attachment::Broadcast(LocalTopics::join(
+                &ctx.topics,
+                ctx.hub.topics.get_or_create(topic),
+                limits.max_backpressure,
+                limits.slow_consumer,
+            ))
+        } else {
+            ws::Attachment::None
+        };
         self.flush().await?;
         ctx.counters().route(Some(route)).upgrades.add(1);
-        Ok(Next::WebSocket(route, head))
+        Ok(Next::WebSocket(route, attachment))
     }
 
     /// Returns the next request head, waiting for bytes as needed; `None` when the client
@@ -407,9 +498,14 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Reads the request body and discards it (the built-in routes take none), enforcing
-    /// `max_body_size`, `upload_timeout` and `min_upload_rate`.
-    async fn read_body(&mut self, request: &RequestInfo, limits: &HttpLimits) -> Result<(), Stop> {
+    /// Reads the request body into `keep`, or discards it when `keep` is `None` (routes that
+    /// take no body), enforcing `max_body_size`, `upload_timeout` and `min_upload_rate`.
+    async fn read_body(
+        &mut self,
+        request: &RequestInfo,
+        limits: &HttpLimits,
+        mut keep: Option<&mut Vec<u8>>,
+    ) -> Result<(), Stop> {
         match request.body {
             BodyKind::None => return Ok(()),
             // Refused before a byte of it is read (PROTECTIONS.md), `Expect: 100-continue` too.
@@ -428,6 +524,10 @@ impl<T: Transport> Connection<T> {
                 let decoded = decoder
                     .decode(&self.buf[self.pos..])
                     .map_err(|e| Stop::Refuse(e.status()))?;
+                if let Some(keep) = keep.as_deref_mut() {
+                    let data = &self.buf[self.pos..][decoded.data.clone()];
+                    keep.extend_from_slice(data);
+                }
                 self.pos += decoded.consumed;
                 received += decoded.data.len() as u64;
                 if decoded.done {
@@ -504,7 +604,7 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
             .on_first_request(peer, |name| request.header(name), request.query(), path)
     });
     let kind = route.map(|i| &ctx.router.routes()[i]);
-    let upgrade = kind
+    let mut upgrade = kind
         .filter(|route| route.kind.is_websocket())
         .map(|route| ws::decide(request, route.kind.subprotocols(), &route.ws));
     let head = match (kind, &upgrade) {
@@ -513,9 +613,23 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
         }
         _ => None,
     };
+    let mut topic = None;
+    if let (Some(route), Some(Ok(_))) = (kind, &upgrade)
+        && let RouteKind::Broadcast { topic: source, .. } = &route.kind
+    {
+        match source.resolve(&route.path, request.path()) {
+            Some(name) => topic = Some(name.into()),
+            None => upgrade = Some(Err(ws::Refusal::NOT_FOUND)),
+        }
+    }
+    let publish = kind
+        .filter(|route| matches!(route.kind, RouteKind::Publish { .. }))
+        .map(|route| publish::decide(route, request));
     RequestInfo {
         upgrade,
         head,
+        topic,
+        publish,
         admission,
         route,
         method: MethodClass::of(&request.method),

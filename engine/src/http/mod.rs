@@ -1,9 +1,10 @@
 //! HTTP/1.1 connections: the per-connection state machine, the answers of the built-in
-//! routes, and the refusals the protections send.
+//! routes (`publish` among them), and the refusals the protections send.
 
 mod apps;
 mod conn;
 mod observe;
+mod publish;
 mod refuse;
 
 pub use conn::serve;

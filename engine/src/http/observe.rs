@@ -68,6 +68,7 @@ fn stats_json(ctx: &WorkerContext) -> String {
     traffic_json(&mut s, &metrics.totals());
     codes_json(&mut s, "http_refusals", &metrics.refusals());
     codes_json(&mut s, "websocket_closes", &metrics.closes());
+    broadcast_json(&mut s, ctx);
     s.push_str(",\"violations\":{");
     for (i, rule) in Rule::ALL.into_iter().enumerate() {
         let (refused, shadow) = metrics.violations(rule);
@@ -104,6 +105,30 @@ fn stats_json(ctx: &WorkerContext) -> String {
     traffic_json(&mut s, &metrics.route_totals(None));
     s.push_str("}\n");
     s
+}
+
+/// Topics shown by name in `/stats` at most (the busiest first).
+const PRESENCE_LIMIT: usize = 1000;
+
+/// `,"broadcast":{...}`: deliveries, drops and slow-consumer closes, and the members of each
+/// live topic (presence).
+fn broadcast_json(s: &mut String, ctx: &WorkerContext) {
+    let b = ctx.metrics.broadcast();
+    let (presence, topics) = ctx.hub.topics.presence(PRESENCE_LIMIT);
+    let _ = write!(
+        s,
+        ",\"broadcast\":{{\"published\":{},\"delivered\":{},\"dropped\":{},\
+         \"slow_consumer_closes\":{},\"topics\":{topics},\"subscribers\":{{",
+        b.published, b.delivered, b.dropped, b.slow_closed
+    );
+    for (i, (name, members)) in presence.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        json_string(s, name);
+        let _ = write!(s, ":{members}");
+    }
+    s.push_str("}}");
 }
 
 fn route_json(s: &mut String, route: &Route, traffic: &TrafficTotals) {
@@ -151,7 +176,7 @@ fn codes_json(s: &mut String, name: &str, counts: &[(u16, u64)]) {
 }
 
 /// `text` as a JSON string literal.
-fn json_string(s: &mut String, text: &str) {
+pub(super) fn json_string(s: &mut String, text: &str) {
     s.push('"');
     for c in text.chars() {
         match c {
@@ -171,7 +196,9 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
     let metrics = &ctx.metrics;
     let table = ctx.gate.table();
     let mut s = String::with_capacity(4096);
-    let single: [(&str, &str, &str, u64); 7] = [
+    let broadcast = metrics.broadcast();
+    let (_, topics) = ctx.hub.topics.presence(0);
+    let single: [(&str, &str, &str, u64); 12] = [
         (
             "uptime_seconds",
             "gauge",
@@ -215,6 +242,36 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
             metrics
                 .suppressed_logs
                 .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "broadcast_published_total",
+            "counter",
+            "Messages published to broadcast topics.",
+            broadcast.published,
+        ),
+        (
+            "broadcast_delivered_total",
+            "counter",
+            "Broadcast frames queued to members.",
+            broadcast.delivered,
+        ),
+        (
+            "broadcast_dropped_total",
+            "counter",
+            "Broadcast frames dropped by slow_consumer = \"drop\" or \"keep_latest\".",
+            broadcast.dropped,
+        ),
+        (
+            "broadcast_slow_consumer_closes_total",
+            "counter",
+            "Broadcast members closed by slow_consumer = \"close\".",
+            broadcast.slow_closed,
+        ),
+        (
+            "broadcast_topics",
+            "gauge",
+            "Live broadcast topics.",
+            topics as u64,
         ),
     ];
     for (name, kind, help, value) in single {

@@ -9,15 +9,20 @@
 //!
 //! On a handler route the same loop is the connection's pump: whole messages that passed the
 //! protections go to the handler's inbound queue instead of back to the client, and the wait
-//! for the socket also wakes for what the handler queued (see [`crate::handler`]).
+//! for the socket also wakes for what the handler queued (see [`crate::handler`]). On a
+//! broadcast route each message is published to the connection's topic, and the wait also
+//! wakes for the frames other members published, which leave in one vectored write (see
+//! [`crate::broadcast`]).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::ops::Range;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::{Either, select};
 
 use ringstream_limits::clients::Rule;
@@ -28,6 +33,7 @@ use ringstream_protocol::ws::{
 };
 
 use super::rates::{FrameRates, close_reason};
+use crate::broadcast::{Membership, encode_frame};
 use crate::config::{LimitMode, OnLimit, Route, RouteKind, WsLimits};
 use crate::context::WorkerContext;
 use crate::gate::ClientSlot;
@@ -49,6 +55,39 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const IDLE_REASON: &str = "idle timeout";
 /// Close reason of the drain.
 const DRAIN_REASON: &str = "server shutting down";
+/// Close reason of `slow_consumer = "close"` (PROTECTIONS.md).
+const SLOW_CONSUMER_REASON: &str = "slow consumer";
+/// Most broadcast frames gathered into one write (well under the kernel's `IOV_MAX`).
+const MAX_FRAMES_PER_WRITE: usize = 256;
+
+/// What a WebSocket route's connection brings from its upgrade.
+#[derive(Debug)]
+pub enum Attachment {
+    /// Nothing: an echo route.
+    None,
+    /// A handler route: the request head the handler is given.
+    Handler(Box<RequestHead>),
+    /// A broadcast route: the connection's place in its topic, taken before the 101.
+    Broadcast(Membership),
+}
+
+/// What the connection does with the messages it receives, besides the protections.
+enum Role {
+    /// Sends them back.
+    Echo,
+    /// Hands them to a handler task, and writes what it queues.
+    Handler(Rc<Link>),
+    /// Publishes them to a topic, and writes what the topic's members publish.
+    Broadcast(Box<BroadcastMember>),
+}
+
+/// A broadcast connection's membership and its write batch.
+struct BroadcastMember {
+    membership: Membership,
+    echo_to_sender: bool,
+    /// The frames of the write in progress (kept for its allocation).
+    batch: Cell<Vec<Bytes>>,
+}
 
 /// How the connection ends.
 #[derive(Debug)]
@@ -74,7 +113,7 @@ pub fn serve<T: Transport>(
     io: T,
     ctx: Rc<WorkerContext>,
     route_index: usize,
-    head: Option<Box<RequestHead>>,
+    attachment: Attachment,
     client: Option<ClientSlot>,
     mut buf: Vec<u8>,
     pos: usize,
@@ -86,14 +125,21 @@ pub fn serve<T: Transport>(
     buf.drain(..pos);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
     let route = &ctx.router.routes()[route_index];
-    let link = match (&route.kind, head) {
-        (RouteKind::Handler { handler, .. }, Some(head)) => {
+    let role = match (&route.kind, attachment) {
+        (RouteKind::Handler { handler, .. }, Attachment::Handler(head)) => {
             let inbound_limit = usize::try_from(route.ws.max_message_size).unwrap_or(usize::MAX);
             let link = Rc::new(Link::new(inbound_limit, route.ws.max_backpressure));
             handler.start(WebSocket::new(Rc::clone(&link), *head));
-            Some(link)
+            Role::Handler(link)
         }
-        _ => None,
+        (RouteKind::Broadcast { echo_to_sender, .. }, Attachment::Broadcast(membership)) => {
+            Role::Broadcast(Box::new(BroadcastMember {
+                membership,
+                echo_to_sender: *echo_to_sender,
+                batch: Cell::new(Vec::new()),
+            }))
+        }
+        _ => Role::Echo,
     };
     let mut conn = WsConnection {
         guard,
@@ -108,7 +154,7 @@ pub fn serve<T: Transport>(
         out: Vec::new(),
         in_place: None,
         send_timeout: route.limits.send_timeout,
-        link,
+        role,
         check_client_rates: ctx.gate.has_frame_rates(),
         client,
         route_index,
@@ -131,8 +177,8 @@ struct WsConnection<T> {
     /// The route's `send_timeout`.
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
-    /// On a handler route: the queues to and from the handler.
-    link: Option<Rc<Link>>,
+    /// Echo, handler pump or broadcast member.
+    role: Role,
     /// The admitted client: holds its place in the client's connection count until the end.
     client: Option<ClientSlot>,
     /// Whether per-client frame rates are configured (frames are checked against them).
@@ -143,7 +189,7 @@ struct WsConnection<T> {
 impl<T> Drop for WsConnection<T> {
     /// A pump that ends on any path (even dropped mid-await) releases its handler.
     fn drop(&mut self) {
-        if let Some(link) = &self.link {
+        if let Some(link) = self.link() {
             link.finish(close_code::ABNORMAL);
         }
     }
@@ -155,8 +201,20 @@ enum Woke<R> {
     Read(R),
     /// The handler needs the pump.
     Handler(Signal),
+    /// Broadcast frames wait to be written (or the member must be closed).
+    Frames,
     /// The deadline passed (next ping, idle timeout) or the drain woke the connection.
     Deadline,
+}
+
+impl<T> WsConnection<T> {
+    /// On a handler route: the queues to and from the handler.
+    fn link(&self) -> Option<&Rc<Link>> {
+        match &self.role {
+            Role::Handler(link) => Some(link),
+            Role::Echo | Role::Broadcast(_) => None,
+        }
+    }
 }
 
 impl<T: Transport> WsConnection<T> {
@@ -166,7 +224,7 @@ impl<T: Transport> WsConnection<T> {
         let route = &ctx.router.routes()[self.route_index];
         let end = self.run(route, buf).await;
         // The handler learns at once that nothing more will arrive or leave.
-        if let Some(link) = &self.link {
+        if let Some(link) = self.link() {
             link.finish(match &end {
                 End::Close(code, _) | End::Answered(code) => *code,
                 End::Gone => close_code::ABNORMAL,
@@ -221,7 +279,7 @@ impl<T: Transport> WsConnection<T> {
             }
             buf.drain(..pos);
             pos = 0;
-            if let Some(link) = self.link.clone()
+            if let Some(link) = self.link().cloned()
                 && link.inbound_full()
             {
                 // Boxed, like `on_signal` below: handler-only states stay out of the future
@@ -251,12 +309,22 @@ impl<T: Transport> WsConnection<T> {
                 }
                 let idle_at = last_heard + limits.timeout;
                 let wake_at = idle_at.min(next_ping);
-                let woke = match &self.link {
-                    None => match self.guard.until(wake_at, read.as_mut()).await {
+                let woke = match &self.role {
+                    Role::Echo => match self.guard.until(wake_at, read.as_mut()).await {
                         Some(done) => Woke::Read(done),
                         None => Woke::Deadline,
                     },
-                    Some(link) => {
+                    Role::Broadcast(member) => {
+                        let member = member.membership.member();
+                        let frames = poll_fn(|cx| member.poll_ready(cx));
+                        let either = pin!(select(read.as_mut(), frames));
+                        match self.guard.until(wake_at, either).await {
+                            Some(Either::Left((done, _))) => Woke::Read(done),
+                            Some(Either::Right(((), _))) => Woke::Frames,
+                            None => Woke::Deadline,
+                        }
+                    }
+                    Role::Handler(link) => {
                         let signal = poll_fn(|cx| link.poll_signal(cx, false));
                         let either = pin!(select(read.as_mut(), signal));
                         match self.guard.until(wake_at, either).await {
@@ -270,6 +338,12 @@ impl<T: Transport> WsConnection<T> {
                     Woke::Read(done) => break done,
                     Woke::Handler(signal) => {
                         if let Err(end) = Box::pin(self.on_signal(signal)).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Woke::Frames => {
+                        if let Err(end) = Box::pin(self.write_member_frames()).await {
                             return end;
                         }
                         continue;
@@ -312,7 +386,7 @@ impl<T: Transport> WsConnection<T> {
     ) -> Option<End> {
         loop {
             // A handler that is behind holds the rest until it makes room.
-            if self.link.as_ref().is_some_and(|link| link.inbound_full()) {
+            if self.link().is_some_and(|link| link.inbound_full()) {
                 return None;
             }
             let start = *pos;
@@ -346,12 +420,23 @@ impl<T: Transport> WsConnection<T> {
                     }
                 }
             }
-            if let (Some(link), Event::Message { text, payload }) = (&self.link, &event) {
+            if let Event::Message { text, payload } = &event
+                && !matches!(self.role, Role::Echo)
+            {
                 let body = match payload {
                     Payload::InBuffer(range) => &buf[start..][range.clone()],
                     Payload::Assembled => self.session.assembled(),
                 };
-                link.deliver(*text, body);
+                match &self.role {
+                    Role::Handler(link) => link.deliver(*text, body),
+                    Role::Broadcast(member) => {
+                        let membership = &member.membership;
+                        let skip = (!member.echo_to_sender).then(|| membership.key());
+                        let frame = encode_frame(*text, body);
+                        self.ctx.publish(membership.topic(), &frame, skip);
+                    }
+                    Role::Echo => {}
+                }
                 self.session.finish_message();
                 continue;
             }
@@ -463,7 +548,7 @@ impl<T: Transport> WsConnection<T> {
     /// Acts on what the handler asked for: its queued frames are written (within
     /// `send_timeout`); a close request or a finished handler ends the connection after them.
     async fn on_signal(&self, signal: Signal) -> Result<(), End> {
-        let Some(link) = &self.link else {
+        let Some(link) = self.link() else {
             return Ok(());
         };
         let mut frames = Vec::new();
@@ -487,6 +572,61 @@ impl<T: Transport> WsConnection<T> {
                 Err(End::Close(code, reason.into()))
             }
         }
+    }
+
+    /// Writes the frames queued for this broadcast member, in batches, each within
+    /// `send_timeout`. When the slow-consumer policy closes the member, the batch in flight
+    /// gets [`CLOSE_WAIT`] to leave (so the close frame follows whole frames), then the
+    /// connection closes with `slow_consumer_code`.
+    async fn write_member_frames(&self) -> Result<(), End> {
+        let Role::Broadcast(broadcast) = &self.role else {
+            return Ok(());
+        };
+        let mut batch = broadcast.batch.take();
+        let member = broadcast.membership.member();
+        let code = self.ctx.router.routes()[self.route_index]
+            .ws
+            .slow_consumer_code;
+        let slow = || End::Close(code, SLOW_CONSUMER_REASON.into());
+        loop {
+            if member.must_close() {
+                return Err(slow());
+            }
+            batch.clear();
+            member.take_frames(&mut batch, MAX_FRAMES_PER_WRITE);
+            if batch.is_empty() {
+                break;
+            }
+            let traffic = self.traffic();
+            traffic.messages_out.add(batch.len() as u64);
+            traffic
+                .bytes_out
+                .add(batch.iter().map(|f| f.len() as u64).sum());
+            let deadline = Instant::now() + self.send_timeout;
+            let mut write = pin!(self.io.write_frames(batch));
+            let closed = poll_fn(|cx| member.poll_closed(cx));
+            let written = match self
+                .guard
+                .until(deadline, pin!(select(write.as_mut(), closed)))
+                .await
+            {
+                Some(Either::Left((written, _))) => written,
+                Some(Either::Right(((), _))) => {
+                    let grace = Instant::now() + CLOSE_WAIT;
+                    return match self.guard.until(grace, write).await {
+                        Some((Ok(()), _)) => Err(slow()),
+                        _ => Err(End::Gone),
+                    };
+                }
+                None => return Err(End::Gone),
+            };
+            batch = match written {
+                (Ok(()), batch) => batch,
+                (Err(_), _) => return Err(End::Gone),
+            };
+        }
+        broadcast.batch.set(batch);
+        Ok(())
     }
 
     /// Sends a heartbeat ping.

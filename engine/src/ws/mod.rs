@@ -4,5 +4,5 @@ mod conn;
 mod rates;
 mod upgrade;
 
-pub use conn::serve;
+pub use conn::{Attachment, serve};
 pub use upgrade::{Accepted, Refusal, decide, write_accepted};

@@ -29,6 +29,14 @@ pub struct Refusal {
     pub headers: &'static [(&'static str, &'static [u8])],
 }
 
+impl Refusal {
+    /// An upgrade to a topic name a broadcast route does not accept.
+    pub const NOT_FOUND: Self = Self {
+        status: 404,
+        headers: &[],
+    };
+}
+
 impl From<HandshakeError> for Refusal {
     fn from(e: HandshakeError) -> Self {
         let status = e.status();

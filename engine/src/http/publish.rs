@@ -1,0 +1,149 @@
+//! The `publish` route: `POST /publish/{topic}` delivers its body to the topic's members
+//! (notifications out). The checks that come before the body is read (method, allowlist,
+//! token, topic name) and the answer.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ringstream_protocol::http::{HttpDate, Method, Request};
+
+use super::apps::{MethodClass, Page};
+use super::observe::json_string;
+use crate::config::{Route, RouteKind};
+
+const JSON: &[u8] = b"application/json";
+/// `Allow` of a 405 on a publish route.
+pub const ALLOW_POST: &[(&str, &[u8])] = &[("Allow", b"POST")];
+/// `WWW-Authenticate` of a 401 (RFC 6750 §3).
+pub const BEARER_CHALLENGE: &[(&str, &[u8])] = &[("WWW-Authenticate", b"Bearer")];
+
+/// What a publish request is, decided from its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishHead {
+    /// Publish the body to this topic, as a text message or a binary one.
+    Publish {
+        /// The topic's name.
+        topic: Box<str>,
+        /// `Content-Type` is `text/*` or `application/json`: a text message.
+        text: bool,
+    },
+    /// Refuse with this status (405, 404, 401 or 403).
+    Refuse(u16),
+}
+
+/// Whether `client` may publish on `route` (its `allowed_clients`); checked before anything
+/// else about the request (403).
+pub fn allowed(route: &Route, client: Option<IpAddr>) -> bool {
+    match &route.kind {
+        RouteKind::Publish {
+            allowed_clients, ..
+        } => client.is_some_and(|address| allowed_clients.contains(address)),
+        _ => false,
+    }
+}
+
+/// Decides a request on a publish route from its head: `POST` only (405), with the bearer
+/// token when one is configured (401), naming a valid topic (404).
+pub fn decide(route: &Route, request: &Request<'_, '_>) -> PublishHead {
+    let RouteKind::Publish { topic, token, .. } = &route.kind else {
+        return PublishHead::Refuse(404);
+    };
+    if request.method != Method::Post {
+        return PublishHead::Refuse(405);
+    }
+    if let Some(token) = token
+        && !bearer_matches(request.header("authorization"), token)
+    {
+        return PublishHead::Refuse(401);
+    }
+    let Some(name) = topic.resolve(&route.path, request.path()) else {
+        return PublishHead::Refuse(404);
+    };
+    let text = request.header("content-type").is_some_and(|value| {
+        let value = value.trim_ascii_start();
+        starts_with_ignore_case(value, b"text/")
+            || starts_with_ignore_case(value, b"application/json")
+    });
+    PublishHead::Publish {
+        topic: name.into(),
+        text,
+    }
+}
+
+fn starts_with_ignore_case(value: &[u8], prefix: &[u8]) -> bool {
+    value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(header: Option<&[u8]>, token: &str) -> bool {
+    let Some(value) = header else {
+        return false;
+    };
+    let Some(given) = value
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"Bearer "))
+        .map(|_| value[7..].trim_ascii())
+    else {
+        return false;
+    };
+    let expected = token.as_bytes();
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// A message published: the answer's facts.
+#[derive(Debug)]
+pub struct Published {
+    /// The topic's name.
+    pub topic: Box<str>,
+    /// Members of the topic on every worker when the message was published.
+    pub subscribers: u64,
+    /// This worker's members the message was queued to.
+    pub local_reached: u64,
+}
+
+impl Published {
+    /// Appends the 200 answer: `{"topic":..,"subscribers":..,"local_reached":..}`.
+    pub fn write(&self, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
+        let mut body = String::with_capacity(64 + self.topic.len());
+        body.push_str("{\"topic\":");
+        json_string(&mut body, &self.topic);
+        let _ = write!(
+            body,
+            ",\"subscribers\":{},\"local_reached\":{}}}",
+            self.subscribers, self.local_reached
+        );
+        let page = Page {
+            method: MethodClass::Other,
+            date,
+            close,
+            extra: &[("Cache-Control", b"no-store")],
+        };
+        page.write(200, JSON, body.as_bytes(), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_match_exactly() {
+        assert!(bearer_matches(Some(b"Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some(b"bearer  s3cret "), "s3cret"));
+        for wrong in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cretx",
+            b"Basic s3cret",
+            b"s3cret",
+            b"",
+        ] {
+            assert!(!bearer_matches(Some(wrong), "s3cret"), "{wrong:?}");
+        }
+        assert!(!bearer_matches(None, "s3cret"));
+    }
+}
