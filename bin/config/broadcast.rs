@@ -1,8 +1,11 @@
-//! Checking the `broadcast` and `publish` routes: where their topic comes from, and their
-//! options.
+//! Checking the `broadcast`, `publish` and `sink` routes: where a topic comes from, and the
+//! routes' options.
+
+use std::path::PathBuf;
 
 use ringstream_engine::broadcast::valid_topic;
 use ringstream_engine::config::{RouteKind, TopicSource, loopback};
+use ringstream_engine::sink_file::SinkFileConfig;
 
 use super::error::ConfigError;
 use super::raw::RawRoute;
@@ -10,6 +13,12 @@ use super::resolve::Checker;
 
 /// The placeholder a broadcast or publish path may end with.
 pub const TOPIC_PLACEHOLDER: &str = "{topic}";
+/// `sink_max_bytes` when the file does not say.
+const DEFAULT_SINK_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// `sink_keep` when the file does not say.
+const DEFAULT_SINK_KEEP: u32 = 5;
+/// Most rotated sink files kept.
+const MAX_SINK_KEEP: u32 = 1000;
 
 impl Checker<'_, '_> {
     /// The `broadcast` kind with its options.
@@ -18,7 +27,6 @@ impl Checker<'_, '_> {
         key: &str,
         raw: &RawRoute,
     ) -> Result<RouteKind, ConfigError> {
-        self.refuse_option(key, "token", raw.token.as_ref(), "publish routes")?;
         let subprotocols = match &raw.subprotocols {
             Some(value) => self.tokens(value, &format!("{key}.subprotocols"))?,
             None => Vec::new(),
@@ -32,18 +40,6 @@ impl Checker<'_, '_> {
 
     /// The `publish` kind with its options (`allowed_clients`: loopback when not set).
     pub(super) fn publish_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
-        self.refuse_option(
-            key,
-            "echo_to_sender",
-            raw.echo_to_sender.as_ref(),
-            "broadcast routes",
-        )?;
-        self.refuse_option(
-            key,
-            "subprotocols",
-            raw.subprotocols.as_ref(),
-            "WebSocket routes",
-        )?;
         let allowed_clients = match &raw.allowed_clients {
             Some(value) => self.cidrs(value, &format!("{key}.allowed_clients"))?,
             None => loopback(),
@@ -67,6 +63,58 @@ impl Checker<'_, '_> {
             token,
             allowed_clients,
         })
+    }
+
+    /// The `sink` kind: a file (rotated past `sink_max_bytes`, keeping `sink_keep` old ones)
+    /// or none.
+    pub(super) fn sink_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        let subprotocols = match &raw.subprotocols {
+            Some(value) => self.tokens(value, &format!("{key}.subprotocols"))?,
+            None => Vec::new(),
+        };
+        let Some(path) = &raw.sink_file else {
+            if let Some(value) = &raw.sink_max_bytes {
+                return Err(self.needs_sink_file(key, "sink_max_bytes", value.span()));
+            }
+            if let Some(value) = &raw.sink_keep {
+                return Err(self.needs_sink_file(key, "sink_keep", value.span()));
+            }
+            return Ok(RouteKind::Sink {
+                file: None,
+                subprotocols,
+            });
+        };
+        if path.get_ref().is_empty() || path.get_ref().ends_with('/') {
+            return Err(self.source.error_at(
+                path.span(),
+                &format!("{key}.sink_file"),
+                format!("{} is not a file path", self.source.written(path.span())),
+            ));
+        }
+        let max_bytes = raw
+            .sink_max_bytes
+            .as_ref()
+            .map_or(DEFAULT_SINK_MAX_BYTES, |v| v.get_ref().0);
+        let keep = match &raw.sink_keep {
+            Some(value) => self.int(value, &format!("{key}.sink_keep"), 1..=MAX_SINK_KEEP)?,
+            None => DEFAULT_SINK_KEEP,
+        };
+        Ok(RouteKind::Sink {
+            file: Some(SinkFileConfig {
+                path: PathBuf::from(path.get_ref()),
+                max_bytes,
+                keep,
+            }),
+            subprotocols,
+        })
+    }
+
+    fn needs_sink_file(&self, key: &str, name: &str, span: std::ops::Range<usize>) -> ConfigError {
+        self.source.error_at(
+            span,
+            &format!("{key}.{name}"),
+            format!("{name} applies to a sink file; set sink_file = \"PATH\" as well"),
+        )
     }
 
     /// `{topic}` at the end of the path, or a `topic` key; one of the two.

@@ -212,6 +212,12 @@ pub struct RawRoute {
     pub echo_to_sender: Option<Spanned<bool>>,
     /// `publish`: the bearer token a request must carry.
     pub token: Option<Spanned<String>>,
+    /// `sink`: the file messages are appended to as JSON lines.
+    pub sink_file: Option<Spanned<String>>,
+    /// `sink`: rotate the file past this size (0 = never).
+    pub sink_max_bytes: Option<Spanned<Size>>,
+    /// `sink`: rotated files kept.
+    pub sink_keep: Option<Spanned<Int>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

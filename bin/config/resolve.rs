@@ -4,7 +4,7 @@
 //! `[routes.limits]`; every value is checked where it is written, so errors point at its line.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
 
 use ringstream_engine::config::{
@@ -46,11 +46,12 @@ const AVAILABLE_KINDS: &[&str] = &[
     "echo",
     "broadcast",
     "publish",
+    "sink",
     "stats",
     "metrics",
 ];
 /// Route kinds of DESIGN.md that later builds add.
-const PLANNED_KINDS: &[&str] = &["sink", "files", "upload"];
+const PLANNED_KINDS: &[&str] = &["files", "upload"];
 
 /// Checks a route kind name; the error is the message to show at the `kind` value.
 pub fn check_route_kind(name: &str) -> Result<(), String> {
@@ -142,6 +143,15 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
     })
 }
 
+/// A kind-specific route option: its name as the message says it, where it is written, the
+/// kinds that take it, and how the message names them.
+type KindOption<'a> = (&'a str, Option<Range<usize>>, &'a [&'a str], &'a str);
+
+/// Where an optional value is written.
+fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    value.as_ref().map(Spanned::span)
+}
+
 /// Checks values against their bounds, with the source at hand for messages.
 pub(super) struct Checker<'a, 'src> {
     pub(super) source: &'a Source<'src>,
@@ -219,104 +229,110 @@ impl Checker<'_, '_> {
             self.source
                 .error_at(raw.kind.span(), &format!("{key}.kind"), message)
         })?;
-        if kind == "static_text" {
-            let Some(body) = &raw.body else {
-                return Err(self.source.error_at(
-                    raw.kind.span(),
-                    key,
-                    "a static_text route needs a body (add body = \"...\")".to_owned(),
-                ));
-            };
-            let content_type = match &raw.content_type {
-                Some(value) => self.content_type(value, &format!("{key}.content_type"))?,
-                None => DEFAULT_CONTENT_TYPE.to_owned(),
-            };
-            return Ok(RouteKind::StaticText {
-                body: body.get_ref().clone(),
-                content_type,
-            });
+        self.refuse_foreign_options(key, kind, raw)?;
+        match kind {
+            "static_text" => self.static_text_kind(key, raw),
+            "stats" | "metrics" => self.observe_kind(key, raw),
+            "echo" => self.echo_kind(key, raw),
+            "broadcast" => self.broadcast_kind(key, raw),
+            "publish" => self.publish_kind(key, raw),
+            "sink" => self.sink_kind(key, raw),
+            _ => Ok(RouteKind::Health),
         }
-        for (name, value) in [("body", &raw.body), ("content_type", &raw.content_type)] {
-            if let Some(value) = value {
+    }
+
+    /// An error for the first option of `raw` that its kind does not take.
+    fn refuse_foreign_options(
+        &self,
+        key: &str,
+        kind: &str,
+        raw: &RawRoute,
+    ) -> Result<(), ConfigError> {
+        let options: [KindOption; 11] = [
+            (
+                "a body",
+                at(&raw.body),
+                &["static_text"],
+                "static_text routes",
+            ),
+            (
+                "a content_type",
+                at(&raw.content_type),
+                &["static_text"],
+                "static_text routes",
+            ),
+            (
+                "a response_prefix",
+                at(&raw.response_prefix),
+                &["echo"],
+                "echo routes",
+            ),
+            (
+                "subprotocols",
+                at(&raw.subprotocols),
+                &["echo", "broadcast", "sink"],
+                "WebSocket routes",
+            ),
+            (
+                "allowed_clients",
+                at(&raw.allowed_clients),
+                &["stats", "metrics", "publish"],
+                "stats, metrics and publish routes",
+            ),
+            (
+                "topic",
+                at(&raw.topic),
+                &["broadcast", "publish"],
+                "broadcast and publish routes",
+            ),
+            (
+                "echo_to_sender",
+                at(&raw.echo_to_sender),
+                &["broadcast"],
+                "broadcast routes",
+            ),
+            ("token", at(&raw.token), &["publish"], "publish routes"),
+            ("sink_file", at(&raw.sink_file), &["sink"], "sink routes"),
+            (
+                "sink_max_bytes",
+                at(&raw.sink_max_bytes),
+                &["sink"],
+                "sink routes",
+            ),
+            ("sink_keep", at(&raw.sink_keep), &["sink"], "sink routes"),
+        ];
+        for (option, span, kinds, owners) in options {
+            if let Some(span) = span
+                && !kinds.contains(&kind)
+            {
+                let name = option.rsplit(' ').next().unwrap_or(option);
                 return Err(self.source.error_at(
-                    value.span(),
+                    span,
                     &format!("{key}.{name}"),
-                    format!("only static_text routes take a {name}"),
+                    format!("only {owners} take {option}"),
                 ));
             }
         }
-        if kind != "broadcast" && kind != "publish" {
-            self.refuse_option(
-                key,
-                "topic",
-                raw.topic.as_ref(),
-                "broadcast and publish routes",
-            )?;
-        }
-        if kind == "publish" {
-            self.refuse_option(
-                key,
-                "response_prefix",
-                raw.response_prefix.as_ref(),
-                "echo routes",
-            )?;
-            return self.publish_kind(key, raw);
-        }
-        self.refuse_option(key, "token", raw.token.as_ref(), "publish routes")?;
-        if kind == "stats" || kind == "metrics" {
-            self.refuse_option(
-                key,
-                "subprotocols",
-                raw.subprotocols.as_ref(),
-                "WebSocket routes",
-            )?;
-            self.refuse_option(
-                key,
-                "response_prefix",
-                raw.response_prefix.as_ref(),
-                "echo routes",
-            )?;
-            return self.observe_kind(key, raw);
-        }
-        self.refuse_option(
-            key,
-            "allowed_clients",
-            raw.allowed_clients.as_ref(),
-            "stats, metrics and publish routes",
-        )?;
-        if kind == "broadcast" {
-            self.refuse_option(
-                key,
-                "response_prefix",
-                raw.response_prefix.as_ref(),
-                "echo routes",
-            )?;
-            return self.broadcast_kind(key, raw);
-        }
-        self.refuse_option(
-            key,
-            "echo_to_sender",
-            raw.echo_to_sender.as_ref(),
-            "broadcast routes",
-        )?;
-        if kind == "echo" {
-            return self.echo_kind(key, raw);
-        }
-        if let Some(value) = &raw.response_prefix {
+        Ok(())
+    }
+
+    /// The `static_text` kind: its body and content type.
+    fn static_text_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        let Some(body) = &raw.body else {
             return Err(self.source.error_at(
-                value.span(),
-                &format!("{key}.response_prefix"),
-                "only echo routes take a response_prefix".to_owned(),
+                raw.kind.span(),
+                key,
+                "a static_text route needs a body (add body = \"...\")".to_owned(),
             ));
-        }
-        if let Some(value) = &raw.subprotocols {
-            return Err(self.source.error_at(
-                value.span(),
-                &format!("{key}.subprotocols"),
-                "only WebSocket routes take subprotocols".to_owned(),
-            ));
-        }
-        Ok(RouteKind::Health)
+        };
+        let content_type = match &raw.content_type {
+            Some(value) => self.content_type(value, &format!("{key}.content_type"))?,
+            None => DEFAULT_CONTENT_TYPE.to_owned(),
+        };
+        Ok(RouteKind::StaticText {
+            body: body.get_ref().clone(),
+            content_type,
+        })
     }
 
     /// `base` with the values of `raw` applied, each checked; `key` names the table.
@@ -399,25 +415,6 @@ impl Checker<'_, '_> {
         Ok(out)
     }
 
-    /// An error if a route sets `option`, which only `owners` take.
-    pub(super) fn refuse_option<T>(
-        &self,
-        key: &str,
-        option: &str,
-        value: Option<&Spanned<T>>,
-        owners: &str,
-    ) -> Result<(), ConfigError> {
-        match value {
-            Some(value) => Err(self.source.error_at(
-                value.span(),
-                &format!("{key}.{option}"),
-                format!("only {owners} take {option}"),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// A whole number within `range`, converted to the engine's type.
     pub(super) fn int<T>(
         &self,
         value: &Spanned<Int>,

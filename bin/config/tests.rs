@@ -90,14 +90,23 @@ fn embedded_default_is_the_documented_defaults() {
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
                 },
+                Route {
+                    path: "/ws/sink".into(),
+                    kind: RouteKind::Sink {
+                        file: None,
+                        subprotocols: Vec::new(),
+                    },
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
             ],
         }
     );
     assert_eq!(
         summary(&config),
         "listen 0.0.0.0:8080, workers one per CPU, io_driver auto, max_connections 100000, \
-         6 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
-         /ws/broadcast/ (broadcast), /publish/ (publish)"
+         7 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
+         /ws/broadcast/ (broadcast), /publish/ (publish), /ws/sink (sink)"
     );
 }
 
@@ -286,7 +295,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, limits)"
     );
 }
 
@@ -460,20 +469,20 @@ fn duplicate_route_path() {
 #[test]
 fn route_kinds() {
     assert_eq!(
-        error("[[routes]]\npath = \"/b\"\nkind = \"sink\"\n"),
-        "config.toml:3: routes[0].kind: route kind `sink` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, stats, metrics)"
+        error("[[routes]]\npath = \"/b\"\nkind = \"upload\"\n"),
+        "config.toml:3: routes[0].kind: route kind `upload` is not available in this build \
+         (available: health, static_text, echo, broadcast, publish, sink, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, broadcast, publish, stats, metrics)"
+         static_text, echo, broadcast, publish, sink, stats, metrics)"
     );
     // The keys of a kind this build lacks are not reported as unknown: the kind is the problem.
     assert_eq!(
         error("[[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"./public\"\n"),
         "config.toml:3: routes[0].kind: route kind `files` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, stats, metrics)"
+         (available: health, static_text, echo, broadcast, publish, sink, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -742,6 +751,51 @@ fn broadcast_and_publish_routes() {
              slow_consumer_code = 1011\n",
             "config.toml:5: routes[0].limits.slow_consumer_code: 1011 is not 1008 (policy \
              violation) or 1013 (try again later)",
+        ),
+    ] {
+        assert_eq!(error(text), message, "{text}");
+    }
+}
+
+#[test]
+fn sink_routes() {
+    let config = parse(
+        "[[routes]]\npath = \"/t\"\nkind = \"sink\"\nsink_file = \"/var/log/t.jsonl\"\n\
+         sink_max_bytes = \"10MiB\"\nsink_keep = 3\n[[routes]]\npath = \"/c\"\nkind = \"sink\"\n",
+        "config.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        config.routes[0].kind,
+        RouteKind::Sink {
+            file: Some(ringstream_engine::sink_file::SinkFileConfig {
+                path: "/var/log/t.jsonl".into(),
+                max_bytes: 10 * 1024 * 1024,
+                keep: 3,
+            }),
+            subprotocols: Vec::new(),
+        }
+    );
+    assert_eq!(
+        config.routes[1].kind,
+        RouteKind::Sink {
+            file: None,
+            subprotocols: Vec::new()
+        }
+    );
+    for (text, message) in [
+        (
+            "[[routes]]\npath = \"/t\"\nkind = \"sink\"\nsink_keep = 3\n",
+            "config.toml:4: routes[0].sink_keep: sink_keep applies to a sink file; set \
+             sink_file = \"PATH\" as well",
+        ),
+        (
+            "[[routes]]\npath = \"/t\"\nkind = \"sink\"\nsink_file = \"x\"\nsink_keep = 0\n",
+            "config.toml:5: routes[0].sink_keep: 0 is out of range (1..=1000)",
+        ),
+        (
+            "[[routes]]\npath = \"/t\"\nkind = \"echo\"\nsink_file = \"x\"\n",
+            "config.toml:4: routes[0].sink_file: only sink routes take sink_file",
         ),
     ] {
         assert_eq!(error(text), message, "{text}");

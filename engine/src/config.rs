@@ -10,6 +10,7 @@ use ringstream_limits::cidr::{Cidr, CidrSet};
 use ringstream_limits::client::ClientIdSource;
 
 use crate::handler::WsHandler;
+use crate::sink_file::SinkFileConfig;
 use crate::subscriber_queue::SlowConsumer;
 
 /// `backlog` when the configuration does not say.
@@ -293,6 +294,14 @@ pub enum RouteKind {
         /// Addresses allowed to publish (403 for others).
         allowed_clients: CidrSet,
     },
+    /// WebSocket telemetry in: messages are received under every protection, counted, never
+    /// answered, and appended as JSON lines to a file when one is configured.
+    Sink {
+        /// The file messages are appended to (none: they are only counted).
+        file: Option<SinkFileConfig>,
+        /// Subprotocols offered to clients, in order of preference; empty offers none.
+        subprotocols: Vec<String>,
+    },
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
         /// Addresses allowed to read it (403 for others).
@@ -323,6 +332,7 @@ impl RouteKind {
             Self::Handler { .. } => "handler",
             Self::Broadcast { .. } => "broadcast",
             Self::Publish { .. } => "publish",
+            Self::Sink { .. } => "sink",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
         }
@@ -332,7 +342,7 @@ impl RouteKind {
     pub fn is_websocket(&self) -> bool {
         matches!(
             self,
-            Self::Echo { .. } | Self::Handler { .. } | Self::Broadcast { .. }
+            Self::Echo { .. } | Self::Handler { .. } | Self::Broadcast { .. } | Self::Sink { .. }
         )
     }
 
@@ -349,7 +359,8 @@ impl RouteKind {
         match self {
             Self::Echo { subprotocols, .. }
             | Self::Handler { subprotocols, .. }
-            | Self::Broadcast { subprotocols, .. } => subprotocols,
+            | Self::Broadcast { subprotocols, .. }
+            | Self::Sink { subprotocols, .. } => subprotocols,
             Self::Health
             | Self::StaticText { .. }
             | Self::Publish { .. }

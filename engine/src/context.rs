@@ -19,6 +19,7 @@ use crate::gate::ClientGate;
 use crate::metrics::{Metrics, WorkerCounters};
 use crate::registry::ConnRegistry;
 use crate::router::Router;
+use crate::sink_file::Sinks;
 
 /// One worker's shared, single-threaded state.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub struct WorkerContext {
     pub hub: Arc<Hub>,
     /// This worker's members per topic.
     pub topics: Rc<RefCell<LocalTopics>>,
+    /// The sink routes' files, by route index.
+    pub sinks: Sinks,
     /// This worker's index (its block of counters).
     index: usize,
 }
@@ -64,6 +67,7 @@ impl WorkerContext {
         gate: Arc<ClientGate>,
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
+        sinks: Sinks,
     ) -> Self {
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
@@ -89,6 +93,7 @@ impl WorkerContext {
             metrics,
             config: Arc::clone(config),
             hub,
+            sinks,
             topics: Rc::new(RefCell::new(LocalTopics::new(index))),
             index,
         }

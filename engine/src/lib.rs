@@ -13,6 +13,8 @@
 //! - [`file_root`]: a file route's root, and opening files strictly beneath it.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
 //! - [`broadcast`]: pub/sub topics, their per-core members and the cross-core fan-out.
+//! - [`sink_file`]: the file a `sink` route appends its messages to as JSON lines, on one
+//!   writer thread, with size-based rotation.
 //! - [`subscriber_queue`]: one subscriber's bounded queue of shared frames and its
 //!   slow-consumer policy (drop, keep latest, close), for broadcast.
 //! - [`handler`]: the WebSocket handler API (routes served by application code), and
@@ -44,6 +46,7 @@ pub mod config;
 pub mod file_root;
 pub mod handler;
 pub mod server;
+pub mod sink_file;
 pub mod subscriber_queue;
 pub mod task;
 

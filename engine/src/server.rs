@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::broadcast::Hub;
+use crate::config::RouteKind;
 use crate::config::ServerConfig;
 use crate::conn_count::ConnectionCounter;
 use crate::cpus::allowed_cpus;
@@ -18,6 +19,7 @@ use crate::listener::bind_reuseport;
 use crate::metrics::Metrics;
 use crate::rlimit::raise_nofile;
 use crate::signals::TerminationSignals;
+use crate::sink_file::{SinkWriter, Sinks};
 use crate::worker::{self, WorkerSpec};
 
 /// File descriptors kept back from `max_connections` for listeners, rings, logs and files.
@@ -30,6 +32,8 @@ pub struct Server {
     driver: ChosenDriver,
     workers: Vec<JoinHandle<()>>,
     drain: Arc<DrainSignal>,
+    /// The sink routes' files, flushed once the workers are done.
+    sinks: Sinks,
 }
 
 impl Server {
@@ -56,6 +60,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new(count, config.routes.len()));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
+        let sinks = open_sinks(&config)?;
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {
@@ -63,6 +68,7 @@ impl Server {
             driver,
             workers: Vec::with_capacity(count),
             drain,
+            sinks,
         };
         for (index, listener) in listeners.into_iter().enumerate() {
             let spec = WorkerSpec {
@@ -75,6 +81,7 @@ impl Server {
                 gate: Arc::clone(&gate),
                 metrics: Arc::clone(&metrics),
                 hub: Arc::clone(&hub),
+                sinks: Arc::clone(&server.sinks),
                 drain: Arc::clone(&server.drain),
             };
             match worker::spawn(spec, ready_tx.clone()) {
@@ -137,6 +144,10 @@ impl Server {
                 });
             }
         }
+        // Every line the workers queued reaches the file before the process exits.
+        for sink in self.sinks.iter().flatten() {
+            sink.shutdown();
+        }
         result
     }
 
@@ -146,6 +157,20 @@ impl Server {
         let _ = self.join();
         error
     }
+}
+
+/// Opens the file of every sink route that has one (repairing a torn last line), by route.
+fn open_sinks(config: &ServerConfig) -> Result<Sinks, EngineError> {
+    let mut sinks = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        sinks.push(match &route.kind {
+            RouteKind::Sink {
+                file: Some(file), ..
+            } => Some(Arc::new(SinkWriter::open(file.clone())?)),
+            _ => None,
+        });
+    }
+    Ok(sinks.into())
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.

@@ -26,6 +26,7 @@ use crate::http;
 use crate::metrics::Metrics;
 use crate::registry::sweep_forever;
 use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
+use crate::sink_file::Sinks;
 
 /// At most this many 503 answers are in flight per worker; past it a connection the server has
 /// no room for is closed without one.
@@ -63,6 +64,8 @@ pub struct WorkerSpec {
     pub metrics: Arc<Metrics>,
     /// Broadcast topics and every worker's inbox.
     pub hub: Arc<Hub>,
+    /// The sink routes' files.
+    pub sinks: Sinks,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
 }
@@ -106,6 +109,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
             Arc::clone(&spec.gate),
             Arc::clone(&spec.metrics),
             Arc::clone(&spec.hub),
+            Arc::clone(&spec.sinks),
         ));
         spawn_detached(sweep_forever(ctx.registry.clone()));
         spawn_detached(deliver_posts(Rc::clone(&ctx)));

@@ -57,6 +57,7 @@ pub fn respond(
         | RouteKind::Handler { .. }
         | RouteKind::Broadcast { .. }
         | RouteKind::Publish { .. }
+        | RouteKind::Sink { .. }
         | RouteKind::Stats { .. }
         | RouteKind::Metrics { .. } => {}
     }

@@ -11,6 +11,7 @@ use super::apps::{MethodClass, Page};
 use crate::config::{LimitMode, Route, RouteKind};
 use crate::context::WorkerContext;
 use crate::metrics::TrafficTotals;
+use crate::sink_file::SinkStats;
 
 const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
@@ -69,6 +70,7 @@ fn stats_json(ctx: &WorkerContext) -> String {
     codes_json(&mut s, "http_refusals", &metrics.refusals());
     codes_json(&mut s, "websocket_closes", &metrics.closes());
     broadcast_json(&mut s, ctx);
+    sinks_json(&mut s, ctx);
     s.push_str(",\"violations\":{");
     for (i, rule) in Rule::ALL.into_iter().enumerate() {
         let (refused, shadow) = metrics.violations(rule);
@@ -129,6 +131,32 @@ fn broadcast_json(s: &mut String, ctx: &WorkerContext) {
         let _ = write!(s, ":{members}");
     }
     s.push_str("}}");
+}
+
+/// `,"sinks":[{"route":..,"lines":..,...}]`: what each sink file's writer has done.
+fn sinks_json(s: &mut String, ctx: &WorkerContext) {
+    s.push_str(",\"sinks\":[");
+    let mut first = true;
+    for (route, sink) in ctx.config.routes.iter().zip(ctx.sinks.iter()) {
+        let Some(sink) = sink else { continue };
+        let stats = sink.stats();
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        s.push_str("{\"route\":");
+        json_string(s, &route.path);
+        let _ = write!(
+            s,
+            ",\"lines\":{},\"bytes\":{},\"rotations\":{},\"write_errors\":{},\"backlog\":{}}}",
+            stats.lines,
+            stats.bytes,
+            stats.rotations,
+            stats.write_errors,
+            sink.backlog()
+        );
+    }
+    s.push(']');
 }
 
 fn route_json(s: &mut String, route: &Route, traffic: &TrafficTotals) {
@@ -367,6 +395,36 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
         );
         for (code, count) in counts {
             let _ = writeln!(s, "ringstream_{name}{{{label_name}=\"{code}\"}} {count}");
+        }
+    }
+    type SinkPick = fn(&SinkStats) -> u64;
+    let sink_families: [(&str, &str, SinkPick); 3] = [
+        ("sink_lines_total", "Lines written to sink files.", |t| {
+            t.lines
+        }),
+        ("sink_rotations_total", "Sink file rotations.", |t| {
+            t.rotations
+        }),
+        (
+            "sink_write_errors_total",
+            "Failed sink file opens, writes and rotations.",
+            |t| t.write_errors,
+        ),
+    ];
+    for (name, help, pick) in sink_families {
+        let _ = write!(
+            s,
+            "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} counter\n"
+        );
+        for (route, sink) in ctx.config.routes.iter().zip(ctx.sinks.iter()) {
+            if let Some(sink) = sink {
+                let route = label(&route.path);
+                let _ = writeln!(
+                    s,
+                    "ringstream_{name}{{route=\"{route}\"}} {}",
+                    pick(&sink.stats())
+                );
+            }
         }
     }
     s.push_str(

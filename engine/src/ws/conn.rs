@@ -12,14 +12,18 @@
 //! for the socket also wakes for what the handler queued (see [`crate::handler`]). On a
 //! broadcast route each message is published to the connection's topic, and the wait also
 //! wakes for the frames other members published, which leave in one vectored write (see
-//! [`crate::broadcast`]).
+//! [`crate::broadcast`]). On a sink route messages are only counted and, with a sink file,
+//! encoded as JSON lines and queued for the file's writer thread once per read; reading
+//! pauses while the writer is behind (see [`crate::sink_file`]).
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::poll_fn;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +44,7 @@ use crate::gate::ClientSlot;
 use crate::handler::{Link, RequestHead, Signal, WebSocket};
 use crate::metrics::Traffic;
 use crate::registry::{Activity, ConnGuard};
+use crate::sink_file::{SinkWriter, encode_line};
 use crate::transport::Transport;
 
 /// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
@@ -57,6 +62,8 @@ const IDLE_REASON: &str = "idle timeout";
 const DRAIN_REASON: &str = "server shutting down";
 /// Close reason of `slow_consumer = "close"` (PROTECTIONS.md).
 const SLOW_CONSUMER_REASON: &str = "slow consumer";
+/// How often a sink connection looks again whether the file's writer has caught up.
+const SINK_RETRY: Duration = Duration::from_millis(5);
 /// Most broadcast frames gathered into one write (well under the kernel's `IOV_MAX`).
 const MAX_FRAMES_PER_WRITE: usize = 256;
 
@@ -79,6 +86,17 @@ enum Role {
     Handler(Rc<Link>),
     /// Publishes them to a topic, and writes what the topic's members publish.
     Broadcast(Box<BroadcastMember>),
+    /// Counts them, and appends them to the route's sink file if it has one.
+    Sink(Box<SinkMember>),
+}
+
+/// A sink connection's file and the lines of the current read.
+struct SinkMember {
+    writer: Option<Arc<SinkWriter>>,
+    /// Named in each line.
+    peer: IpAddr,
+    /// Lines encoded since the last hand-over to the writer.
+    lines: Vec<u8>,
 }
 
 /// A broadcast connection's membership and its write batch.
@@ -139,6 +157,15 @@ pub fn serve<T: Transport>(
                 batch: Cell::new(Vec::new()),
             }))
         }
+        (RouteKind::Sink { .. }, _) => Role::Sink(Box::new(SinkMember {
+            writer: ctx.sinks.get(route_index).cloned().flatten(),
+            peer: client
+                .as_ref()
+                .map(ClientSlot::address)
+                .or_else(|| io.peer_addr().ok().map(|a| a.ip()))
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            lines: Vec::new(),
+        })),
         _ => Role::Echo,
     };
     let mut conn = WsConnection {
@@ -212,7 +239,7 @@ impl<T> WsConnection<T> {
     fn link(&self) -> Option<&Rc<Link>> {
         match &self.role {
             Role::Handler(link) => Some(link),
-            Role::Echo | Role::Broadcast(_) => None,
+            Role::Echo | Role::Broadcast(_) | Role::Sink(_) => None,
         }
     }
 }
@@ -223,6 +250,8 @@ impl<T: Transport> WsConnection<T> {
         let ctx = Rc::clone(&self.ctx);
         let route = &ctx.router.routes()[self.route_index];
         let end = self.run(route, buf).await;
+        // Lines of the last read are kept whatever ended the connection.
+        self.hand_over_sink_lines();
         // The handler learns at once that nothing more will arrive or leave.
         if let Some(link) = self.link() {
             link.finish(match &end {
@@ -279,6 +308,18 @@ impl<T: Transport> WsConnection<T> {
             }
             buf.drain(..pos);
             pos = 0;
+            self.hand_over_sink_lines();
+            if let Role::Sink(sink) = &self.role
+                && let Some(writer) = &sink.writer
+                && !writer.has_room()
+            {
+                let writer = Arc::clone(writer);
+                let wait = Box::pin(self.wait_for_sink(&writer, limits, &mut next_ping));
+                if let Err(end) = wait.await {
+                    return end;
+                }
+                last_heard = Instant::now();
+            }
             if let Some(link) = self.link().cloned()
                 && link.inbound_full()
             {
@@ -310,10 +351,12 @@ impl<T: Transport> WsConnection<T> {
                 let idle_at = last_heard + limits.timeout;
                 let wake_at = idle_at.min(next_ping);
                 let woke = match &self.role {
-                    Role::Echo => match self.guard.until(wake_at, read.as_mut()).await {
-                        Some(done) => Woke::Read(done),
-                        None => Woke::Deadline,
-                    },
+                    Role::Echo | Role::Sink(_) => {
+                        match self.guard.until(wake_at, read.as_mut()).await {
+                            Some(done) => Woke::Read(done),
+                            None => Woke::Deadline,
+                        }
+                    }
                     Role::Broadcast(member) => {
                         let member = member.membership.member();
                         let frames = poll_fn(|cx| member.poll_ready(cx));
@@ -427,8 +470,13 @@ impl<T: Transport> WsConnection<T> {
                     Payload::InBuffer(range) => &buf[start..][range.clone()],
                     Payload::Assembled => self.session.assembled(),
                 };
-                match &self.role {
+                match &mut self.role {
                     Role::Handler(link) => link.deliver(*text, body),
+                    Role::Sink(sink) => {
+                        if sink.writer.is_some() {
+                            encode_line(&mut sink.lines, unix_ms(), sink.peer, *text, body);
+                        }
+                    }
                     Role::Broadcast(member) => {
                         let membership = &member.membership;
                         let skip = (!member.echo_to_sender).then(|| membership.key());
@@ -543,6 +591,37 @@ impl<T: Transport> WsConnection<T> {
                 None => {}
             }
         }
+    }
+
+    /// Hands the lines encoded so far to the sink file's writer.
+    fn hand_over_sink_lines(&mut self) {
+        if let Role::Sink(sink) = &mut self.role
+            && let Some(writer) = &sink.writer
+            && !sink.lines.is_empty()
+        {
+            writer.append(std::mem::take(&mut sink.lines));
+        }
+    }
+
+    /// While the sink file's writer is behind: reads nothing (TCP holds the client back) and
+    /// keeps the heartbeat going until the writer has room again.
+    async fn wait_for_sink(
+        &self,
+        writer: &SinkWriter,
+        limits: &WsLimits,
+        next_ping: &mut Instant,
+    ) -> Result<(), End> {
+        while !writer.has_room() {
+            if self.ctx.draining.get() {
+                return Err(End::Close(close_code::GOING_AWAY, DRAIN_REASON.into()));
+            }
+            crate::runtime::sleep(SINK_RETRY).await;
+            if Instant::now() >= *next_ping {
+                *next_ping = Instant::now() + limits.heartbeat_interval;
+                self.ping().await.map_err(|()| End::Gone)?;
+            }
+        }
+        Ok(())
     }
 
     /// Acts on what the handler asked for: its queued frames are written (within
@@ -708,6 +787,13 @@ impl<T: Transport> WsConnection<T> {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, for sink lines.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Turns a client frame whose payload sits at `payload` in `buf` (already unmasked) into the
