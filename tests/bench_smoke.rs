@@ -98,3 +98,46 @@ fn raw_tcp_load_completes_against_its_server() {
     let _ = server.wait();
     assert!(out.contains(" 0 errors"), "{out}");
 }
+
+/// The number after `"key":` in the bench's one-line JSON.
+fn json_number(out: &str, key: &str) -> u64 {
+    let pattern = format!("\"{key}\":");
+    let at = out
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+        + pattern.len();
+    let digits: String = out[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {out}"))
+}
+
+#[test]
+fn the_broadcast_load_delivers_every_message_in_order() {
+    // Pings every 100 ms reach subscribers and publishers between messages: both must answer
+    // them and not count them as messages.
+    let server = Server::with_config(
+        "[limits]\nheartbeat_interval = \"100ms\"\n\n[[routes]]\npath = \"/ws/broadcast/{topic}\"\nkind = \"broadcast\"\n",
+        &[],
+    );
+    let url = format!("ws://{}/ws/broadcast/smoke", server.addr);
+    let pid = server.pid().to_string();
+    let out = bench(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "20",
+        "--publishers",
+        "2",
+        "--window",
+        "16",
+        "--server-pid",
+        &pid,
+        "--json",
+    ]);
+    assert_eq!(json_number(&out, "errors"), 0, "{out}");
+    assert_eq!(json_number(&out, "subscribers"), 20, "{out}");
+    assert!(json_number(&out, "ops") > 0, "{out}");
+    assert!(json_number(&out, "published") > 0, "{out}");
+}

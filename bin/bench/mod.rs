@@ -2,6 +2,7 @@
 //! connections, every answer verified; reports the rate, latency p50/p99 and, given the
 //! server's PID, the server's CPU time per operation.
 
+mod broadcast;
 mod raw;
 mod stats;
 mod ws;
@@ -41,6 +42,8 @@ pub enum Mode {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// K subscribers and P publishers on one topic: verified deliveries/s and their latency.
+    Broadcast(broadcast::BroadcastArgs),
     /// Connect, upgrade, close handshake, disconnect: one operation.
     Handshake {
         /// ws://IP:PORT/PATH of a WebSocket endpoint.
@@ -105,6 +108,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match args.mode {
             Mode::RawTcpServer { listen } => Ok(raw::serve(listen).await?),
+            Mode::Broadcast(args) => broadcast::run(args).await,
             Mode::Echo {
                 url,
                 size,

@@ -18,7 +18,8 @@ use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 use super::Phase;
 use super::stats::Stats;
 
-const KEY: [u8; 4] = [0x5c, 0x1e, 0xa7, 0x33];
+/// The mask key of every client frame.
+pub(super) const KEY: [u8; 4] = [0x5c, 0x1e, 0xa7, 0x33];
 /// RFC 6455 §1.3's example key, and the accept value the server must answer with.
 const CLIENT_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -55,15 +56,16 @@ impl Target {
 }
 
 /// One client connection with its read buffer.
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    pos: usize,
+pub(super) struct Client {
+    pub(super) stream: TcpStream,
+    /// Bytes read; `buf[pos..]` is not parsed yet.
+    pub(super) buf: Vec<u8>,
+    pub(super) pos: usize,
 }
 
 impl Client {
     /// Connects and upgrades; checks the 101 and its accept value.
-    async fn open(target: &Target) -> io::Result<Self> {
+    pub(super) async fn open(target: &Target) -> io::Result<Self> {
         let stream = TcpStream::connect(target.addr).await?;
         stream.set_nodelay(true)?;
         let mut client = Self {
