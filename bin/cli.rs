@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringstream_engine::config::{IoDriver, ServerConfig};
+use ringstream_engine::config::{FilesConfig, IoDriver, Route, RouteKind, ServerConfig, WsLimits};
+
+/// Where `--files DIR` serves DIR.
+const FILES_PATH: &str = "/files/";
 
 use crate::config;
 
@@ -52,6 +55,11 @@ pub struct ServeArgs {
     /// Start even if another process already serves the port through SO_REUSEPORT
     #[arg(long)]
     pub allow_shared_port: bool,
+    /// Serve the files below DIR at /files/ (the root of the config's /files/ route, which is
+    /// added if the config has none) [default: the file's root; ./public in the embedded
+    /// default]
+    #[arg(long, value_name = "DIR")]
+    pub files: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or directives such as
     /// `info,ringstream_engine=debug` [default: $RUST_LOG, else info]
     #[arg(long, value_name = "LEVEL", value_parser = parse_log_filter)]
@@ -113,6 +121,30 @@ impl ServeArgs {
         }
         if self.allow_shared_port {
             config.allow_shared_port = true;
+        }
+        if let Some(dir) = &self.files {
+            let route = config
+                .routes
+                .iter_mut()
+                .find(|r| r.path == FILES_PATH && matches!(r.kind, RouteKind::Files(_)));
+            match route {
+                Some(route) => {
+                    if let RouteKind::Files(files) = &mut route.kind {
+                        files.root.clone_from(dir);
+                        files.root_optional = false;
+                    }
+                }
+                None => {
+                    let files = RouteKind::Files(Box::new(FilesConfig::new(dir.clone())));
+                    let limits = config.limits.clone();
+                    config.routes.push(Route {
+                        path: FILES_PATH.into(),
+                        kind: files,
+                        limits,
+                        ws: WsLimits::default(),
+                    });
+                }
+            }
         }
     }
 }

@@ -50,7 +50,7 @@ kind = "stats"
     Server::with_config(&config, &["--workers", "2"])
 }
 
-/// Every line of the file, each checked to be whole JSON.
+/// Every line of the file, each checked to be whole JSON; the file must end with a whole line.
 fn lines(file: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     assert!(
@@ -58,7 +58,15 @@ fn lines(file: &Path) -> Vec<serde_json::Value> {
         "a torn last line in {}",
         file.display()
     );
-    text.lines()
+    whole_lines(&text)
+}
+
+/// The whole lines of `text`, each checked to be JSON (a read racing a write in progress may
+/// see the end of a line not written yet; it is left out).
+fn whole_lines(text: &str) -> Vec<serde_json::Value> {
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    text[..end]
+        .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
         .collect()
 }
@@ -67,7 +75,7 @@ fn lines(file: &Path) -> Vec<serde_json::Value> {
 fn wait_for_lines(file: &Path, count: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let found = lines(file);
+        let found = whole_lines(&std::fs::read_to_string(file).unwrap_or_default());
         if found.len() >= count {
             return found;
         }
@@ -109,7 +117,7 @@ fn every_message_is_one_json_line_and_nothing_is_answered() {
 }
 
 #[test]
-fn kill_9_mid_stream_leaves_only_whole_lines_and_a_restart_appends() {
+fn kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines() {
     let dir = TempDir::new("sink-kill");
     let file = dir.0.join("t.jsonl");
     let server = sink_server(&file, "");
@@ -140,10 +148,24 @@ fn kill_9_mid_stream_leaves_only_whole_lines_and_a_restart_appends() {
         writer.join().unwrap();
     }
     drop(server);
-    let before = lines(&file);
+    // Every line the server wrote is whole. The kernel may cut the write a SIGKILL lands in
+    // at a page boundary, leaving a torn last line in the page cache; the next start cuts it.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let before = whole_lines(&text);
     assert!(before.len() >= 2000);
-    // A restart keeps what is there and appends after it.
+    if !text.ends_with('\n') {
+        println!(
+            "the kill tore the last write: {} bytes after the last line",
+            text.len() - text.rfind('\n').map_or(0, |i| i + 1)
+        );
+    }
+    // A restart cuts any torn tail, keeps every whole line, and appends after them.
     let server = sink_server(&file, "");
+    assert_eq!(
+        lines(&file).len(),
+        before.len(),
+        "only whole lines after the restart"
+    );
     let mut client = connect(&server, "/ws/sink");
     client
         .write_all(&frame(true, 0, TEXT, b"after restart"))

@@ -9,6 +9,7 @@
 mod broadcast;
 mod clients;
 mod error;
+mod files;
 mod raw;
 mod resolve;
 mod units;
@@ -17,7 +18,7 @@ mod ws;
 use std::path::Path;
 
 use anyhow::Context as _;
-use ringstream_engine::config::{IoDriver, ServerConfig};
+use ringstream_engine::config::{IoDriver, RouteKind, ServerConfig};
 
 pub use error::ConfigError;
 pub use resolve::{MAX_BACKLOG, MAX_WORKERS};
@@ -42,9 +43,16 @@ pub fn load_file(path: &Path) -> anyhow::Result<ServerConfig> {
     Ok(parse(&text, &path.display().to_string())?)
 }
 
-/// The embedded default config (`bin/default.toml`).
+/// The embedded default config (`bin/default.toml`). Its files root (`./public`, relative to
+/// the working directory) may be missing: the route then answers 404 after one warning.
 pub fn embedded_default() -> anyhow::Result<ServerConfig> {
-    Ok(parse(DEFAULT_TOML, DEFAULT_NAME)?)
+    let mut config = parse(DEFAULT_TOML, DEFAULT_NAME)?;
+    for route in &mut config.routes {
+        if let RouteKind::Files(files) = &mut route.kind {
+            files.root_optional = true;
+        }
+    }
+    Ok(config)
 }
 
 /// One line describing what `config` serves, for `check-config` and the start-up log.

@@ -84,6 +84,16 @@ pub struct RawLimits {
     pub timeout: Option<Spanned<Seconds>>,
     /// Origins allowed to open a WebSocket; empty allows any.
     pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// Longest time one file response may take.
+    pub download_timeout: Option<Spanned<Seconds>>,
+    /// Download bytes per second per connection.
+    pub rate_limit_bandwidth: Option<Spanned<Size>>,
+    /// Download bytes per second per client, across its connections.
+    pub client_bandwidth: Option<Spanned<Size>>,
+    /// Download bytes per second for the whole route.
+    pub global_bandwidth: Option<Spanned<Size>>,
+    /// Bytes of a response sent before the bandwidth caps apply.
+    pub rate_after: Option<Spanned<Size>>,
     /// Bytes queued for one WebSocket client (handler sends, broadcast frames).
     pub max_backpressure: Option<Spanned<Size>>,
     /// `"close"`, `"drop"` or `"keep_latest"` for a broadcast member whose queue is full.
@@ -218,6 +228,18 @@ pub struct RawRoute {
     pub sink_max_bytes: Option<Spanned<Size>>,
     /// `sink`: rotated files kept.
     pub sink_keep: Option<Spanned<Int>>,
+    /// `files`: the root directory.
+    pub root: Option<Spanned<String>>,
+    /// `files`: the file a directory request serves.
+    pub index: Option<Spanned<String>>,
+    /// `files`: whether names starting with `.` are served.
+    pub hidden: Option<Spanned<bool>>,
+    /// `files`: send every file as an attachment.
+    pub attachment: Option<Spanned<bool>>,
+    /// `files`: ranges honoured per request (0 or 1).
+    pub max_ranges: Option<Spanned<Int>>,
+    /// `files`: bytes read and sent at a time.
+    pub chunk_size: Option<Spanned<Size>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

@@ -47,11 +47,12 @@ const AVAILABLE_KINDS: &[&str] = &[
     "broadcast",
     "publish",
     "sink",
+    "files",
     "stats",
     "metrics",
 ];
 /// Route kinds of DESIGN.md that later builds add.
-const PLANNED_KINDS: &[&str] = &["files", "upload"];
+const PLANNED_KINDS: &[&str] = &["upload"];
 
 /// Checks a route kind name; the error is the message to show at the `kind` value.
 pub fn check_route_kind(name: &str) -> Result<(), String> {
@@ -237,6 +238,7 @@ impl Checker<'_, '_> {
             "broadcast" => self.broadcast_kind(key, raw),
             "publish" => self.publish_kind(key, raw),
             "sink" => self.sink_kind(key, raw),
+            "files" => self.files_kind(key, raw),
             _ => Ok(RouteKind::Health),
         }
     }
@@ -248,7 +250,7 @@ impl Checker<'_, '_> {
         kind: &str,
         raw: &RawRoute,
     ) -> Result<(), ConfigError> {
-        let options: [KindOption; 11] = [
+        let options: [KindOption; 17] = [
             (
                 "a body",
                 at(&raw.body),
@@ -300,6 +302,27 @@ impl Checker<'_, '_> {
                 "sink routes",
             ),
             ("sink_keep", at(&raw.sink_keep), &["sink"], "sink routes"),
+            ("root", at(&raw.root), &["files"], "files routes"),
+            ("index", at(&raw.index), &["files"], "files routes"),
+            ("hidden", at(&raw.hidden), &["files"], "files routes"),
+            (
+                "attachment",
+                at(&raw.attachment),
+                &["files"],
+                "files routes",
+            ),
+            (
+                "max_ranges",
+                at(&raw.max_ranges),
+                &["files"],
+                "files routes",
+            ),
+            (
+                "chunk_size",
+                at(&raw.chunk_size),
+                &["files"],
+                "files routes",
+            ),
         ];
         for (option, span, kinds, owners) in options {
             if let Some(span) = span
@@ -410,6 +433,19 @@ impl Checker<'_, '_> {
         }
         if let Some(value) = &raw.send_timeout {
             out.send_timeout = self.timeout(value, &name("send_timeout"))?;
+        }
+        if let Some(value) = &raw.download_timeout {
+            out.download_timeout = self.timeout(value, &name("download_timeout"))?;
+        }
+        for (value, field) in [
+            (&raw.rate_limit_bandwidth, &mut out.bandwidth.per_connection),
+            (&raw.client_bandwidth, &mut out.bandwidth.per_client),
+            (&raw.global_bandwidth, &mut out.bandwidth.global),
+            (&raw.rate_after, &mut out.bandwidth.rate_after),
+        ] {
+            if let Some(value) = value {
+                *field = value.get_ref().0;
+            }
         }
         self.rate_limits(&mut out, raw, key)?;
         Ok(out)

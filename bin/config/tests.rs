@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use ringstream_engine::config::{
-    ClientLimits, ConnectionLimits, DenyAction, HttpLimits, IoDriver, LimitMode, RingSetup, Route,
-    RouteKind, ServerConfig, TopicSource, WsLimits, loopback,
+    ClientLimits, ConnectionLimits, DenyAction, FilesConfig, HttpLimits, IoDriver, LimitMode,
+    RingSetup, Route, RouteKind, ServerConfig, TopicSource, WsLimits, loopback,
 };
 use ringstream_engine::limits::client::ClientIdSource;
 
@@ -99,14 +99,23 @@ fn embedded_default_is_the_documented_defaults() {
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
                 },
+                Route {
+                    path: "/files/".into(),
+                    kind: RouteKind::Files(Box::new(FilesConfig {
+                        root_optional: true,
+                        ..FilesConfig::new("./public")
+                    })),
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                },
             ],
         }
     );
     assert_eq!(
         summary(&config),
         "listen 0.0.0.0:8080, workers one per CPU, io_driver auto, max_connections 100000, \
-         7 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
-         /ws/broadcast/ (broadcast), /publish/ (publish), /ws/sink (sink)"
+         8 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
+         /ws/broadcast/ (broadcast), /publish/ (publish), /ws/sink (sink), /files/ (files)"
     );
 }
 
@@ -295,7 +304,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, limits)"
     );
 }
 
@@ -305,7 +314,7 @@ fn unknown_key_in_route_limits_does_not_suggest_server_wide_keys() {
         error("[[routes]]\npath = \"/\"\nkind = \"health\"\n[routes.limits]\nmax_bodysize = 1\n"),
         "config.toml:5: unknown key 'routes[0].limits.max_bodysize' (expected one of: \
          max_header_bytes, max_headers, max_uri_bytes, max_body_size, upload_timeout, \
-         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, max_backpressure, slow_consumer, slow_consumer_code, rate_limit_requests, burst, \
+         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, download_timeout, rate_limit_bandwidth, client_bandwidth, global_bandwidth, rate_after, max_backpressure, slow_consumer, slow_consumer_code, rate_limit_requests, burst, \
          rate_limit_headers, mode)"
     );
 }
@@ -471,18 +480,18 @@ fn route_kinds() {
     assert_eq!(
         error("[[routes]]\npath = \"/b\"\nkind = \"upload\"\n"),
         "config.toml:3: routes[0].kind: route kind `upload` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, sink, stats, metrics)"
+         (available: health, static_text, echo, broadcast, publish, sink, files, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, broadcast, publish, sink, stats, metrics)"
+         static_text, echo, broadcast, publish, sink, files, stats, metrics)"
     );
     // The keys of a kind this build lacks are not reported as unknown: the kind is the problem.
     assert_eq!(
-        error("[[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"./public\"\n"),
-        "config.toml:3: routes[0].kind: route kind `files` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, sink, stats, metrics)"
+        error("[[routes]]\npath = \"/upload/\"\nkind = \"upload\"\nupload_dir = \"./up\"\n"),
+        "config.toml:3: routes[0].kind: route kind `upload` is not available in this build \
+         (available: health, static_text, echo, broadcast, publish, sink, files, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -796,6 +805,58 @@ fn sink_routes() {
         (
             "[[routes]]\npath = \"/t\"\nkind = \"echo\"\nsink_file = \"x\"\n",
             "config.toml:4: routes[0].sink_file: only sink routes take sink_file",
+        ),
+    ] {
+        assert_eq!(error(text), message, "{text}");
+    }
+}
+
+#[test]
+fn files_routes() {
+    let config = parse(
+        "[[routes]]\npath = \"/dl/\"\nkind = \"files\"\nroot = \"/srv\"\nindex = \"index.html\"\n\
+         hidden = true\nattachment = true\nmax_ranges = 0\nchunk_size = \"256KiB\"\n\
+         [routes.limits]\nrate_limit_bandwidth = \"1MiB\"\nclient_bandwidth = \"2MiB\"\n\
+         global_bandwidth = \"100MiB\"\nrate_after = \"4MiB\"\ndownload_timeout = \"2h\"\n",
+        "config.toml",
+    )
+    .unwrap();
+    let route = &config.routes[0];
+    assert_eq!(
+        route.kind,
+        RouteKind::Files(Box::new(FilesConfig {
+            index: Some("index.html".into()),
+            allow_hidden: true,
+            attachment: true,
+            max_ranges: 0,
+            chunk_size: 256 * 1024,
+            ..FilesConfig::new("/srv")
+        }))
+    );
+    let mib = 1024 * 1024;
+    assert_eq!(route.limits.bandwidth.per_connection, mib);
+    assert_eq!(route.limits.bandwidth.per_client, 2 * mib);
+    assert_eq!(route.limits.bandwidth.global, 100 * mib);
+    assert_eq!(route.limits.bandwidth.rate_after, 4 * mib);
+    assert_eq!(route.limits.download_timeout, Duration::from_secs(7200));
+    for (text, message) in [
+        (
+            "[[routes]]\npath = \"/f/\"\nkind = \"files\"\n",
+            "config.toml:3: routes[0]: a files route needs a root directory (add root = \
+             \"./public\")",
+        ),
+        (
+            "[[routes]]\npath = \"/f/\"\nkind = \"files\"\nroot = \"x\"\nmax_ranges = 5\n",
+            "config.toml:5: routes[0].max_ranges: 5 is not supported: 1 honours one range per \
+             request, 0 none (multipart/byteranges is not built)",
+        ),
+        (
+            "[[routes]]\npath = \"/f/\"\nkind = \"files\"\nroot = \"x\"\nindex = \"../x\"\n",
+            "config.toml:5: routes[0].index: \"../x\" is not a file name",
+        ),
+        (
+            "[[routes]]\npath = \"/e\"\nkind = \"echo\"\nroot = \"x\"\n",
+            "config.toml:4: routes[0].root: only files routes take root",
         ),
     ] {
         assert_eq!(error(text), message, "{text}");

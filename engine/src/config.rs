@@ -4,6 +4,7 @@
 //! `ringstream` binary; the engine only ever sees these checked values.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ringstream_limits::cidr::{Cidr, CidrSet};
@@ -302,6 +303,9 @@ pub enum RouteKind {
         /// Subprotocols offered to clients, in order of preference; empty offers none.
         subprotocols: Vec<String>,
     },
+    /// Static files below a root directory: `GET` and `HEAD`, ranges, conditionals, and the
+    /// bandwidth caps of the route's limits (see [`crate::files`]).
+    Files(Box<FilesConfig>),
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
         /// Addresses allowed to read it (403 for others).
@@ -333,6 +337,7 @@ impl RouteKind {
             Self::Broadcast { .. } => "broadcast",
             Self::Publish { .. } => "publish",
             Self::Sink { .. } => "sink",
+            Self::Files(_) => "files",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
         }
@@ -364,10 +369,62 @@ impl RouteKind {
             Self::Health
             | Self::StaticText { .. }
             | Self::Publish { .. }
+            | Self::Files(_)
             | Self::Stats { .. }
             | Self::Metrics { .. } => &[],
         }
     }
+}
+
+/// A `files` route: where the files are and how they are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    /// The root directory; nothing outside it is ever served.
+    pub root: PathBuf,
+    /// When the root does not exist, serve nothing (404) after one warning instead of refusing
+    /// to start (the embedded default's `./public`).
+    pub root_optional: bool,
+    /// The file a directory request serves (`index.html`); without it directories are 404.
+    pub index: Option<String>,
+    /// Whether names starting with `.` are served.
+    pub allow_hidden: bool,
+    /// Whether every file is sent with `Content-Disposition: attachment`.
+    pub attachment: bool,
+    /// Most ranges one request may ask for; past it the whole file is sent. Only 1 is
+    /// supported (no `multipart/byteranges`).
+    pub max_ranges: usize,
+    /// Bytes read from the file and sent at a time (per connection, the most a download keeps
+    /// in memory).
+    pub chunk_size: usize,
+}
+
+impl FilesConfig {
+    /// `root` with every default: no index, hidden names refused, no attachment, one range,
+    /// 64 KiB pieces.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            root_optional: false,
+            index: None,
+            allow_hidden: false,
+            attachment: false,
+            max_ranges: 1,
+            chunk_size: 64 * 1024,
+        }
+    }
+}
+
+/// Download bandwidth caps in bytes per second (0 = off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bandwidth {
+    /// Per connection (`rate_limit_bandwidth`).
+    pub per_connection: u64,
+    /// One budget for all of a client's connections, on every core (`client_bandwidth`).
+    pub per_client: u64,
+    /// One budget for the whole route (`global_bandwidth`).
+    pub global: u64,
+    /// Bytes of each response sent at full speed before the caps apply (`rate_after`).
+    pub rate_after: u64,
 }
 
 /// Where a broadcast or publish route's topic name comes from.
@@ -417,6 +474,10 @@ pub struct HttpLimits {
     pub send_timeout: Duration,
     /// Requests per client on this route: 429 past it.
     pub request_rate: RequestRate,
+    /// Longest time one file response may take as a whole: the connection is closed.
+    pub download_timeout: Duration,
+    /// Download bandwidth caps of a files route.
+    pub bandwidth: Bandwidth,
     /// Whether this route's rate rules (requests, WebSocket frames and bytes) refuse or only
     /// report.
     pub mode: LimitMode,
@@ -436,6 +497,8 @@ impl Default for HttpLimits {
             keepalive_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             request_rate: RequestRate::default(),
+            download_timeout: Duration::from_secs(3600),
+            bandwidth: Bandwidth::default(),
             mode: LimitMode::Enforce,
         }
     }

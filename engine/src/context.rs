@@ -18,8 +18,8 @@ use crate::conn_count::ConnectionCounter;
 use crate::gate::ClientGate;
 use crate::metrics::{Metrics, WorkerCounters};
 use crate::registry::ConnRegistry;
+use crate::route_state::RouteStates;
 use crate::router::Router;
-use crate::sink_file::Sinks;
 
 /// One worker's shared, single-threaded state.
 #[derive(Debug)]
@@ -52,8 +52,8 @@ pub struct WorkerContext {
     pub hub: Arc<Hub>,
     /// This worker's members per topic.
     pub topics: Rc<RefCell<LocalTopics>>,
-    /// The sink routes' files, by route index.
-    pub sinks: Sinks,
+    /// What routes share (sink files, files roots), by route index.
+    pub routes: RouteStates,
     /// This worker's index (its block of counters).
     index: usize,
 }
@@ -67,7 +67,7 @@ impl WorkerContext {
         gate: Arc<ClientGate>,
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
-        sinks: Sinks,
+        routes: RouteStates,
     ) -> Self {
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
@@ -93,7 +93,7 @@ impl WorkerContext {
             metrics,
             config: Arc::clone(config),
             hub,
-            sinks,
+            routes,
             topics: Rc::new(RefCell::new(LocalTopics::new(index))),
             index,
         }

@@ -21,8 +21,11 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// Flags for every file opened for reading.
-const READ_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY;
+/// Flags for every file opened for reading. `O_NONBLOCK`: opening a FIFO must not wait for a
+/// writer (the caller refuses anything but regular files and directories after `fstat`); on
+/// a regular file it changes nothing.
+const READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
 
 /// An open root directory.
 #[derive(Debug)]

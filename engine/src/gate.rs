@@ -23,7 +23,7 @@ use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 
 use crate::coarse_clock;
-use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, ServerConfig};
+use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, RouteKind, ServerConfig};
 use crate::loopback_watch::{LoopbackShare, LoopbackWatch};
 use crate::metrics::Metrics;
 
@@ -122,6 +122,8 @@ pub struct ClientGate {
     requests: Box<[Option<RequestQuota>]>,
     messages: Option<(usize, Gcra)>,
     bytes: Option<(usize, Gcra)>,
+    /// Per route: a files route's `client_bandwidth` budget, with its bucket.
+    bandwidth: Box<[Option<(usize, Gcra)>]>,
     metrics: Arc<Metrics>,
     log_budget: AtomicGcraState,
     log_quota: Option<Gcra>,
@@ -177,6 +179,20 @@ impl ClientGate {
             limits.client_bytes_per_minute
         })
         .map(|q| (next_bucket + 1, q));
+        let mut buckets = next_bucket + 2;
+        let bandwidth: Box<[Option<(usize, Gcra)>]> = config
+            .routes
+            .iter()
+            .map(|route| {
+                let RouteKind::Files(files) = &route.kind else {
+                    return None;
+                };
+                let rate = route.limits.bandwidth.per_client;
+                let quota = Gcra::new(rate, Duration::from_secs(1), files.chunk_size as u64)?;
+                buckets += 1;
+                Some((buckets - 1, quota))
+            })
+            .collect();
         let bans = (limits.ban_after_violations > 0).then(|| BanPolicy {
             after_violations: limits.ban_after_violations,
             window_ns: nanos(limits.ban_window),
@@ -191,7 +207,7 @@ impl ClientGate {
                 limits.trusted_proxies.clone(),
                 limits.ipv6_prefix,
             ),
-            table: ClientTable::new(limits.max_tracked_clients, nanos(memory), next_bucket + 2),
+            table: ClientTable::new(limits.max_tracked_clients, nanos(memory), buckets),
             connections: ConnectionPolicy {
                 max_concurrent: limits.max_concurrent_connections,
                 rate: Gcra::new(
@@ -205,6 +221,7 @@ impl ClientGate {
             requests: requests.into_boxed_slice(),
             messages,
             bytes,
+            bandwidth,
             metrics,
             log_budget: AtomicGcraState::default(),
             log_quota: Gcra::new(
@@ -231,6 +248,25 @@ impl ClientGate {
     /// The shared client table (for `/stats` and the sweeper).
     pub fn table(&self) -> &ClientTable {
         &self.table
+    }
+
+    /// Asks the `client_bandwidth` budget of files route `route` for `bytes` at `now`, for
+    /// the client of `slot` (a client the limits do not track, such as an exempt one, has
+    /// no budget: always allowed).
+    pub fn check_bandwidth(
+        &self,
+        slot: &ClientSlot,
+        route: usize,
+        bytes: u64,
+        now: u64,
+    ) -> Decision {
+        match (slot.limited(), self.bandwidth.get(route)) {
+            (Some(client), Some(Some((bucket, quota)))) => client.check(*bucket, quota, now, bytes),
+            _ => Decision::Allow {
+                remaining: 0,
+                reset_after: Duration::ZERO,
+            },
+        }
     }
 
     /// Nanoseconds on the gate's clock (the coarse monotonic clock).

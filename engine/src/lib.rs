@@ -11,6 +11,7 @@
 //! - [`config`]: the resolved, validated configuration the engine runs with.
 //! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
 //! - [`file_root`]: a file route's root, and opening files strictly beneath it.
+//! - [`files`]: the files route: answers to ranges and validators, bandwidth caps, streaming.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
 //! - [`broadcast`]: pub/sub topics, their per-core members and the cross-core fan-out.
 //! - [`sink_file`]: the file a `sink` route appends its messages to as JSON lines, on one
@@ -26,7 +27,8 @@
 //! - `http`: the HTTP/1.1 connection state machine, built-in routes and refusals.
 //! - `ws`: WebSocket routes: the upgrade decision and the connection after the 101 (echo, or
 //!   the pump of a handler route).
-//! - `router`: matching a path to a route.
+//! - `router`: matching a path to a route; `route_state`: what routes share across workers
+//!   (sink files, files roots, route-wide bandwidth).
 //! - `context`: what the connections of one worker share.
 //! - `registry`: each worker's open connections, their deadlines (one sweeper per worker
 //!   instead of a timer per operation) and their idle state for the drain.
@@ -44,6 +46,7 @@ pub mod broadcast;
 pub mod coarse_clock;
 pub mod config;
 pub mod file_root;
+pub mod files;
 pub mod handler;
 pub mod server;
 pub mod sink_file;
@@ -64,6 +67,7 @@ mod loopback_watch;
 mod metrics;
 mod registry;
 mod rlimit;
+mod route_state;
 mod router;
 mod runtime;
 mod signals;

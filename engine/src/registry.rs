@@ -36,6 +36,9 @@ struct Entry {
     activity: Activity,
     deadline: Option<Instant>,
     expired: bool,
+    /// Set for a WebSocket connection when the drain starts (never cleared): its waits for the
+    /// client end so that it sends close 1001; its writes are left to finish.
+    drain_woken: bool,
     waker: Option<Waker>,
 }
 
@@ -55,6 +58,7 @@ impl ConnRegistry {
             activity: Activity::Idle,
             deadline: None,
             expired: false,
+            drain_woken: false,
             waker: None,
         });
         ConnGuard {
@@ -87,7 +91,14 @@ impl ConnRegistry {
                 shutdown_fd(entry.fd);
             }
         }
-        self.expire_where(|e| e.activity == Activity::WebSocket);
+        let mut wakers = Vec::new();
+        for (_, entry) in self.entries.borrow_mut().iter_mut() {
+            if entry.activity == Activity::WebSocket {
+                entry.drain_woken = true;
+                wakers.extend(entry.waker.take());
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     fn expire_where(&self, due: impl Fn(&Entry) -> bool) {
@@ -149,9 +160,19 @@ impl ConnGuard {
     }
 
     /// Runs `future` until it completes or `deadline` passes; `None` if the deadline passed
-    /// first (the future is then dropped, which cancels its I/O).
+    /// first (the future is then dropped, which cancels its I/O). The drain does not end it: a
+    /// write under way when the drain starts finishes, so frames stay whole.
     pub async fn within<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
-        self.until(deadline, std::pin::pin!(future)).await
+        self.within_pinned(deadline, std::pin::pin!(future)).await
+    }
+
+    /// [`ConnGuard::within`] for a future the caller keeps (to go on with it afterwards).
+    pub async fn within_pinned<F: Future>(
+        &self,
+        deadline: Instant,
+        future: Pin<&mut F>,
+    ) -> Option<F::Output> {
+        self.wait(deadline, future, false).await
     }
 
     /// Polls `future` until it completes or `deadline` passes (or the drain wakes a WebSocket
@@ -162,6 +183,15 @@ impl ConnGuard {
         deadline: Instant,
         future: Pin<&mut F>,
     ) -> Option<F::Output> {
+        self.wait(deadline, future, true).await
+    }
+
+    async fn wait<F: Future>(
+        &self,
+        deadline: Instant,
+        future: Pin<&mut F>,
+        wake_on_drain: bool,
+    ) -> Option<F::Output> {
         self.registry.with_entry(self.key, |e| {
             e.deadline = Some(deadline);
             e.expired = deadline <= Instant::now();
@@ -169,6 +199,7 @@ impl ConnGuard {
         let output = Deadline {
             guard: self,
             future,
+            wake_on_drain,
         }
         .await;
         self.registry.with_entry(self.key, |e| {
@@ -189,16 +220,21 @@ impl Drop for ConnGuard {
 struct Deadline<'g, 'f, F> {
     guard: &'g ConnGuard,
     future: Pin<&'f mut F>,
+    /// Whether the drain's wake-up of a WebSocket connection ends the wait.
+    wake_on_drain: bool,
 }
 
 impl<F: Future> Future for Deadline<'_, '_, F> {
     type Output = Option<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let wake_on_drain = self.wake_on_drain;
         let expired = self
             .guard
             .registry
-            .with_entry(self.guard.key, |e| e.expired)
+            .with_entry(self.guard.key, |e| {
+                e.expired || (wake_on_drain && e.drain_woken)
+            })
             .unwrap_or(true);
         if expired {
             return Poll::Ready(None);
@@ -280,5 +316,31 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         let mut wait = Box::pin(guard.within(Instant::now(), std::future::ready(1)));
         assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn the_drain_ends_a_websocket_wait_for_the_client_but_not_a_write() {
+        let registry = ConnRegistry::default();
+        let guard = registry.register(-1);
+        guard.set_activity(Activity::WebSocket);
+        let far = Instant::now() + Duration::from_secs(60);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut write = std::pin::pin!(std::future::pending::<()>());
+        let mut writing = Box::pin(guard.within_pinned(far, write.as_mut()));
+        assert!(writing.as_mut().poll(&mut cx).is_pending());
+        registry.begin_drain();
+        assert!(
+            writing.as_mut().poll(&mut cx).is_pending(),
+            "a write goes on"
+        );
+        drop(writing);
+        let mut read = std::pin::pin!(std::future::pending::<()>());
+        let mut reading = Box::pin(guard.until(far, read.as_mut()));
+        assert_eq!(
+            reading.as_mut().poll(&mut cx),
+            Poll::Ready(None),
+            "a read ends"
+        );
     }
 }

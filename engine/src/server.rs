@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::broadcast::Hub;
-use crate::config::RouteKind;
 use crate::config::ServerConfig;
 use crate::conn_count::ConnectionCounter;
 use crate::cpus::allowed_cpus;
@@ -18,8 +17,8 @@ use crate::gate::ClientGate;
 use crate::listener::bind_reuseport;
 use crate::metrics::Metrics;
 use crate::rlimit::raise_nofile;
+use crate::route_state::{self, RouteStates};
 use crate::signals::TerminationSignals;
-use crate::sink_file::{SinkWriter, Sinks};
 use crate::worker::{self, WorkerSpec};
 
 /// File descriptors kept back from `max_connections` for listeners, rings, logs and files.
@@ -32,8 +31,8 @@ pub struct Server {
     driver: ChosenDriver,
     workers: Vec<JoinHandle<()>>,
     drain: Arc<DrainSignal>,
-    /// The sink routes' files, flushed once the workers are done.
-    sinks: Sinks,
+    /// What routes share (sink files are flushed once the workers are done).
+    routes: RouteStates,
 }
 
 impl Server {
@@ -60,7 +59,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new(count, config.routes.len()));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
-        let sinks = open_sinks(&config)?;
+        let routes = route_state::open(&config)?;
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {
@@ -68,7 +67,7 @@ impl Server {
             driver,
             workers: Vec::with_capacity(count),
             drain,
-            sinks,
+            routes,
         };
         for (index, listener) in listeners.into_iter().enumerate() {
             let spec = WorkerSpec {
@@ -81,7 +80,7 @@ impl Server {
                 gate: Arc::clone(&gate),
                 metrics: Arc::clone(&metrics),
                 hub: Arc::clone(&hub),
-                sinks: Arc::clone(&server.sinks),
+                routes: Arc::clone(&server.routes),
                 drain: Arc::clone(&server.drain),
             };
             match worker::spawn(spec, ready_tx.clone()) {
@@ -145,7 +144,7 @@ impl Server {
             }
         }
         // Every line the workers queued reaches the file before the process exits.
-        for sink in self.sinks.iter().flatten() {
+        for sink in self.routes.iter().filter_map(|r| r.sink.as_ref()) {
             sink.shutdown();
         }
         result
@@ -157,20 +156,6 @@ impl Server {
         let _ = self.join();
         error
     }
-}
-
-/// Opens the file of every sink route that has one (repairing a torn last line), by route.
-fn open_sinks(config: &ServerConfig) -> Result<Sinks, EngineError> {
-    let mut sinks = Vec::with_capacity(config.routes.len());
-    for route in &config.routes {
-        sinks.push(match &route.kind {
-            RouteKind::Sink {
-                file: Some(file), ..
-            } => Some(Arc::new(SinkWriter::open(file.clone())?)),
-            _ => None,
-        });
-    }
-    Ok(sinks.into())
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.

@@ -29,9 +29,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The sink writer of each route (by route index), `None` for routes without a sink file.
-pub type Sinks = Arc<[Option<Arc<SinkWriter>>]>;
-
 /// Queued bytes past which workers stop reading from sink clients.
 pub const MAX_BACKLOG: usize = 8 << 20;
 /// The most bytes the writer gathers into one `write(2)` from batches already queued.

@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
+use compio::io::AsyncReadAt;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 
@@ -99,5 +100,41 @@ impl Transport for TcpTransport {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+}
+
+/// A regular file read at given offsets on the worker's runtime (io_uring reads; page-cache
+/// hits complete without a thread).
+#[derive(Debug)]
+pub struct FileSource {
+    file: compio::fs::File,
+}
+
+impl FileSource {
+    /// Takes over an open file.
+    pub fn new(file: std::fs::File) -> Self {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = file.into_raw_fd();
+        // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
+        // regular file, which is what compio's `File` wraps.
+        let file = unsafe { compio::fs::File::from_raw_fd(fd) };
+        Self { file }
+    }
+
+    /// Appends up to `len` bytes read at `offset` to `buf` (fewer at the end of the file, or
+    /// when the kernel returns less).
+    pub async fn read_at(
+        &self,
+        mut buf: Vec<u8>,
+        offset: u64,
+        len: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        buf.reserve(len);
+        let start = buf.len();
+        let BufResult(result, slice) = self
+            .file
+            .read_at(buf.slice(start..start + len), offset)
+            .await;
+        (result, slice.into_inner())
     }
 }

@@ -25,8 +25,8 @@ use crate::gate::{Admission, ClientGate, ClientSlot, Refusal};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::registry::sweep_forever;
+use crate::route_state::RouteStates;
 use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
-use crate::sink_file::Sinks;
 
 /// At most this many 503 answers are in flight per worker; past it a connection the server has
 /// no room for is closed without one.
@@ -64,8 +64,8 @@ pub struct WorkerSpec {
     pub metrics: Arc<Metrics>,
     /// Broadcast topics and every worker's inbox.
     pub hub: Arc<Hub>,
-    /// The sink routes' files.
-    pub sinks: Sinks,
+    /// What routes share (sink files, files roots).
+    pub routes: RouteStates,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
 }
@@ -109,7 +109,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
             Arc::clone(&spec.gate),
             Arc::clone(&spec.metrics),
             Arc::clone(&spec.hub),
-            Arc::clone(&spec.sinks),
+            Arc::clone(&spec.routes),
         ));
         spawn_detached(sweep_forever(ctx.registry.clone()));
         spawn_detached(deliver_posts(Rc::clone(&ctx)));

@@ -58,6 +58,7 @@ pub fn respond(
         | RouteKind::Broadcast { .. }
         | RouteKind::Publish { .. }
         | RouteKind::Sink { .. }
+        | RouteKind::Files(_)
         | RouteKind::Stats { .. }
         | RouteKind::Metrics { .. } => {}
     }

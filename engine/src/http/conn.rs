@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
 use super::apps::{self, MethodClass};
+use super::files;
 use super::publish::{self, PublishHead};
 use super::{observe, refuse};
 use crate::broadcast::LocalTopics;
 use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::conn_count::ConnSlot;
 use crate::context::WorkerContext;
+use crate::files::FileRequest;
 use crate::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
 use crate::handler::RequestHead;
 use crate::registry::{Activity, ConnGuard};
@@ -68,6 +70,8 @@ struct RequestInfo {
     topic: Option<Box<str>>,
     /// On a publish route: what the head asks for.
     publish: Option<PublishHead>,
+    /// On a files route: what the head asks of the file.
+    file: Option<Box<FileRequest>>,
     /// For the first request of a connection whose client the head names: the admission.
     admission: Option<Result<ClientSlot, Refusal>>,
     /// Index of the matched route, `None` for a 404.
@@ -254,6 +258,17 @@ impl<T: Transport> Connection<T> {
             if let (Some(_), Some(route)) = (&request.upgrade, request.route) {
                 return self.upgrade(request, route).await;
             }
+            if let (Some(file), Some(route)) = (request.file.take(), request.route) {
+                self.read_body(&request, limits, None).await?;
+                let close = !request.keep_alive || ctx.draining.get();
+                self.serve_file(&file, route, request.method, close).await?;
+                if close {
+                    self.flush().await?;
+                    let _ = self.io.shutdown_write().await;
+                    return Ok(Next::Done);
+                }
+                continue;
+            }
             let published = match (request.publish.take(), request.route) {
                 (Some(head), Some(route)) => Some(self.publish(&request, head, route).await?),
                 _ => {
@@ -276,6 +291,34 @@ impl<T: Transport> Connection<T> {
                 let _ = self.io.shutdown_write().await;
                 return Ok(Next::Done);
             }
+        }
+    }
+
+    /// Answers a request on a files route: the head (with any answers queued before it) and
+    /// the file's bytes leave now; a body that could not be sent whole closes the connection.
+    async fn serve_file(
+        &mut self,
+        file: &FileRequest,
+        route: usize,
+        method: MethodClass,
+        close: bool,
+    ) -> Result<(), Stop> {
+        let ctx = Rc::clone(&self.ctx);
+        let exchange = files::Exchange {
+            io: &self.io,
+            guard: &self.guard,
+            ctx: &ctx,
+            route_index: route,
+            client: self.client.as_ref(),
+            close,
+        };
+        let out = std::mem::take(&mut self.out);
+        match files::answer(exchange, file, method, out).await {
+            Ok(out) => {
+                self.out = out;
+                Ok(())
+            }
+            Err(_) => Err(Stop::Close),
         }
     }
 
@@ -625,11 +668,16 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
     let publish = kind
         .filter(|route| matches!(route.kind, RouteKind::Publish { .. }))
         .map(|route| publish::decide(route, request));
+    let file = kind.and_then(|route| match &route.kind {
+        RouteKind::Files(files) => Some(Box::new(FileRequest::capture(request, route, files))),
+        _ => None,
+    });
     RequestInfo {
         upgrade,
         head,
         topic,
         publish,
+        file,
         admission,
         route,
         method: MethodClass::of(&request.method),

@@ -3,6 +3,7 @@
 
 mod apps;
 mod conn;
+mod files;
 mod observe;
 mod publish;
 mod refuse;

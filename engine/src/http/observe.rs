@@ -137,8 +137,8 @@ fn broadcast_json(s: &mut String, ctx: &WorkerContext) {
 fn sinks_json(s: &mut String, ctx: &WorkerContext) {
     s.push_str(",\"sinks\":[");
     let mut first = true;
-    for (route, sink) in ctx.config.routes.iter().zip(ctx.sinks.iter()) {
-        let Some(sink) = sink else { continue };
+    for (route, state) in ctx.config.routes.iter().zip(ctx.routes.iter()) {
+        let Some(sink) = &state.sink else { continue };
         let stats = sink.stats();
         if !first {
             s.push(',');
@@ -416,8 +416,8 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
             s,
             "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} counter\n"
         );
-        for (route, sink) in ctx.config.routes.iter().zip(ctx.sinks.iter()) {
-            if let Some(sink) = sink {
+        for (route, state) in ctx.config.routes.iter().zip(ctx.routes.iter()) {
+            if let Some(sink) = &state.sink {
                 let route = label(&route.path);
                 let _ = writeln!(
                     s,

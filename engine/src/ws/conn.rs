@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,9 +90,10 @@ enum Role {
     Sink(Box<SinkMember>),
 }
 
-/// A sink connection's file and the lines of the current read.
+/// A sink connection's lines of the current read.
 struct SinkMember {
-    writer: Option<Arc<SinkWriter>>,
+    /// Whether the route has a sink file (its writer is in the route's shared state).
+    to_file: bool,
     /// Named in each line.
     peer: IpAddr,
     /// Lines encoded since the last hand-over to the writer.
@@ -158,7 +159,10 @@ pub fn serve<T: Transport>(
             }))
         }
         (RouteKind::Sink { .. }, _) => Role::Sink(Box::new(SinkMember {
-            writer: ctx.sinks.get(route_index).cloned().flatten(),
+            to_file: ctx
+                .routes
+                .get(route_index)
+                .is_some_and(|state| state.sink.is_some()),
             peer: client
                 .as_ref()
                 .map(ClientSlot::address)
@@ -309,12 +313,10 @@ impl<T: Transport> WsConnection<T> {
             buf.drain(..pos);
             pos = 0;
             self.hand_over_sink_lines();
-            if let Role::Sink(sink) = &self.role
-                && let Some(writer) = &sink.writer
+            if let Some(writer) = self.sink_writer()
                 && !writer.has_room()
             {
-                let writer = Arc::clone(writer);
-                let wait = Box::pin(self.wait_for_sink(&writer, limits, &mut next_ping));
+                let wait = Box::pin(self.wait_for_sink(writer, limits, &mut next_ping));
                 if let Err(end) = wait.await {
                     return end;
                 }
@@ -473,7 +475,7 @@ impl<T: Transport> WsConnection<T> {
                 match &mut self.role {
                     Role::Handler(link) => link.deliver(*text, body),
                     Role::Sink(sink) => {
-                        if sink.writer.is_some() {
+                        if sink.to_file {
                             encode_line(&mut sink.lines, unix_ms(), sink.peer, *text, body);
                         }
                     }
@@ -596,10 +598,24 @@ impl<T: Transport> WsConnection<T> {
     /// Hands the lines encoded so far to the sink file's writer.
     fn hand_over_sink_lines(&mut self) {
         if let Role::Sink(sink) = &mut self.role
-            && let Some(writer) = &sink.writer
             && !sink.lines.is_empty()
+            && let Some(writer) = self
+                .ctx
+                .routes
+                .get(self.route_index)
+                .and_then(|state| state.sink.as_ref())
         {
             writer.append(std::mem::take(&mut sink.lines));
+        }
+    }
+
+    /// The route's sink file writer, on a sink route with a file.
+    fn sink_writer(&self) -> Option<&SinkWriter> {
+        match &self.role {
+            Role::Sink(sink) if sink.to_file => {
+                self.ctx.routes.get(self.route_index)?.sink.as_ref()
+            }
+            _ => None,
         }
     }
 
@@ -686,13 +702,13 @@ impl<T: Transport> WsConnection<T> {
             let closed = poll_fn(|cx| member.poll_closed(cx));
             let written = match self
                 .guard
-                .until(deadline, pin!(select(write.as_mut(), closed)))
+                .within_pinned(deadline, pin!(select(write.as_mut(), closed)))
                 .await
             {
                 Some(Either::Left((written, _))) => written,
                 Some(Either::Right(((), _))) => {
                     let grace = Instant::now() + CLOSE_WAIT;
-                    return match self.guard.until(grace, write).await {
+                    return match self.guard.within_pinned(grace, write).await {
                         Some((Ok(()), _)) => Err(slow()),
                         _ => Err(End::Gone),
                     };

@@ -1,0 +1,75 @@
+//! Checking a `files` route: its root and options.
+
+use std::path::PathBuf;
+
+use ringstream_engine::config::{FilesConfig, RouteKind};
+
+use super::error::ConfigError;
+use super::raw::RawRoute;
+use super::resolve::Checker;
+
+/// Least and most `chunk_size`.
+const CHUNK_SIZES: std::ops::RangeInclusive<u64> = 4 * 1024..=16 * 1024 * 1024;
+
+impl Checker<'_, '_> {
+    /// The `files` kind: `root` (required), `index`, `hidden`, `attachment`, `max_ranges`,
+    /// `chunk_size`.
+    pub(super) fn files_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        let Some(root) = &raw.root else {
+            return Err(self.source.error_at(
+                raw.kind.span(),
+                key,
+                "a files route needs a root directory (add root = \"./public\")".to_owned(),
+            ));
+        };
+        if root.get_ref().is_empty() {
+            return Err(self.source.error_at(
+                root.span(),
+                &format!("{key}.root"),
+                "the root is an empty path".to_owned(),
+            ));
+        }
+        let index = match &raw.index {
+            Some(value) => {
+                let name = value.get_ref();
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    return Err(self.source.error_at(
+                        value.span(),
+                        &format!("{key}.index"),
+                        format!("{} is not a file name", self.source.written(value.span())),
+                    ));
+                }
+                Some(name.clone())
+            }
+            None => None,
+        };
+        let max_ranges = match &raw.max_ranges {
+            Some(value) => self
+                .int(value, &format!("{key}.max_ranges"), 0..=1)
+                .map_err(|_| {
+                    self.source.error_at(
+                        value.span(),
+                        &format!("{key}.max_ranges"),
+                        format!(
+                            "{} is not supported: 1 honours one range per request, 0 none \
+                         (multipart/byteranges is not built)",
+                            self.source.written(value.span())
+                        ),
+                    )
+                })?,
+            None => 1,
+        };
+        let chunk_size = match &raw.chunk_size {
+            Some(value) => self.size(value, &format!("{key}.chunk_size"), CHUNK_SIZES, "")?,
+            None => FilesConfig::new("").chunk_size,
+        };
+        Ok(RouteKind::Files(Box::new(FilesConfig {
+            index,
+            allow_hidden: raw.hidden.as_ref().is_some_and(|v| *v.get_ref()),
+            attachment: raw.attachment.as_ref().is_some_and(|v| *v.get_ref()),
+            max_ranges,
+            chunk_size,
+            ..FilesConfig::new(PathBuf::from(root.get_ref()))
+        })))
+    }
+}

@@ -1,0 +1,18 @@
+//! The `files` route: static files below a root directory, with ranges, conditional
+//! requests and bandwidth caps.
+//!
+//! - [`request`]: what a request asks of a file, captured from its head (the path below the
+//!   root, `Range`, the validators, `?download=NAME`).
+//! - [`answer`]: deciding the status (200, 206, 304, 416) from the request and the file's
+//!   size and modification time, and writing the response head. No I/O.
+//! - [`pace`]: the bandwidth caps (per connection, per client on every core, per route)
+//!   as byte budgets asked before each piece is sent.
+//! - [`send`]: opening the file beneath the root and streaming the chosen range: read a
+//!   piece, send it, repeat, so a download holds one piece (`chunk_size`) in memory.
+
+pub mod answer;
+pub mod pace;
+pub mod request;
+pub mod send;
+
+pub use request::FileRequest;

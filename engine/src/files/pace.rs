@@ -1,0 +1,212 @@
+//! Download bandwidth caps: before each piece is sent, every cap that applies is asked for
+//! its bytes; a cap that says "not yet" names the wait, and the download sleeps on a timer
+//! (never blocking its worker) and asks again.
+//!
+//! Each cap is a GCRA byte budget with a burst of one piece: per connection (its own state),
+//! per client (a bucket in the client's shared state, exact across cores) and per route (one
+//! atomic state shared by every connection). A budget granted for a piece is not asked again
+//! while a later cap makes the piece wait. The first `rate_after` bytes of a response go out
+//! uncapped.
+
+use std::time::Duration;
+
+use ringstream_limits::gcra::{Decision, Gcra, GcraState};
+
+use crate::config::Bandwidth;
+use crate::gate::{ClientGate, ClientSlot};
+use crate::route_state::SharedRate;
+
+/// The smallest piece sent under a cap.
+const MIN_PIECE: usize = 4 * 1024;
+/// Pieces per second at least, under the tightest cap (smoother pacing than whole chunks).
+const PIECES_PER_SECOND: u64 = 8;
+
+/// The caps of one response.
+#[derive(Debug)]
+pub struct Pacer<'a> {
+    connection: Option<(Gcra, GcraState)>,
+    client: Option<(&'a ClientGate, &'a ClientSlot, usize)>,
+    global: Option<&'a SharedRate>,
+    rate_after: u64,
+    sent: u64,
+    /// The largest piece: `chunk_size`, or less under a low cap.
+    piece: usize,
+    /// Which caps granted the piece being asked for: connection, client, route.
+    granted: [bool; 3],
+}
+
+impl<'a> Pacer<'a> {
+    /// The caps of `bandwidth` for a response on route `route`; `client` is the connection's
+    /// client (its shared budget applies only to clients the limits track).
+    pub fn new(
+        bandwidth: &Bandwidth,
+        chunk_size: usize,
+        client: Option<(&'a ClientGate, &'a ClientSlot, usize)>,
+        global: Option<&'a SharedRate>,
+    ) -> Self {
+        let tightest = [
+            bandwidth.per_connection,
+            bandwidth.per_client,
+            bandwidth.global,
+        ]
+        .into_iter()
+        .filter(|&rate| rate > 0)
+        .min();
+        let piece = match tightest {
+            Some(rate) => usize::try_from(rate / PIECES_PER_SECOND)
+                .unwrap_or(usize::MAX)
+                .clamp(MIN_PIECE.min(chunk_size), chunk_size),
+            None => chunk_size,
+        };
+        let connection = Gcra::new(
+            bandwidth.per_connection,
+            Duration::from_secs(1),
+            piece as u64,
+        )
+        .map(|quota| (quota, GcraState::default()));
+        Self {
+            connection,
+            client: client.filter(|_| bandwidth.per_client > 0),
+            global,
+            rate_after: bandwidth.rate_after,
+            sent: 0,
+            piece,
+            granted: [false; 3],
+        }
+    }
+
+    /// Whether any cap applies.
+    pub fn is_capped(&self) -> bool {
+        self.connection.is_some() || self.client.is_some() || self.global.is_some()
+    }
+
+    /// The size of the next piece, at most `remaining`: one piece, cut at `rate_after` so the
+    /// uncapped part ends exactly there.
+    pub fn next_piece(&self, remaining: u64) -> usize {
+        let mut piece = self.piece as u64;
+        if self.sent < self.rate_after {
+            piece = piece.min(self.rate_after - self.sent);
+        }
+        usize::try_from(piece.min(remaining)).unwrap_or(self.piece)
+    }
+
+    /// Asks every cap for `bytes` at `now` (nanoseconds of the coarse clock): `Ok` when they
+    /// may be sent now, or how long to wait before asking again.
+    pub fn ask(&mut self, bytes: usize, now: u64) -> Result<(), Duration> {
+        if self.sent < self.rate_after || !self.is_capped() {
+            self.sent += bytes as u64;
+            return Ok(());
+        }
+        let cost = bytes as u64;
+        if !self.granted[0]
+            && let Some((quota, state)) = &mut self.connection
+        {
+            wait_for(quota.check(state, now, cost))?;
+        }
+        self.granted[0] = true;
+        if !self.granted[1]
+            && let Some((gate, slot, route)) = self.client
+        {
+            wait_for(gate.check_bandwidth(slot, route, cost, now))?;
+        }
+        self.granted[1] = true;
+        if !self.granted[2]
+            && let Some(global) = self.global
+        {
+            wait_for(global.state.check(&global.quota, now, cost))?;
+        }
+        self.granted = [false; 3];
+        self.sent += cost;
+        Ok(())
+    }
+}
+
+/// `Err(wait)` when a cap says "not yet". A piece is never larger than a cap's burst; a
+/// denial that could never turn into an allowance is let through rather than waited on.
+fn wait_for(decision: Decision) -> Result<(), Duration> {
+    match decision {
+        Decision::Deny {
+            retry_after: Some(wait),
+        } => Err(wait),
+        Decision::Allow { .. } | Decision::Deny { retry_after: None } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Sends `total` bytes through `pacer` on a fake clock; returns the seconds it took.
+    fn run(pacer: &mut Pacer<'_>, total: u64) -> f64 {
+        let mut now = 0u64;
+        let mut sent = 0u64;
+        while sent < total {
+            let piece = pacer.next_piece(total - sent);
+            loop {
+                match pacer.ask(piece, now) {
+                    Ok(()) => break,
+                    Err(wait) => now += u64::try_from(wait.as_nanos()).unwrap(),
+                }
+            }
+            sent += piece as u64;
+        }
+        now as f64 / 1e9
+    }
+
+    #[test]
+    fn a_connection_cap_holds_within_a_piece() {
+        let bandwidth = Bandwidth {
+            per_connection: 1_000_000,
+            ..Bandwidth::default()
+        };
+        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, None, None);
+        assert_eq!(pacer.next_piece(u64::MAX), 64 * 1024);
+        // 10 MB at 1 MB/s: 10 s, less the first piece's burst.
+        let seconds = run(&mut pacer, 10_000_000);
+        assert!((9.9..=10.0).contains(&seconds), "{seconds}");
+    }
+
+    #[test]
+    fn rate_after_goes_out_first_and_low_caps_use_small_pieces() {
+        let bandwidth = Bandwidth {
+            per_connection: 80_000,
+            rate_after: 1_000_000,
+            ..Bandwidth::default()
+        };
+        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, None, None);
+        assert_eq!(pacer.next_piece(u64::MAX), 10_000);
+        let mut now = 0;
+        for _ in 0..100 {
+            assert_eq!(pacer.ask(10_000, now), Ok(()));
+        }
+        // Past rate_after the cap applies: 80 kB more take one second.
+        let seconds = run(&mut pacer, 80_000 + 10_000);
+        assert!((0.99..=1.01).contains(&seconds), "{seconds}");
+        now += 1;
+        let _ = now;
+    }
+
+    #[test]
+    fn a_route_budget_is_shared_and_a_granted_cap_is_not_asked_twice() {
+        let global = SharedRate::new(1_000_000, 64 * 1024).unwrap();
+        let bandwidth = Bandwidth {
+            per_connection: 10_000_000,
+            global: 1_000_000,
+            ..Bandwidth::default()
+        };
+        let mut a = Pacer::new(&bandwidth, 64 * 1024, None, Some(&global));
+        let mut b = Pacer::new(&bandwidth, 64 * 1024, None, Some(&global));
+        let piece = a.next_piece(u64::MAX);
+        assert_eq!(piece, 64 * 1024);
+        assert_eq!(a.ask(piece, 0), Ok(()));
+        // The route's budget is spent: b waits, and its connection budget, granted, is kept.
+        let wait = b.ask(piece, 0).unwrap_err();
+        assert!(wait > Duration::from_millis(50), "{wait:?}");
+        let later = u64::try_from(wait.as_nanos()).unwrap();
+        assert_eq!(b.ask(piece, later), Ok(()));
+        assert!(a.ask(piece, later + MS).is_err());
+    }
+}

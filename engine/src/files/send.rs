@@ -1,0 +1,83 @@
+//! Streaming a file's range to the client: read a piece, send it, repeat. A download holds
+//! one piece in memory; every write has the route's `send_timeout` (a client that stops
+//! reading is closed) and the whole response `download_timeout`. Pacing waits on a timer.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use super::pace::Pacer;
+use crate::coarse_clock;
+use crate::registry::ConnGuard;
+use crate::transport::{FileSource, Transport};
+
+/// Why a body was not sent whole (the connection must close: the client was promised
+/// `Content-Length` bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The client stopped reading for `send_timeout`, or left.
+    Client,
+    /// `download_timeout` passed.
+    Timeout,
+    /// The file could not be read, or shrank while being sent.
+    File,
+}
+
+/// Deadlines of one body.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// The most one write may wait for the client.
+    pub send_timeout: Duration,
+    /// When the whole response must be done.
+    pub download: Instant,
+}
+
+/// The bytes to send: a range of an open file.
+#[derive(Debug)]
+pub struct Body<'a> {
+    /// The file.
+    pub file: &'a FileSource,
+    /// Its bytes to send.
+    pub range: Range<u64>,
+}
+
+/// Sends `body` after what `out` already holds (the response head, and any answers before
+/// it); returns `out`, emptied, for reuse. Adds the bytes written to `sent`.
+pub async fn stream_body<T: Transport>(
+    io: &T,
+    guard: &ConnGuard,
+    body: Body<'_>,
+    pacer: &mut Pacer<'_>,
+    deadlines: Deadlines,
+    mut out: Vec<u8>,
+    sent: &mut u64,
+) -> Result<Vec<u8>, Cut> {
+    let Body { file, range } = body;
+    let mut offset = range.start;
+    while offset < range.end {
+        let piece = pacer.next_piece(range.end - offset);
+        while let Err(wait) = pacer.ask(piece, coarse_clock::now_ns()) {
+            if Instant::now() + wait > deadlines.download {
+                return Err(Cut::Timeout);
+            }
+            crate::runtime::sleep(wait).await;
+        }
+        let (read, buf) = file.read_at(out, offset, piece).await;
+        out = buf;
+        match read {
+            Ok(0) | Err(_) => return Err(Cut::File),
+            Ok(n) => offset += n as u64,
+        }
+        let deadline = deadlines
+            .download
+            .min(Instant::now() + deadlines.send_timeout);
+        match guard.within(deadline, io.write_all(out)).await {
+            Some((Ok(()), written)) => out = written,
+            Some((Err(_), _)) => return Err(Cut::Client),
+            None if Instant::now() >= deadlines.download => return Err(Cut::Timeout),
+            None => return Err(Cut::Client),
+        }
+        *sent += out.len() as u64;
+        out.clear();
+    }
+    Ok(out)
+}

@@ -1,0 +1,188 @@
+//! Answering a request on a `files` route: method, path and file checks (404 for anything
+//! that is not a regular file beneath the root), the decision and head of
+//! [`crate::files::answer`], then the body through [`crate::files::send`].
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt as _;
+use std::time::Instant;
+
+use super::apps::{self, MethodClass, Page};
+use crate::config::{FilesConfig, Route};
+use crate::context::WorkerContext;
+use crate::files::FileRequest;
+use crate::files::answer::{self, Decision, FileFacts, HeadParts};
+use crate::files::pace::Pacer;
+use crate::files::send::{self, Body, Cut, Deadlines};
+use crate::gate::ClientSlot;
+use crate::registry::ConnGuard;
+use crate::route_state::RouteState;
+use crate::transport::{FileSource, Transport};
+
+const TEXT_PLAIN: &[u8] = b"text/plain; charset=utf-8";
+const ALLOW_READ: (&str, &[u8]) = ("Allow", b"GET, HEAD");
+
+/// What answering needs besides the request.
+pub struct Exchange<'a, T> {
+    /// The connection's stream.
+    pub io: &'a T,
+    /// Its place in the worker's registry (deadlines).
+    pub guard: &'a ConnGuard,
+    /// The worker.
+    pub ctx: &'a WorkerContext,
+    /// The matched route's index.
+    pub route_index: usize,
+    /// The connection's client, for `client_bandwidth`.
+    pub client: Option<&'a ClientSlot>,
+    /// Whether the response ends the connection.
+    pub close: bool,
+}
+
+/// Answers `request`: queues the head (and any short body) in `out`, and for a `GET` that
+/// sends the file, writes `out` and streams the body. `Err` when the connection must close
+/// because the body could not be sent whole.
+pub async fn answer<T: Transport>(
+    exchange: Exchange<'_, T>,
+    request: &FileRequest,
+    method: MethodClass,
+    out: Vec<u8>,
+) -> Result<Vec<u8>, (Cut, Vec<u8>)> {
+    let ctx = exchange.ctx;
+    let route = &ctx.router.routes()[exchange.route_index];
+    let (crate::config::RouteKind::Files(files), Some(state)) =
+        (&route.kind, ctx.routes.get(exchange.route_index))
+    else {
+        return Ok(out);
+    };
+    let mut out = out;
+    let date = ctx.date.now();
+    let page = Page {
+        method,
+        date: &date,
+        close: exchange.close,
+        extra: &[],
+    };
+    if method == MethodClass::Other {
+        let page = Page {
+            extra: &[ALLOW_READ],
+            ..page
+        };
+        page.write(405, TEXT_PLAIN, b"405 Method Not Allowed\n", &mut out);
+        return Ok(out);
+    }
+    let Some((file, facts, name)) = open(state, files, request) else {
+        apps::not_found(method, &date, exchange.close, &mut out);
+        return Ok(out);
+    };
+    let decision = answer::decide(request, facts, files.max_ranges);
+    let attachment = request
+        .download
+        .as_deref()
+        .or_else(|| files.attachment.then_some(name.as_str()));
+    let content_type = mime_guess::from_path(&name)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let parts = HeadParts {
+        content_type,
+        attachment,
+        close: exchange.close,
+    };
+    answer::write_head(&mut out, &decision, facts, &parts, &date);
+    let Decision::Send { range, .. } = decision else {
+        return Ok(out);
+    };
+    if method == MethodClass::Head || range.is_empty() {
+        return Ok(out);
+    }
+    stream(
+        &exchange,
+        route,
+        files,
+        state,
+        FileSource::new(file),
+        range,
+        out,
+    )
+    .await
+}
+
+/// Sends `range` of the file after the head in `out`, under the route's caps and timeouts.
+async fn stream<T: Transport>(
+    exchange: &Exchange<'_, T>,
+    route: &Route,
+    files: &FilesConfig,
+    state: &RouteState,
+    source: FileSource,
+    range: std::ops::Range<u64>,
+    out: Vec<u8>,
+) -> Result<Vec<u8>, (Cut, Vec<u8>)> {
+    let ctx = exchange.ctx;
+    let client = exchange
+        .client
+        .map(|slot| (ctx.gate.as_ref(), slot, exchange.route_index));
+    let mut pacer = Pacer::new(
+        &route.limits.bandwidth,
+        files.chunk_size,
+        client,
+        state.global_bandwidth.as_ref(),
+    );
+    let deadlines = Deadlines {
+        send_timeout: route.limits.send_timeout,
+        download: Instant::now() + route.limits.download_timeout,
+    };
+    let mut sent = 0;
+    let body = Body {
+        file: &source,
+        range,
+    };
+    let result = send::stream_body(
+        exchange.io,
+        exchange.guard,
+        body,
+        &mut pacer,
+        deadlines,
+        out,
+        &mut sent,
+    )
+    .await;
+    ctx.counters()
+        .route(Some(exchange.route_index))
+        .bytes_out
+        .add(sent);
+    result.map_err(|cut| (cut, Vec::new()))
+}
+
+/// Opens the file `request` names beneath the root: a regular file, or a directory's index
+/// when the route has one. Anything else (no such file, outside the root, a directory
+/// without an index, a device or FIFO) is `None`: 404.
+fn open(
+    state: &RouteState,
+    files: &FilesConfig,
+    request: &FileRequest,
+) -> Option<(File, FileFacts, String)> {
+    let root = state.root.as_ref()?;
+    let path = request.path.as_ref().ok()?;
+    let mut file = root.open_file(path).ok()?;
+    let mut meta = file.metadata().ok()?;
+    let mut name_of: &[u8] = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    if meta.is_dir() {
+        let index = files.index.as_deref()?;
+        let mut index_path = path.clone();
+        if !index_path.is_empty() {
+            index_path.push(b'/');
+        }
+        index_path.extend_from_slice(index.as_bytes());
+        file = root.open_file(&index_path).ok()?;
+        meta = file.metadata().ok()?;
+        name_of = index.as_bytes();
+    }
+    if !meta.is_file() {
+        return None;
+    }
+    let facts = FileFacts {
+        size: meta.len(),
+        mtime_secs: u64::try_from(meta.mtime()).unwrap_or(0),
+        mtime_nanos: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+    };
+    let name = String::from_utf8_lossy(name_of).into_owned();
+    Some((file, facts, name))
+}

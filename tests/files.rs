@@ -1,0 +1,382 @@
+//! The `files` route against the real binary: whole files and random ranges compared byte
+//! for byte, validators (304), ranges (206, 416, If-Range), every traversal spelling answered
+//! 404, resume, and the bandwidth caps (per connection, and one budget shared by a client's
+//! connections).
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+use support::{PATIENCE, Response, Server, read_head_response, read_response};
+
+/// A directory tree for one test, removed when dropped.
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new(name: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("ringstream-files-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("public/sub")).unwrap();
+        Self(path)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.0.join("public")
+    }
+
+    /// Writes `len` bytes of a deterministic pattern to `name` below the root.
+    fn file(&self, name: &str, len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ len as u64;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        std::fs::write(self.root().join(name), &bytes).unwrap();
+        bytes
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn server(tree: &Tree, extra: &str) -> Server {
+    let config = format!(
+        r#"
+[limits]
+exempt = []
+
+[[routes]]
+path = "/files/"
+kind = "files"
+root = "{}"
+{extra}
+"#,
+        tree.root().display()
+    );
+    Server::with_config(&config, &["--workers", "2"])
+}
+
+fn get(server: &Server, target: &str, headers: &str) -> Response {
+    let mut stream = server.connect();
+    ask(
+        &mut stream,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+    )
+}
+
+fn ask(stream: &mut TcpStream, request: &str) -> Response {
+    stream.write_all(request.as_bytes()).unwrap();
+    read_response(stream).expect("a response")
+}
+
+#[test]
+fn whole_files_and_random_ranges_are_the_bytes_of_the_file() {
+    let tree = Tree::new("ranges");
+    let content = tree.file("big.bin", 64 * 1024 * 1024);
+    let server = server(&tree, "");
+    let mut stream = server.connect();
+    let whole = ask(
+        &mut stream,
+        "GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        whole.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert!(whole.body == content, "the whole file differs");
+    // Random ranges on the same keep-alive connection (a fixed seed: reproducible).
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |bound: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % bound
+    };
+    let size = content.len() as u64;
+    for _ in 0..40 {
+        let start = next(size);
+        let end = (start + next(2 * 1024 * 1024)).min(size - 1);
+        let response = ask(
+            &mut stream,
+            &format!(
+                "GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={start}-{end}\r\n\r\n"
+            ),
+        );
+        assert_eq!(response.status, 206);
+        let expected_range = format!("bytes {start}-{end}/{size}");
+        assert_eq!(
+            response.header("content-range"),
+            Some(expected_range.as_str())
+        );
+        assert!(
+            response.body == content[start as usize..=end as usize],
+            "range {start}-{end} differs"
+        );
+    }
+    let suffix = ask(
+        &mut stream,
+        "GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=-1000\r\n\r\n",
+    );
+    assert!(suffix.body == content[content.len() - 1000..]);
+}
+
+#[test]
+fn validators_ranges_and_their_edge_cases() {
+    let tree = Tree::new("validators");
+    let content = tree.file("f.txt", 10_000);
+    let server = server(&tree, "");
+    let first = get(&server, "/files/f.txt", "");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("content-type"), Some("text/plain"));
+    let etag = first.header("etag").unwrap().to_owned();
+    let modified = first.header("last-modified").unwrap().to_owned();
+
+    let cached = get(
+        &server,
+        "/files/f.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_eq!((cached.status, cached.body.len()), (304, 0));
+    assert_eq!(cached.header("etag"), Some(etag.as_str()));
+    let cached = get(
+        &server,
+        "/files/f.txt",
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(cached.status, 304);
+    // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+    let stale = get(
+        &server,
+        "/files/f.txt",
+        &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(stale.status, 200);
+
+    let unsatisfiable = get(&server, "/files/f.txt", "Range: bytes=10000-\r\n");
+    assert_eq!(unsatisfiable.status, 416);
+    assert_eq!(unsatisfiable.header("content-range"), Some("bytes */10000"));
+    // If-Range with the current tag: the range; with another: the whole file.
+    let fresh = get(
+        &server,
+        "/files/f.txt",
+        &format!("Range: bytes=5-9\r\nIf-Range: {etag}\r\n"),
+    );
+    assert_eq!((fresh.status, &fresh.body[..]), (206, &content[5..10]));
+    let changed = get(
+        &server,
+        "/files/f.txt",
+        "Range: bytes=5-9\r\nIf-Range: \"old\"\r\n",
+    );
+    assert_eq!((changed.status, changed.body.len()), (200, 10_000));
+    // Two ranges where one is honoured, or a header that does not parse: the whole file.
+    let two = get(&server, "/files/f.txt", "Range: bytes=0-1,5-6\r\n");
+    assert_eq!((two.status, two.body.len()), (200, 10_000));
+    let junk = get(&server, "/files/f.txt", "Range: lines=1-2\r\n");
+    assert_eq!(junk.status, 200);
+
+    let mut stream = server.connect();
+    stream
+        .write_all(b"HEAD /files/f.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_head_response(&mut stream).unwrap();
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("10000"))
+    );
+    let attachment = get(&server, "/files/f.txt?download=report%202026.txt", "");
+    assert_eq!(
+        attachment.header("content-disposition"),
+        Some("attachment; filename=\"report 2026.txt\"")
+    );
+    let post = ask(
+        &mut server.connect(),
+        "POST /files/f.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(
+        (post.status, post.header("allow")),
+        (405, Some("GET, HEAD"))
+    );
+}
+
+#[test]
+fn nothing_outside_the_root_and_nothing_hidden_is_ever_served() {
+    let tree = Tree::new("traversal");
+    tree.file("sub/inside.txt", 10);
+    std::fs::write(tree.0.join("secret.txt"), b"outside the root").unwrap();
+    std::fs::write(tree.root().join(".env"), b"hidden").unwrap();
+    let link = |target: &Path, name: &str| {
+        std::os::unix::fs::symlink(target, tree.root().join(name)).unwrap()
+    };
+    link(&tree.0.join("secret.txt"), "absolute-out");
+    link(Path::new("../secret.txt"), "relative-out");
+    link(Path::new("sub/inside.txt"), "inner-link");
+    link(Path::new(".."), "up");
+    let server = server(&tree, "");
+    assert_eq!(
+        get(&server, "/files/inner-link", "").status,
+        200,
+        "a link inside the root"
+    );
+    for target in [
+        "/files/../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/%2E%2E/secret.txt",
+        "/files/sub/..%2f..%2fsecret.txt",
+        "/files/sub/%2e%2e/%2e%2e/secret.txt",
+        "/files/..%5csecret.txt",
+        "/files/absolute-out",
+        "/files/relative-out",
+        "/files/up/secret.txt",
+        "/files/.env",
+        "/files/%2eenv",
+        "/files/sub/inside.txt%00.png",
+        "/files/sub",
+        "/files/sub/",
+        "/files/",
+        "/files//etc/passwd",
+        "/files/nope",
+        "/files/%zz",
+    ] {
+        let response = get(&server, target, "");
+        assert_eq!(response.status, 404, "{target}");
+        assert!(
+            !String::from_utf8_lossy(&response.body).contains("outside"),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_download_resumes_into_an_identical_file() {
+    let tree = Tree::new("resume");
+    let content = tree.file("movie.bin", 8 * 1024 * 1024);
+    let server = server(&tree, "");
+    let out = tree.0.join("partial.bin");
+    // The first 3 MiB, then the connection drops.
+    let first = get(&server, "/files/movie.bin", "Range: bytes=0-3145727\r\n");
+    std::fs::write(&out, &first.body).unwrap();
+    let url = format!("http://{}/files/movie.bin", server.addr);
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-f", "-C", "-", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .status();
+    match curl {
+        Ok(status) => assert!(status.success(), "curl -C - failed"),
+        Err(_) => {
+            // No curl here: resume the way it does.
+            let etag = first.header("etag").unwrap();
+            let rest = get(
+                &server,
+                "/files/movie.bin",
+                &format!("Range: bytes=3145728-\r\nIf-Range: {etag}\r\n"),
+            );
+            assert_eq!(rest.status, 206);
+            let mut file = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+            file.write_all(&rest.body).unwrap();
+        }
+    }
+    assert!(
+        std::fs::read(&out).unwrap() == content,
+        "the resumed file differs"
+    );
+}
+
+/// A connection from 127.0.0.`host` (one client per address: loopback is not exempt here).
+fn connect_from(server: &Server, host: u8) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0)).into())
+        .unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Downloads `target` on `stream`; returns the body length and the seconds it took.
+fn timed_download(mut stream: TcpStream, target: &str) -> (usize, f64) {
+    let started = Instant::now();
+    let response = ask(
+        &mut stream,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    assert_eq!(response.status, 200);
+    (response.body.len(), started.elapsed().as_secs_f64())
+}
+
+#[test]
+fn bandwidth_caps_hold_per_connection_and_per_client_across_connections() {
+    let tree = Tree::new("caps");
+    tree.file("four.bin", 4 * 1024 * 1024);
+    let mib = 1024.0 * 1024.0;
+    let server = server(
+        &tree,
+        "[routes.limits]\nrate_limit_bandwidth = \"2MiB\"\nclient_bandwidth = \"3MiB\"\nrate_after = \"512KiB\"",
+    );
+    // One connection: 512 KiB at full speed, then 3.5 MiB at 2 MiB/s.
+    let (len, seconds) = timed_download(connect_from(&server, 2), "/files/four.bin");
+    let rate = (len as f64 - 512.0 * 1024.0) / mib / seconds;
+    println!(
+        "one connection: {len} bytes in {seconds:.2} s, {rate:.2} MiB/s after rate_after (cap 2)"
+    );
+    assert!(
+        rate <= 2.0 * 1.05,
+        "the per-connection cap did not hold: {rate:.2} MiB/s"
+    );
+    // Two connections of one client share 3 MiB/s (each alone could do 2).
+    let downloads: Vec<_> = (0..2)
+        .map(|_| {
+            let stream = connect_from(&server, 3);
+            std::thread::spawn(move || timed_download(stream, "/files/four.bin"))
+        })
+        .collect();
+    let results: Vec<(usize, f64)> = downloads.into_iter().map(|d| d.join().unwrap()).collect();
+    let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let total = (results.iter().map(|r| r.0).sum::<usize>() as f64 - 2.0 * 512.0 * 1024.0) / mib;
+    let rate = total / slowest;
+    println!(
+        "two connections of one client: {total:.2} MiB capped in {slowest:.2} s, {rate:.2} MiB/s (cap 3)"
+    );
+    assert!(
+        rate <= 3.0 * 1.05,
+        "the client's budget did not hold: {rate:.2} MiB/s"
+    );
+    // Another client has its own budget: not slowed by the first.
+    let (_, alone) = timed_download(connect_from(&server, 4), "/files/four.bin");
+    assert!(alone < PATIENCE.as_secs_f64());
+}
+
+#[test]
+fn download_timeout_closes_a_download_that_takes_too_long() {
+    let tree = Tree::new("timeout");
+    tree.file("slow.bin", 1024 * 1024);
+    let server = server(
+        &tree,
+        "[routes.limits]\nrate_limit_bandwidth = \"64KiB\"\ndownload_timeout = \"1s\"",
+    );
+    let mut stream = connect_from(&server, 5);
+    stream
+        .write_all(b"GET /files/slow.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    // 1 MiB at 64 KiB/s would take 16 s: the response is cut after about a second.
+    assert!(
+        read_response(&mut stream).is_none(),
+        "the body was cut short"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
