@@ -4,10 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ringstream_engine::config::{FilesConfig, IoDriver, Route, RouteKind, ServerConfig, WsLimits};
+use ringstream_engine::config::{
+    FilesConfig, IoDriver, Route, RouteKind, ServerConfig, UploadConfig, WsLimits,
+};
 
 /// Where `--files DIR` serves DIR.
 const FILES_PATH: &str = "/files/";
+/// Where `--upload-dir DIR` takes uploads.
+const UPLOAD_PATH: &str = "/upload/";
 
 use crate::config;
 
@@ -60,6 +64,11 @@ pub struct ServeArgs {
     /// default]
     #[arg(long, value_name = "DIR")]
     pub files: Option<PathBuf>,
+    /// Store uploads (PUT or POST /upload/NAME) in DIR: the root of the config's /upload/
+    /// route, which is added if the config has none [default: no uploads in the embedded
+    /// default]
+    #[arg(long, value_name = "DIR")]
+    pub upload_dir: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or directives such as
     /// `info,ringstream_engine=debug` [default: $RUST_LOG, else info]
     #[arg(long, value_name = "LEVEL", value_parser = parse_log_filter)]
@@ -134,19 +143,43 @@ impl ServeArgs {
                         files.root_optional = false;
                     }
                 }
-                None => {
-                    let files = RouteKind::Files(Box::new(FilesConfig::new(dir.clone())));
-                    let limits = config.limits.clone();
-                    config.routes.push(Route {
-                        path: FILES_PATH.into(),
-                        kind: files,
-                        limits,
-                        ws: WsLimits::default(),
-                    });
+                None => add_route(
+                    config,
+                    FILES_PATH,
+                    RouteKind::Files(Box::new(FilesConfig::new(dir.clone()))),
+                ),
+            }
+        }
+        if let Some(dir) = &self.upload_dir {
+            let route = config
+                .routes
+                .iter_mut()
+                .find(|r| r.path == UPLOAD_PATH && matches!(r.kind, RouteKind::Upload(_)));
+            match route {
+                Some(route) => {
+                    if let RouteKind::Upload(upload) = &mut route.kind {
+                        upload.dir.clone_from(dir);
+                    }
                 }
+                None => add_route(
+                    config,
+                    UPLOAD_PATH,
+                    RouteKind::Upload(Box::new(UploadConfig::new(dir.clone()))),
+                ),
             }
         }
     }
+}
+
+/// Adds a route at `path` with the config's global limits.
+fn add_route(config: &mut ServerConfig, path: &str, kind: RouteKind) {
+    let limits = config.limits.clone();
+    config.routes.push(Route {
+        path: path.into(),
+        kind,
+        limits,
+        ws: WsLimits::default(),
+    });
 }
 
 /// Checks a `--log-level` value up front, so that a typo is a usage error.

@@ -1,8 +1,8 @@
-//! Checking a `files` route: its root and options.
+//! Checking the `files` and `upload` routes: their directories and options.
 
 use std::path::PathBuf;
 
-use ringstream_engine::config::{FilesConfig, RouteKind};
+use ringstream_engine::config::{FilesConfig, RouteKind, UploadConfig};
 
 use super::error::ConfigError;
 use super::raw::RawRoute;
@@ -71,5 +71,28 @@ impl Checker<'_, '_> {
             chunk_size,
             ..FilesConfig::new(PathBuf::from(root.get_ref()))
         })))
+    }
+
+    /// The `upload` kind: `upload_dir` (required), `max_upload_size`, `overwrite`, `fsync`,
+    /// `max_uploads_per_client`.
+    pub(super) fn upload_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        let Some(dir) = raw.upload_dir.as_ref().filter(|d| !d.get_ref().is_empty()) else {
+            return Err(self.source.error_at(
+                raw.kind.span(),
+                key,
+                "an upload route needs a directory (add upload_dir = \"./uploads\")".to_owned(),
+            ));
+        };
+        let mut config = UploadConfig::new(PathBuf::from(dir.get_ref()));
+        if let Some(value) = &raw.max_upload_size {
+            config.max_upload_size = value.get_ref().0;
+        }
+        if let Some(value) = &raw.max_uploads_per_client {
+            config.max_uploads_per_client =
+                self.int(value, &format!("{key}.max_uploads_per_client"), 1..=10_000)?;
+        }
+        config.overwrite = raw.overwrite.as_ref().is_some_and(|v| *v.get_ref());
+        config.fsync = raw.fsync.as_ref().is_some_and(|v| *v.get_ref());
+        Ok(RouteKind::Upload(Box::new(config)))
     }
 }

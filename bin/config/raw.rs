@@ -240,6 +240,16 @@ pub struct RawRoute {
     pub max_ranges: Option<Spanned<Int>>,
     /// `files`: bytes read and sent at a time.
     pub chunk_size: Option<Spanned<Size>>,
+    /// `upload`: the directory uploads are stored in.
+    pub upload_dir: Option<Spanned<String>>,
+    /// `upload`: largest upload.
+    pub max_upload_size: Option<Spanned<Size>>,
+    /// `upload`: replace an existing file.
+    pub overwrite: Option<Spanned<bool>>,
+    /// `upload`: fsync before answering.
+    pub fsync: Option<Spanned<bool>>,
+    /// `upload`: uploads one client may have in progress.
+    pub max_uploads_per_client: Option<Spanned<Int>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

@@ -48,21 +48,14 @@ const AVAILABLE_KINDS: &[&str] = &[
     "publish",
     "sink",
     "files",
+    "upload",
     "stats",
     "metrics",
 ];
-/// Route kinds of DESIGN.md that later builds add.
-const PLANNED_KINDS: &[&str] = &["upload"];
-
 /// Checks a route kind name; the error is the message to show at the `kind` value.
 pub fn check_route_kind(name: &str) -> Result<(), String> {
     if AVAILABLE_KINDS.contains(&name) {
         Ok(())
-    } else if PLANNED_KINDS.contains(&name) {
-        Err(format!(
-            "route kind `{name}` is not available in this build (available: {})",
-            AVAILABLE_KINDS.join(", ")
-        ))
     } else {
         Err(format!(
             "unknown route kind `{name}` (expected one of: {})",
@@ -239,6 +232,7 @@ impl Checker<'_, '_> {
             "publish" => self.publish_kind(key, raw),
             "sink" => self.sink_kind(key, raw),
             "files" => self.files_kind(key, raw),
+            "upload" => self.upload_kind(key, raw),
             _ => Ok(RouteKind::Health),
         }
     }
@@ -250,7 +244,7 @@ impl Checker<'_, '_> {
         kind: &str,
         raw: &RawRoute,
     ) -> Result<(), ConfigError> {
-        let options: [KindOption; 17] = [
+        let options: [KindOption; 22] = [
             (
                 "a body",
                 at(&raw.body),
@@ -322,6 +316,31 @@ impl Checker<'_, '_> {
                 at(&raw.chunk_size),
                 &["files"],
                 "files routes",
+            ),
+            (
+                "upload_dir",
+                at(&raw.upload_dir),
+                &["upload"],
+                "upload routes",
+            ),
+            (
+                "max_upload_size",
+                at(&raw.max_upload_size),
+                &["upload"],
+                "upload routes",
+            ),
+            (
+                "overwrite",
+                at(&raw.overwrite),
+                &["upload"],
+                "upload routes",
+            ),
+            ("fsync", at(&raw.fsync), &["upload"], "upload routes"),
+            (
+                "max_uploads_per_client",
+                at(&raw.max_uploads_per_client),
+                &["upload"],
+                "upload routes",
             ),
         ];
         for (option, span, kinds, owners) in options {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringstream_engine::config::{
     ClientLimits, ConnectionLimits, DenyAction, FilesConfig, HttpLimits, IoDriver, LimitMode,
-    RingSetup, Route, RouteKind, ServerConfig, TopicSource, WsLimits, loopback,
+    RingSetup, Route, RouteKind, ServerConfig, TopicSource, UploadConfig, WsLimits, loopback,
 };
 use ringstream_engine::limits::client::ClientIdSource;
 
@@ -304,7 +304,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, upload_dir, max_upload_size, overwrite, fsync, max_uploads_per_client, limits)"
     );
 }
 
@@ -478,20 +478,9 @@ fn duplicate_route_path() {
 #[test]
 fn route_kinds() {
     assert_eq!(
-        error("[[routes]]\npath = \"/b\"\nkind = \"upload\"\n"),
-        "config.toml:3: routes[0].kind: route kind `upload` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, sink, files, stats, metrics)"
-    );
-    assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, broadcast, publish, sink, files, stats, metrics)"
-    );
-    // The keys of a kind this build lacks are not reported as unknown: the kind is the problem.
-    assert_eq!(
-        error("[[routes]]\npath = \"/upload/\"\nkind = \"upload\"\nupload_dir = \"./up\"\n"),
-        "config.toml:3: routes[0].kind: route kind `upload` is not available in this build \
-         (available: health, static_text, echo, broadcast, publish, sink, files, stats, metrics)"
+         static_text, echo, broadcast, publish, sink, files, upload, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -861,4 +850,33 @@ fn files_routes() {
     ] {
         assert_eq!(error(text), message, "{text}");
     }
+}
+
+#[test]
+fn upload_routes() {
+    let config = parse(
+        "[[routes]]\npath = \"/up/\"\nkind = \"upload\"\nupload_dir = \"/var/up\"\n\
+         max_upload_size = \"10GiB\"\noverwrite = true\nfsync = true\nmax_uploads_per_client = 2\n",
+        "config.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        config.routes[0].kind,
+        RouteKind::Upload(Box::new(UploadConfig {
+            max_upload_size: 10 * 1024 * 1024 * 1024,
+            overwrite: true,
+            fsync: true,
+            max_uploads_per_client: 2,
+            ..UploadConfig::new("/var/up")
+        }))
+    );
+    assert_eq!(
+        error("[[routes]]\npath = \"/up/\"\nkind = \"upload\"\n"),
+        "config.toml:3: routes[0]: an upload route needs a directory (add upload_dir = \
+         \"./uploads\")"
+    );
+    assert_eq!(
+        error("[[routes]]\npath = \"/f/\"\nkind = \"files\"\nroot = \"x\"\nfsync = true\n"),
+        "config.toml:5: routes[0].fsync: only upload routes take fsync"
+    );
 }

@@ -306,6 +306,9 @@ pub enum RouteKind {
     /// Static files below a root directory: `GET` and `HEAD`, ranges, conditionals, and the
     /// bandwidth caps of the route's limits (see [`crate::files`]).
     Files(Box<FilesConfig>),
+    /// Uploads: `PUT` or `POST /upload/NAME` streams the body to a temporary file in the
+    /// directory, renamed to NAME only once complete (see [`crate::upload`]).
+    Upload(Box<UploadConfig>),
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
         /// Addresses allowed to read it (403 for others).
@@ -338,6 +341,7 @@ impl RouteKind {
             Self::Publish { .. } => "publish",
             Self::Sink { .. } => "sink",
             Self::Files(_) => "files",
+            Self::Upload(_) => "upload",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
         }
@@ -370,6 +374,7 @@ impl RouteKind {
             | Self::StaticText { .. }
             | Self::Publish { .. }
             | Self::Files(_)
+            | Self::Upload(_)
             | Self::Stats { .. }
             | Self::Metrics { .. } => &[],
         }
@@ -410,6 +415,35 @@ impl FilesConfig {
             attachment: false,
             max_ranges: 1,
             chunk_size: 64 * 1024,
+        }
+    }
+}
+
+/// An `upload` route: where uploads go and how they are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadConfig {
+    /// The directory uploads are stored in (it must exist).
+    pub dir: PathBuf,
+    /// Largest upload in bytes: 413 before reading when `Content-Length` says more, and
+    /// mid-stream for a chunked body.
+    pub max_upload_size: u64,
+    /// Replace an existing file of the same name (409 otherwise).
+    pub overwrite: bool,
+    /// `fsync` the file and the directory before answering 201.
+    pub fsync: bool,
+    /// Uploads one client may have in progress at once (429 past it).
+    pub max_uploads_per_client: u32,
+}
+
+impl UploadConfig {
+    /// `dir` with every default: 1 GiB, no overwrite, no fsync, 4 at once per client.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            max_upload_size: 1024 * 1024 * 1024,
+            overwrite: false,
+            fsync: false,
+            max_uploads_per_client: 4,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`config`]: the resolved, validated configuration the engine runs with.
 //! - [`coarse_clock`]: the cheap monotonic clock rate limits are decided on.
 //! - [`file_root`]: a file route's root, and opening files strictly beneath it.
+//! - [`upload`]: the upload route: temporary files renamed when complete, per-client caps.
 //! - [`files`]: the files route: answers to ranges and validators, bandwidth caps, streaming.
 //! - [`server`]: start-up (bind, pick the driver, start the workers) and the signal loop.
 //! - [`broadcast`]: pub/sub topics, their per-core members and the cross-core fan-out.
@@ -52,6 +53,7 @@ pub mod server;
 pub mod sink_file;
 pub mod subscriber_queue;
 pub mod task;
+pub mod upload;
 
 mod clock;
 mod conn_count;

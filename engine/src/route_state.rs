@@ -1,6 +1,6 @@
 //! What routes need beyond their configuration, opened once at start-up and shared by every
 //! worker: a sink route's file writer, a files route's root directory and its route-wide
-//! bandwidth budget.
+//! bandwidth budget, an upload route's directory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::config::{RouteKind, ServerConfig};
 use crate::error::EngineError;
 use crate::file_root::FileRoot;
 use crate::sink_file::SinkWriter;
+use crate::upload::store::UploadDir;
 
 /// The state of every route, by route index.
 pub type RouteStates = Arc<[RouteState]>;
@@ -24,6 +25,8 @@ pub struct RouteState {
     pub root: Option<FileRoot>,
     /// A files route's `global_bandwidth`, shared by every connection on every core.
     pub global_bandwidth: Option<SharedRate>,
+    /// An upload route's directory.
+    pub upload: Option<Arc<UploadDir>>,
 }
 
 /// A byte rate shared across cores: one quota, one atomic state.
@@ -79,6 +82,26 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
                 };
                 let burst = files.chunk_size as u64;
                 state.global_bandwidth = SharedRate::new(route.limits.bandwidth.global, burst);
+            }
+            RouteKind::Upload(upload) => {
+                let (dir, removed) = UploadDir::open(&upload.dir).map_err(|e| {
+                    EngineError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "upload route {}: directory {}: {e}",
+                            route.path,
+                            upload.dir.display()
+                        ),
+                    ))
+                })?;
+                if removed > 0 {
+                    tracing::info!(
+                        route = %route.path,
+                        removed,
+                        "deleted the temporary files of uploads a previous run did not finish"
+                    );
+                }
+                state.upload = Some(Arc::new(dir));
             }
             _ => {}
         }

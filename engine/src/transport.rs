@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::AsyncReadAt;
+use compio::io::{AsyncReadAt, AsyncWriteAtExt};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 
@@ -136,5 +136,35 @@ impl FileSource {
             .read_at(buf.slice(start..start + len), offset)
             .await;
         (result, slice.into_inner())
+    }
+}
+
+/// A regular file written at given offsets on the worker's runtime (uploads).
+#[derive(Debug)]
+pub struct FileSink {
+    file: compio::fs::File,
+}
+
+impl FileSink {
+    /// Takes over a file open for writing.
+    pub fn new(file: std::fs::File) -> Self {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = file.into_raw_fd();
+        // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
+        // regular file, which is what compio's `File` wraps.
+        let file = unsafe { compio::fs::File::from_raw_fd(fd) };
+        Self { file }
+    }
+
+    /// Writes all of `buf` at `offset`; gives the buffer back.
+    pub async fn write_all_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<()>, Vec<u8>) {
+        let mut file = &self.file;
+        let BufResult(result, buf) = file.write_all_at(buf, offset).await;
+        (result, buf)
+    }
+
+    /// `fsync`.
+    pub async fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all().await
     }
 }

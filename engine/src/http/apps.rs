@@ -59,6 +59,7 @@ pub fn respond(
         | RouteKind::Publish { .. }
         | RouteKind::Sink { .. }
         | RouteKind::Files(_)
+        | RouteKind::Upload(_)
         | RouteKind::Stats { .. }
         | RouteKind::Metrics { .. } => {}
     }

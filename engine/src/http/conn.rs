@@ -22,6 +22,10 @@ use crate::config::{HttpLimits, RouteKind, bounds};
 use crate::conn_count::ConnSlot;
 use crate::context::WorkerContext;
 use crate::files::FileRequest;
+use crate::upload::store::{Stored, Upload};
+use upload::UploadRequest;
+
+mod upload;
 use crate::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
 use crate::handler::RequestHead;
 use crate::registry::{Activity, ConnGuard};
@@ -32,6 +36,19 @@ use crate::ws;
 /// the head limit, only for a client that sends a larger head. Kept small because an idle
 /// keep-alive or WebSocket connection keeps it.
 const INITIAL_BUFFER: usize = 1024;
+
+/// The read buffer while an upload's body streams in.
+const UPLOAD_BUFFER: usize = 64 * 1024;
+
+/// Where a request body goes.
+enum BodyTarget<'a> {
+    /// Nowhere: the route takes no body.
+    Discard,
+    /// Into memory (a publish, bounded by `max_message_size`).
+    Collect(&'a mut Vec<u8>),
+    /// Into an upload's temporary file.
+    Upload(&'a mut Upload),
+}
 
 /// Extra headers a refusal must carry.
 type RefusalHeaders = &'static [(&'static str, &'static [u8])];
@@ -72,6 +89,8 @@ struct RequestInfo {
     publish: Option<PublishHead>,
     /// On a files route: what the head asks of the file.
     file: Option<Box<FileRequest>>,
+    /// On an upload route: what the head asks to store.
+    upload: Option<UploadRequest>,
     /// For the first request of a connection whose client the head names: the admission.
     admission: Option<Result<ClientSlot, Refusal>>,
     /// Index of the matched route, `None` for a 404.
@@ -83,6 +102,16 @@ struct RequestInfo {
     body: BodyKind,
     expect_continue: bool,
     head_len: usize,
+}
+
+/// What became of a request's body.
+enum Taken {
+    /// Read and dropped (or there was none).
+    Nothing,
+    /// Published to a topic.
+    Published(publish::Published),
+    /// Stored by an upload route.
+    Stored(Stored),
 }
 
 /// What a read brought.
@@ -258,32 +287,38 @@ impl<T: Transport> Connection<T> {
             if let (Some(_), Some(route)) = (&request.upgrade, request.route) {
                 return self.upgrade(request, route).await;
             }
-            if let (Some(file), Some(route)) = (request.file.take(), request.route) {
-                self.read_body(&request, limits, None).await?;
-                let close = !request.keep_alive || ctx.draining.get();
-                self.serve_file(&file, route, request.method, close).await?;
-                if close {
-                    self.flush().await?;
-                    let _ = self.io.shutdown_write().await;
-                    return Ok(Next::Done);
+            // The body is taken first (published, stored, or read and dropped); what to answer
+            // is decided once it is in: the drain may have started while it arrived.
+            let taken = match (request.publish.take(), request.upload.take(), request.route) {
+                (Some(head), _, Some(route)) => {
+                    Taken::Published(self.publish(&request, head, route).await?)
                 }
-                continue;
-            }
-            let published = match (request.publish.take(), request.route) {
-                (Some(head), Some(route)) => Some(self.publish(&request, head, route).await?),
+                (_, Some(upload), Some(route)) => {
+                    Taken::Stored(self.store_upload(&request, upload, route).await?)
+                }
                 _ => {
-                    self.read_body(&request, limits, None).await?;
-                    None
+                    self.read_body(&request, limits, BodyTarget::Discard)
+                        .await?;
+                    Taken::Nothing
                 }
             };
-            // Decided once the body is in: the drain may have started while it arrived.
             let close = !request.keep_alive || ctx.draining.get();
-            match published {
-                Some(answer) => {
-                    let date = ctx.date.now();
-                    answer.write(&date, close, &mut self.out);
+            let date = ctx.date.now();
+            match (taken, request.file.take(), request.route) {
+                (Taken::Published(answer), _, _) => answer.write(&date, close, &mut self.out),
+                (Taken::Stored(stored), _, Some(route)) => {
+                    upload::created(
+                        &stored,
+                        &ctx.router.routes()[route],
+                        &date,
+                        close,
+                        &mut self.out,
+                    );
                 }
-                None => self.respond(&request, close, rate_headers.as_ref())?,
+                (_, Some(file), Some(route)) => {
+                    self.serve_file(&file, route, request.method, close).await?;
+                }
+                _ => self.respond(&request, close, rate_headers.as_ref())?,
             }
             if close {
                 self.flush().await?;
@@ -385,7 +420,8 @@ impl<T: Transport> Connection<T> {
         let mut limits = route.limits.clone();
         limits.max_body_size = limits.max_body_size.min(route.ws.max_message_size);
         let mut body = Vec::new();
-        self.read_body(request, &limits, Some(&mut body)).await?;
+        self.read_body(request, &limits, BodyTarget::Collect(&mut body))
+            .await?;
         if text && std::str::from_utf8(&body).is_err() {
             return Err(Stop::Refuse(400));
         }
@@ -547,7 +583,7 @@ impl<T: Transport> Connection<T> {
         &mut self,
         request: &RequestInfo,
         limits: &HttpLimits,
-        mut keep: Option<&mut Vec<u8>>,
+        mut target: BodyTarget<'_>,
     ) -> Result<(), Stop> {
         match request.body {
             BodyKind::None => return Ok(()),
@@ -559,6 +595,10 @@ impl<T: Transport> Connection<T> {
         if request.expect_continue && self.pos == self.buf.len() {
             ringstream_protocol::http::write_continue(&mut self.out);
         }
+        if matches!(target, BodyTarget::Upload(_)) && self.buf.capacity() < UPLOAD_BUFFER {
+            // Large bodies are read in large pieces; `run` gives the memory back afterwards.
+            self.buf.reserve(UPLOAD_BUFFER - self.buf.len());
+        }
         let mut decoder = BodyDecoder::new(request.body, limits.max_body_size);
         let started = Instant::now();
         let mut received: u64 = 0;
@@ -567,9 +607,13 @@ impl<T: Transport> Connection<T> {
                 let decoded = decoder
                     .decode(&self.buf[self.pos..])
                     .map_err(|e| Stop::Refuse(e.status()))?;
-                if let Some(keep) = keep.as_deref_mut() {
-                    let data = &self.buf[self.pos..][decoded.data.clone()];
-                    keep.extend_from_slice(data);
+                let data = &self.buf[self.pos..][decoded.data.clone()];
+                match &mut target {
+                    BodyTarget::Discard => {}
+                    BodyTarget::Collect(keep) => keep.extend_from_slice(data),
+                    BodyTarget::Upload(upload) => {
+                        upload.write(data).await.map_err(|_| Stop::Refuse(500))?;
+                    }
                 }
                 self.pos += decoded.consumed;
                 received += decoded.data.len() as u64;
@@ -668,6 +712,10 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
     let publish = kind
         .filter(|route| matches!(route.kind, RouteKind::Publish { .. }))
         .map(|route| publish::decide(route, request));
+    let upload = kind.and_then(|route| match &route.kind {
+        RouteKind::Upload(_) => Some(UploadRequest::capture(request, route)),
+        _ => None,
+    });
     let file = kind.and_then(|route| match &route.kind {
         RouteKind::Files(files) => Some(Box::new(FileRequest::capture(request, route, files))),
         _ => None,
@@ -678,6 +726,7 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
         topic,
         publish,
         file,
+        upload,
         admission,
         route,
         method: MethodClass::of(&request.method),

@@ -1,0 +1,11 @@
+//! The `upload` route: a request body streamed to a temporary file in the upload directory
+//! and renamed to its final name only once it is complete, so no partial file ever carries a
+//! final name.
+//!
+//! - [`name`]: the stored name a request path asks for, sanitized.
+//! - [`store`]: the upload directory (temporary files, the rename, the clean-up of what a
+//!   killed process left), one upload in progress (deleted on every path that does not
+//!   complete it), and the per-client cap on uploads at once.
+
+pub mod name;
+pub mod store;
