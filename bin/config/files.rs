@@ -69,6 +69,7 @@ impl Checker<'_, '_> {
             attachment: raw.attachment.as_ref().is_some_and(|v| *v.get_ref()),
             max_ranges,
             chunk_size,
+            send_zerocopy: raw.send_zerocopy.as_ref().is_some_and(|v| *v.get_ref()),
             ..FilesConfig::new(PathBuf::from(root.get_ref()))
         })))
     }

@@ -244,7 +244,7 @@ impl Checker<'_, '_> {
         kind: &str,
         raw: &RawRoute,
     ) -> Result<(), ConfigError> {
-        let options: [KindOption; 22] = [
+        let options: [KindOption; 23] = [
             (
                 "a body",
                 at(&raw.body),
@@ -314,6 +314,12 @@ impl Checker<'_, '_> {
             (
                 "chunk_size",
                 at(&raw.chunk_size),
+                &["files"],
+                "files routes",
+            ),
+            (
+                "send_zerocopy",
+                at(&raw.send_zerocopy),
                 &["files"],
                 "files routes",
             ),

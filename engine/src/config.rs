@@ -401,6 +401,8 @@ pub struct FilesConfig {
     /// Bytes read from the file and sent at a time (per connection, the most a download keeps
     /// in memory).
     pub chunk_size: usize,
+    /// Send pieces with `IORING_OP_SEND_ZC` instead of a copying send (BENCHMARKS.md).
+    pub send_zerocopy: bool,
 }
 
 impl FilesConfig {
@@ -415,6 +417,7 @@ impl FilesConfig {
             attachment: false,
             max_ranges: 1,
             chunk_size: 64 * 1024,
+            send_zerocopy: false,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadAt, AsyncWriteAtExt};
+use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 
@@ -35,6 +35,9 @@ pub trait Transport {
     /// Writes every frame of `frames` in order, gathered into as few writes as the kernel
     /// allows (no copy); gives the vector back.
     async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>);
+    /// Writes all of `buf` with `IORING_OP_SEND_ZC` (the kernel sends from `buf` without
+    /// copying it into the socket); gives `buf` back once the kernel has let go of it.
+    async fn write_all_zerocopy(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
@@ -81,6 +84,21 @@ impl Transport for TcpTransport {
         let BufResult(result, frames) =
             AsyncWriteExt::write_vectored_all(&mut &self.stream, frames).await;
         (result, frames)
+    }
+
+    async fn write_all_zerocopy(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let BufResult(result, ready) =
+                AsyncWriteZerocopy::write_zerocopy(&mut &self.stream, buf.slice(sent..)).await;
+            buf = ready.await.into_inner();
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
     }
 
     /// A plain `shutdown(2)` call, not an io_uring operation: the kernel always hands

@@ -22,9 +22,11 @@ pub enum Cut {
     File,
 }
 
-/// Deadlines of one body.
+/// Deadlines of one body, and how its pieces are sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
+    /// Send with `IORING_OP_SEND_ZC`.
+    pub zerocopy: bool,
     /// The most one write may wait for the client.
     pub send_timeout: Duration,
     /// When the whole response must be done.
@@ -70,7 +72,12 @@ pub async fn stream_body<T: Transport>(
         let deadline = deadlines
             .download
             .min(Instant::now() + deadlines.send_timeout);
-        match guard.within(deadline, io.write_all(out)).await {
+        let written = if deadlines.zerocopy {
+            guard.within(deadline, io.write_all_zerocopy(out)).await
+        } else {
+            guard.within(deadline, io.write_all(out)).await
+        };
+        match written {
             Some((Ok(()), written)) => out = written,
             Some((Err(_), _)) => return Err(Cut::Client),
             None if Instant::now() >= deadlines.download => return Err(Cut::Timeout),

@@ -126,6 +126,7 @@ async fn stream<T: Transport>(
         state.global_bandwidth.as_ref(),
     );
     let deadlines = Deadlines {
+        zerocopy: files.send_zerocopy,
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };

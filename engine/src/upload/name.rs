@@ -53,10 +53,7 @@ mod tests {
     fn names_are_one_sanitized_segment() {
         let name = |path: &str| upload_name(path, "/upload/");
         assert_eq!(name("/upload/report.pdf").as_deref(), Some("report.pdf"));
-        assert_eq!(
-            name("/upload/a%20b%C3%A9.txt").as_deref(),
-            Some("a_b_.txt")
-        );
+        assert_eq!(name("/upload/a%20b%C3%A9.txt").as_deref(), Some("a_b_.txt"));
         assert_eq!(name("/upload/.env").as_deref(), Some("env"));
         assert_eq!(name("/upload/...x").as_deref(), Some("x"));
         for bad in [
