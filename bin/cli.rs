@@ -32,8 +32,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file: print a one-line summary (exit 0) or the error (exit 2).
     CheckConfig(CheckConfigArgs),
-    /// Load generator: WebSocket echo, handshakes and broadcast, and the raw-TCP ceiling
-    /// (loopback use).
+    /// Load generator: WebSocket echo, handshakes and broadcast, file downloads, and the raw-TCP
+    /// ceiling (loopback use).
     Bench(crate::bench::BenchArgs),
 }
 

@@ -4,17 +4,25 @@
 
 mod support;
 
-use std::process::Command;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::sync::Arc;
 
-use support::Server;
+use support::{Server, TempFile};
 
-fn bench(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_ringstream"))
+/// `ringstream bench ARGS` run briefly, to completion.
+fn bench_output(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringstream"))
         .arg("bench")
         .args(args)
         .args(["--seconds", "0.5", "--warmup", "0.2"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn bench(args: &[&str]) -> String {
+    let output = bench_output(args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -140,4 +148,162 @@ fn the_broadcast_load_delivers_every_message_in_order() {
     assert_eq!(json_number(&out, "subscribers"), 20, "{out}");
     assert!(json_number(&out, "ops") > 0, "{out}");
     assert!(json_number(&out, "published") > 0, "{out}");
+}
+
+/// The byte `bench make-file` writes at `offset`: each 8-byte word is its own offset (LE).
+fn pattern_byte(offset: usize) -> u8 {
+    ((offset & !7) as u64).to_le_bytes()[offset & 7]
+}
+
+#[test]
+fn make_file_writes_each_words_offset() {
+    let file = TempFile::new("bin", b"stale content to be truncated");
+    let path = file.path.to_str().unwrap();
+    for (size, bytes) in [("100003", 100_003), ("1KiB", 1024), ("0", 0)] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringstream"))
+            .args(["bench", "make-file", "--path", path, "--size", size])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let data = std::fs::read(&file.path).unwrap();
+        assert_eq!(data.len(), bytes, "--size {size}");
+        if let Some(at) = (0..data.len()).find(|&i| data[i] != pattern_byte(i)) {
+            panic!("--size {size}: byte {at} is {:#x}", data[at]);
+        }
+    }
+}
+
+/// A minimal keep-alive HTTP/1.1 server for the download load (no nginx in cargo tests):
+/// every GET answers `body` with 200, or with `Range: bytes=A-B` that range with 206.
+fn serve_file(body: Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let body = Arc::clone(&body);
+            std::thread::spawn(move || serve_connection(stream, &body));
+        }
+    });
+    addr
+}
+
+fn serve_connection(mut stream: TcpStream, body: &[u8]) {
+    let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let range = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Range: bytes="))
+            .and_then(|range| range.split_once('-'))
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
+        let (status, content_range, part) = match range {
+            Some((a, b)) => (
+                "206 Partial Content",
+                format!("Content-Range: bytes {a}-{b}/{}\r\n", body.len()),
+                &body[a..=b],
+            ),
+            None => ("200 OK", String::new(), body),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{content_range}\r\n",
+            part.len()
+        );
+        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(part).is_err() {
+            return;
+        }
+    }
+}
+
+const FILE_SIZE: usize = 100_003;
+
+fn pattern_file() -> Vec<u8> {
+    (0..FILE_SIZE).map(pattern_byte).collect()
+}
+
+#[test]
+fn the_download_load_checks_whole_files_and_ranges() {
+    let addr = serve_file(pattern_file());
+    let url = format!("http://{addr}/files/pattern.bin");
+    let size = FILE_SIZE.to_string();
+    let common = [
+        "download",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--expect-size",
+        &size,
+        "--json",
+    ];
+    let out = bench(
+        &[
+            &common[..],
+            &["--check-pattern", "words", "--rate-check", "1MiB"],
+        ]
+        .concat(),
+    );
+    assert_eq!(json_number(&out, "errors"), 0, "{out}");
+    assert!(json_number(&out, "ops") > 0, "{out}");
+    // A response under way when the window opened counts only its bytes inside it: one per
+    // connection may be short.
+    assert!(
+        json_number(&out, "bytes") >= json_number(&out, "ops").saturating_sub(2) * FILE_SIZE as u64,
+        "{out}"
+    );
+    assert!(out.contains("\"rate_ratio\":"), "{out}");
+    for range in ["4093-70000", "0-0", "100000-100002"] {
+        let out = bench(
+            &[
+                &common[..],
+                &[
+                    "--check-pattern",
+                    "pages",
+                    "--range",
+                    range,
+                    "--io-driver",
+                    "uring",
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(json_number(&out, "errors"), 0, "{range}: {out}");
+        assert!(json_number(&out, "ops") > 0, "{range}: {out}");
+    }
+}
+
+#[test]
+fn the_download_load_fails_on_a_wrong_byte_or_length() {
+    let mut corrupt = pattern_file();
+    corrupt[77_777] ^= 0x10;
+    let addr = serve_file(corrupt);
+    let url = format!("http://{addr}/files/pattern.bin");
+    let size = FILE_SIZE.to_string();
+    let args = ["download", "--url", &url, "--expect-size", &size];
+    let output = bench_output(&[&args[..], &["--check-pattern", "words"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("first error: byte 77777 of the file"),
+        "{stderr}"
+    );
+    // The same body unchecked passes; a wrong --expect-size fails.
+    assert!(bench_output(&args).status.success());
+    let output = bench_output(&["download", "--url", &url, "--expect-size", "100004"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("Content-Length 100003"),
+        "{stderr}"
+    );
 }

@@ -385,7 +385,7 @@ fn download_timeout_closes_a_download_that_takes_too_long() {
 fn zerocopy_sends_are_the_bytes_of_the_file() {
     let tree = Tree::new("zerocopy");
     let content = tree.file("z.bin", 3 * 1024 * 1024 + 17);
-    let server = server(&tree, "send_zerocopy = true\nchunk_size = \"256KiB\"");
+    let server = server(&tree, "send = \"zerocopy\"\nchunk_size = \"256KiB\"");
     let mut stream = server.connect();
     for _ in 0..2 {
         let whole = ask(&mut stream, "GET /files/z.bin HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -3,6 +3,7 @@
 //! server's PID, the server's CPU time per operation.
 
 mod broadcast;
+mod download;
 mod raw;
 mod stats;
 mod ws;
@@ -44,6 +45,11 @@ pub enum Mode {
     },
     /// K subscribers and P publishers on one topic: verified deliveries/s and their latency.
     Broadcast(broadcast::BroadcastArgs),
+    /// C connections each GET a file (or a range of it) in a loop: verified bytes/s and the
+    /// server's CPU per GiB.
+    Download(download::DownloadArgs),
+    /// Write a file for `download --check-pattern`: each 8-byte word is its own offset.
+    MakeFile(download::MakeFileArgs),
     /// Connect, upgrade, close handshake, disconnect: one operation.
     Handshake {
         /// ws://IP:PORT/PATH of a WebSocket endpoint.
@@ -104,11 +110,17 @@ pub enum Phase {
 
 /// Runs the chosen load to completion.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let runtime = compio::runtime::Runtime::new().context("building the client runtime")?;
+    let runtime = match &args.mode {
+        Mode::Download(download) => download::runtime(download),
+        _ => compio::runtime::Runtime::new(),
+    }
+    .context("building the client runtime")?;
     runtime.block_on(async move {
         match args.mode {
             Mode::RawTcpServer { listen } => Ok(raw::serve(listen).await?),
             Mode::Broadcast(args) => broadcast::run(args).await,
+            Mode::Download(args) => download::run(args).await,
+            Mode::MakeFile(args) => download::make_file(&args),
             Mode::Echo {
                 url,
                 size,

@@ -1,4 +1,5 @@
-//! What a benchmark run counts: operations, errors, a latency histogram, server CPU time.
+//! What a benchmark run counts: operations, errors, a latency histogram, server CPU time, and
+//! how busy a pinned process's core was.
 
 use std::time::Duration;
 
@@ -68,6 +69,65 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / ticks.max(1) as f64)
 }
 
+/// The one CPU `pid` may run on (`taskset -c N`), from `Cpus_allowed_list` in
+/// `/proc/PID/status`; `None` when it may run on several.
+pub fn pinned_core(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+    list.trim().parse().ok()
+}
+
+/// Busy and total clock ticks of CPU `core` since boot, from `/proc/stat`. Busy is user,
+/// system, irq and softirq: what the core did for whichever process, including the kernel's
+/// network work that no process's CPU time shows. Niced time is left out: on a shared machine
+/// background jobs (builds, test runs) run niced, and a benchmark's processes do not. Total
+/// adds nice, idle, iowait and steal.
+pub fn core_ticks(core: usize) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core}");
+    let line = stat
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name.as_str()))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+        return None;
+    };
+    let busy = user + system + irq + softirq;
+    Some((busy, busy + nice + idle + iowait + steal))
+}
+
+/// How busy a process's core is over a window, when the process is pinned to one.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreLoad {
+    core: usize,
+    start: (u64, u64),
+}
+
+impl CoreLoad {
+    /// Starts the window on `pid`'s core; `None` when it is not pinned to one core.
+    pub fn start(pid: u32) -> Option<Self> {
+        let core = pinned_core(pid)?;
+        Some(Self {
+            core,
+            start: core_ticks(core)?,
+        })
+    }
+
+    /// Percent of the window the core was busy.
+    pub fn busy_pct(&self) -> Option<f64> {
+        let (busy, total) = core_ticks(self.core)?;
+        let total = total.checked_sub(self.start.1).filter(|&t| t > 0)?;
+        Some((busy - self.start.0) as f64 * 100.0 / total as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +147,16 @@ mod tests {
     #[test]
     fn reads_its_own_cpu_time() {
         assert!(process_cpu_seconds(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn reads_core_ticks() {
+        let (busy, total) = core_ticks(0).expect("cpu0 in /proc/stat");
+        assert!(busy <= total && total > 0);
+        assert_eq!(core_ticks(100_000), None);
+        // Pinned or not, the answer is a core or None, never a panic.
+        if let Some(core) = pinned_core(std::process::id()) {
+            assert!(core_ticks(core).is_some());
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ringstream_engine::config::{FilesConfig, RouteKind, UploadConfig};
+use ringstream_engine::config::{FilesConfig, RouteKind, SendPath, UploadConfig};
 
 use super::error::ConfigError;
 use super::raw::RawRoute;
@@ -63,13 +63,28 @@ impl Checker<'_, '_> {
             Some(value) => self.size(value, &format!("{key}.chunk_size"), CHUNK_SIZES, "")?,
             None => FilesConfig::new("").chunk_size,
         };
+        let send = match &raw.send {
+            Some(value) => match value.get_ref().as_str() {
+                "sendfile" => SendPath::Sendfile,
+                "copy" => SendPath::Copy,
+                "zerocopy" => SendPath::Zerocopy,
+                _ => {
+                    return Err(self.one_of(
+                        value,
+                        &format!("{key}.send"),
+                        &["sendfile", "copy", "zerocopy"],
+                    ));
+                }
+            },
+            None => SendPath::default(),
+        };
         Ok(RouteKind::Files(Box::new(FilesConfig {
+            send,
             index,
             allow_hidden: raw.hidden.as_ref().is_some_and(|v| *v.get_ref()),
             attachment: raw.attachment.as_ref().is_some_and(|v| *v.get_ref()),
             max_ranges,
             chunk_size,
-            send_zerocopy: raw.send_zerocopy.as_ref().is_some_and(|v| *v.get_ref()),
             ..FilesConfig::new(PathBuf::from(root.get_ref()))
         })))
     }

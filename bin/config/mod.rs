@@ -22,6 +22,7 @@ use ringstream_engine::config::{IoDriver, RouteKind, ServerConfig};
 
 pub use error::ConfigError;
 pub use resolve::{MAX_BACKLOG, MAX_WORKERS};
+pub use units::parse_size;
 
 /// The reference config, served when no `--config` is given.
 const DEFAULT_TOML: &str = include_str!("../default.toml");

@@ -240,8 +240,8 @@ pub struct RawRoute {
     pub max_ranges: Option<Spanned<Int>>,
     /// `files`: bytes read and sent at a time.
     pub chunk_size: Option<Spanned<Size>>,
-    /// `files`: send with `IORING_OP_SEND_ZC`.
-    pub send_zerocopy: Option<Spanned<bool>>,
+    /// `files`: how bytes are sent: `"sendfile"`, `"copy"` or `"zerocopy"`.
+    pub send: Option<Spanned<String>>,
     /// `upload`: the directory uploads are stored in.
     pub upload_dir: Option<Spanned<String>>,
     /// `upload`: largest upload.

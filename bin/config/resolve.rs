@@ -317,12 +317,7 @@ impl Checker<'_, '_> {
                 &["files"],
                 "files routes",
             ),
-            (
-                "send_zerocopy",
-                at(&raw.send_zerocopy),
-                &["files"],
-                "files routes",
-            ),
+            ("send", at(&raw.send), &["files"], "files routes"),
             (
                 "upload_dir",
                 at(&raw.upload_dir),

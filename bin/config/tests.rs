@@ -304,7 +304,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, send_zerocopy, upload_dir, max_upload_size, overwrite, fsync, max_uploads_per_client, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, send, upload_dir, max_upload_size, overwrite, fsync, max_uploads_per_client, limits)"
     );
 }
 

@@ -401,8 +401,20 @@ pub struct FilesConfig {
     /// Bytes read from the file and sent at a time (per connection, the most a download keeps
     /// in memory).
     pub chunk_size: usize,
-    /// Send pieces with `IORING_OP_SEND_ZC` instead of a copying send (BENCHMARKS.md).
-    pub send_zerocopy: bool,
+    /// How the file's bytes reach the socket (BENCHMARKS.md compares them).
+    pub send: SendPath,
+}
+
+/// How a files route sends a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendPath {
+    /// `sendfile(2)` from the page cache: no copy through a buffer.
+    #[default]
+    Sendfile,
+    /// An io_uring read into the connection's buffer, then a send that copies it.
+    Copy,
+    /// An io_uring read into the buffer, then `IORING_OP_SEND_ZC` (no copy on the send).
+    Zerocopy,
 }
 
 impl FilesConfig {
@@ -417,7 +429,7 @@ impl FilesConfig {
             attachment: false,
             max_ranges: 1,
             chunk_size: 64 * 1024,
-            send_zerocopy: false,
+            send: SendPath::Sendfile,
         }
     }
 }

@@ -188,7 +188,8 @@ impl ClientGate {
                     return None;
                 };
                 let rate = route.limits.bandwidth.per_client;
-                let quota = Gcra::new(rate, Duration::from_secs(1), files.chunk_size as u64)?;
+                let burst = crate::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let quota = Gcra::new(rate, Duration::from_secs(1), burst)?;
                 buckets += 1;
                 Some((buckets - 1, quota))
             })

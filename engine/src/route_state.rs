@@ -80,8 +80,9 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
                         )));
                     }
                 };
-                let burst = files.chunk_size as u64;
-                state.global_bandwidth = SharedRate::new(route.limits.bandwidth.global, burst);
+                let rate = route.limits.bandwidth.global;
+                let burst = crate::files::pace::cap_burst(rate, files.chunk_size as u64);
+                state.global_bandwidth = SharedRate::new(rate, burst);
             }
             RouteKind::Upload(upload) => {
                 let (dir, removed) = UploadDir::open(&upload.dir).map_err(|e| {

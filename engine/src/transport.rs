@@ -16,8 +16,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
+use compio::driver::ToSharedFd;
+use compio::driver::op::{Interest, PollOnce};
 use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
+
 use compio::net::TcpStream;
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
@@ -38,6 +41,10 @@ pub trait Transport {
     /// Writes all of `buf` with `IORING_OP_SEND_ZC` (the kernel sends from `buf` without
     /// copying it into the socket); gives `buf` back once the kernel has let go of it.
     async fn write_all_zerocopy(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Sends up to `len` bytes of `file` from `offset` with `sendfile(2)`: straight from the
+    /// page cache, no copy through a buffer. Waits (on the ring) while the socket is full;
+    /// returns the bytes sent, 0 only at the end of the file.
+    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize>;
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
@@ -101,6 +108,33 @@ impl Transport for TcpTransport {
         (Ok(()), buf)
     }
 
+    /// `sendfile(2)` is a plain system call on the worker thread, made with the socket
+    /// switched to non-blocking for its duration (nothing else of the connection is in flight
+    /// while a file is sent), so a full socket returns `EAGAIN` instead of stopping the
+    /// worker; the wait for room is an io_uring poll. The kernel reads the file's pages from
+    /// the page cache (a page not cached is read from disk inside the call, as nginx's
+    /// `sendfile` does).
+    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
+        let socket = self.stream.as_raw_fd();
+        loop {
+            let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+            set_nonblocking(socket, true)?;
+            // SAFETY: both descriptors are open for the call (the stream and the file are
+            // borrowed); `position` is a valid `off_t` the kernel updates.
+            let sent = unsafe { libc::sendfile(socket, file.raw_fd(), &raw mut position, len) };
+            let error = io::Error::last_os_error();
+            set_nonblocking(socket, false)?;
+            if sent >= 0 {
+                return Ok(sent.unsigned_abs());
+            }
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
+            let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
+            compio::runtime::submit(poll).await.0?;
+        }
+    }
+
     /// A plain `shutdown(2)` call, not an io_uring operation: the kernel always hands
     /// `IORING_OP_SHUTDOWN` to an io-wq worker thread (it has no non-blocking path), which cost
     /// about 15% of a WebSocket handshake's server CPU in thread wake-ups (BENCHMARKS.md). On a
@@ -118,6 +152,19 @@ impl Transport for TcpTransport {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+}
+
+/// Switches `O_NONBLOCK` on or off for `fd`.
+fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    let mut value = libc::c_int::from(on);
+    // SAFETY: FIONBIO reads one `int` from the pointer, which is valid for the call; `fd` is
+    // open (the caller borrows its owner).
+    let rc = unsafe { libc::ioctl(fd, libc::FIONBIO, &raw mut value) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -154,6 +201,11 @@ impl FileSource {
             .read_at(buf.slice(start..start + len), offset)
             .await;
         (result, slice.into_inner())
+    }
+
+    /// The descriptor, for `sendfile(2)`.
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 }
 

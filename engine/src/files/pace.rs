@@ -2,7 +2,9 @@
 //! its bytes; a cap that says "not yet" names the wait, and the download sleeps on a timer
 //! (never blocking its worker) and asks again.
 //!
-//! Each cap is a GCRA byte budget with a burst of one piece: per connection (its own state),
+//! Each cap is a GCRA byte budget with a burst of one piece (at least 20 ms of its rate):
+//! per connection (its state lives as long as the connection, so the responses of one
+//! keep-alive connection share it),
 //! per client (a bucket in the client's shared state, exact across cores) and per route (one
 //! atomic state shared by every connection). A budget granted for a piece is not asked again
 //! while a later cap makes the piece wait. The first `rate_after` bytes of a response go out
@@ -19,12 +21,22 @@ use crate::route_state::SharedRate;
 /// The smallest piece sent under a cap.
 const MIN_PIECE: usize = 4 * 1024;
 /// Pieces per second at least, under the tightest cap (smoother pacing than whole chunks).
-const PIECES_PER_SECOND: u64 = 8;
+const PIECES_PER_SECOND: u64 = 32;
+/// A cap's burst holds at least this long a share of its rate: the clock budgets are read on
+/// ticks every 1–4 ms (`coarse_clock`), and a burst of one small piece would let a fast cap
+/// send only one piece per tick.
+const BURST_SECONDS_DIVISOR: u64 = 50;
+
+/// The burst of a cap of `rate` bytes per second sending pieces of `piece` bytes: one piece,
+/// or 20 ms of the rate when that is more.
+pub fn cap_burst(rate: u64, piece: u64) -> u64 {
+    piece.max(rate / BURST_SECONDS_DIVISOR)
+}
 
 /// The caps of one response.
 #[derive(Debug)]
 pub struct Pacer<'a> {
-    connection: Option<(Gcra, GcraState)>,
+    connection: Option<(Gcra, &'a mut GcraState)>,
     client: Option<(&'a ClientGate, &'a ClientSlot, usize)>,
     global: Option<&'a SharedRate>,
     rate_after: u64,
@@ -36,11 +48,13 @@ pub struct Pacer<'a> {
 }
 
 impl<'a> Pacer<'a> {
-    /// The caps of `bandwidth` for a response on route `route`; `client` is the connection's
-    /// client (its shared budget applies only to clients the limits track).
+    /// The caps of `bandwidth` for a response on route `route`; `connection` is the
+    /// connection's own budget state, `client` its client (whose shared budget applies only
+    /// to clients the limits track).
     pub fn new(
         bandwidth: &Bandwidth,
         chunk_size: usize,
+        connection: &'a mut GcraState,
         client: Option<(&'a ClientGate, &'a ClientSlot, usize)>,
         global: Option<&'a SharedRate>,
     ) -> Self {
@@ -61,9 +75,9 @@ impl<'a> Pacer<'a> {
         let connection = Gcra::new(
             bandwidth.per_connection,
             Duration::from_secs(1),
-            piece as u64,
+            cap_burst(bandwidth.per_connection, piece as u64),
         )
-        .map(|quota| (quota, GcraState::default()));
+        .map(|quota| (quota, connection));
         Self {
             connection,
             client: client.filter(|_| bandwidth.per_client > 0),
@@ -159,14 +173,15 @@ mod tests {
     #[test]
     fn a_connection_cap_holds_within_a_piece() {
         let bandwidth = Bandwidth {
-            per_connection: 1_000_000,
+            per_connection: 4_000_000,
             ..Bandwidth::default()
         };
-        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, None, None);
+        let mut state = GcraState::default();
+        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, &mut state, None, None);
         assert_eq!(pacer.next_piece(u64::MAX), 64 * 1024);
-        // 10 MB at 1 MB/s: 10 s, less the first piece's burst.
+        // 10 MB at 4 MB/s: 2.5 s, less the burst (20 ms of the rate).
         let seconds = run(&mut pacer, 10_000_000);
-        assert!((9.9..=10.0).contains(&seconds), "{seconds}");
+        assert!((2.47..=2.5).contains(&seconds), "{seconds}");
     }
 
     #[test]
@@ -176,35 +191,43 @@ mod tests {
             rate_after: 1_000_000,
             ..Bandwidth::default()
         };
-        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, None, None);
-        assert_eq!(pacer.next_piece(u64::MAX), 10_000);
-        let mut now = 0;
-        for _ in 0..100 {
-            assert_eq!(pacer.ask(10_000, now), Ok(()));
+        let mut state = GcraState::default();
+        let mut pacer = Pacer::new(&bandwidth, 64 * 1024, &mut state, None, None);
+        let piece = pacer.next_piece(u64::MAX);
+        assert_eq!(piece, 4096);
+        let mut free = 0u64;
+        while free < 1_000_000 {
+            let piece = pacer.next_piece(u64::MAX);
+            assert_eq!(pacer.ask(piece, 0), Ok(()));
+            free += piece as u64;
         }
-        // Past rate_after the cap applies: 80 kB more take one second.
-        let seconds = run(&mut pacer, 80_000 + 10_000);
+        assert_eq!(
+            free, 1_000_000,
+            "the uncapped part ends exactly at rate_after"
+        );
+        // Past rate_after the cap applies: 80 kB more (and the 4 KiB burst) take one second.
+        let seconds = run(&mut pacer, 80_000 + 4096);
         assert!((0.99..=1.01).contains(&seconds), "{seconds}");
-        now += 1;
-        let _ = now;
     }
 
     #[test]
     fn a_route_budget_is_shared_and_a_granted_cap_is_not_asked_twice() {
-        let global = SharedRate::new(1_000_000, 64 * 1024).unwrap();
         let bandwidth = Bandwidth {
             per_connection: 10_000_000,
             global: 1_000_000,
             ..Bandwidth::default()
         };
-        let mut a = Pacer::new(&bandwidth, 64 * 1024, None, Some(&global));
-        let mut b = Pacer::new(&bandwidth, 64 * 1024, None, Some(&global));
+        let (mut state_a, mut state_b) = (GcraState::default(), GcraState::default());
+        let a = Pacer::new(&bandwidth, 64 * 1024, &mut state_a, None, None);
         let piece = a.next_piece(u64::MAX);
-        assert_eq!(piece, 64 * 1024);
+        assert_eq!(piece, 31_250, "a piece is 1/32 s of the tightest cap");
+        let global = SharedRate::new(1_000_000, cap_burst(1_000_000, piece as u64)).unwrap();
+        let mut a = Pacer::new(&bandwidth, 64 * 1024, &mut state_a, None, Some(&global));
+        let mut b = Pacer::new(&bandwidth, 64 * 1024, &mut state_b, None, Some(&global));
         assert_eq!(a.ask(piece, 0), Ok(()));
         // The route's budget is spent: b waits, and its connection budget, granted, is kept.
         let wait = b.ask(piece, 0).unwrap_err();
-        assert!(wait > Duration::from_millis(50), "{wait:?}");
+        assert!(wait > Duration::from_millis(25), "{wait:?}");
         let later = u64::try_from(wait.as_nanos()).unwrap();
         assert_eq!(b.ask(piece, later), Ok(()));
         assert!(a.ask(piece, later + MS).is_err());

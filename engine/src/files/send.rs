@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::pace::Pacer;
 use crate::coarse_clock;
+use crate::config::SendPath;
 use crate::registry::ConnGuard;
 use crate::transport::{FileSource, Transport};
 
@@ -25,8 +26,8 @@ pub enum Cut {
 /// Deadlines of one body, and how its pieces are sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
-    /// Send with `IORING_OP_SEND_ZC`.
-    pub zerocopy: bool,
+    /// How the bytes are sent.
+    pub path: SendPath,
     /// The most one write may wait for the client.
     pub send_timeout: Duration,
     /// When the whole response must be done.
@@ -63,28 +64,62 @@ pub async fn stream_body<T: Transport>(
             }
             crate::runtime::sleep(wait).await;
         }
+        let deadline = deadlines
+            .download
+            .min(Instant::now() + deadlines.send_timeout);
+        if deadlines.path == SendPath::Sendfile {
+            out = write(io, guard, out, deadline, deadlines, sent).await?;
+            match guard
+                .within(deadline, io.send_file(file, offset, piece))
+                .await
+            {
+                Some(Ok(0)) | Some(Err(_)) => return Err(Cut::File),
+                Some(Ok(n)) => {
+                    offset += n as u64;
+                    *sent += n as u64;
+                    continue;
+                }
+                None if Instant::now() >= deadlines.download => return Err(Cut::Timeout),
+                None => return Err(Cut::Client),
+            }
+        }
         let (read, buf) = file.read_at(out, offset, piece).await;
         out = buf;
         match read {
             Ok(0) | Err(_) => return Err(Cut::File),
             Ok(n) => offset += n as u64,
         }
-        let deadline = deadlines
-            .download
-            .min(Instant::now() + deadlines.send_timeout);
-        let written = if deadlines.zerocopy {
+        out = write(io, guard, out, deadline, deadlines, sent).await?;
+    }
+    Ok(out)
+}
+
+/// Writes `out` (the head, or a piece read into it) before `deadline`; gives it back empty.
+async fn write<T: Transport>(
+    io: &T,
+    guard: &ConnGuard,
+    out: Vec<u8>,
+    deadline: Instant,
+    deadlines: Deadlines,
+    sent: &mut u64,
+) -> Result<Vec<u8>, Cut> {
+    if out.is_empty() {
+        return Ok(out);
+    }
+    let mut out = {
+        let written = if deadlines.path == SendPath::Zerocopy {
             guard.within(deadline, io.write_all_zerocopy(out)).await
         } else {
             guard.within(deadline, io.write_all(out)).await
         };
         match written {
-            Some((Ok(()), written)) => out = written,
+            Some((Ok(()), written)) => written,
             Some((Err(_), _)) => return Err(Cut::Client),
             None if Instant::now() >= deadlines.download => return Err(Cut::Timeout),
             None => return Err(Cut::Client),
         }
-        *sent += out.len() as u64;
-        out.clear();
-    }
+    };
+    *sent += out.len() as u64;
+    out.clear();
     Ok(out)
 }

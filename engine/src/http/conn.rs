@@ -23,6 +23,7 @@ use crate::conn_count::ConnSlot;
 use crate::context::WorkerContext;
 use crate::files::FileRequest;
 use crate::upload::store::{Stored, Upload};
+use ringstream_limits::gcra::GcraState;
 use upload::UploadRequest;
 
 mod upload;
@@ -147,6 +148,7 @@ pub fn serve<T: Transport>(
         out: Vec::new(),
         send_timeout: ctx.limits.send_timeout,
         ctx,
+        bandwidth: GcraState::default(),
     };
     async move {
         // The server-wide place, held to the very end on every path.
@@ -258,6 +260,8 @@ struct Connection<T> {
     /// `send_timeout` of the route being answered (the global one before any route is known).
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
+    /// The `rate_limit_bandwidth` budget of this connection's file responses.
+    bandwidth: GcraState,
 }
 
 impl<T: Transport> Connection<T> {
@@ -346,6 +350,7 @@ impl<T: Transport> Connection<T> {
             route_index: route,
             client: self.client.as_ref(),
             close,
+            bandwidth: &mut self.bandwidth,
         };
         let out = std::mem::take(&mut self.out);
         match files::answer(exchange, file, method, out).await {

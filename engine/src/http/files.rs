@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::time::Instant;
 
 use super::apps::{self, MethodClass, Page};
-use crate::config::{FilesConfig, Route};
+use crate::config::{FilesConfig, Route, SendPath};
 use crate::context::WorkerContext;
 use crate::files::FileRequest;
 use crate::files::answer::{self, Decision, FileFacts, HeadParts};
@@ -17,7 +17,10 @@ use crate::gate::ClientSlot;
 use crate::registry::ConnGuard;
 use crate::route_state::RouteState;
 use crate::transport::{FileSource, Transport};
+use ringstream_limits::gcra::GcraState;
 
+/// The largest piece one `sendfile(2)` is asked for when no cap applies.
+const SENDFILE_PIECE: usize = 4 * 1024 * 1024;
 const TEXT_PLAIN: &[u8] = b"text/plain; charset=utf-8";
 const ALLOW_READ: (&str, &[u8]) = ("Allow", b"GET, HEAD");
 
@@ -35,13 +38,15 @@ pub struct Exchange<'a, T> {
     pub client: Option<&'a ClientSlot>,
     /// Whether the response ends the connection.
     pub close: bool,
+    /// The connection's `rate_limit_bandwidth` budget, shared by its responses.
+    pub bandwidth: &'a mut GcraState,
 }
 
 /// Answers `request`: queues the head (and any short body) in `out`, and for a `GET` that
 /// sends the file, writes `out` and streams the body. `Err` when the connection must close
 /// because the body could not be sent whole.
 pub async fn answer<T: Transport>(
-    exchange: Exchange<'_, T>,
+    mut exchange: Exchange<'_, T>,
     request: &FileRequest,
     method: MethodClass,
     out: Vec<u8>,
@@ -94,7 +99,7 @@ pub async fn answer<T: Transport>(
         return Ok(out);
     }
     stream(
-        &exchange,
+        &mut exchange,
         route,
         files,
         state,
@@ -107,7 +112,7 @@ pub async fn answer<T: Transport>(
 
 /// Sends `range` of the file after the head in `out`, under the route's caps and timeouts.
 async fn stream<T: Transport>(
-    exchange: &Exchange<'_, T>,
+    exchange: &mut Exchange<'_, T>,
     route: &Route,
     files: &FilesConfig,
     state: &RouteState,
@@ -119,14 +124,20 @@ async fn stream<T: Transport>(
     let client = exchange
         .client
         .map(|slot| (ctx.gate.as_ref(), slot, exchange.route_index));
+    // sendfile holds no buffer: its pieces can be larger than the route's chunk.
+    let piece = match files.send {
+        SendPath::Sendfile => files.chunk_size.max(SENDFILE_PIECE),
+        SendPath::Copy | SendPath::Zerocopy => files.chunk_size,
+    };
     let mut pacer = Pacer::new(
         &route.limits.bandwidth,
-        files.chunk_size,
+        piece,
+        exchange.bandwidth,
         client,
         state.global_bandwidth.as_ref(),
     );
     let deadlines = Deadlines {
-        zerocopy: files.send_zerocopy,
+        path: files.send,
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };
