@@ -124,8 +124,13 @@ async fn stream<T: Transport>(
     let client = exchange
         .client
         .map(|slot| (ctx.gate.as_ref(), slot, exchange.route_index));
-    // sendfile holds no buffer: its pieces can be larger than the route's chunk.
-    let piece = match files.send {
+    // A body of one chunk or less leaves with its head in one write (one system call where
+    // sendfile would take four); sendfile holds no buffer, so its pieces can be larger.
+    let path = match files.send {
+        SendPath::Sendfile if range.end - range.start <= files.chunk_size as u64 => SendPath::Copy,
+        path => path,
+    };
+    let piece = match path {
         SendPath::Sendfile => files.chunk_size.max(SENDFILE_PIECE),
         SendPath::Copy | SendPath::Zerocopy => files.chunk_size,
     };
@@ -137,7 +142,7 @@ async fn stream<T: Transport>(
         state.global_bandwidth.as_ref(),
     );
     let deadlines = Deadlines {
-        path: files.send,
+        path,
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };
