@@ -45,6 +45,9 @@ pub trait Transport {
     /// page cache, no copy through a buffer. Waits (on the ring) while the socket is full;
     /// returns the bytes sent, 0 only at the end of the file.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize>;
+    /// Sets `TCP_CORK`: while on, only full segments leave (the head waits for the file's
+    /// first bytes); turning it off sends what is queued (nginx's `tcp_nopush`).
+    fn set_cork(&self, on: bool);
     /// Shuts down the sending side (FIN) after everything queued has been sent.
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
@@ -67,6 +70,40 @@ impl TcpTransport {
     /// The raw descriptor, for the worker's connection registry (drain and forced close).
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+}
+
+impl TcpTransport {
+    /// The loop of [`Transport::send_file`], on a socket already non-blocking.
+    async fn send_file_nonblocking(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        let socket = self.stream.as_raw_fd();
+        let mut done = 0;
+        while done < len {
+            let mut position =
+                i64::try_from(offset + done as u64).map_err(|_| io::ErrorKind::InvalidInput)?;
+            // SAFETY: both descriptors are open for the call (the stream and the file are
+            // borrowed); `position` is a valid `off_t` the kernel updates.
+            let sent =
+                unsafe { libc::sendfile(socket, file.raw_fd(), &raw mut position, len - done) };
+            match sent {
+                0 => break,
+                n if n > 0 => done += n.unsigned_abs(),
+                _ => {
+                    let error = io::Error::last_os_error();
+                    if error.kind() != io::ErrorKind::WouldBlock {
+                        return Err(error);
+                    }
+                    let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
+                    compio::runtime::submit(poll).await.0?;
+                }
+            }
+        }
+        Ok(done)
     }
 }
 
@@ -109,29 +146,33 @@ impl Transport for TcpTransport {
     }
 
     /// `sendfile(2)` is a plain system call on the worker thread, made with the socket
-    /// switched to non-blocking for its duration (nothing else of the connection is in flight
+    /// switched to non-blocking for the piece (nothing else of the connection is in flight
     /// while a file is sent), so a full socket returns `EAGAIN` instead of stopping the
     /// worker; the wait for room is an io_uring poll. The kernel reads the file's pages from
     /// the page cache (a page not cached is read from disk inside the call, as nginx's
-    /// `sendfile` does).
+    /// `sendfile` does). The whole piece is sent before it returns, unless the file ends.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
         let socket = self.stream.as_raw_fd();
-        loop {
-            let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-            set_nonblocking(socket, true)?;
-            // SAFETY: both descriptors are open for the call (the stream and the file are
-            // borrowed); `position` is a valid `off_t` the kernel updates.
-            let sent = unsafe { libc::sendfile(socket, file.raw_fd(), &raw mut position, len) };
-            let error = io::Error::last_os_error();
-            set_nonblocking(socket, false)?;
-            if sent >= 0 {
-                return Ok(sent.unsigned_abs());
-            }
-            if error.kind() != io::ErrorKind::WouldBlock {
-                return Err(error);
-            }
-            let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
-            compio::runtime::submit(poll).await.0?;
+        set_nonblocking(socket, true)?;
+        let result = self.send_file_nonblocking(file, offset, len).await;
+        // Dropped mid-wait (a timeout), the socket stays non-blocking: the connection is
+        // closing then.
+        set_nonblocking(socket, false)?;
+        result
+    }
+
+    fn set_cork(&self, on: bool) {
+        let value = libc::c_int::from(on);
+        // SAFETY: the descriptor is open while `self` lives; setsockopt reads one `int` from
+        // a pointer valid for the call. A failure only costs a few more segments.
+        unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&raw const value).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
         }
     }
 

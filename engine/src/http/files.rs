@@ -146,6 +146,12 @@ async fn stream<T: Transport>(
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };
+    // Corked like nginx's tcp_nopush: the head rides with the file's first bytes, and only
+    // full segments leave until the body is done.
+    let cork = path == SendPath::Sendfile;
+    if cork {
+        exchange.io.set_cork(true);
+    }
     let mut sent = 0;
     let body = Body {
         file: &source,
@@ -161,6 +167,9 @@ async fn stream<T: Transport>(
         &mut sent,
     )
     .await;
+    if cork {
+        exchange.io.set_cork(false);
+    }
     ctx.counters()
         .route(Some(exchange.route_index))
         .bytes_out
