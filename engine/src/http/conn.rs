@@ -370,33 +370,31 @@ impl<T: Transport> Connection<T> {
         rate_headers: Option<&RateHeaders>,
     ) -> Result<(), Stop> {
         let ctx = Rc::clone(&self.ctx);
-        {
-            let date = ctx.date.now();
-            let mut extra = HeaderList::default();
-            if let Some(rate) = rate_headers {
-                extra.push_rate(rate);
-            }
-            match request.route.map(|i| &ctx.router.routes()[i].kind) {
-                Some(
-                    kind @ (RouteKind::Stats { allowed_clients }
-                    | RouteKind::Metrics { allowed_clients }),
-                ) => {
-                    let address = self.client.as_ref().map(ClientSlot::address);
-                    if !address.is_some_and(|a| allowed_clients.contains(a)) {
-                        return Err(Stop::Refuse(403));
-                    }
-                    observe::respond(kind, &ctx, request.method, &date, close, &mut self.out);
+        let date = ctx.date.now();
+        let mut extra = HeaderList::default();
+        if let Some(rate) = rate_headers {
+            extra.push_rate(rate);
+        }
+        match request.route.map(|i| &ctx.router.routes()[i].kind) {
+            Some(
+                kind @ (RouteKind::Stats { allowed_clients }
+                | RouteKind::Metrics { allowed_clients }),
+            ) => {
+                let address = self.client.as_ref().map(ClientSlot::address);
+                if !address.is_some_and(|a| allowed_clients.contains(a)) {
+                    return Err(Stop::Refuse(403));
                 }
-                Some(kind) => apps::respond(
-                    kind,
-                    request.method,
-                    &date,
-                    close,
-                    extra.as_slice(),
-                    &mut self.out,
-                ),
-                None => apps::not_found(request.method, &date, close, &mut self.out),
+                observe::respond(kind, &ctx, request.method, &date, close, &mut self.out);
             }
+            Some(kind) => apps::respond(
+                kind,
+                request.method,
+                &date,
+                close,
+                extra.as_slice(),
+                &mut self.out,
+            ),
+            None => apps::not_found(request.method, &date, close, &mut self.out),
         }
         Ok(())
     }
