@@ -19,64 +19,32 @@ A server that is not installed, or does not start, is skipped with one line. `--
 import argparse
 import json
 import os
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import time
+
+from benchlib import free_port, median, start_on_port, start_printing, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "benches", "peers")
 BUN = os.path.join(PEERS, "node_modules", ".bin", "bun")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_for_port(process, port, seconds=10):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def start_ringstream(binary):
-    process = subprocess.Popen(["taskset", "-c", "0", binary, "serve", "--listen",
-                                "127.0.0.1:0", "--workers", "1", "--log-level", "warn"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        stop(process)
-        return None, None
-    return process, line.removeprefix("listening on ")
+    return start_printing([binary, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+                           "--log-level", "warn"])
 
 
 def start_bun():
     if not os.path.exists(BUN):
         return None, None
     port = free_port()
-    process = subprocess.Popen(["taskset", "-c", "0", BUN,
-                                os.path.join(PEERS, "bun_broadcast.js"), str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_for_port(process, port):
-        stop(process)
-        return None, None
-    return process, f"127.0.0.1:{port}"
+    return start_on_port([BUN, os.path.join(PEERS, "bun_broadcast.js"), str(port)], port)
 
 
-def stop(process):
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def run(binary, addr, topic, pid, args):
@@ -92,9 +60,6 @@ def run(binary, addr, topic, pid, args):
     return json.loads(out.stdout), None
 
 
-def median(runs, key):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
 
 
 def main():

@@ -26,13 +26,11 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import cell, free_port, median, start_on_port, start_printing, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "benches", "peers")
@@ -98,10 +96,6 @@ def size_label(size):
     return f"{size} B"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_files(bench, directory, sizes):
@@ -115,16 +109,6 @@ def make_files(bench, directory, sizes):
                        check=True, stdout=subprocess.DEVNULL)
 
 
-def wait_for_port(server, port):
-    for _ in range(200):
-        if server.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def start_nginx(files, run_dir):
@@ -138,13 +122,8 @@ def start_nginx(files, run_dir):
     conf_path = os.path.join(run_dir, "nginx.conf")
     with open(conf_path, "w") as out:
         out.write(conf)
-    server = subprocess.Popen(["taskset", "-c", "0", nginx_path(), "-p", run_dir,
-                               "-e", os.path.join(run_dir, "error.log"), "-c", conf_path],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if wait_for_port(server, port):
-        return server, f"127.0.0.1:{port}"
-    stop(server)
-    return None, None
+    return start_on_port([nginx_path(), "-p", run_dir, "-e", os.path.join(run_dir, "error.log"),
+                          "-c", conf_path], port)
 
 
 def start_ringstream(bench, files, options, run_dir):
@@ -169,19 +148,9 @@ root = "{files}"
 [routes.limits]
 rate_limit_bandwidth = {CAP}
 """)
-    server = subprocess.Popen(["taskset", "-c", "0", bench, "serve", "--config", config,
-                               "--log-level", "warn"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = server.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        stop(server)
-        return None, None
-    return server, line.removeprefix("listening on ")
+    return start_printing([bench, "serve", "--config", config, "--log-level", "warn"])
 
 
-def stop(server):
-    server.send_signal(signal.SIGKILL)
-    server.wait()
 
 
 def run(bench, addr, path, name, size, connections, rate_check, pid, args):
@@ -200,13 +169,8 @@ def run(bench, addr, path, name, size, connections, rate_check, pid, args):
     return json.loads(out.stdout), None
 
 
-def median(runs, key):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
 
 
-def cell(value, fmt, suffix=""):
-    return "–" if value is None else f"{value:{fmt}}{suffix}"
 
 
 def main():

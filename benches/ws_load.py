@@ -19,12 +19,11 @@ short round of two workloads, used by CI with `--build debug`) keeps the script 
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
+
+from benchlib import free_port, start_on_port, start_printing, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -73,37 +72,13 @@ WORKLOADS = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(argv):
     """Starts a server on core 0; returns it and its address. Servers that cannot print their
     address are given a free port and waited for."""
     if "{port}" in argv:
         port = free_port()
-        argv = [a.replace("{port}", str(port)) for a in argv]
-        server = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return server, f"127.0.0.1:{port}"
-            except OSError:
-                time.sleep(0.05)
-        server.kill()
-        server.wait()
-        return None, None
-    server = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    line = server.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        server.kill()
-        server.wait()
-        return None, None
-    return server, line.removeprefix("listening on ")
+        return start_on_port([a.replace("{port}", str(port)) for a in argv], port)
+    return start_printing(argv)
 
 
 def run(workload, name, addr, pid, seconds, warmup):
@@ -201,8 +176,7 @@ def main():
                           f" p50 {result['p50_us']} us, p99 {result['p99_us']} us",
                           file=sys.stderr)
             finally:
-                server.send_signal(signal.SIGKILL)
-                server.wait()
+                stop(server)
     print("| workload | server | ops/s | server CPU µs/op | CPU/op vs ringstream | "
           "p50 / p99 µs |")
     print("|---|---|---:|---:|---:|---:|")

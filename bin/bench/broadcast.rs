@@ -67,18 +67,8 @@ pub struct BroadcastArgs {
     /// Messages a publisher may have sent and not yet received back.
     #[arg(long, default_value_t = 64)]
     window: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Seconds of load before the measurement starts.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// The server's PID, to report its CPU time per delivery.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    measure: super::Measure,
 }
 
 /// Appends a masked client frame carrying `payload`.
@@ -431,15 +421,15 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         )));
     }
 
-    compio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let server_before = args.server_pid.and_then(process_cpu_seconds);
+    compio::time::sleep(Duration::from_secs_f64(args.measure.warmup)).await;
+    let server_before = args.measure.server_pid.and_then(process_cpu_seconds);
     let own_before = process_cpu_seconds(std::process::id());
     let measured = Instant::now();
     shared.phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    compio::time::sleep(Duration::from_secs_f64(args.measure.seconds)).await;
     shared.phase.set(Phase::Done);
     let elapsed = measured.elapsed().as_secs_f64();
-    let server_after = args.server_pid.and_then(process_cpu_seconds);
+    let server_after = args.measure.server_pid.and_then(process_cpu_seconds);
     let own_after = process_cpu_seconds(std::process::id());
 
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -494,7 +484,7 @@ fn report(
     let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
     let label = format!("broadcast {} B, window {}", args.size, args.window);
     let (subscribers, publishers) = (args.subscribers, args.publishers);
-    if args.json {
+    if args.measure.json {
         println!(
             "{{\"mode\":\"{label}\",\"connections\":{},\"subscribers\":{subscribers},\
              \"publishers\":{publishers},\"seconds\":{},\"ops\":{deliveries},\
@@ -502,7 +492,7 @@ fn report(
              \"p50_us\":{p50},\"p99_us\":{p99},\"server_cpu_us_per_op\":{},\
              \"client_cpu_pct\":{}}}",
             subscribers + publishers,
-            args.seconds,
+            args.measure.seconds,
             stats.errors,
             server_cpu_us.map_or("null".into(), |v| format!("{v:.3}")),
             own_cpu_pct.map_or("null".into(), |v| format!("{v:.0}")),
@@ -512,7 +502,7 @@ fn report(
             "{label}: {subscribers} subscribers, {publishers} publishers, {:.0} s: \
              {published} published, {deliveries} deliveries, {rate:.0} deliveries/s, \
              p50 {p50} µs, p99 {p99} µs, {} errors{}{}",
-            args.seconds,
+            args.measure.seconds,
             stats.errors,
             server_cpu_us.map_or(String::new(), |v| format!(
                 ", server CPU {v:.3} µs/delivery"
@@ -520,13 +510,7 @@ fn report(
             own_cpu_pct.map_or(String::new(), |v| format!(", bench CPU {v:.0}%")),
         );
     }
-    if let Some(first) = &stats.first_error {
-        eprintln!("first error: {first}");
-    }
-    if stats.errors > 0 {
-        bail!("{} errors", stats.errors);
-    }
-    Ok(())
+    stats.outcome()
 }
 
 #[cfg(test)]

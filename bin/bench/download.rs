@@ -55,12 +55,6 @@ pub struct DownloadArgs {
     /// Concurrent connections, each downloading one response at a time.
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Seconds of load before the measurement starts.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
     /// Ask for bytes FIRST-LAST of the file (inclusive) and expect 206 with that Content-Range.
     #[arg(long, value_name = "FIRST-LAST", value_parser = parse_range)]
     range: Option<(u64, u64)>,
@@ -80,13 +74,8 @@ pub struct DownloadArgs {
     /// connections off the client's core better than uring does on loopback.
     #[arg(long, value_name = "DRIVER", default_value = "poll")]
     io_driver: ClientDriver,
-    /// The server's PID, to report its CPU time per GiB sent (and its core's load when it is
-    /// pinned to one core).
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    measure: super::Measure,
 }
 
 /// `--io-driver` of the download client.
@@ -279,18 +268,18 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<()> {
         .map(|id| compio::runtime::spawn(download(Rc::clone(&target), Rc::clone(&shared), id)))
         .collect();
 
-    compio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    compio::time::sleep(Duration::from_secs_f64(args.measure.warmup)).await;
     let own_pid = std::process::id();
-    let server_before = args.server_pid.and_then(process_cpu_seconds);
+    let server_before = args.measure.server_pid.and_then(process_cpu_seconds);
     let own_before = process_cpu_seconds(own_pid);
-    let server_core = args.server_pid.and_then(CoreLoad::start);
+    let server_core = args.measure.server_pid.and_then(CoreLoad::start);
     let own_core = CoreLoad::start(own_pid);
     let measured = Instant::now();
     shared.phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    compio::time::sleep(Duration::from_secs_f64(args.measure.seconds)).await;
     shared.phase.set(Phase::Done);
     let elapsed = measured.elapsed().as_secs_f64();
-    let server_after = args.server_pid.and_then(process_cpu_seconds);
+    let server_after = args.measure.server_pid.and_then(process_cpu_seconds);
     let own_after = process_cpu_seconds(own_pid);
     let server_core_busy = server_core.and_then(|load| load.busy_pct());
     let own_core_busy = own_core.and_then(|load| load.busy_pct());
@@ -385,7 +374,7 @@ fn report(
     let null_or = |value: Option<f64>, digits: usize| {
         value.map_or("null".into(), |v| format!("{v:.digits$}"))
     };
-    if args.json {
+    if args.measure.json {
         let rate_fields = rate_check.as_ref().map_or(String::new(), |check| {
             format!(
                 ",\"rate_cap\":{},\"conn_rate_mean\":{:.0},\"conn_rate_min\":{:.0},\
@@ -404,7 +393,7 @@ fn report(
              \"gib_per_sec\":{gib_per_sec:.3},\"server_cpu_s_per_gib\":{},\
              \"server_core_busy_pct\":{},\"client_core_busy_pct\":{}{rate_fields}}}",
             args.connections,
-            args.seconds,
+            args.measure.seconds,
             stats.errors,
             null_or(p50, 0),
             null_or(p99, 0),
@@ -426,7 +415,7 @@ fn report(
             "{label}: {} connections, {:.0} s: {bytes} bytes, {gib_per_sec:.3} GiB/s, \
              {responses} responses{heads}, {} errors{}{}{}{}",
             args.connections,
-            args.seconds,
+            args.measure.seconds,
             stats.errors,
             server_cpu_per_gib.map_or(String::new(), |v| format!(", server CPU {v:.4} s/GiB")),
             pct("bench CPU", own_cpu_pct),
@@ -448,13 +437,7 @@ fn report(
             );
         }
     }
-    if let Some(first) = &stats.first_error {
-        eprintln!("first error: {first}");
-    }
-    if stats.errors > 0 {
-        bail!("{} errors", stats.errors);
-    }
-    Ok(())
+    stats.outcome()
 }
 
 #[cfg(test)]

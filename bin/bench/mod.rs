@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use stats::{Stats, process_cpu_seconds};
@@ -83,18 +83,26 @@ pub struct RunArgs {
     /// Concurrent connections (or handshake workers).
     #[arg(long, default_value_t = 100)]
     connections: usize,
+    #[command(flatten)]
+    measure: Measure,
+}
+
+/// How long a load runs and how it reports: shared by every mode.
+#[derive(Debug, Args)]
+pub struct Measure {
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
+    pub seconds: f64,
     /// Seconds of load before the measurement starts.
     #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// The server's PID, to report its CPU time per operation.
+    pub warmup: f64,
+    /// The server's PID, to report its CPU time per operation (per delivery, per GiB sent;
+    /// and, for downloads, its core's load when it is pinned to one core).
     #[arg(long)]
-    server_pid: Option<u32>,
+    pub server_pid: Option<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Where a run is.
@@ -163,28 +171,28 @@ where
     let tasks: Vec<_> = (0..run.connections)
         .map(|_| compio::runtime::spawn(task(Rc::clone(&phase), Rc::clone(&stats))))
         .collect();
-    compio::time::sleep(Duration::from_secs_f64(run.warmup)).await;
-    let cpu_before = run.server_pid.and_then(process_cpu_seconds);
+    compio::time::sleep(Duration::from_secs_f64(run.measure.warmup)).await;
+    let cpu_before = run.measure.server_pid.and_then(process_cpu_seconds);
     phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(run.seconds)).await;
+    compio::time::sleep(Duration::from_secs_f64(run.measure.seconds)).await;
     phase.set(Phase::Done);
-    let cpu_after = run.server_pid.and_then(process_cpu_seconds);
+    let cpu_after = run.measure.server_pid.and_then(process_cpu_seconds);
     for task in tasks {
         // Each finishes its current operation; a stuck one is abandoned after a while.
         let _ = compio::time::timeout(Duration::from_secs(5), task).await;
     }
     let stats = stats.borrow();
-    let rate = stats.ops as f64 / run.seconds;
+    let rate = stats.ops as f64 / run.measure.seconds;
     let cpu_us = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) if stats.ops > 0 => Some((b - a) * 1e6 / stats.ops as f64),
         _ => None,
     };
     let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
-    if run.json {
+    if run.measure.json {
         println!(
             "{{\"mode\":\"{label}\",\"connections\":{},\"seconds\":{},\"ops\":{},\"ops_per_sec\":{rate:.0},\"errors\":{},\"p50_us\":{p50},\"p99_us\":{p99},\"server_cpu_us_per_op\":{}}}",
             run.connections,
-            run.seconds,
+            run.measure.seconds,
             stats.ops,
             stats.errors,
             cpu_us.map_or("null".into(), |v| format!("{v:.2}"))
@@ -194,17 +202,11 @@ where
             "{label}: {} connections, {:.0} s: {} ops, {rate:.0} ops/s, p50 {p50} µs, p99 {p99} µs, \
              {} errors{}",
             run.connections,
-            run.seconds,
+            run.measure.seconds,
             stats.ops,
             stats.errors,
             cpu_us.map_or(String::new(), |v| format!(", server CPU {v:.2} µs/op"))
         );
     }
-    if let Some(first) = &stats.first_error {
-        eprintln!("first error: {first}");
-    }
-    if stats.errors > 0 {
-        bail!("{} operations failed", stats.errors);
-    }
-    Ok(())
+    stats.outcome()
 }

@@ -42,6 +42,17 @@ impl Stats {
         self.first_error.get_or_insert(what);
     }
 
+    /// The end of a run: the first error printed, and an error if any operation failed.
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        if let Some(first) = &self.first_error {
+            eprintln!("first error: {first}");
+        }
+        if self.errors > 0 {
+            anyhow::bail!("{} operations failed", self.errors);
+        }
+        Ok(())
+    }
+
     /// The latency under which `fraction` of the operations completed, in microseconds.
     pub fn percentile_us(&self, fraction: f64) -> usize {
         let target = (self.ops as f64 * fraction).ceil() as u64;

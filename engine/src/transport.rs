@@ -86,10 +86,10 @@ impl TcpTransport {
         while done < len {
             let mut position =
                 i64::try_from(offset + done as u64).map_err(|_| io::ErrorKind::InvalidInput)?;
+            let (source, count) = (file.raw_fd(), len - done);
             // SAFETY: both descriptors are open for the call (the stream and the file are
             // borrowed); `position` is a valid `off_t` the kernel updates.
-            let sent =
-                unsafe { libc::sendfile(socket, file.raw_fd(), &raw mut position, len - done) };
+            let sent = unsafe { libc::sendfile(socket, source, &raw mut position, count) };
             match sent {
                 0 => break,
                 n if n > 0 => done += n.unsigned_abs(),
@@ -196,6 +196,15 @@ impl Transport for TcpTransport {
     }
 }
 
+/// An open regular file, handed to compio (which owns it from then on).
+fn compio_file(file: std::fs::File) -> compio::fs::File {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
+    // regular file, which is what compio's `File` wraps.
+    unsafe { compio::fs::File::from_raw_fd(fd) }
+}
+
 /// Switches `O_NONBLOCK` on or off for `fd`.
 fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     let mut value = libc::c_int::from(on);
@@ -219,12 +228,9 @@ pub struct FileSource {
 impl FileSource {
     /// Takes over an open file.
     pub fn new(file: std::fs::File) -> Self {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        let fd = file.into_raw_fd();
-        // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
-        // regular file, which is what compio's `File` wraps.
-        let file = unsafe { compio::fs::File::from_raw_fd(fd) };
-        Self { file }
+        Self {
+            file: compio_file(file),
+        }
     }
 
     /// Appends up to `len` bytes read at `offset` to `buf` (fewer at the end of the file, or
@@ -259,12 +265,9 @@ pub struct FileSink {
 impl FileSink {
     /// Takes over a file open for writing.
     pub fn new(file: std::fs::File) -> Self {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        let fd = file.into_raw_fd();
-        // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
-        // regular file, which is what compio's `File` wraps.
-        let file = unsafe { compio::fs::File::from_raw_fd(fd) };
-        Self { file }
+        Self {
+            file: compio_file(file),
+        }
     }
 
     /// Writes all of `buf` at `offset`; gives the buffer back.

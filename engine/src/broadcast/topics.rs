@@ -129,6 +129,18 @@ impl TopicRegistry {
         self.shard(name).topics.get(name).and_then(Weak::upgrade)
     }
 
+    /// Live topics (dead entries are dropped as they are counted).
+    pub fn live(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                shard.topics.retain(|_, topic| topic.strong_count() > 0);
+                shard.topics.len()
+            })
+            .sum()
+    }
+
     /// Up to `limit` live topics with their member counts, most members first, and the number
     /// of live topics.
     pub fn presence(&self, limit: usize) -> (Vec<(String, u64)>, usize) {
@@ -171,6 +183,7 @@ mod tests {
         topic.left(0);
         assert_eq!(topic.workers().collect::<Vec<_>>(), [1]);
         assert_eq!(registry.presence(10), (vec![("room".to_owned(), 2)], 1));
+        assert_eq!(registry.live(), 1);
         drop(topic);
         assert!(registry.get("room").is_none());
         assert_eq!(registry.presence(10), (vec![], 0));

@@ -1,6 +1,6 @@
 //! What a request on a files route asks for, kept once the head's bytes are released.
 
-use ringstream_protocol::http::{PathRefusal, Request, file_path};
+use ringstream_protocol::http::{PathRefusal, Request, file_path, percent_decode};
 
 use crate::config::{FilesConfig, Route};
 
@@ -47,30 +47,18 @@ fn download_name(query: &str) -> Option<String> {
         let (key, value) = pair.split_once('=')?;
         (key == "download").then_some(value)
     })?;
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut input = raw.bytes();
-    while let Some(b) = input.next() {
-        bytes.push(match b {
-            b'+' => b' ',
-            b'%' => {
-                let high = input.next().and_then(hex)?;
-                let low = input.next().and_then(hex)?;
-                high << 4 | low
-            }
-            b => b,
-        });
-    }
-    let name = String::from_utf8(bytes).ok()?;
+    // In a query `+` is a space; `%2B` is the plus sign.
+    let spaced: Vec<u8> = raw
+        .bytes()
+        .map(|b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let name = String::from_utf8(percent_decode(&spaced)?).ok()?;
     let usable = !name.is_empty()
         && name.len() <= 255
         && !name
             .chars()
             .any(|c| c == '/' || c == '\\' || c.is_control());
     usable.then_some(name)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]

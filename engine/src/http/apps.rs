@@ -111,14 +111,17 @@ impl Page<'_> {
     pub fn read_only(&self, body: &[u8], content_type: &[u8], out: &mut Vec<u8>) {
         match self.method {
             MethodClass::Get | MethodClass::Head => self.write(200, content_type, body, out),
-            MethodClass::Other => {
-                let page = Page {
-                    extra: &[ALLOW_READ],
-                    ..*self
-                };
-                page.write(405, TEXT_PLAIN, b"405 Method Not Allowed\n", out);
-            }
+            MethodClass::Other => self.not_read_only(out),
         }
+    }
+
+    /// 405 with `Allow: GET, HEAD`.
+    pub fn not_read_only(&self, out: &mut Vec<u8>) {
+        let page = Page {
+            extra: &[ALLOW_READ],
+            ..*self
+        };
+        page.write(405, TEXT_PLAIN, b"405 Method Not Allowed\n", out);
     }
 
     /// A response with a `Content-Length` body, which a `HEAD` request gets without the body

@@ -21,8 +21,6 @@ use ringstream_limits::gcra::GcraState;
 
 /// The largest piece one `sendfile(2)` is asked for when no cap applies.
 const SENDFILE_PIECE: usize = 4 * 1024 * 1024;
-const TEXT_PLAIN: &[u8] = b"text/plain; charset=utf-8";
-const ALLOW_READ: (&str, &[u8]) = ("Allow", b"GET, HEAD");
 
 /// What answering needs besides the request.
 pub struct Exchange<'a, T> {
@@ -60,18 +58,14 @@ pub async fn answer<T: Transport>(
     };
     let mut out = out;
     let date = ctx.date.now();
-    let page = Page {
-        method,
-        date: &date,
-        close: exchange.close,
-        extra: &[],
-    };
     if method == MethodClass::Other {
         let page = Page {
-            extra: &[ALLOW_READ],
-            ..page
+            method,
+            date: &date,
+            close: exchange.close,
+            extra: &[],
         };
-        page.write(405, TEXT_PLAIN, b"405 Method Not Allowed\n", &mut out);
+        page.not_read_only(&mut out);
         return Ok(out);
     }
     let Some((file, facts, name)) = open(state, files, request) else {

@@ -225,7 +225,7 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
     let table = ctx.gate.table();
     let mut s = String::with_capacity(4096);
     let broadcast = metrics.broadcast();
-    let (_, topics) = ctx.hub.topics.presence(0);
+    let topics = ctx.hub.topics.live();
     let single: [(&str, &str, &str, u64); 12] = [
         (
             "uptime_seconds",

@@ -5,6 +5,8 @@
 //! names); a segment that is empty, `.` or `..`, holds a `/` (encoded or not), or is longer
 //! than 255 bytes names nothing (400).
 
+use ringstream_protocol::http::percent_decode;
+
 /// Longest stored name, in bytes (the usual file-system limit).
 pub const MAX_NAME: usize = 255;
 
@@ -28,21 +30,6 @@ pub fn upload_name(request_path: &str, prefix: &str) -> Option<String> {
         .collect();
     let name = name.trim_start_matches('.');
     (!name.is_empty() && name.len() <= MAX_NAME).then(|| name.to_owned())
-}
-
-fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut bytes = input.iter();
-    while let Some(&b) = bytes.next() {
-        if b == b'%' {
-            let high = (*bytes.next()? as char).to_digit(16)?;
-            let low = (*bytes.next()? as char).to_digit(16)?;
-            out.push(u8::try_from(high << 4 | low).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

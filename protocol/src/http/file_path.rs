@@ -61,25 +61,28 @@ pub fn file_path(
 
 /// One percent-decoded segment; separators and NUL refused, encoded or not.
 fn decode_segment(segment: &[u8]) -> Result<Vec<u8>, PathRefusal> {
-    let mut name = Vec::with_capacity(segment.len());
-    let mut bytes = segment.iter();
-    while let Some(&b) = bytes.next() {
-        let decoded = if b == b'%' {
-            let high = bytes.next().and_then(|&h| hex_value(h));
-            let low = bytes.next().and_then(|&l| hex_value(l));
-            match (high, low) {
-                (Some(h), Some(l)) => h << 4 | l,
-                _ => return Err(PathRefusal::BadEncoding),
-            }
-        } else {
-            b
-        };
-        if matches!(decoded, b'/' | b'\\' | 0) {
-            return Err(PathRefusal::Separator);
-        }
-        name.push(decoded);
+    let name = percent_decode(segment).ok_or(PathRefusal::BadEncoding)?;
+    if name.iter().any(|b| matches!(b, b'/' | b'\\' | 0)) {
+        return Err(PathRefusal::Separator);
     }
     Ok(name)
+}
+
+/// `input` with each `%XX` replaced by its byte, decoded once; `None` for a `%` not followed
+/// by two hex digits.
+pub fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut bytes = input.iter();
+    while let Some(&b) = bytes.next() {
+        out.push(if b == b'%' {
+            let high = hex_value(*bytes.next()?)?;
+            let low = hex_value(*bytes.next()?)?;
+            high << 4 | low
+        } else {
+            b
+        });
+    }
+    Some(out)
 }
 
 #[cfg(test)]

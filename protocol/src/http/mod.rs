@@ -27,7 +27,7 @@ pub use conditional::{file_etag, not_modified, range_applies};
 pub use date::{HttpDate, parse_http_date};
 pub use disposition::attachment;
 pub use error::{BodyError, RequestError};
-pub use file_path::{PathRefusal, file_path};
+pub use file_path::{PathRefusal, file_path, percent_decode};
 pub use httparse::Header;
 pub use range::{RangeAnswer, content_range, parse_range, unsatisfied_range};
 pub use request::{
