@@ -113,6 +113,10 @@ struct BroadcastMember {
 enum End {
     /// Send a close frame with this code and reason, wait briefly for the client's, close.
     Close(u16, Cow<'static, str>),
+    /// The client broke the protocol (1002, 1007, 1009): send a close frame with this code
+    /// and reason and close the TCP connection, reading nothing more of what the client sends
+    /// (RFC 6455 §7.1.7: _Fail the WebSocket Connection_).
+    Fail(u16, Cow<'static, str>),
     /// The client sent a close frame with this code (1005 for none); the answer is queued:
     /// send it, then close.
     Answered(u16),
@@ -259,7 +263,7 @@ impl<T: Transport> WsConnection<T> {
         // The handler learns at once that nothing more will arrive or leave.
         if let Some(link) = self.link() {
             link.finish(match &end {
-                End::Close(code, _) | End::Answered(code) => *code,
+                End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
                 End::Gone => close_code::ABNORMAL,
             });
         }
@@ -267,6 +271,10 @@ impl<T: Transport> WsConnection<T> {
             End::Close(code, reason) => {
                 self.ctx.counters().closes.count(code);
                 self.close(code, &reason).await;
+            }
+            End::Fail(code, reason) => {
+                self.ctx.counters().closes.count(code);
+                self.fail(code, &reason).await;
             }
             End::Answered(_) => {
                 // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
@@ -440,7 +448,7 @@ impl<T: Transport> WsConnection<T> {
                 Ok(None) => return None,
                 Err(e) => {
                     self.spill_in_place(buf);
-                    return Some(End::Close(e.close_code(), e.reason().into()));
+                    return Some(End::Fail(e.close_code(), e.reason().into()));
                 }
             };
             *pos += consumed;
@@ -760,22 +768,41 @@ impl<T: Transport> WsConnection<T> {
         }
     }
 
+    /// Writes what is queued and a close frame within [`CLOSE_WAIT`]; false if it could not.
+    async fn send_close_frame(&mut self, code: u16, reason: &str, deadline: Instant) -> bool {
+        let mut frame = std::mem::take(&mut self.out);
+        write_close_frame(&mut frame, Some(code), reason.as_bytes());
+        matches!(
+            self.guard.within(deadline, self.io.write_all(frame)).await,
+            Some((Ok(()), _))
+        )
+    }
+
+    /// Fails the connection: the close frame, then the FIN at once (the server closes the TCP
+    /// connection); what the client still sends, its close frame included, is read and
+    /// dropped unparsed for up to [`CLOSE_WAIT`], so that its arrival cannot reset the
+    /// connection before the close frame is delivered.
+    async fn fail(&mut self, code: u16, reason: &str) {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        if !self.send_close_frame(code, reason, deadline).await {
+            return;
+        }
+        let _ = self.io.shutdown_write().await;
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            match self.guard.within(deadline, self.io.read_append(buf)).await {
+                Some((Ok(n), returned)) if n > 0 => buf = returned,
+                _ => return,
+            }
+        }
+    }
+
     /// Server-initiated close: the close frame, then up to [`CLOSE_WAIT`] for the client's
     /// close frame (RFC 6455 §7.1.1: the server closes the TCP connection after it).
     async fn close(&mut self, code: u16, reason: &str) {
-        let mut frame = std::mem::take(&mut self.out);
-        write_close_frame(&mut frame, Some(code), reason.as_bytes());
         let deadline = Instant::now() + CLOSE_WAIT;
-        if !matches!(
-            self.guard.within(deadline, self.io.write_all(frame)).await,
-            Some((Ok(()), _))
-        ) {
-            return;
-        }
-        // The frame that failed the connection may itself have been the client's close: then
-        // no other close is coming, and the handshake is complete.
-        if self.session.peer_closed() {
-            let _ = self.io.shutdown_write().await;
+        if !self.send_close_frame(code, reason, deadline).await {
             return;
         }
         // Whatever the client still sends is parsed only to find its close frame.
