@@ -54,7 +54,12 @@ SERVERS = {
                           "fastapi_echo:app", "--host", "127.0.0.1", "--port", "{port}",
                           "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
                           "--log-level", "warning", "--no-access-log"],
+    # A trivial TCP echo server on the engine's ring set-up: the kernel's floor.
     "raw TCP echo (ceiling)": [RINGSTREAM, "bench", "raw-tcp-server"],
+    # The same, receiving with one multishot receive per connection into a provided-buffer
+    # ring instead of one receive per read into the connection's own buffer.
+    "raw TCP echo, multishot receive": [RINGSTREAM, "bench", "raw-tcp-server", "--recv",
+                                        "multishot"],
 }
 
 WORKLOADS = [
@@ -70,6 +75,11 @@ WORKLOADS = [
      ["echo", "--size", "16384", "--connections", "100", "--depth", "4"]),
     ("handshakes, 64 workers", ["handshake", "--connections", "64"]),
 ]
+
+
+def available(name):
+    """Whether server `name`'s program is built or installed (its first argument exists)."""
+    return os.path.exists(SERVERS[name][0])
 
 
 def start(argv):

@@ -74,6 +74,13 @@ pub enum Mode {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// How connections receive.
+        #[arg(long, value_enum, default_value_t = raw::RawRecv::Plain)]
+        recv: raw::RawRecv,
+        /// Each connection's read buffer under `--recv plain` (multishot receives use the
+        /// worker's ring of 16 KiB buffers).
+        #[arg(long, default_value_t = 64 * 1024)]
+        buffer: usize,
     },
 }
 
@@ -120,12 +127,17 @@ pub enum Phase {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = match &args.mode {
         Mode::Download(download) => download::runtime(download),
+        Mode::RawTcpServer { .. } => raw::runtime(),
         _ => compio::runtime::Runtime::new(),
     }
     .context("building the client runtime")?;
     runtime.block_on(async move {
         match args.mode {
-            Mode::RawTcpServer { listen } => Ok(raw::serve(listen).await?),
+            Mode::RawTcpServer {
+                listen,
+                recv,
+                buffer,
+            } => Ok(raw::serve(listen, recv, buffer).await?),
             Mode::Broadcast(args) => broadcast::run(args).await,
             Mode::Download(args) => download::run(args).await,
             Mode::MakeFile(args) => download::make_file(&args),

@@ -13,31 +13,83 @@ use compio::net::{TcpListener, TcpStream};
 use super::Phase;
 use super::stats::Stats;
 
+/// How the raw server receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawRecv {
+    /// One receive per read into the connection's own buffer (re-armed after every read).
+    Plain,
+    /// One multishot receive per connection into the worker's provided-buffer ring.
+    Multishot,
+}
+
+/// The raw server's runtime: the engine's default ring flags (`COOP_TASKRUN | TASKRUN_FLAG`),
+/// and a provided-buffer ring of 16 KiB buffers for multishot receives.
+pub fn runtime() -> std::io::Result<compio::runtime::Runtime> {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor
+        .capacity(4096)
+        .coop_taskrun(true)
+        .taskrun_flag(true);
+    if let Some(buffers) = std::num::NonZero::new(1024) {
+        proactor.buffer_pool_size(buffers);
+    }
+    proactor.buffer_pool_buffer_len(16 * 1024);
+    compio::runtime::RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .build()
+}
+
 /// Echoes every byte back until the peer closes (single-threaded; prints its address).
-pub async fn serve(listen: SocketAddr) -> std::io::Result<()> {
+pub async fn serve(listen: SocketAddr, recv: RawRecv, buffer: usize) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        compio::runtime::spawn(async move {
+        let connection = async move {
             let _ = stream.set_nodelay(true);
-            let mut stream = stream;
-            let mut buf = Vec::with_capacity(64 * 1024);
-            loop {
-                buf.clear();
-                let BufResult(read, returned) = stream.append(buf).await;
-                buf = returned;
-                if !matches!(read, Ok(n) if n > 0) {
-                    return;
-                }
-                let BufResult(written, returned) = stream.write_all(buf).await;
-                buf = returned;
+            match recv {
+                RawRecv::Plain => echo_plain(stream, buffer).await,
+                RawRecv::Multishot => echo_multishot(stream).await,
+            }
+        };
+        compio::runtime::spawn(connection).detach();
+    }
+}
+
+async fn echo_plain(mut stream: TcpStream, buffer: usize) {
+    let mut buf = Vec::with_capacity(buffer);
+    loop {
+        buf.clear();
+        let BufResult(read, returned) = stream.append(buf).await;
+        buf = returned;
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+        let BufResult(written, returned) = stream.write_all(buf).await;
+        buf = returned;
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+async fn echo_multishot(stream: TcpStream) {
+    use compio::io::AsyncReadMulti;
+    use futures_util::StreamExt;
+    let mut reader = &stream;
+    let mut reads = std::pin::pin!(reader.read_multi(0));
+    while let Some(read) = reads.next().await {
+        match read {
+            Ok(buf) => {
+                let BufResult(written, _buf) = (&mut &stream).write_all(buf).await;
                 if written.is_err() {
                     return;
                 }
             }
-        })
-        .detach();
+            // The ring ran dry: the multishot receive ended and is armed again.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(_) => return,
+        }
     }
 }
 
