@@ -12,6 +12,7 @@ stopped by PID; loopback only.
 """
 
 import argparse
+import os
 import resource
 import socket
 import statistics
@@ -22,9 +23,14 @@ import ws_load
 from benchlib import start_printing, stop
 from idle_memory import rss_kib
 
-RAW = "raw TCP echo (ceiling)"
+# The ceiling receiving with one multishot receive per connection into a provided-buffer ring
+# instead of one receive per read into the connection's own buffer.
 MULTISHOT = "raw TCP echo, multishot receive"
-CONTENDERS = [RAW, MULTISHOT, "ringstream", "Bun", "BustAPI turbo"]
+CONTENDERS = {
+    "raw TCP echo (ceiling)": ws_load.SERVERS["raw TCP echo (ceiling)"],
+    MULTISHOT: [ws_load.RINGSTREAM, "bench", "raw-tcp-server", "--recv", "multishot"],
+    **{name: ws_load.SERVERS[name] for name in ["ringstream", "Bun", "BustAPI turbo"]},
+}
 SIZES = [32, 512, 16384]
 MEMORY_SERVERS = [
     ("a 1 KiB read buffer per connection", ["--recv", "plain", "--buffer", "1024"]),
@@ -36,10 +42,10 @@ MEMORY_SERVERS = [
 def cpu_table(rounds, seconds, warmup):
     """Interleaved rounds of every contender at every size; prints the median table."""
     results = {}
-    available = [name for name in CONTENDERS if ws_load.available(name)]
+    available = [name for name, argv in CONTENDERS.items() if os.path.exists(argv[0])]
     for round_ in range(rounds):
         for name in available:
-            server, addr = ws_load.start(ws_load.SERVERS[name])
+            server, addr = ws_load.start(CONTENDERS[name])
             if server is None:
                 print(f"skipping {name}: it did not start", file=sys.stderr)
                 continue

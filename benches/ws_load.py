@@ -56,10 +56,6 @@ SERVERS = {
                           "--log-level", "warning", "--no-access-log"],
     # A trivial TCP echo server on the engine's ring set-up: the kernel's floor.
     "raw TCP echo (ceiling)": [RINGSTREAM, "bench", "raw-tcp-server"],
-    # The same, receiving with one multishot receive per connection into a provided-buffer
-    # ring instead of one receive per read into the connection's own buffer.
-    "raw TCP echo, multishot receive": [RINGSTREAM, "bench", "raw-tcp-server", "--recv",
-                                        "multishot"],
 }
 
 WORKLOADS = [
@@ -77,11 +73,6 @@ WORKLOADS = [
 ]
 
 
-def available(name):
-    """Whether server `name`'s program is built or installed (its first argument exists)."""
-    return os.path.exists(SERVERS[name][0])
-
-
 def start(argv):
     """Starts a server on core 0; returns it and its address. Servers that cannot print their
     address are given a free port and waited for."""
@@ -94,8 +85,8 @@ def start(argv):
 def run(workload, name, addr, pid, seconds, warmup):
     args = list(workload)
     if name.startswith("raw"):
-        # The raw-TCP client keeps one message in flight.
-        if args[0] != "echo" or "--depth" in args:
+        # The raw-TCP client echoes bytes: no handshakes.
+        if args[0] != "echo":
             return None
         args = ["raw-tcp", "--addr", addr] + args[1:]
     else:

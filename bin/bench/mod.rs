@@ -63,9 +63,12 @@ pub enum Mode {
         /// IP:PORT of a `raw-tcp-server`.
         #[arg(long)]
         addr: SocketAddr,
-        /// Bytes per round trip.
+        /// Bytes per message.
         #[arg(long, default_value_t = 32)]
         size: usize,
+        /// Messages written together and awaited together per connection (as `echo --depth`).
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -161,10 +164,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 })
                 .await
             }
-            Mode::RawTcp { addr, size, run } => {
-                let label = format!("raw-tcp echo {size} B");
+            Mode::RawTcp {
+                addr,
+                size,
+                depth,
+                run,
+            } => {
+                let label = format!("raw-tcp echo {size} B, depth {depth}");
                 measure(&label, &run, |phase, stats| {
-                    raw::echo(addr, size, phase, stats)
+                    raw::echo(addr, size, depth.max(1), phase, stats)
                 })
                 .await
             }

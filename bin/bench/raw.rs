@@ -93,10 +93,12 @@ async fn echo_multishot(stream: TcpStream) {
     }
 }
 
-/// One connection of the raw echo load: `size` bytes out, the same `size` bytes back.
+/// One connection of the raw echo load: `depth` messages of `size` bytes out in one write,
+/// the same bytes back; each message counts as one operation.
 pub async fn echo(
     addr: SocketAddr,
     size: usize,
+    depth: usize,
     phase: Rc<Cell<Phase>>,
     stats: Rc<RefCell<Stats>>,
 ) {
@@ -106,9 +108,9 @@ pub async fn echo(
     };
     let _ = stream.set_nodelay(true);
     let mut stream = stream;
-    let message: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let message: Vec<u8> = (0..size * depth).map(|i| i as u8).collect();
     let mut out = message.clone();
-    let mut back = Vec::with_capacity(size.max(1));
+    let mut back = Vec::with_capacity(message.len().max(1));
     while phase.get() != Phase::Done {
         let sent = Instant::now();
         let BufResult(result, returned) = stream.write_all(out).await;
@@ -117,7 +119,7 @@ pub async fn echo(
             return stats.borrow_mut().error(format!("write: {e}"));
         }
         back.clear();
-        while back.len() < size {
+        while back.len() < message.len() {
             let BufResult(result, returned) = stream.append(back).await;
             back = returned;
             match result {
@@ -129,7 +131,10 @@ pub async fn echo(
             return stats.borrow_mut().error("wrong echo".into());
         }
         if phase.get() == Phase::Measure {
-            stats.borrow_mut().record(sent.elapsed());
+            let elapsed = sent.elapsed();
+            for _ in 0..depth {
+                stats.borrow_mut().record(elapsed);
+            }
         }
     }
 }

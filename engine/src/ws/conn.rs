@@ -348,8 +348,10 @@ impl<T: Transport> WsConnection<T> {
                 buf.reserve(want - buf.len());
             } else if buf.len() == buf.capacity() || (filled && buf.capacity() < BURST_BUFFER) {
                 // Pipelined messages are read, answered and written in batches rather than
-                // a buffer's worth at a time.
-                buf.reserve(buf.capacity().max(INITIAL_BUFFER));
+                // a buffer's worth at a time. The capacity doubles: `reserve` counts from the
+                // length, which is 0 when every frame of the last read was answered.
+                let doubled = buf.capacity().max(INITIAL_BUFFER / 2) * 2;
+                buf.reserve(doubled - buf.len());
             }
             let room = buf.capacity() - buf.len();
             let read = self.io.read_append(buf);
