@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::Bytes;
 use compio::BufResult;
-use compio::buf::{IntoInner, IoBuf};
+use compio::buf::{IntoInner, IoBuf, IoVectoredBuf};
 use compio::driver::ToSharedFd;
 use compio::driver::op::{Interest, PollOnce};
 use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
@@ -33,8 +33,9 @@ pub trait Transport {
     async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
-    /// Writes all of `buf[range]` straight from `buf` (no copy), and gives `buf` back.
-    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
+    /// Writes `buf[range]` for every range of `ranges`, in order, straight from `buf` (no
+    /// copy; several ranges go out in one vectored write), and gives both back.
+    async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult;
     /// Writes every frame of `frames` in order, gathered into as few writes as the kernel
     /// allows (no copy); gives the vector back.
     async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>);
@@ -52,6 +53,21 @@ pub trait Transport {
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// What [`Transport::write_ranges`] gives back: the result, the buffer and the ranges.
+pub type GatherResult = (io::Result<()>, Vec<u8>, Vec<Range<usize>>);
+
+/// Ranges of one buffer, written as one vectored write.
+struct Gather {
+    buf: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+}
+
+impl IoVectoredBuf for Gather {
+    fn iter_slice(&self) -> impl Iterator<Item = &[u8]> {
+        self.ranges.iter().map(|range| &self.buf[range.clone()])
+    }
 }
 
 /// A TCP connection on the worker's compio runtime.
@@ -118,10 +134,17 @@ impl Transport for TcpTransport {
         (result, buf)
     }
 
-    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, slice) =
-            AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
-        (result, slice.into_inner())
+    async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult {
+        if let [range] = ranges.as_slice() {
+            let range = range.clone();
+            let BufResult(result, slice) =
+                AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
+            return (result, slice.into_inner(), ranges);
+        }
+        let gather = Gather { buf, ranges };
+        let BufResult(result, gather) =
+            AsyncWriteExt::write_vectored_all(&mut &self.stream, gather).await;
+        (result, gather.buf, gather.ranges)
     }
 
     async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>) {

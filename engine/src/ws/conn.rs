@@ -54,6 +54,12 @@ const INITIAL_BUFFER: usize = 512;
 /// The read buffer doubles after a read that filled it (the client had more to say), up to
 /// this size; beyond it, only a single larger frame grows it.
 const BURST_BUFFER: usize = 64 * 1024;
+/// Most echoes of one read written in place (one vectored write, far below `IOV_MAX`); the
+/// rest of the read's echoes are copied into the write batch.
+const MAX_IN_PLACE: usize = 64;
+/// Least payload of echoes gathered from the read buffer into one vectored write; smaller
+/// ones are copied into the write batch.
+const MIN_GATHERED: usize = 4096;
 /// How long the server waits for the client's close frame after sending its own.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Close reason of the idle timeout (PROTECTIONS.md).
@@ -187,7 +193,7 @@ pub fn serve<T: Transport>(
         // Echoes leave from the read buffer; the batch is only for pings, pongs and pipelined
         // messages, so it is allocated when first needed.
         out: Vec::new(),
-        in_place: None,
+        in_place: Vec::new(),
         send_timeout: route.limits.send_timeout,
         role,
         check_client_rates: ctx.gate.has_frame_rates(),
@@ -206,9 +212,9 @@ struct WsConnection<T> {
     rates: FrameRates,
     /// Frames waiting to be written.
     out: Vec<u8>,
-    /// An echo rewritten in place in the read buffer, to be sent from there (the turbo path):
-    /// its range in the buffer.
-    in_place: Option<Range<usize>>,
+    /// Echoes rewritten in place in the read buffer, to be sent from there in one vectored
+    /// write (the turbo path): their ranges in the buffer. Nothing waits in `out` meanwhile.
+    in_place: Vec<Range<usize>>,
     /// The route's `send_timeout`.
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
@@ -305,17 +311,23 @@ impl<T: Transport> WsConnection<T> {
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                 return end;
             }
-            if let Some(range) = self.in_place.take() {
+            if !self.in_place.is_empty() {
                 let deadline = Instant::now() + self.send_timeout;
+                let ranges = std::mem::take(&mut self.in_place);
                 match self
                     .guard
-                    .within(deadline, self.io.write_range(buf, range))
+                    .within(deadline, self.io.write_ranges(buf, ranges))
                     .await
                 {
-                    Some((Ok(()), returned)) => buf = returned,
+                    Some((Ok(()), returned, mut ranges)) => {
+                        buf = returned;
+                        ranges.clear();
+                        self.in_place = ranges;
+                    }
                     _ => return End::Gone,
                 }
-            } else if let Err(end) = self.flush().await {
+            }
+            if let Err(end) = self.flush().await {
                 return end;
             }
             buf.drain(..pos);
@@ -428,11 +440,28 @@ impl<T: Transport> WsConnection<T> {
     }
 
     /// Handles every complete frame in `buf[*pos..]`; `Some` when the connection must end.
-    /// Answers keep the order of the frames they answer, and every ping gets its pong
-    /// (Autobahn 2.10 requires it; RFC 6455 §5.5.3 would allow answering only the latest).
-    /// A ping flood cannot queue pongs: nothing more is read until the answers are written,
-    /// and pings count against `rate_limit`.
+    /// Answers keep the order of the frames they answer: echoes in place are written first,
+    /// then `out`, and nothing goes in place once `out` holds something. Every ping gets its
+    /// pong (Autobahn 2.10 requires it; RFC 6455 §5.5.3 would allow answering only the
+    /// latest). A ping flood cannot queue pongs: nothing more is read until the answers are
+    /// written, and pings count against `rate_limit`.
     fn process(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        prefix: &[u8],
+        route: &Route,
+    ) -> Option<End> {
+        let end = self.process_frames(buf, pos, prefix, route);
+        if end.is_some() {
+            // The closing paths write `out` alone.
+            self.spill_in_place(buf);
+        }
+        end
+    }
+
+    /// [`Self::process`] without the hand-over of the echoes in place at the end.
+    fn process_frames(
         &mut self,
         buf: &mut [u8],
         pos: &mut usize,
@@ -448,10 +477,7 @@ impl<T: Transport> WsConnection<T> {
             let (event, consumed) = match self.session.read(&mut buf[start..]) {
                 Ok(Some(found)) => found,
                 Ok(None) => return None,
-                Err(e) => {
-                    self.spill_in_place(buf);
-                    return Some(End::Fail(e.close_code(), e.reason().into()));
-                }
+                Err(e) => return Some(End::Fail(e.close_code(), e.reason().into())),
             };
             *pos += consumed;
             let traffic = self.traffic();
@@ -500,20 +526,19 @@ impl<T: Transport> WsConnection<T> {
                 self.session.finish_message();
                 continue;
             }
-            // Anything written now goes after the echo waiting in the read buffer.
-            if !matches!(event, Event::Fragment | Event::Pong(_)) {
-                self.spill_in_place(buf);
-            }
             match event {
                 Event::Message {
                     text,
                     payload: Payload::InBuffer(range),
-                } if prefix.is_empty() && self.out.is_empty() => {
+                } if prefix.is_empty()
+                    && self.out.is_empty()
+                    && self.joins_in_place(range.len()) =>
+                {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
                     let frame = start + range.start..start + range.end;
                     let frame = rewrite_in_place(buf, frame, opcode);
                     self.count_out(frame.len());
-                    self.in_place = Some(frame);
+                    self.in_place.push(frame);
                 }
                 Event::Ping(range) => {
                     let payload = &buf[start..][range];
@@ -521,6 +546,10 @@ impl<T: Transport> WsConnection<T> {
                     self.out.extend_from_slice(payload);
                 }
                 Event::Message { text, payload } => {
+                    if self.out.is_empty() {
+                        // Small echoes leave in one plain write: those in place go first.
+                        self.spill_in_place(buf);
+                    }
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
                     let body: &[u8] = match payload {
                         Payload::InBuffer(range) => &buf[start..][range],
@@ -741,11 +770,32 @@ impl<T: Transport> WsConnection<T> {
         self.send(ping).await.map(drop)
     }
 
-    /// Moves an echo waiting in the read buffer into the write batch, so that what follows is
-    /// written after it.
+    /// Whether an echo of `len` payload bytes goes in place: the first of a read always (it
+    /// leaves without a copy); more only while every one is large, where one vectored write
+    /// beats copying them into the batch (for small ones a plain write of a copy is cheaper).
+    fn joins_in_place(&self, len: usize) -> bool {
+        match self.in_place.first() {
+            None => true,
+            Some(first) => {
+                len >= MIN_GATHERED
+                    && first.len() >= MIN_GATHERED
+                    && self.in_place.len() < MAX_IN_PLACE
+            }
+        }
+    }
+
+    /// Moves the echoes waiting in the read buffer to the front of the write batch.
     fn spill_in_place(&mut self, buf: &[u8]) {
-        if let Some(range) = self.in_place.take() {
+        if self.in_place.is_empty() {
+            return;
+        }
+        // `out` is empty but on the closing paths: its buffer is kept, not reallocated.
+        let queued = (!self.out.is_empty()).then(|| std::mem::take(&mut self.out));
+        for range in self.in_place.drain(..) {
             self.out.extend_from_slice(&buf[range]);
+        }
+        if let Some(queued) = queued {
+            self.out.extend_from_slice(&queued);
         }
     }
 
