@@ -5,61 +5,89 @@ Each server runs on core 0 (ringstream with one worker; Bun is one process), the
 generator (`ringstream bench broadcast`) on core 1: K subscribers and one publisher on one
 topic, the publisher keeping --window of its own messages outstanding (it is a member too and
 gets them back). Every delivery is checked (per publisher in order, no gap, payload intact).
-Rounds are interleaved (every server once per round, started once for the whole run); the
-table gives medians of deliveries/s, the server's CPU per delivery, latency p50/p99 and the
-load generator's CPU, and each server's ratio to ringstream. Every process is stopped by PID.
+Rounds are interleaved (every server once per round, started anew each round); the table
+gives medians of deliveries/s, the server's CPU per delivery, latency p50/p99 and the load
+generator's CPU, and each server's ratio to ringstream. Every process is stopped by PID.
 
     cargo build --release --bins && benches/peers/install.sh bun
     python3 benches/broadcast_load.py --rounds 3 --seconds 10
 
 A server that is not installed, or does not start, is skipped with one line. `--smoke`
-(100 subscribers, one round of 1 s, `--build debug`) keeps the script from rotting.
+(100 subscribers, one round of 1 s, `--build debug`) keeps the script from rotting;
+`benches/peers/run.py` runs this table beside the other workloads.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
-from benchlib import free_port, median, start_on_port, start_printing, stop
+from benchlib import (PEERS, base_medians, bench, cell, chart_of, interleave, markdown, ratio,
+                      ringstream_path, rows_of, skip, slug, start)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.path.join(ROOT, "benches", "peers")
 BUN = os.path.join(PEERS, "node_modules", ".bin", "bun")
 
 
+def servers(binary, skip):
+    """{name: server argv} of the servers that are there ({port} is filled in at start);
+    `skip(name, why)` for each missing one."""
+    found = {"ringstream": [binary, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+                            "--log-level", "warn"]}
+    if os.path.exists(BUN):
+        found["Bun"] = [BUN, os.path.join(PEERS, "bun_broadcast.js"), "{port}"]
+    else:
+        skip("Bun", "not installed (benches/peers/install.sh bun)")
+    return found
 
 
+def label(subscribers, size, window):
+    return f"{subscribers:,} subscribers, {size} B, window {window}"
 
 
-def start_ringstream(binary):
-    return start_printing([binary, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
-                           "--log-level", "warn"])
+def collect(binary, argvs, rounds, seconds, warmup, subscribers, size, window):
+    """Interleaved rounds of the broadcast load against each server of `argvs`; see
+    benchlib.interleave."""
+    load = ["broadcast", "--subscribers", str(subscribers), "--size", str(size),
+            "--window", str(window)]
+
+    def run_one(name, addr, pid, _spec):
+        return bench(binary, [*load, "--url", f"ws://{addr}/ws/broadcast/bench"], seconds,
+                     warmup, pid, timeout=90)
+
+    starters = {name: (lambda argv=argv: start(argv)) for name, argv in argvs.items()}
+    workloads = [(label(subscribers, size, window), None)]
+    return interleave(rounds, starters, workloads, run_one, describe)
 
 
-def start_bun():
-    if not os.path.exists(BUN):
-        return None, None
-    port = free_port()
-    return start_on_port([BUN, os.path.join(PEERS, "bun_broadcast.js"), str(port)], port)
+def describe(result):
+    return (f"{result['ops_per_sec']:,.0f} deliveries/s, {result['server_cpu_us_per_op']} µs "
+            f"server CPU each, p50 {result['p50_us']} µs, p99 {result['p99_us']} µs")
 
 
+def table(outcome, workload, names):
+    """The Markdown table's headers and rows."""
+    headers = ["workload", "server", "deliveries/s", "server CPU µs per delivery",
+               "CPU vs ringstream", "deliveries/s vs ringstream", "p50 / p99 ms",
+               "load generator CPU"]
+    base = base_medians(outcome, workload)
+
+    def row(_name, m):
+        cpu, rate = m.get("server_cpu_us_per_op"), m.get("ops_per_sec")
+        p50, p99 = m.get("p50_us"), m.get("p99_us")
+        return [cell(rate, ",.0f"), cell(cpu, ".3f"),
+                cell(ratio(cpu, base.get("server_cpu_us_per_op")), ".2f", "×"),
+                cell(ratio(rate, base.get("ops_per_sec")), ".2f", "×"),
+                f"{cell(p50 and p50 / 1000, '.1f')} / {cell(p99 and p99 / 1000, '.1f')}",
+                cell(m.get("client_cpu_pct"), ".0f", "%")]
+
+    return headers, rows_of(outcome, workload, names, len(headers), row)
 
 
-def run(binary, addr, topic, pid, args):
-    argv = ["taskset", "-c", "1", binary, "bench", "broadcast",
-            "--url", f"ws://{addr}/ws/broadcast/{topic}",
-            "--subscribers", str(args.subscribers), "--size", str(args.size),
-            "--window", str(args.window), "--seconds", str(args.seconds),
-            "--warmup", str(args.warmup), "--server-pid", str(pid), "--json"]
-    out = subprocess.run(argv, capture_output=True, text=True,
-                         timeout=args.seconds + args.warmup + 90)
-    if out.returncode != 0:
-        return None, (out.stderr or out.stdout).strip()
-    return json.loads(out.stdout), None
-
-
+def chart(outcome, workload, names, directory):
+    """The SVG of the server CPU per delivery: (label, path), or None."""
+    return chart_of(outcome, workload, names, "server_cpu_us_per_op", directory,
+                    f"broadcast-{slug(workload)}",
+                    f"broadcast, {workload}: server CPU µs per delivery (lower is better)",
+                    ".3f")
 
 
 def main():
@@ -76,45 +104,16 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.warmup, args.subscribers = 1, 1, 0.2, 100
-    binary = os.path.join(ROOT, "target", args.build, "ringstream")
+    binary = ringstream_path(args.build)
     if not os.path.exists(binary):
         sys.exit(f"{binary} is missing (cargo build --bins)")
-
-    servers = {}
-    for name, start in [("ringstream", lambda: start_ringstream(binary)), ("Bun", start_bun)]:
-        process, addr = start()
-        if process is None:
-            print(f"skipping {name}: not installed or did not start "
-                  "(benches/peers/install.sh bun)", file=sys.stderr)
-            continue
-        servers[name] = (process, addr)
-    results = {}
-    try:
-        for round_ in range(args.rounds):
-            for name, (process, addr) in servers.items():
-                result, error = run(binary, addr, f"r{round_}", process.pid, args)
-                if error:
-                    sys.exit(f"{name}: {error}")
-                results.setdefault(name, []).append(result)
-                print(f"round {round_ + 1}: {name}: {result['ops_per_sec']:,.0f} deliveries/s, "
-                      f"{result['server_cpu_us_per_op']} µs server CPU each, "
-                      f"p50 {result['p50_us']} µs, p99 {result['p99_us']} µs", file=sys.stderr)
-    finally:
-        for process, _ in servers.values():
-            stop(process)
-
-    base = results.get("ringstream")
-    base_cpu = median(base, "server_cpu_us_per_op") if base else None
-    print(f"| {args.subscribers} subscribers, {args.size} B, window {args.window} | "
-          "deliveries/s | server CPU per delivery | vs ringstream | p50 / p99 | "
-          "load generator CPU |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, runs in results.items():
-        cpu = median(runs, "server_cpu_us_per_op")
-        ratio = f"{cpu / base_cpu:.2f}×" if cpu and base_cpu else "–"
-        print(f"| {name} | {median(runs, 'ops_per_sec'):,.0f} | {cpu:.3f} µs | {ratio} | "
-              f"{median(runs, 'p50_us') / 1000:.1f} / {median(runs, 'p99_us') / 1000:.1f} ms | "
-              f"{median(runs, 'client_cpu_pct'):.0f}% |")
+    argvs = servers(binary, skip)
+    outcome = collect(binary, argvs, args.rounds, args.seconds, args.warmup, args.subscribers,
+                      args.size, args.window)
+    workload = label(args.subscribers, args.size, args.window)
+    print(markdown(*table(outcome, workload, argvs)), end="")
+    if outcome.errors:
+        sys.exit(f"{len(outcome.errors)} workloads failed")
 
 
 if __name__ == "__main__":

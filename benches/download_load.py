@@ -19,29 +19,25 @@ core is the busy one. On loopback the kernel's TCP work is charged to whichever 
 the ACKs, so the client's core carries part of the server's transfer cost.
 
 A server that is not installed, or does not start, is skipped with one line. `--smoke` (tiny
-files, one round of 1 s, `--build debug` in CI) keeps the script from rotting.
+files, one round of 1 s, `--build debug`) keeps the script from rotting; `benches/peers/run.py`
+runs these tables beside the other workloads.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 
-from benchlib import cell, free_port, median, start_on_port, start_printing, stop
+from benchlib import (PEERS, base_medians, bench, cell, chart_of, free_port, interleave,
+                      markdown, ratio, ringstream_path, rows_of, skip, slug, start_on_port,
+                      start_printing)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.path.join(ROOT, "benches", "peers")
 BIG, SMALL = "big.bin", "small.bin"
 GIB, MIB = 1 << 30, 1 << 20
 # nginx's limit_rate of the capped workload ("100m" is 100 MiB/s), per connection.
 CAP = 100 * MIB
-
-
-def ringstream_path(build):
-    return os.path.join(ROOT, "target", build, "ringstream")
 
 
 def nginx_path():
@@ -80,6 +76,10 @@ SERVERS = {
     },
 }
 
+# The files' sizes: for the measurement, and tiny ones (not page multiples) for the smoke.
+SIZES = {BIG: GIB, SMALL: 64 * 1024}
+SMOKE_SIZES = {BIG: 8 * MIB + 3, SMALL: 4096 + 5}
+
 # (label, file, path key, connections, --rate-check); {size} is the file's size.
 WORKLOADS = [
     ("{size} file, 1 client", BIG, "files", 1, None),
@@ -96,19 +96,15 @@ def size_label(size):
     return f"{size} B"
 
 
-
-
-def make_files(bench, directory, sizes):
+def make_files(binary, directory, sizes):
     """Writes the pattern files that are missing or of another size."""
     os.makedirs(directory, exist_ok=True)
     for name, size in sizes.items():
         path = os.path.join(directory, name)
         if os.path.exists(path) and os.path.getsize(path) == size:
             continue
-        subprocess.run([bench, "bench", "make-file", "--path", path, "--size", str(size)],
+        subprocess.run([binary, "bench", "make-file", "--path", path, "--size", str(size)],
                        check=True, stdout=subprocess.DEVNULL)
-
-
 
 
 def start_nginx(files, run_dir):
@@ -126,7 +122,7 @@ def start_nginx(files, run_dir):
                           "-c", conf_path], port)
 
 
-def start_ringstream(bench, files, options, run_dir):
+def start_ringstream(binary, files, options, run_dir):
     """ringstream on core 0, one worker, serving `files` at /files/ and, capped at CAP per
     connection, at /capped/; returns it and the address it printed."""
     config = os.path.join(run_dir, "ringstream.toml")
@@ -148,29 +144,103 @@ root = "{files}"
 [routes.limits]
 rate_limit_bandwidth = {CAP}
 """)
-    return start_printing([bench, "serve", "--config", config, "--log-level", "warn"])
+    return start_printing([binary, "serve", "--config", config, "--log-level", "warn"])
 
 
+def server_command(name, binary):
+    """How server `name` is started, for the results (the run directory is temporary)."""
+    if SERVERS[name]["start"] == "nginx":
+        return (f"{nginx_path()} -p RUN -e RUN/error.log -c RUN/nginx.conf  "
+                "# benches/peers/nginx.conf.template filled in")
+    options = SERVERS[name]["options"]
+    return (f"{binary} serve --config RUN/ringstream.toml --log-level warn  "
+            f"# /files/ and /capped/ files routes{', ' + options if options else ''}")
 
 
-def run(bench, addr, path, name, size, connections, rate_check, pid, args):
-    """One load run; its JSON line."""
-    argv = ["taskset", "-c", "1", bench, "bench", "download",
-            "--url", f"http://{addr}{path}{name}", "--connections", str(connections),
-            "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-            "--expect-size", str(size), "--check-pattern", "pages",
-            "--server-pid", str(pid), "--json"]
-    if rate_check:
-        argv += ["--rate-check", str(rate_check)]
-    out = subprocess.run(argv, capture_output=True, text=True,
-                         timeout=args.seconds + args.warmup + 30)
-    if out.returncode != 0:
-        return None, (out.stderr or out.stdout).strip()
-    return json.loads(out.stdout), None
+def workloads_for(sizes, wanted=None):
+    """WORKLOADS with their labels filled in for the files' `sizes`, those of `wanted` (label
+    substrings) only if given, as (label, spec) pairs."""
+    labelled = [(label.format(size=size_label(sizes[file])), (file, *rest))
+                for label, file, *rest in WORKLOADS]
+    return [w for w in labelled if not wanted or any(s in w[0] for s in wanted)]
 
 
+def available(names, skip):
+    """The servers of `names` that can run, nginx only where it is installed; `skip(name,
+    why)` otherwise."""
+    if "nginx" in names and not os.path.exists(nginx_path()):
+        skip("nginx", "not installed (benches/peers/install.sh nginx)")
+        names = [n for n in names if n != "nginx"]
+    return names
 
 
+def collect(binary, names, workloads, files, sizes, rounds, seconds, warmup):
+    """Interleaved rounds of `workloads` against the servers of `names` serving the pattern
+    files of `files`; see benchlib.interleave."""
+    run_dir = tempfile.mkdtemp(prefix="ringstream-download-")
+
+    def starter(name):
+        if SERVERS[name]["start"] == "nginx":
+            return lambda: start_nginx(files, run_dir)
+        return lambda: start_ringstream(binary, files, SERVERS[name]["options"], run_dir)
+
+    def run_one(name, addr, pid, spec):
+        file, key, connections, rate_check = spec
+        path = SERVERS[name][key]
+        if path is None:
+            return None, None
+        load = ["download", "--url", f"http://{addr}{path}{file}", "--connections",
+                str(connections), "--expect-size", str(sizes[file]), "--check-pattern", "pages"]
+        if rate_check:
+            load += ["--rate-check", str(rate_check)]
+        return bench(binary, load, seconds, warmup, pid)
+
+    try:
+        return interleave(rounds, {name: starter(name) for name in names}, workloads, run_one,
+                          describe)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def describe(result):
+    capped = (f", {result['rate_ratio']}× the cap per connection"
+              if "rate_ratio" in result else "")
+    return (f"{result['gib_per_sec']} GiB/s, {result['server_cpu_s_per_gib']} s server CPU/GiB, "
+            f"server core {result['server_core_busy_pct']}%, "
+            f"bench core {result['client_core_busy_pct']}%, "
+            f"bench process {result['client_cpu_pct']}%{capped}")
+
+
+def table(outcome, workloads, names, base="nginx"):
+    """The Markdown table's headers and rows, with each server's ratios to `base`."""
+    headers = ["workload", "server", "GiB/s", "server CPU s/GiB", f"GiB/s vs {base}",
+               f"CPU/GiB vs {base}", "server core busy", "bench core busy",
+               "bench process CPU", "per-connection rate / cap"]
+    rows = []
+    for label, _ in workloads:
+        b = base_medians(outcome, label, base)
+
+        def row(_name, m):
+            rate, cpu = m.get("gib_per_sec"), m.get("server_cpu_s_per_gib")
+            return [cell(rate, ".3f"), cell(cpu, ".4f"),
+                    cell(ratio(rate, b.get("gib_per_sec")), ".2f", "×"),
+                    cell(ratio(cpu, b.get("server_cpu_s_per_gib")), ".2f", "×"),
+                    cell(m.get("server_core_busy_pct"), ".0f", "%"),
+                    cell(m.get("client_core_busy_pct"), ".0f", "%"),
+                    cell(m.get("client_cpu_pct"), ".0f", "%"),
+                    cell(m.get("rate_ratio"), ".3f", "×")]
+
+        rows += rows_of(outcome, label, names, len(headers), row)
+    return headers, rows
+
+
+def charts(outcome, workloads, names, directory):
+    """One SVG per workload: the server CPU seconds per GiB sent; their (label, path)."""
+    drawn = [chart_of(outcome, label, names, "server_cpu_s_per_gib", directory,
+                      f"download-{slug(label)}",
+                      f"download, {label}: server CPU s per GiB (lower is better)", ".3f")
+             for label, _ in workloads]
+    return [d for d in drawn if d]
 
 
 def main():
@@ -188,91 +258,25 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="tiny files, one round of 1 s, to check the script works")
     args = parser.parse_args()
-    sizes = {BIG: GIB, SMALL: 64 * 1024}
+    sizes = SMOKE_SIZES if args.smoke else SIZES
     if args.smoke:
         args.rounds, args.seconds, args.warmup = 1, 1, 0.3
-        sizes = {BIG: 8 * MIB + 3, SMALL: 4096 + 5}
-    bench = ringstream_path(args.build)
-    if not os.path.exists(bench):
+    binary = ringstream_path(args.build)
+    if not os.path.exists(binary):
         release = " --release" if args.build == "release" else ""
-        sys.exit(f"{bench} is missing (cargo build{release} --bins)")
+        sys.exit(f"{binary} is missing (cargo build{release} --bins)")
     files = os.path.abspath(args.files)
     if args.smoke:
         files = os.path.join(files, "smoke")
-    make_files(bench, files, sizes)
-    workloads = [(label.format(size=size_label(sizes[file])), file, *rest)
-                 for label, file, *rest in WORKLOADS]
-    workloads = [w for w in workloads
-                 if not args.workload or any(s in w[0] for s in args.workload)]
-
-    servers = {}
-    for name, server in SERVERS.items():
-        if args.only and not any(o in name for o in args.only):
-            continue
-        if server["start"] == "nginx" and not os.path.exists(nginx_path()):
-            print("skipping nginx: not installed (benches/peers/install.sh nginx)",
-                  file=sys.stderr)
-            continue
-        servers[name] = server
-
-    results = {}
-    run_dir = tempfile.mkdtemp(prefix="ringstream-nginx-")
-    try:
-        for round_ in range(args.rounds):
-            for name, server in list(servers.items()):
-                if server["start"] == "nginx":
-                    process, addr = start_nginx(files, run_dir)
-                else:
-                    process, addr = start_ringstream(bench, files, server["options"], run_dir)
-                if process is None:
-                    print(f"skipping {name}: it did not start", file=sys.stderr)
-                    del servers[name]
-                    continue
-                try:
-                    for label, file, key, connections, rate_check in workloads:
-                        if server[key] is None:
-                            continue
-                        result, error = run(bench, addr, server[key], file, sizes[file],
-                                            connections, rate_check, process.pid, args)
-                        if error:
-                            sys.exit(f"{name} / {label}: {error}")
-                        results.setdefault((label, name), []).append(result)
-                        ratio = (f", {result['rate_ratio']}× the cap per connection"
-                                 if "rate_ratio" in result else "")
-                        print(f"round {round_ + 1}: {label}: {name}: "
-                              f"{result['gib_per_sec']} GiB/s, "
-                              f"{result['server_cpu_s_per_gib']} s server CPU/GiB, "
-                              f"server core {result['server_core_busy_pct']}%, "
-                              f"bench core {result['client_core_busy_pct']}%, "
-                              f"bench process {result['client_cpu_pct']}%{ratio}",
-                              file=sys.stderr)
-                finally:
-                    stop(process)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-    print("| workload | server | GiB/s | server CPU s/GiB | GiB/s vs nginx | "
-          "CPU/GiB vs nginx | server core busy | bench core busy | bench process CPU | "
-          "per-connection rate / cap |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, *_ in workloads:
-        base = results.get((label, "nginx"))
-        base_rate = median(base, "gib_per_sec") if base else None
-        base_cpu = median(base, "server_cpu_s_per_gib") if base else None
-        for name in SERVERS:
-            runs = results.get((label, name))
-            if not runs:
-                continue
-            rate = median(runs, "gib_per_sec")
-            cpu = median(runs, "server_cpu_s_per_gib")
-            rate_vs = rate / base_rate if rate and base_rate else None
-            cpu_vs = cpu / base_cpu if cpu and base_cpu else None
-            print(f"| {label} | {name} | {cell(rate, '.3f')} | {cell(cpu, '.4f')} | "
-                  f"{cell(rate_vs, '.2f', '×')} | {cell(cpu_vs, '.2f', '×')} | "
-                  f"{cell(median(runs, 'server_core_busy_pct'), '.0f', '%')} | "
-                  f"{cell(median(runs, 'client_core_busy_pct'), '.0f', '%')} | "
-                  f"{cell(median(runs, 'client_cpu_pct'), '.0f', '%')} | "
-                  f"{cell(median(runs, 'rate_ratio'), '.3f', '×')} |")
+    make_files(binary, files, sizes)
+    workloads = workloads_for(sizes, args.workload)
+    names = available([n for n in SERVERS if not args.only or any(o in n for o in args.only)],
+                      skip)
+    outcome = collect(binary, names, workloads, files, sizes, args.rounds, args.seconds,
+                      args.warmup)
+    print(markdown(*table(outcome, workloads, names)), end="")
+    if outcome.errors:
+        sys.exit(f"{len(outcome.errors)} workloads failed")
 
 
 if __name__ == "__main__":

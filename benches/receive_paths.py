@@ -12,26 +12,19 @@ stopped by PID; loopback only.
 """
 
 import argparse
-import os
-import resource
+import functools
 import socket
-import statistics
-import sys
 import time
 
 import ws_load
-from benchlib import start_printing, stop
-from idle_memory import rss_kib
+from benchlib import (bench, cell, interleave, markdown, medians, ringstream_path, start,
+                      start_printing, stop, with_build)
+from idle_memory import raise_open_files, rss_kib
 
 # The ceiling receiving with one multishot receive per connection into a provided-buffer ring
 # instead of one receive per read into the connection's own buffer.
 MULTISHOT = "raw TCP echo, multishot receive"
-CONTENDERS = {
-    "raw TCP echo (ceiling)": ws_load.SERVERS["raw TCP echo (ceiling)"],
-    MULTISHOT: [ws_load.RINGSTREAM, "bench", "raw-tcp-server", "--recv", "multishot"],
-    **{name: ws_load.SERVERS[name] for name in ["ringstream", "Bun", "BustAPI turbo"]},
-}
-SIZES = [32, 512, 16384]
+SIZES = [(32, "32 B"), (512, "512 B"), (16384, "16 KiB")]
 MEMORY_SERVERS = [
     ("a 1 KiB read buffer per connection", ["--recv", "plain", "--buffer", "1024"]),
     ("a 16 KiB read buffer per connection", ["--recv", "plain", "--buffer", "16384"]),
@@ -39,38 +32,37 @@ MEMORY_SERVERS = [
 ]
 
 
-def cpu_table(rounds, seconds, warmup):
-    """Interleaved rounds of every contender at every size; prints the median table."""
-    results = {}
-    available = [name for name, argv in CONTENDERS.items() if os.path.exists(argv[0])]
-    for round_ in range(rounds):
-        for name in available:
-            server, addr = ws_load.start(CONTENDERS[name])
-            if server is None:
-                print(f"skipping {name}: it did not start", file=sys.stderr)
-                continue
-            try:
-                for size in SIZES:
-                    workload = ["echo", "--size", str(size), "--connections", "100"]
-                    result = ws_load.run(workload, name, addr, server.pid, seconds, warmup)
-                    results.setdefault((name, size), []).append(result)
-                    print(f"round {round_ + 1}: {name}, {size} B: {result['ops_per_sec']:,} "
-                          f"ops/s, {result['server_cpu_us_per_op']} us/op", file=sys.stderr)
-            finally:
-                stop(server)
-    print("| server CPU µs per echo (ops/s) | 32 B | 512 B | 16 KiB |")
-    print("|---|---:|---:|---:|")
-    for name in available:
+def contenders(build):
+    """{name: argv} in the table's order: the two receive paths of the raw server, then
+    ringstream and the fastest peers."""
+    servers = {ws_load.CEILING: ws_load.SERVERS[ws_load.CEILING],
+               MULTISHOT: [*ws_load.SERVERS[ws_load.CEILING], "--recv", "multishot"]}
+    servers.update((name, ws_load.SERVERS[name]) for name in ["ringstream", "Bun", "BustAPI turbo"])
+    return {name: with_build(argv, build) for name, argv in servers.items()}
+
+
+def cpu_table(build, rounds, seconds, warmup):
+    """Interleaved rounds of every contender at every size; the median table."""
+    servers = contenders(build)
+    workloads = [(label, ["echo", "--size", str(size), "--connections", "100"])
+                 for size, label in SIZES]
+    binary = ringstream_path(build)
+
+    def run_one(name, addr, pid, workload):
+        kind = ws_load.CEILING if name == MULTISHOT else name
+        return bench(binary, ws_load.load_args(kind, addr, workload), seconds, warmup, pid)
+
+    starters = {name: functools.partial(start, argv) for name, argv in servers.items()}
+    outcome = interleave(rounds, starters, workloads, run_one, ws_load.describe)
+    rows = []
+    for name in servers:
         cells = []
-        for size in SIZES:
-            runs = results.get((name, size), [])
-            if not runs:
-                cells.append("–")
-                continue
-            cpu = statistics.median(r["server_cpu_us_per_op"] for r in runs)
-            rate = statistics.median(r["ops_per_sec"] for r in runs)
-            cells.append(f"{cpu:.2f} ({rate:,.0f})")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        for label, _ in workloads:
+            m = medians(outcome.results.get((label, name), []))
+            cpu, rate = m.get("server_cpu_us_per_op"), m.get("ops_per_sec")
+            cells.append(f"{cell(cpu, '.2f')} ({cell(rate, ',.0f')})")
+        rows.append([name, *cells])
+    return markdown(["server CPU µs per echo (ops/s)", *[label for _, label in SIZES]], rows)
 
 
 def echo_once(conn):
@@ -83,16 +75,12 @@ def echo_once(conn):
         got += len(chunk)
 
 
-def memory_table(connections, settle):
+def memory_table(build, connections, settle):
     """Server RSS per idle connection for each receive path of the raw server."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if connections + 64 > hard:
-        raise SystemExit(f"the open-file limit ({hard}) is below {connections} connections")
-    print("| raw TCP echo server | per idle connection | server RSS before → after |")
-    print("|---|---:|---:|")
+    raise_open_files(connections)
+    rows = []
     for label, flags in MEMORY_SERVERS:
-        server, addr = start_printing([ws_load.RINGSTREAM, "bench", "raw-tcp-server", *flags])
+        server, addr = start_printing([ringstream_path(build), "bench", "raw-tcp-server", *flags])
         if server is None:
             raise SystemExit("the raw server did not start")
         host, port = addr.rsplit(":", 1)
@@ -114,7 +102,9 @@ def memory_table(connections, settle):
                 conn.close()
             stop(server)
         per = (after - before) * 1024 / connections
-        print(f"| {label} | {per:,.0f} bytes | {before:,} → {after:,} KiB |")
+        rows.append([label, f"{per:,.0f} bytes", f"{before:,} → {after:,} KiB"])
+    return markdown(["raw TCP echo server", "per idle connection", "server RSS before → after"],
+                    rows)
 
 
 def main():
@@ -125,12 +115,13 @@ def main():
     parser.add_argument("--connections", type=int, default=10000,
                         help="idle connections for the memory table")
     parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--only", choices=["cpu", "memory"])
     args = parser.parse_args()
     if args.only != "memory":
-        cpu_table(args.rounds, args.seconds, args.warmup)
+        print(cpu_table(args.build, args.rounds, args.seconds, args.warmup))
     if args.only != "cpu":
-        memory_table(args.connections, args.settle)
+        print(memory_table(args.build, args.connections, args.settle))
 
 
 if __name__ == "__main__":

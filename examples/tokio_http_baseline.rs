@@ -13,7 +13,10 @@ use ringstream_protocol::http::{
     HEADER_SLOTS, HeadLimits, HttpDate, parse_request, write_error_response, write_response_head,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "support/tokio_server.rs"]
+mod tokio_server;
 
 const LIMITS: HeadLimits = HeadLimits {
     max_head_bytes: 16 * 1024,
@@ -23,20 +26,7 @@ const LIMITS: HeadLimits = HeadLimits {
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = TcpListener::bind(&addr).await?;
-        println!("listening on {}", listener.local_addr()?);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            tokio::spawn(serve(stream));
-        }
-    })
+    tokio_server::serve_each(serve)
 }
 
 async fn serve(mut stream: TcpStream) {

@@ -5,23 +5,13 @@
 //! `cargo run --release --example tokio_tungstenite_echo -- 127.0.0.1:0`
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "support/tokio_server.rs"]
+mod tokio_server;
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".into());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(&addr).await?;
-        println!("listening on {}", listener.local_addr()?);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            tokio::spawn(echo(stream));
-        }
-    })
+    tokio_server::serve_each(echo)
 }
 
 async fn echo(stream: TcpStream) {

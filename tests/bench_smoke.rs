@@ -37,8 +37,9 @@ fn echo_and_handshake_loads_complete_without_errors() {
     let server = Server::start(&[]);
     let url = format!("ws://{}/ws/echo", server.addr);
     let pid = server.pid().to_string();
-    for size in ["32", "20000"] {
-        let out = bench(&[
+    // Binary messages, and text messages (valid UTF-8, echoed as text frames).
+    for (size, payload) in [("32", ""), ("20000", ""), ("5", "text"), ("600", "text")] {
+        let mut args = vec![
             "echo",
             "--url",
             &url,
@@ -50,11 +51,16 @@ fn echo_and_handshake_loads_complete_without_errors() {
             "2",
             "--server-pid",
             &pid,
-        ]);
+        ];
+        if payload == "text" {
+            args.push("--text");
+        }
+        let out = bench(&args);
         assert!(
             out.contains(" 0 errors") && out.contains("server CPU"),
             "{out}"
         );
+        assert_eq!(out.contains(" B text, depth 2"), payload == "text", "{out}");
     }
     let out = bench(&["handshake", "--url", &url, "--connections", "2", "--json"]);
     assert!(out.contains("\"errors\":0"), "{out}");

@@ -40,6 +40,10 @@ pub enum Mode {
         /// Messages in flight per connection.
         #[arg(long, default_value_t = 1)]
         depth: usize,
+        /// Send text frames (ASCII payloads, valid UTF-8) and expect text echoes, for
+        /// servers whose echo handles text only.
+        #[arg(long)]
+        text: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -148,12 +152,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 url,
                 size,
                 depth,
+                text,
                 run,
             } => {
                 let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;
-                let label = format!("echo {size} B, depth {depth}");
+                let (payload, kind) = if text {
+                    (ws::Payload::Text, " text")
+                } else {
+                    (ws::Payload::Binary, "")
+                };
+                let label = format!("echo {size} B{kind}, depth {depth}");
+                let shape = ws::EchoShape {
+                    size,
+                    depth: depth.max(1),
+                    payload,
+                };
                 measure(&label, &run, |phase, stats| {
-                    ws::echo(target.clone(), size, depth.max(1), phase, stats)
+                    ws::echo(target.clone(), shape, phase, stats)
                 })
                 .await
             }

@@ -1,5 +1,5 @@
-//! The WebSocket load: `echo` (verified echoes on open connections) and `handshake`
-//! (connect, upgrade, close handshake, disconnect).
+//! The WebSocket load: `echo` (verified echoes of binary or text messages on open
+//! connections) and `handshake` (connect, upgrade, close handshake, disconnect).
 //!
 //! Every client frame of a connection uses the same mask key (a benchmark may: the server
 //! cannot tell), so a message costs the client eight XORs for its counter and one compare.
@@ -164,48 +164,106 @@ impl Client {
     }
 }
 
-/// The unmasked payload of message `n`: a counter, then a fixed pattern.
-fn expected_payload(size: usize, n: u64, out: &mut [u8]) {
-    for (i, byte) in out.iter_mut().enumerate().take(size) {
-        *byte = (i as u8).wrapping_mul(31);
+/// What the messages of an `echo` load carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// Binary frames: the message's counter (little-endian), then a pattern of every byte
+    /// value.
+    Binary,
+    /// Text frames: the counter in hexadecimal digits, then printable ASCII (valid UTF-8).
+    Text,
+}
+
+impl Payload {
+    fn opcode(self) -> OpCode {
+        match self {
+            Self::Binary => OpCode::Binary,
+            Self::Text => OpCode::Text,
+        }
     }
-    let counter = n.to_le_bytes();
-    let len = size.min(8);
+
+    /// The first (up to) 8 payload bytes of message `n`: its counter.
+    fn counter(self, n: u64) -> [u8; 8] {
+        match self {
+            Self::Binary => n.to_le_bytes(),
+            Self::Text => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut digits = [0u8; 8];
+                for (i, digit) in digits.iter_mut().enumerate() {
+                    *digit = HEX[((n >> (4 * i)) & 0xf) as usize];
+                }
+                digits
+            }
+        }
+    }
+
+    /// Payload byte `i` past the counter.
+    fn pattern(self, i: usize) -> u8 {
+        match self {
+            Self::Binary => (i as u8).wrapping_mul(31),
+            Self::Text => b' ' + (i % 95) as u8,
+        }
+    }
+}
+
+/// The messages of one `echo` connection.
+#[derive(Debug, Clone, Copy)]
+pub struct EchoShape {
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages in flight.
+    pub depth: usize,
+    /// Binary or text frames.
+    pub payload: Payload,
+}
+
+/// The unmasked payload of message `n`: a counter, then a fixed pattern.
+fn expected_payload(payload: Payload, n: u64, out: &mut [u8]) {
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = payload.pattern(i);
+    }
+    let counter = payload.counter(n);
+    let len = out.len().min(8);
     out[..len].copy_from_slice(&counter[..len]);
 }
 
 /// A masked client frame of `size` bytes.
-fn client_frame(size: usize, n: u64) -> Vec<u8> {
+fn client_frame(payload: Payload, size: usize, n: u64) -> Vec<u8> {
     let mut frame = Vec::with_capacity(size + 14);
     FrameHeader {
         fin: true,
         rsv: 0,
-        opcode: OpCode::Binary,
+        opcode: payload.opcode(),
         mask: Some(KEY),
         payload_len: size as u64,
     }
     .write(&mut frame);
     let start = frame.len();
     frame.resize(start + size, 0);
-    expected_payload(size, n, &mut frame[start..]);
+    expected_payload(payload, n, &mut frame[start..]);
     apply_mask(&mut frame[start..], KEY, 0);
     frame
 }
 
-/// One connection of the `echo` load: `depth` messages of `size` bytes in flight.
+/// One connection of the `echo` load: `shape.depth` messages of `shape.size` bytes in
+/// flight, each echo compared with what was sent, byte for byte and frame type.
 pub async fn echo(
     target: Target,
-    size: usize,
-    depth: usize,
+    shape: EchoShape,
     phase: Rc<Cell<Phase>>,
     stats: Rc<RefCell<Stats>>,
 ) {
+    let EchoShape {
+        size,
+        depth,
+        payload,
+    } = shape;
     let mut client = match Client::open(&target).await {
         Ok(client) => client,
         Err(e) => return stats.borrow_mut().error(format!("connect: {e}")),
     };
     // The template is built once; per message only the 8 counter bytes change.
-    let template = client_frame(size, 0);
+    let template = client_frame(payload, size, 0);
     let mut batch = Vec::with_capacity(template.len() * depth);
     let mut expected = vec![0u8; size];
     let mut n: u64 = 0;
@@ -214,7 +272,7 @@ pub async fn echo(
         for k in 0..depth as u64 {
             batch.extend_from_slice(&template);
             let at = batch.len() - size;
-            let counter = (n + k).to_le_bytes();
+            let counter = payload.counter(n + k);
             for i in 0..size.min(8) {
                 batch[at + i] = counter[i] ^ KEY[i % 4];
             }
@@ -230,8 +288,8 @@ pub async fn echo(
                 Ok(frame) => frame,
                 Err(e) => return stats.borrow_mut().error(format!("read: {e}")),
             };
-            expected_payload(size, n, &mut expected);
-            if header.opcode != OpCode::Binary || client.buf[range] != expected[..] {
+            expected_payload(payload, n, &mut expected);
+            if header.opcode != payload.opcode() || client.buf[range] != expected[..] {
                 return stats
                     .borrow_mut()
                     .error(format!("wrong echo of message {n}"));
@@ -290,16 +348,30 @@ mod tests {
 
     #[test]
     fn client_frames_unmask_to_the_expected_payload() {
-        for size in [0usize, 3, 8, 32, 300, 70_000] {
-            let frame = client_frame(size, 0x0102_0304_0506_0708);
-            let (header, len) = FrameHeader::parse(&frame).unwrap().unwrap();
-            assert_eq!(header.payload_len, size as u64);
-            let mut payload = frame[len..].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            let mut expected = vec![0; size];
-            expected_payload(size, 0x0102_0304_0506_0708, &mut expected);
-            assert_eq!(payload, expected);
+        for kind in [Payload::Binary, Payload::Text] {
+            for size in [0usize, 3, 8, 32, 300, 70_000] {
+                let frame = client_frame(kind, size, 0x0102_0304_0506_0708);
+                let (header, len) = FrameHeader::parse(&frame).unwrap().unwrap();
+                assert_eq!(header.opcode, kind.opcode());
+                assert_eq!(header.payload_len, size as u64);
+                let mut payload = frame[len..].to_vec();
+                apply_mask(&mut payload, header.mask.unwrap(), 0);
+                let mut expected = vec![0; size];
+                expected_payload(kind, 0x0102_0304_0506_0708, &mut expected);
+                assert_eq!(payload, expected);
+            }
         }
+    }
+
+    #[test]
+    fn text_payloads_are_ascii_and_carry_the_counter() {
+        let mut payload = vec![0; 300];
+        expected_payload(Payload::Text, 0xfedc_ba98, &mut payload);
+        assert!(payload.iter().all(|b| (b' '..=b'~').contains(b)));
+        assert_eq!(&payload[..8], b"89abcdef");
+        let mut other = vec![0; 300];
+        expected_payload(Payload::Text, 0xfedc_ba99, &mut other);
+        assert_ne!(payload, other);
     }
 
     #[test]
