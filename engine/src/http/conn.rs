@@ -293,12 +293,15 @@ impl<T: Transport> Connection<T> {
             }
             // The body is taken first (published, stored, or read and dropped); what to answer
             // is decided once it is in: the drain may have started while it arrived.
+            // Publishing, storing and file sending are boxed: their states stay out of the
+            // future every open WebSocket keeps for its whole life (BENCHMARKS.md, idle
+            // memory).
             let taken = match (request.publish.take(), request.upload.take(), request.route) {
                 (Some(head), _, Some(route)) => {
-                    Taken::Published(self.publish(&request, head, route).await?)
+                    Taken::Published(Box::pin(self.publish(&request, head, route)).await?)
                 }
                 (_, Some(upload), Some(route)) => {
-                    Taken::Stored(self.store_upload(&request, upload, route).await?)
+                    Taken::Stored(Box::pin(self.store_upload(&request, upload, route)).await?)
                 }
                 _ => {
                     self.read_body(&request, limits, BodyTarget::Discard)
@@ -320,7 +323,7 @@ impl<T: Transport> Connection<T> {
                     );
                 }
                 (_, Some(file), Some(route)) => {
-                    self.serve_file(&file, route, request.method, close).await?;
+                    Box::pin(self.serve_file(&file, route, request.method, close)).await?;
                 }
                 _ => self.respond(&request, close, rate_headers.as_ref())?,
             }
