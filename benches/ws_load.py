@@ -158,6 +158,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--warmup", type=float, default=1)
     parser.add_argument("--only", action="append", help="substring of server names to run")
+    parser.add_argument("--workload", action="append",
+                        help="substring of workload labels to run (e.g. \"500 conns\")")
     parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--smoke", action="store_true",
                         help="one short round of two workloads, to check the script works")
@@ -167,6 +169,8 @@ def main():
     if args.smoke:
         args.rounds, args.seconds, args.warmup = 1, 0.5, 0.2
         workloads = [WORKLOADS[0], WORKLOADS[1]]
+    if args.workload:
+        workloads = [w for w in workloads if any(part in w[0] for part in args.workload)]
     names = [n for n in SERVERS if n == "ringstream" or not args.only
              or any(o in n for o in args.only)]
     servers = available(names, args.build,
