@@ -212,8 +212,9 @@ struct WsConnection<T> {
     rates: FrameRates,
     /// Frames waiting to be written.
     out: Vec<u8>,
-    /// Echoes rewritten in place in the read buffer, to be sent from there in one vectored
-    /// write (the turbo path): their ranges in the buffer. Nothing waits in `out` meanwhile.
+    /// Echoes rewritten in place in the read buffer, to be sent from there (the turbo path):
+    /// their ranges in the buffer. They are written before `out`, and none is added once
+    /// `out` holds something.
     in_place: Vec<Range<usize>>,
     /// The route's `send_timeout`.
     send_timeout: Duration,
