@@ -80,6 +80,25 @@ def start(argv):
     return start_printing(argv)
 
 
+def add_round_options(parser, seconds):
+    """The options of the interleaved load scripts: rounds, measured seconds (`seconds` by
+    default), warm-up, the build, and which servers (`--only`) and workloads (`--workload`)."""
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=seconds, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--only", action="append", help="substring of server names to run")
+    parser.add_argument("--workload", action="append",
+                        help="substring of workload labels to run (e.g. \"500 conns\")")
+    parser.add_argument("--build", choices=["release", "debug"], default="release")
+
+
+def matching(items, wanted, key=lambda item: item, keep=()):
+    """The items whose `key` contains one of the substrings `wanted` (every item when there
+    are none), in order; names in `keep` always."""
+    return [i for i in items
+            if key(i) in keep or not wanted or any(w in key(i) for w in wanted)]
+
+
 def skip(name, why):
     """Says on stderr that server `name` is left out, and why."""
     print(f"skipping {name}: {why}", file=sys.stderr)

@@ -30,9 +30,9 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import (PEERS, base_medians, bench, cell, chart_of, free_port, interleave,
-                      markdown, ratio, ringstream_path, rows_of, skip, slug, start_on_port,
-                      start_printing)
+from benchlib import (PEERS, add_round_options, base_medians, bench, cell, chart_of, free_port,
+                      interleave, markdown, matching, ratio, ringstream_path, rows_of, skip,
+                      slug, start_on_port, start_printing)
 
 BIG, SMALL = "big.bin", "small.bin"
 GIB, MIB = 1 << 30, 1 << 20
@@ -162,7 +162,7 @@ def workloads_for(sizes, wanted=None):
     substrings) only if given, as (label, spec) pairs."""
     labelled = [(label.format(size=size_label(sizes[file])), (file, *rest))
                 for label, file, *rest in WORKLOADS]
-    return [w for w in labelled if not wanted or any(s in w[0] for s in wanted)]
+    return matching(labelled, wanted, key=lambda w: w[0])
 
 
 def available(names, skip):
@@ -245,16 +245,10 @@ def charts(outcome, workloads, names, directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--warmup", type=float, default=1)
-    parser.add_argument("--only", action="append", help="substring of server names to run")
-    parser.add_argument("--workload", action="append",
-                        help="substring of workload labels to run (e.g. '1 client')")
+    add_round_options(parser, seconds=10)
     parser.add_argument("--files", default=os.path.join(tempfile.gettempdir(),
                                                         "ringstream-download-files"),
                         help="where the pattern files are written and reused")
-    parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny files, one round of 1 s, to check the script works")
     args = parser.parse_args()
@@ -270,8 +264,7 @@ def main():
         files = os.path.join(files, "smoke")
     make_files(binary, files, sizes)
     workloads = workloads_for(sizes, args.workload)
-    names = available([n for n in SERVERS if not args.only or any(o in n for o in args.only)],
-                      skip)
+    names = available(matching(SERVERS, args.only), skip)
     outcome = collect(binary, names, workloads, files, sizes, args.rounds, args.seconds,
                       args.warmup)
     print(markdown(*table(outcome, workloads, names)), end="")

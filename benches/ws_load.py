@@ -24,8 +24,9 @@ import functools
 import os
 import sys
 
-from benchlib import (PEERS, RELEASE, base_medians, bench, cell, chart_of, interleave, markdown,
-                      ratio, ringstream_path, rows_of, skip, slug, start, with_build)
+from benchlib import (PEERS, RELEASE, add_round_options, base_medians, bench, cell, chart_of,
+                      interleave, markdown, matching, ratio, ringstream_path, rows_of, skip, slug,
+                      start, with_build)
 
 RINGSTREAM = os.path.join(RELEASE, "ringstream")
 PYTHON = os.path.join(PEERS, ".env", "bin", "python")
@@ -154,13 +155,7 @@ def charts(outcome, workloads, names, directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--warmup", type=float, default=1)
-    parser.add_argument("--only", action="append", help="substring of server names to run")
-    parser.add_argument("--workload", action="append",
-                        help="substring of workload labels to run (e.g. \"500 conns\")")
-    parser.add_argument("--build", choices=["release", "debug"], default="release")
+    add_round_options(parser, seconds=5)
     parser.add_argument("--smoke", action="store_true",
                         help="one short round of two workloads, to check the script works")
     parser.add_argument("--svg", metavar="DIR", help="write one SVG bar chart per workload")
@@ -169,10 +164,8 @@ def main():
     if args.smoke:
         args.rounds, args.seconds, args.warmup = 1, 0.5, 0.2
         workloads = [WORKLOADS[0], WORKLOADS[1]]
-    if args.workload:
-        workloads = [w for w in workloads if any(part in w[0] for part in args.workload)]
-    names = [n for n in SERVERS if n == "ringstream" or not args.only
-             or any(o in n for o in args.only)]
+    workloads = matching(workloads, args.workload, key=lambda w: w[0])
+    names = matching(SERVERS, args.only, keep={"ringstream"})
     servers = available(names, args.build,
                         skip)
     outcome = collect(servers, workloads, args.build, args.rounds, args.seconds, args.warmup)

@@ -55,6 +55,8 @@ INSTALL_GROUPS = {"python": os.path.join(HERE, ".env"), "bun": os.path.join(HERE
                   "nginx": None}
 # WebSocket servers of ws_load.py that are not peers: the handler API's variant of ringstream.
 NOT_PEERS = {"ringstream handler"}
+# The servers every table keeps whatever --only says: ringstream and the raw-TCP ceiling.
+ALWAYS = {"ringstream", ws_load.CEILING}
 # Seconds a run costs beyond its warm-up and measurement (the client's start, connections,
 # the end of the run), and a server's start.
 RUN_OVERHEAD, START = 0.3, 1.0
@@ -88,8 +90,8 @@ class Plan:
                                                                                "MiB file, 64"])
             self.ws_names = ["ringstream", "tokio-tungstenite", ws_load.CEILING]
         if args.only:
-            self.ws_names = [n for n in self.ws_names if wanted(n, args.only)]
-            self.download_names = [n for n in self.download_names if wanted(n, args.only)]
+            self.ws_names = benchlib.matching(self.ws_names, args.only, keep=ALWAYS)
+            self.download_names = benchlib.matching(self.download_names, args.only, keep=ALWAYS)
         self.tables = args.table or TABLES
         self.out = args.out or (os.path.join(ROOT, "target", "peers-smoke") if args.smoke
                                 else HERE)
@@ -115,12 +117,6 @@ class Plan:
             opening = min(self.time_limit, self.connections / 1000)
             total += len(peers) * (opening + self.settle + START + 1)
         return total
-
-
-def wanted(name, only):
-    """Whether server `name` is run with --only `only` (ringstream and the ceiling always
-    are)."""
-    return name in ("ringstream", ws_load.CEILING) or any(o in name for o in only)
 
 
 class Skips:
@@ -203,7 +199,7 @@ def broadcast_table(plan, skips):
     BROADCAST_WINDOW."""
     binary = benchlib.ringstream_path(plan.args.build)
     argvs = broadcast_load.servers(binary, skips)
-    argvs = {n: a for n, a in argvs.items() if not plan.args.only or wanted(n, plan.args.only)}
+    argvs = {n: argvs[n] for n in benchlib.matching(argvs, plan.args.only, keep=ALWAYS)}
     outcome = broadcast_load.collect(binary, argvs, plan.rounds, plan.seconds, plan.warmup,
                                      plan.subscribers, BROADCAST_SIZE, BROADCAST_WINDOW)
     workload = broadcast_load.label(plan.subscribers, BROADCAST_SIZE, BROADCAST_WINDOW)

@@ -432,14 +432,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let server_after = args.measure.server_pid.and_then(process_cpu_seconds);
     let own_after = process_cpu_seconds(std::process::id());
 
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let mut stuck = 0;
-    for task in tasks {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if compio::time::timeout(left, task).await.is_err() {
-            stuck += 1;
-        }
-    }
+    let stuck = super::join_within(tasks, DRAIN_TIMEOUT).await;
     if stuck > 0 {
         shared.stats.borrow_mut().error(format!(
             "{stuck} connections had not received every end marker and closed \

@@ -284,14 +284,7 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<()> {
     let server_core_busy = server_core.and_then(|load| load.busy_pct());
     let own_core_busy = own_core.and_then(|load| load.busy_pct());
 
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    let mut stuck = 0;
-    for task in tasks {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if compio::time::timeout(left, task).await.is_err() {
-            stuck += 1;
-        }
-    }
+    let stuck = super::join_within(tasks, STOP_TIMEOUT).await;
     if stuck > 0 {
         shared.error(format!(
             "{stuck} connections received nothing for {STOP_TIMEOUT:?} after the measurement"

@@ -195,6 +195,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Waits for `tasks` to end, all within `limit` from now; returns how many were still running
+/// then (they are abandoned).
+pub async fn join_within<T>(tasks: Vec<compio::runtime::JoinHandle<T>>, limit: Duration) -> usize {
+    let deadline = std::time::Instant::now() + limit;
+    let mut stuck = 0;
+    for task in tasks {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if compio::time::timeout(left, task).await.is_err() {
+            stuck += 1;
+        }
+    }
+    stuck
+}
+
 /// Starts `run.connections` tasks from `task`, warms up, measures, reports.
 async fn measure<F, Fut>(label: &str, run: &RunArgs, task: F) -> anyhow::Result<()>
 where
@@ -212,10 +226,8 @@ where
     compio::time::sleep(Duration::from_secs_f64(run.measure.seconds)).await;
     phase.set(Phase::Done);
     let cpu_after = run.measure.server_pid.and_then(process_cpu_seconds);
-    for task in tasks {
-        // Each finishes its current operation; a stuck one is abandoned after a while.
-        let _ = compio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    // Each finishes its current operation; a stuck one is abandoned after a while.
+    join_within(tasks, Duration::from_secs(5)).await;
     let stats = stats.borrow();
     let rate = stats.ops as f64 / run.measure.seconds;
     let cpu_us = match (cpu_before, cpu_after) {
