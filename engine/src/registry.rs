@@ -162,51 +162,28 @@ impl ConnGuard {
     /// Runs `future` until it completes or `deadline` passes; `None` if the deadline passed
     /// first (the future is then dropped, which cancels its I/O). The drain does not end it: a
     /// write under way when the drain starts finishes, so frames stay whole.
-    pub async fn within<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
-        self.within_pinned(deadline, std::pin::pin!(future)).await
+    pub fn within<F: Future>(&self, deadline: Instant, future: F) -> Deadline<'_, F> {
+        Deadline::arm(self, deadline, future, false)
     }
 
     /// [`ConnGuard::within`] for a future the caller keeps (to go on with it afterwards).
-    pub async fn within_pinned<F: Future>(
+    pub fn within_pinned<'f, F: Future>(
         &self,
         deadline: Instant,
-        future: Pin<&mut F>,
-    ) -> Option<F::Output> {
-        self.wait(deadline, future, false).await
+        future: Pin<&'f mut F>,
+    ) -> Deadline<'_, Pin<&'f mut F>> {
+        Deadline::arm(self, deadline, future, false)
     }
 
     /// Polls `future` until it completes or `deadline` passes (or the drain wakes a WebSocket
     /// connection); `None` then, with `future` left as it was so that the caller can go on
     /// polling it later: a read stays pending across a heartbeat.
-    pub async fn until<F: Future>(
+    pub fn until<'f, F: Future>(
         &self,
         deadline: Instant,
-        future: Pin<&mut F>,
-    ) -> Option<F::Output> {
-        self.wait(deadline, future, true).await
-    }
-
-    async fn wait<F: Future>(
-        &self,
-        deadline: Instant,
-        future: Pin<&mut F>,
-        wake_on_drain: bool,
-    ) -> Option<F::Output> {
-        self.registry.with_entry(self.key, |e| {
-            e.deadline = Some(deadline);
-            e.expired = deadline <= Instant::now();
-        });
-        let output = Deadline {
-            guard: self,
-            future,
-            wake_on_drain,
-        }
-        .await;
-        self.registry.with_entry(self.key, |e| {
-            e.deadline = None;
-            e.waker = None;
-        });
-        output
+        future: Pin<&'f mut F>,
+    ) -> Deadline<'_, Pin<&'f mut F>> {
+        Deadline::arm(self, deadline, future, true)
     }
 }
 
@@ -216,38 +193,75 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A future raced against its connection's deadline.
-struct Deadline<'g, 'f, F> {
+/// A future raced against its connection's deadline, which is armed while the `Deadline`
+/// lives. A plain future rather than an `async fn`: the future it runs is stored once, in
+/// place, instead of being moved into a pinned local of a second state machine (a copy of
+/// several hundred bytes per read or write).
+pub struct Deadline<'g, F> {
     guard: &'g ConnGuard,
-    future: Pin<&'f mut F>,
+    future: F,
     /// Whether the drain's wake-up of a WebSocket connection ends the wait.
     wake_on_drain: bool,
 }
 
-impl<F: Future> Future for Deadline<'_, '_, F> {
+impl<F> std::fmt::Debug for Deadline<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deadline")
+            .field("key", &self.guard.key)
+            .field("wake_on_drain", &self.wake_on_drain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'g, F> Deadline<'g, F> {
+    fn arm(guard: &'g ConnGuard, deadline: Instant, future: F, wake_on_drain: bool) -> Self {
+        guard.registry.with_entry(guard.key, |e| {
+            e.deadline = Some(deadline);
+            e.expired = deadline <= Instant::now();
+        });
+        Self {
+            guard,
+            future,
+            wake_on_drain,
+        }
+    }
+}
+
+impl<F> Drop for Deadline<'_, F> {
+    /// Disarms the deadline, whether the wait completed, gave up or was dropped.
+    fn drop(&mut self) {
+        self.guard.registry.with_entry(self.guard.key, |e| {
+            e.deadline = None;
+            e.waker = None;
+        });
+    }
+}
+
+impl<F: Future> Future for Deadline<'_, F> {
     type Output = Option<F::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let wake_on_drain = self.wake_on_drain;
-        let expired = self
-            .guard
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is pinned structurally: it is never moved out of `self` (neither
+        // here nor in `Drop`, which only touches the registry), and `Deadline` implements
+        // `Unpin` only when `F` does.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (guard, wake_on_drain) = (this.guard, this.wake_on_drain);
+        let expired = guard
             .registry
-            .with_entry(self.guard.key, |e| {
-                e.expired || (wake_on_drain && e.drain_woken)
-            })
+            .with_entry(guard.key, |e| e.expired || (wake_on_drain && e.drain_woken))
             .unwrap_or(true);
         if expired {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+        // SAFETY: see above; `this.future` stays where it is until `self` is dropped.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        if let Poll::Ready(output) = future.poll(cx) {
             return Poll::Ready(Some(output));
         }
-        self.guard
-            .registry
-            .with_entry(self.guard.key, |e| match &e.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => e.waker = Some(cx.waker().clone()),
-            });
+        guard.registry.with_entry(guard.key, |e| match &e.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => e.waker = Some(cx.waker().clone()),
+        });
         Poll::Pending
     }
 }
@@ -306,6 +320,21 @@ mod tests {
         drop(wait);
         registry.expire(far + Duration::from_secs(1));
         assert!(registry.with_entry(guard.key, |e| !e.expired).unwrap());
+    }
+
+    #[test]
+    fn a_wait_dropped_before_it_ends_disarms_its_deadline() {
+        let registry = ConnRegistry::default();
+        let guard = registry.register(-1);
+        let soon = Instant::now() + Duration::from_secs(1);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut wait = Box::pin(guard.within(soon, std::future::pending::<()>()));
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        drop(wait);
+        registry.expire(soon + Duration::from_secs(1));
+        let entry = registry.with_entry(guard.key, |e| (e.deadline, e.expired, e.waker.is_some()));
+        assert_eq!(entry, Some((None, false, false)));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub trait Transport {
     async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Writes `buf[range]` straight from `buf` (no copy) and gives it back.
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Writes `buf[range]` for every range of `ranges`, in order, straight from `buf` (no
     /// copy; several ranges go out in one vectored write), and gives both back.
     async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult;
@@ -134,12 +136,16 @@ impl Transport for TcpTransport {
         (result, buf)
     }
 
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, slice) =
+            AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
+        (result, slice.into_inner())
+    }
+
     async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult {
         if let [range] = ranges.as_slice() {
-            let range = range.clone();
-            let BufResult(result, slice) =
-                AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
-            return (result, slice.into_inner(), ranges);
+            let (result, buf) = self.write_range(buf, range.clone()).await;
+            return (result, buf, ranges);
         }
         let gather = Gather { buf, ranges };
         let BufResult(result, gather) =

@@ -157,7 +157,9 @@ pub fn serve<T: Transport>(
         // phase.
         let (route, attachment) = match conn.run().await {
             Ok(Next::WebSocket(route, attachment)) => (route, attachment),
-            outcome => return conn.finish(outcome).await,
+            // Boxed: the refusal's state is the largest of the HTTP phase, and every open
+            // WebSocket would keep room for it (BENCHMARKS.md, idle memory).
+            outcome => return Box::pin(conn.finish(outcome)).await,
         };
         let Connection {
             guard,

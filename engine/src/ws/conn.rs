@@ -20,7 +20,6 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr};
-use std::ops::Range;
 use std::pin::pin;
 use std::rc::Rc;
 
@@ -30,12 +29,10 @@ use bytes::Bytes;
 use futures_util::future::{Either, select};
 
 use ringstream_limits::clients::Rule;
-use ringstream_protocol::ws::frame::MAX_HEADER_LEN;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
-use ringstream_protocol::ws::{
-    FrameHeader, OpCode, close_code, write_close_frame, write_frame_header,
-};
+use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
+use super::in_place::{InPlaceEchoes, rewrite_in_place};
 use super::rates::{FrameRates, close_reason};
 use crate::broadcast::{Membership, encode_frame};
 use crate::config::{LimitMode, OnLimit, Route, RouteKind, WsLimits};
@@ -152,6 +149,9 @@ pub fn serve<T: Transport>(
     // captures the connection once and lends it to `serve`.
     guard.set_activity(Activity::WebSocket);
     buf.drain(..pos);
+    // The HTTP phase's buffer is larger than an idle WebSocket needs: it grows again with the
+    // first frame that needs more (BENCHMARKS.md, idle memory).
+    buf.shrink_to(INITIAL_BUFFER);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
     let route = &ctx.router.routes()[route_index];
     let role = match (&route.kind, attachment) {
@@ -193,7 +193,7 @@ pub fn serve<T: Transport>(
         // Echoes leave from the read buffer; the batch is only for pings, pongs and pipelined
         // messages, so it is allocated when first needed.
         out: Vec::new(),
-        in_place: Vec::new(),
+        in_place: InPlaceEchoes::default(),
         send_timeout: route.limits.send_timeout,
         role,
         check_client_rates: ctx.gate.has_frame_rates(),
@@ -215,7 +215,7 @@ struct WsConnection<T> {
     /// Echoes rewritten in place in the read buffer, to be sent from there (the turbo path):
     /// their ranges in the buffer. They are written before `out`, and none is added once
     /// `out` holds something.
-    in_place: Vec<Range<usize>>,
+    in_place: InPlaceEchoes,
     /// The route's `send_timeout`.
     send_timeout: Duration,
     ctx: Rc<WorkerContext>,
@@ -312,23 +312,35 @@ impl<T: Transport> WsConnection<T> {
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                 return end;
             }
-            if !self.in_place.is_empty() {
+            if let Some(frame) = self.in_place.take_one() {
                 let deadline = Instant::now() + self.send_timeout;
-                let ranges = std::mem::take(&mut self.in_place);
+                match self
+                    .guard
+                    .within(deadline, self.io.write_range(buf, frame))
+                    .await
+                {
+                    Some((Ok(()), returned)) => buf = returned,
+                    _ => return End::Gone,
+                }
+            } else if !self.in_place.is_empty() {
+                let deadline = Instant::now() + self.send_timeout;
+                let ranges = self.in_place.take_many();
                 match self
                     .guard
                     .within(deadline, self.io.write_ranges(buf, ranges))
                     .await
                 {
-                    Some((Ok(()), returned, mut ranges)) => {
+                    Some((Ok(()), returned, ranges)) => {
                         buf = returned;
-                        ranges.clear();
-                        self.in_place = ranges;
+                        self.in_place.restore(ranges);
                     }
                     _ => return End::Gone,
                 }
             }
-            if let Err(end) = self.flush().await {
+            // Tested here too: a lone echo leaves in place, and `flush` is not even entered.
+            if !self.out.is_empty()
+                && let Err(end) = self.flush().await
+            {
                 return end;
             }
             buf.drain(..pos);
@@ -775,12 +787,10 @@ impl<T: Transport> WsConnection<T> {
     /// leaves without a copy); more only while every one is large, where one vectored write
     /// beats copying them into the batch (for small ones a plain write of a copy is cheaper).
     fn joins_in_place(&self, len: usize) -> bool {
-        match self.in_place.first() {
+        match self.in_place.first_len() {
             None => true,
             Some(first) => {
-                len >= MIN_GATHERED
-                    && first.len() >= MIN_GATHERED
-                    && self.in_place.len() < MAX_IN_PLACE
+                len >= MIN_GATHERED && first >= MIN_GATHERED && self.in_place.len() < MAX_IN_PLACE
             }
         }
     }
@@ -792,7 +802,7 @@ impl<T: Transport> WsConnection<T> {
         }
         // `out` is empty but on the closing paths: its buffer is kept, not reallocated.
         let queued = (!self.out.is_empty()).then(|| std::mem::take(&mut self.out));
-        for range in self.in_place.drain(..) {
+        for range in self.in_place.drain() {
             self.out.extend_from_slice(&buf[range]);
         }
         if let Some(queued) = queued {
@@ -890,57 +900,4 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Turns a client frame whose payload sits at `payload` in `buf` (already unmasked) into the
-/// server's echo of it, in place: the server header (no mask, so exactly 4 bytes shorter than
-/// the client's, lengths being minimal on both sides) is written just before the payload.
-/// Returns the range of the server frame.
-fn rewrite_in_place(buf: &mut [u8], payload: Range<usize>, opcode: OpCode) -> Range<usize> {
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let len = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: None,
-        payload_len: payload.len() as u64,
-    }
-    .encode(&mut header);
-    let start = payload.start - len;
-    buf[start..payload.start].copy_from_slice(&header[..len]);
-    start..payload.end
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-    use super::*;
-    use ringstream_protocol::ws::apply_mask;
-
-    #[test]
-    fn an_echo_rewritten_in_place_is_the_server_frame() {
-        for len in [0usize, 5, 125, 126, 300, 70_000] {
-            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let key = [1, 2, 3, 4];
-            let mut buf = Vec::new();
-            FrameHeader {
-                fin: true,
-                rsv: 0,
-                opcode: OpCode::Binary,
-                mask: Some(key),
-                payload_len: len as u64,
-            }
-            .write(&mut buf);
-            let header_len = buf.len();
-            buf.extend_from_slice(&payload);
-            apply_mask(&mut buf[header_len..], key, 0);
-            // The session unmasks in place before the rewrite.
-            apply_mask(&mut buf[header_len..], key, 0);
-            let frame = rewrite_in_place(&mut buf, header_len..header_len + len, OpCode::Binary);
-            let mut expected = Vec::new();
-            write_frame_header(&mut expected, OpCode::Binary, true, len as u64);
-            expected.extend_from_slice(&payload);
-            assert_eq!(&buf[frame], &expected[..], "len {len}");
-        }
-    }
 }

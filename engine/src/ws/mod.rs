@@ -1,6 +1,7 @@
 //! WebSocket routes: deciding the upgrade, and serving the connection after the 101.
 
 mod conn;
+mod in_place;
 mod rates;
 mod upgrade;
 
