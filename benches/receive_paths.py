@@ -2,13 +2,15 @@
 """Receiving: a buffer per connection against one multishot receive per connection into a
 provided-buffer ring, on the bare TCP echo server, beside ringstream, Bun and BustAPI turbo.
 
-Two tables: server CPU per one-message echo (32 B, 512 B, 16 KiB, 100 connections; servers on
-core 0, the load generator on core 1, contenders interleaved, medians), and server memory per
+Two tables: server CPU per one-message echo (32 B, 512 B, 16 KiB, 100 connections or
+`--echo-connections`; servers on core 0, the load generator on core 1, contenders
+interleaved, medians), and server memory per
 idle connection (10,000 connections that each echoed 32 bytes once). Every process is
 stopped by PID; loopback only.
 
     cargo build --release --bins --examples
     python3 benches/receive_paths.py --rounds 5 --seconds 4
+    python3 benches/receive_paths.py --only cpu --echo-connections 500 --sizes 32
 """
 
 import argparse
@@ -24,6 +26,11 @@ from idle_memory import raise_open_files, rss_kib
 # The ceiling receiving with one multishot receive per connection into a provided-buffer ring
 # instead of one receive per read into the connection's own buffer.
 MULTISHOT = "raw TCP echo, multishot receive"
+# The same, each ring buffer copied into the connection's own buffer and given back at once:
+# the receive path of a server that parses frames in a buffer of its own.
+MULTISHOT_COPY = "raw TCP echo, multishot receive copied into a 1 KiB buffer"
+RAW_VARIANTS = {MULTISHOT: ["--recv", "multishot"],
+                MULTISHOT_COPY: ["--recv", "multishot-copy", "--buffer", "1024"]}
 SIZES = [(32, "32 B"), (512, "512 B"), (16384, "16 KiB")]
 MEMORY_SERVERS = [
     ("a 1 KiB read buffer per connection", ["--recv", "plain", "--buffer", "1024"]),
@@ -35,21 +42,23 @@ MEMORY_SERVERS = [
 def contenders(build):
     """{name: argv} in the table's order: the two receive paths of the raw server, then
     ringstream and the fastest peers."""
-    servers = {ws_load.CEILING: ws_load.SERVERS[ws_load.CEILING],
-               MULTISHOT: [*ws_load.SERVERS[ws_load.CEILING], "--recv", "multishot"]}
+    servers = {ws_load.CEILING: ws_load.SERVERS[ws_load.CEILING]}
+    servers.update((name, [*ws_load.SERVERS[ws_load.CEILING], *flags])
+                   for name, flags in RAW_VARIANTS.items())
     servers.update((name, ws_load.SERVERS[name]) for name in ["ringstream", "Bun", "BustAPI turbo"])
     return {name: with_build(argv, build) for name, argv in servers.items()}
 
 
-def cpu_table(build, rounds, seconds, warmup):
+def cpu_table(build, rounds, seconds, warmup, connections, sizes):
     """Interleaved rounds of every contender at every size; the median table."""
     servers = contenders(build)
-    workloads = [(label, ["echo", "--size", str(size), "--connections", "100"])
-                 for size, label in SIZES]
+    sizes = [(size, label) for size, label in SIZES if size in sizes]
+    workloads = [(label, ["echo", "--size", str(size), "--connections", str(connections)])
+                 for size, label in sizes]
     binary = ringstream_path(build)
 
     def run_one(name, addr, pid, workload):
-        kind = ws_load.CEILING if name == MULTISHOT else name
+        kind = ws_load.CEILING if name in RAW_VARIANTS else name
         return bench(binary, ws_load.load_args(kind, addr, workload), seconds, warmup, pid)
 
     starters = {name: functools.partial(start, argv) for name, argv in servers.items()}
@@ -62,7 +71,8 @@ def cpu_table(build, rounds, seconds, warmup):
             cpu, rate = m.get("server_cpu_us_per_op"), m.get("ops_per_sec")
             cells.append(f"{cell(cpu, '.2f')} ({cell(rate, ',.0f')})")
         rows.append([name, *cells])
-    return markdown(["server CPU µs per echo (ops/s)", *[label for _, label in SIZES]], rows)
+    return markdown([f"server CPU µs per echo (ops/s), {connections} connections",
+                     *[label for _, label in sizes]], rows)
 
 
 def echo_once(conn):
@@ -115,11 +125,16 @@ def main():
     parser.add_argument("--connections", type=int, default=10000,
                         help="idle connections for the memory table")
     parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--echo-connections", type=int, default=100,
+                        help="connections for the CPU table")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[size for size, _ in SIZES],
+                        choices=[size for size, _ in SIZES], help="message sizes of the CPU table")
     parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--only", choices=["cpu", "memory"])
     args = parser.parse_args()
     if args.only != "memory":
-        print(cpu_table(args.build, args.rounds, args.seconds, args.warmup))
+        print(cpu_table(args.build, args.rounds, args.seconds, args.warmup,
+                        args.echo_connections, args.sizes))
     if args.only != "cpu":
         print(memory_table(args.build, args.connections, args.settle))
 

@@ -84,8 +84,8 @@ pub enum Mode {
         /// How connections receive.
         #[arg(long, value_enum, default_value_t = raw::RawRecv::Plain)]
         recv: raw::RawRecv,
-        /// Each connection's read buffer under `--recv plain` (multishot receives use the
-        /// worker's ring of 16 KiB buffers).
+        /// Each connection's own buffer under `--recv plain` and `multishot-copy`
+        /// (multishot receives land in the worker's ring of 16 KiB buffers).
         #[arg(long, default_value_t = 64 * 1024)]
         buffer: usize,
     },

@@ -20,6 +20,9 @@ pub enum RawRecv {
     Plain,
     /// One multishot receive per connection into the worker's provided-buffer ring.
     Multishot,
+    /// Multishot receive, each ring buffer copied into the connection's own buffer and given
+    /// back at once (what a server that parses in a buffer of its own would do).
+    MultishotCopy,
 }
 
 /// The raw server's runtime: the engine's default ring flags (`COOP_TASKRUN | TASKRUN_FLAG`),
@@ -50,6 +53,7 @@ pub async fn serve(listen: SocketAddr, recv: RawRecv, buffer: usize) -> std::io:
             match recv {
                 RawRecv::Plain => echo_plain(stream, buffer).await,
                 RawRecv::Multishot => echo_multishot(stream).await,
+                RawRecv::MultishotCopy => echo_multishot_copy(stream, buffer).await,
             }
         };
         compio::runtime::spawn(connection).detach();
@@ -82,6 +86,34 @@ async fn echo_multishot(stream: TcpStream) {
         match read {
             Ok(buf) => {
                 let BufResult(written, _buf) = (&mut &stream).write_all(buf).await;
+                if written.is_err() {
+                    return;
+                }
+            }
+            // The ring ran dry: the multishot receive ended and is armed again.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn echo_multishot_copy(stream: TcpStream, buffer: usize) {
+    use compio::io::AsyncReadMulti;
+    use futures_util::StreamExt;
+    let mut reader = &stream;
+    let mut own = Vec::with_capacity(buffer);
+    let mut reads = std::pin::pin!(reader.read_multi(0));
+    while let Some(read) = reads.next().await {
+        match read {
+            Ok(ring_buffer) => {
+                own.clear();
+                own.extend_from_slice(&ring_buffer);
+                drop(ring_buffer);
+                if own.is_empty() {
+                    return;
+                }
+                let BufResult(written, returned) = (&mut &stream).write_all(own).await;
+                own = returned;
                 if written.is_err() {
                     return;
                 }
