@@ -204,28 +204,31 @@ pub fn serve<T: Transport>(
     async move { conn.serve(buf).await }
 }
 
+// `repr(C)`: fields in the order written, those every message touches first, so that a
+// message reads two or three cache lines of the connection instead of every one of them
+// (BENCHMARKS.md, 500 connections).
+#[repr(C)]
 struct WsConnection<T> {
     /// Declared before `io` so that it drops first (see `registry`).
     guard: ConnGuard,
     io: T,
-    session: Session,
-    rates: FrameRates,
+    ctx: Rc<WorkerContext>,
     /// Frames waiting to be written.
     out: Vec<u8>,
-    /// Echoes rewritten in place in the read buffer, to be sent from there (the turbo path):
-    /// their ranges in the buffer. They are written before `out`, and none is added once
-    /// `out` holds something.
+    /// Echoes rewritten in place in the read buffer, to be sent from there (the turbo path).
+    /// They are written before `out`, and none is added once `out` holds something.
     in_place: InPlaceEchoes,
-    /// The route's `send_timeout`.
-    send_timeout: Duration,
-    ctx: Rc<WorkerContext>,
     /// Echo, handler pump or broadcast member.
     role: Role,
-    /// The admitted client: holds its place in the client's connection count until the end.
-    client: Option<ClientSlot>,
+    route_index: usize,
     /// Whether per-client frame rates are configured (frames are checked against them).
     check_client_rates: bool,
-    route_index: usize,
+    rates: FrameRates,
+    session: Session,
+    /// The route's `send_timeout`.
+    send_timeout: Duration,
+    /// The admitted client: holds its place in the client's connection count until the end.
+    client: Option<ClientSlot>,
 }
 
 impl<T> Drop for WsConnection<T> {

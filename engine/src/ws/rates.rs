@@ -20,9 +20,16 @@ pub fn close_reason(rule: Rule) -> &'static str {
     }
 }
 
-/// The quotas of one connection, with their state; empty when the route sets none.
+/// The quotas of one connection, with their state. Boxed, and absent when the route sets none
+/// (the default): a connection without quotas keeps one word for them, and a frame reads
+/// nothing more to learn that it has none.
 #[derive(Debug)]
 pub struct FrameRates {
+    quotas: Option<Box<Quotas>>,
+}
+
+#[derive(Debug)]
+struct Quotas {
     per_second: Option<(Gcra, GcraState)>,
     per_minute: Option<(Gcra, GcraState)>,
     bytes: Option<(Gcra, GcraState)>,
@@ -36,28 +43,29 @@ impl FrameRates {
         let minute = Duration::from_secs(60);
         let quota =
             |count: u64, period| Gcra::new(count, period, count).map(|q| (q, GcraState::default()));
-        Self {
+        let quotas = Quotas {
             per_second: quota(u64::from(limits.rate_limit), second),
             per_minute: quota(u64::from(limits.messages_per_minute), minute),
             bytes: quota(limits.bytes_per_minute, minute),
+        };
+        let any =
+            quotas.per_second.is_some() || quotas.per_minute.is_some() || quotas.bytes.is_some();
+        Self {
+            quotas: any.then(|| Box::new(quotas)),
         }
     }
 
-    /// Whether any quota is set (when none is, frames are not even timed).
-    pub fn is_active(&self) -> bool {
-        self.per_second.is_some() || self.per_minute.is_some() || self.bytes.is_some()
-    }
-
-    /// Takes one frame of `payload_len` bytes from every quota, or names the first exceeded.
+    /// Takes one frame of `payload_len` bytes from every quota, or names the first exceeded
+    /// (with no quota set, frames are not even timed).
     pub fn admit(&mut self, payload_len: u64) -> Result<(), Rule> {
-        if !self.is_active() {
+        let Some(quotas) = self.quotas.as_deref_mut() else {
             return Ok(());
-        }
+        };
         let now = crate::coarse_clock::now_ns();
         let checks = [
-            (&mut self.per_second, 1, Rule::FramesPerSecond),
-            (&mut self.per_minute, 1, Rule::FramesPerMinute),
-            (&mut self.bytes, payload_len, Rule::BytesPerMinute),
+            (&mut quotas.per_second, 1, Rule::FramesPerSecond),
+            (&mut quotas.per_minute, 1, Rule::FramesPerMinute),
+            (&mut quotas.bytes, payload_len, Rule::BytesPerMinute),
         ];
         for (quota, cost, exceeded) in checks {
             if let Some((gcra, state)) = quota
