@@ -246,23 +246,27 @@ impl<F: Future> Future for Deadline<'_, F> {
         // `Unpin` only when `F` does.
         let this = unsafe { self.get_unchecked_mut() };
         let (guard, wake_on_drain) = (this.guard, this.wake_on_drain);
+        // One visit to the entry: the expiry is checked and the waker left for the sweeper
+        // before the future is polled (if it completes now, the drop clears the waker).
         let expired = guard
             .registry
-            .with_entry(guard.key, |e| e.expired || (wake_on_drain && e.drain_woken))
+            .with_entry(guard.key, |e| {
+                if e.expired || (wake_on_drain && e.drain_woken) {
+                    return true;
+                }
+                match &e.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => e.waker = Some(cx.waker().clone()),
+                }
+                false
+            })
             .unwrap_or(true);
         if expired {
             return Poll::Ready(None);
         }
         // SAFETY: see above; `this.future` stays where it is until `self` is dropped.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        if let Poll::Ready(output) = future.poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        guard.registry.with_entry(guard.key, |e| match &e.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => e.waker = Some(cx.waker().clone()),
-        });
-        Poll::Pending
+        future.poll(cx).map(Some)
     }
 }
 
