@@ -197,6 +197,7 @@ impl Drop for ConnGuard {
 /// lives. A plain future rather than an `async fn`: the future it runs is stored once, in
 /// place, instead of being moved into a pinned local of a second state machine (a copy of
 /// several hundred bytes per read or write).
+#[must_use = "a deadline wait does nothing unless it is awaited"]
 pub struct Deadline<'g, F> {
     guard: &'g ConnGuard,
     future: F,

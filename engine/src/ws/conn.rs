@@ -204,9 +204,9 @@ pub fn serve<T: Transport>(
     async move { conn.serve(buf).await }
 }
 
-// `repr(C)`: fields in the order written, those every message touches first, so that a
-// message reads two or three cache lines of the connection instead of every one of them
-// (BENCHMARKS.md, 500 connections).
+// `repr(C)`: fields in the order written, those every message touches first, so that what a
+// message reads of the connection sits in its first cache lines rather than across all of
+// them (BENCHMARKS.md, 500 connections).
 #[repr(C)]
 struct WsConnection<T> {
     /// Declared before `io` so that it drops first (see `registry`).
