@@ -52,8 +52,8 @@ pub async fn serve(listen: SocketAddr, recv: RawRecv, buffer: usize) -> std::io:
             let _ = stream.set_nodelay(true);
             match recv {
                 RawRecv::Plain => echo_plain(stream, buffer).await,
-                RawRecv::Multishot => echo_multishot(stream).await,
-                RawRecv::MultishotCopy => echo_multishot_copy(stream, buffer).await,
+                RawRecv::Multishot => echo_multishot(stream, None).await,
+                RawRecv::MultishotCopy => echo_multishot(stream, Some(buffer)).await,
             }
         };
         compio::runtime::spawn(connection).detach();
@@ -77,43 +77,32 @@ async fn echo_plain(mut stream: TcpStream, buffer: usize) {
     }
 }
 
-async fn echo_multishot(stream: TcpStream) {
+/// Echoes what a multishot receive brings in: straight from the ring buffer, or, given
+/// `copy_into` (a capacity), copied into the connection's own buffer first, the ring buffer
+/// being given back at once.
+async fn echo_multishot(stream: TcpStream, copy_into: Option<usize>) {
     use compio::io::AsyncReadMulti;
     use futures_util::StreamExt;
     let mut reader = &stream;
-    let mut reads = std::pin::pin!(reader.read_multi(0));
-    while let Some(read) = reads.next().await {
-        match read {
-            Ok(buf) => {
-                let BufResult(written, _buf) = (&mut &stream).write_all(buf).await;
-                if written.is_err() {
-                    return;
-                }
-            }
-            // The ring ran dry: the multishot receive ended and is armed again.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-async fn echo_multishot_copy(stream: TcpStream, buffer: usize) {
-    use compio::io::AsyncReadMulti;
-    use futures_util::StreamExt;
-    let mut reader = &stream;
-    let mut own = Vec::with_capacity(buffer);
+    let mut own = copy_into.map(Vec::with_capacity);
     let mut reads = std::pin::pin!(reader.read_multi(0));
     while let Some(read) = reads.next().await {
         match read {
             Ok(ring_buffer) => {
-                own.clear();
-                own.extend_from_slice(&ring_buffer);
-                drop(ring_buffer);
-                if own.is_empty() {
-                    return;
-                }
-                let BufResult(written, returned) = (&mut &stream).write_all(own).await;
-                own = returned;
+                let written = match own.take() {
+                    None => (&mut &stream).write_all(ring_buffer).await.0,
+                    Some(mut buf) => {
+                        buf.clear();
+                        buf.extend_from_slice(&ring_buffer);
+                        drop(ring_buffer);
+                        if buf.is_empty() {
+                            return;
+                        }
+                        let BufResult(written, returned) = (&mut &stream).write_all(buf).await;
+                        own = Some(returned);
+                        written
+                    }
+                };
                 if written.is_err() {
                     return;
                 }

@@ -265,7 +265,8 @@ impl<F: Future> Future for Deadline<'_, F> {
         if expired {
             return Poll::Ready(None);
         }
-        // SAFETY: see above; `this.future` stays where it is until `self` is dropped.
+        // SAFETY: `this.future` lives inside the pinned `Deadline` and is never moved out of it
+        // (neither here nor in `Drop`), so pinning it again is sound.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         future.poll(cx).map(Some)
     }

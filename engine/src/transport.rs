@@ -143,10 +143,6 @@ impl Transport for TcpTransport {
     }
 
     async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult {
-        if let [range] = ranges.as_slice() {
-            let (result, buf) = self.write_range(buf, range.clone()).await;
-            return (result, buf, ranges);
-        }
         let gather = Gather { buf, ranges };
         let BufResult(result, gather) =
             AsyncWriteExt::write_vectored_all(&mut &self.stream, gather).await;

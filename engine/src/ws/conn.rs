@@ -315,28 +315,22 @@ impl<T: Transport> WsConnection<T> {
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                 return end;
             }
-            if let Some(frame) = self.in_place.take_one() {
+            if !self.in_place.is_empty() {
                 let deadline = Instant::now() + self.send_timeout;
-                match self
-                    .guard
-                    .within(deadline, self.io.write_range(buf, frame))
-                    .await
-                {
-                    Some((Ok(()), returned)) => buf = returned,
-                    _ => return End::Gone,
-                }
-            } else if !self.in_place.is_empty() {
-                let deadline = Instant::now() + self.send_timeout;
-                let ranges = self.in_place.take_many();
-                match self
-                    .guard
-                    .within(deadline, self.io.write_ranges(buf, ranges))
-                    .await
-                {
-                    Some((Ok(()), returned, ranges)) => {
-                        buf = returned;
+                // A lone echo is one plain write; several are one vectored write.
+                let written = if let Some(frame) = self.in_place.take_one() {
+                    let write = self.io.write_range(buf, frame);
+                    self.guard.within(deadline, write).await
+                } else {
+                    let write = self.io.write_ranges(buf, self.in_place.take_many());
+                    let written = self.guard.within(deadline, write).await;
+                    written.map(|(result, returned, ranges)| {
                         self.in_place.restore(ranges);
-                    }
+                        (result, returned)
+                    })
+                };
+                match written {
+                    Some((Ok(()), returned)) => buf = returned,
                     _ => return End::Gone,
                 }
             }
