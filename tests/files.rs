@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use support::{PATIENCE, Response, Server, read_head_response, read_response};
+use support::{DRIVERS, PATIENCE, Response, Server, read_head_response, read_response};
 
 /// A directory tree for one test, removed when dropped.
 struct Tree(PathBuf);
@@ -52,7 +52,8 @@ impl Drop for Tree {
     }
 }
 
-fn server(tree: &Tree, extra: &str) -> Server {
+/// A files route on `driver`, with `extra` route keys.
+fn server(tree: &Tree, extra: &str, driver: &str) -> Server {
     let config = format!(
         r#"
 [limits]
@@ -66,7 +67,7 @@ root = "{}"
 "#,
         tree.root().display()
     );
-    Server::with_config(&config, &["--workers", "2"])
+    Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
 }
 
 fn get(server: &Server, target: &str, headers: &str) -> Response {
@@ -84,9 +85,15 @@ fn ask(stream: &mut TcpStream, request: &str) -> Response {
 
 #[test]
 fn whole_files_and_random_ranges_are_the_bytes_of_the_file() {
+    for driver in DRIVERS {
+        whole_files_and_random_ranges_are_the_bytes_of_the_file_on(driver);
+    }
+}
+
+fn whole_files_and_random_ranges_are_the_bytes_of_the_file_on(driver: &str) {
     let tree = Tree::new("ranges");
     let content = tree.file("big.bin", 64 * 1024 * 1024);
-    let server = server(&tree, "");
+    let server = server(&tree, "", driver);
     let mut stream = server.connect();
     let whole = ask(
         &mut stream,
@@ -135,9 +142,15 @@ fn whole_files_and_random_ranges_are_the_bytes_of_the_file() {
 
 #[test]
 fn validators_ranges_and_their_edge_cases() {
+    for driver in DRIVERS {
+        validators_ranges_and_their_edge_cases_on(driver);
+    }
+}
+
+fn validators_ranges_and_their_edge_cases_on(driver: &str) {
     let tree = Tree::new("validators");
     let content = tree.file("f.txt", 10_000);
-    let server = server(&tree, "");
+    let server = server(&tree, "", driver);
     let first = get(&server, "/files/f.txt", "");
     assert_eq!(first.status, 200);
     assert_eq!(first.header("content-type"), Some("text/plain"));
@@ -213,6 +226,12 @@ fn validators_ranges_and_their_edge_cases() {
 
 #[test]
 fn nothing_outside_the_root_and_nothing_hidden_is_ever_served() {
+    for driver in DRIVERS {
+        nothing_outside_the_root_and_nothing_hidden_is_ever_served_on(driver);
+    }
+}
+
+fn nothing_outside_the_root_and_nothing_hidden_is_ever_served_on(driver: &str) {
     let tree = Tree::new("traversal");
     tree.file("sub/inside.txt", 10);
     std::fs::write(tree.0.join("secret.txt"), b"outside the root").unwrap();
@@ -224,7 +243,7 @@ fn nothing_outside_the_root_and_nothing_hidden_is_ever_served() {
     link(Path::new("../secret.txt"), "relative-out");
     link(Path::new("sub/inside.txt"), "inner-link");
     link(Path::new(".."), "up");
-    let server = server(&tree, "");
+    let server = server(&tree, "", driver);
     assert_eq!(
         get(&server, "/files/inner-link", "").status,
         200,
@@ -261,9 +280,15 @@ fn nothing_outside_the_root_and_nothing_hidden_is_ever_served() {
 
 #[test]
 fn an_interrupted_download_resumes_into_an_identical_file() {
+    for driver in DRIVERS {
+        an_interrupted_download_resumes_into_an_identical_file_on(driver);
+    }
+}
+
+fn an_interrupted_download_resumes_into_an_identical_file_on(driver: &str) {
     let tree = Tree::new("resume");
     let content = tree.file("movie.bin", 8 * 1024 * 1024);
-    let server = server(&tree, "");
+    let server = server(&tree, "", driver);
     let out = tree.0.join("partial.bin");
     // The first 3 MiB, then the connection drops.
     let first = get(&server, "/files/movie.bin", "Range: bytes=0-3145727\r\n");
@@ -320,12 +345,19 @@ fn timed_download(mut stream: TcpStream, target: &str) -> (usize, f64) {
 
 #[test]
 fn bandwidth_caps_hold_per_connection_and_per_client_across_connections() {
+    for driver in DRIVERS {
+        bandwidth_caps_hold_per_connection_and_per_client_across_connections_on(driver);
+    }
+}
+
+fn bandwidth_caps_hold_per_connection_and_per_client_across_connections_on(driver: &str) {
     let tree = Tree::new("caps");
     tree.file("four.bin", 4 * 1024 * 1024);
     let mib = 1024.0 * 1024.0;
     let server = server(
         &tree,
         "[routes.limits]\nrate_limit_bandwidth = \"2MiB\"\nclient_bandwidth = \"3MiB\"\nrate_after = \"512KiB\"",
+        driver,
     );
     // One connection: 512 KiB at full speed, then 3.5 MiB at 2 MiB/s.
     let (len, seconds) = timed_download(connect_from(&server, 2), "/files/four.bin");
@@ -362,11 +394,18 @@ fn bandwidth_caps_hold_per_connection_and_per_client_across_connections() {
 
 #[test]
 fn download_timeout_closes_a_download_that_takes_too_long() {
+    for driver in DRIVERS {
+        download_timeout_closes_a_download_that_takes_too_long_on(driver);
+    }
+}
+
+fn download_timeout_closes_a_download_that_takes_too_long_on(driver: &str) {
     let tree = Tree::new("timeout");
     tree.file("slow.bin", 1024 * 1024);
     let server = server(
         &tree,
         "[routes.limits]\nrate_limit_bandwidth = \"64KiB\"\ndownload_timeout = \"1s\"",
+        driver,
     );
     let mut stream = connect_from(&server, 5);
     stream
@@ -381,19 +420,85 @@ fn download_timeout_closes_a_download_that_takes_too_long() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// The route's three send paths (`sendfile`, `copy`: a read into a buffer then a send,
+/// `zerocopy`: the same with `IORING_OP_SEND_ZC`).
+const SEND_PATHS: [&str; 3] = ["sendfile", "copy", "zerocopy"];
+
 #[test]
-fn zerocopy_sends_are_the_bytes_of_the_file() {
-    let tree = Tree::new("zerocopy");
+fn every_send_path_sends_the_bytes_of_the_file() {
+    for driver in DRIVERS {
+        for path in SEND_PATHS {
+            every_send_path_sends_the_bytes_of_the_file_on(driver, path);
+        }
+    }
+}
+
+fn every_send_path_sends_the_bytes_of_the_file_on(driver: &str, path: &str) {
+    let tree = Tree::new(&format!("send-{path}"));
     let content = tree.file("z.bin", 3 * 1024 * 1024 + 17);
-    let server = server(&tree, "send = \"zerocopy\"\nchunk_size = \"256KiB\"");
+    let server = server(
+        &tree,
+        &format!("send = \"{path}\"\nchunk_size = \"256KiB\""),
+        driver,
+    );
     let mut stream = server.connect();
     for _ in 0..2 {
         let whole = ask(&mut stream, "GET /files/z.bin HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(whole.status == 200 && whole.body == content);
+        assert!(
+            whole.status == 200 && whole.body == content,
+            "{path} on {driver}: the whole file differs"
+        );
     }
     let part = ask(
         &mut stream,
         "GET /files/z.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-2000000\r\n\r\n",
     );
-    assert!(part.body == content[1000..=2_000_000]);
+    assert!(
+        part.body == content[1000..=2_000_000],
+        "{path} on {driver}: the range differs"
+    );
+}
+
+/// A download larger than a socket buffer, on a connection kept alive afterwards, must leave
+/// its worker free: once a send path left the socket blocking, and the poll driver's next
+/// `recv` on it stopped the only worker for everyone.
+#[test]
+fn a_kept_alive_download_leaves_its_worker_serving_others() {
+    for driver in DRIVERS {
+        for path in SEND_PATHS {
+            a_kept_alive_download_leaves_its_worker_serving_others_on(driver, path);
+        }
+    }
+}
+
+fn a_kept_alive_download_leaves_its_worker_serving_others_on(driver: &str, path: &str) {
+    let tree = Tree::new(&format!("stall-{path}"));
+    let content = tree.file("big.bin", 300_000);
+    let config = format!(
+        "[[routes]]\npath = \"/health\"\nkind = \"health\"\n\n\
+         [[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"{}\"\nsend = \"{path}\"\n",
+        tree.root().display()
+    );
+    let server = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+    let mut downloader = server.connect();
+    for _ in 0..2 {
+        let whole = ask(
+            &mut downloader,
+            "GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert!(whole.status == 200 && whole.body == content);
+    }
+    // The downloader keeps its connection open; another client asks the same worker.
+    let mut other = server.connect();
+    other
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let health = ask(&mut other, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(health.status, 200, "{path} on {driver}");
+    // And the downloader's connection still works.
+    let again = ask(
+        &mut downloader,
+        "GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
+    );
+    assert!(again.status == 206 && again.body == content[..10]);
 }

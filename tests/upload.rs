@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use support::{PATIENCE, Response, Server, is_closed, read_response};
+use support::{DRIVERS, PATIENCE, Response, Server, is_closed, read_response};
 
 /// An upload directory for one test, removed when dropped.
 struct Dir(PathBuf);
@@ -42,7 +42,8 @@ impl Drop for Dir {
     }
 }
 
-fn server(dir: &Path, options: &str, limits: &str) -> Server {
+/// An upload route on `driver`.
+fn server(dir: &Path, options: &str, limits: &str, driver: &str) -> Server {
     let config = format!(
         r#"
 [limits]
@@ -57,7 +58,7 @@ max_upload_size = "1MiB"
 "#,
         dir.display()
     );
-    Server::with_config(&config, &["--workers", "2"])
+    Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
 }
 
 fn put(server: &Server, name: &str, body: &[u8]) -> Response {
@@ -95,8 +96,14 @@ fn wait_for_entries(dir: &Dir, expected: &[&str]) {
 
 #[test]
 fn a_stored_upload_is_whole_and_its_sha256_matches() {
+    for driver in DRIVERS {
+        a_stored_upload_is_whole_and_its_sha256_matches_on(driver);
+    }
+}
+
+fn a_stored_upload_is_whole_and_its_sha256_matches_on(driver: &str) {
     let dir = Dir::new("good");
-    let server = server(&dir.0, "", "");
+    let server = server(&dir.0, "", "", driver);
     let body: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let response = put(&server, "report%20v1.bin", &body);
     assert_eq!(response.status, 201);
@@ -140,9 +147,33 @@ fn a_stored_upload_is_whole_and_its_sha256_matches() {
 }
 
 #[test]
+fn a_synced_upload_is_stored_whole() {
+    for driver in DRIVERS {
+        let dir = Dir::new("synced");
+        let server = server(&dir.0, "fsync = true", "", driver);
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let response = put(&server, "synced.bin", &body);
+        assert_eq!(response.status, 201, "on {driver}");
+        assert!(std::fs::read(dir.0.join("synced.bin")).unwrap() == body);
+        assert_eq!(dir.entries(), ["synced.bin"]);
+    }
+}
+
+#[test]
 fn overwrite_replaces_and_concurrent_uploads_per_client_are_capped() {
+    for driver in DRIVERS {
+        overwrite_replaces_and_concurrent_uploads_per_client_are_capped_on(driver);
+    }
+}
+
+fn overwrite_replaces_and_concurrent_uploads_per_client_are_capped_on(driver: &str) {
     let dir = Dir::new("overwrite");
-    let server = server(&dir.0, "overwrite = true\nmax_uploads_per_client = 1", "");
+    let server = server(
+        &dir.0,
+        "overwrite = true\nmax_uploads_per_client = 1",
+        "",
+        driver,
+    );
     assert_eq!(put(&server, "a.txt", b"one").status, 201);
     assert_eq!(put(&server, "a.txt", b"two").status, 201);
     assert_eq!(std::fs::read(dir.0.join("a.txt")).unwrap(), b"two");
@@ -164,8 +195,19 @@ fn overwrite_replaces_and_concurrent_uploads_per_client_are_capped() {
 
 #[test]
 fn no_failure_leaves_a_file_under_the_final_name_or_a_temporary_file() {
+    for driver in DRIVERS {
+        no_failure_leaves_a_file_under_the_final_name_or_a_temporary_file_on(driver);
+    }
+}
+
+fn no_failure_leaves_a_file_under_the_final_name_or_a_temporary_file_on(driver: &str) {
     let dir = Dir::new("failures");
-    let server = server(&dir.0, "", "upload_timeout = \"1s\"\nmin_upload_rate = 0");
+    let server = server(
+        &dir.0,
+        "",
+        "upload_timeout = \"1s\"\nmin_upload_rate = 0",
+        driver,
+    );
     // Announced too large: 413 before a byte is read.
     let mut stream = server.connect();
     stream
@@ -209,8 +251,14 @@ fn no_failure_leaves_a_file_under_the_final_name_or_a_temporary_file() {
 
 #[test]
 fn a_server_killed_mid_upload_leaves_nothing_after_its_next_start() {
+    for driver in DRIVERS {
+        a_server_killed_mid_upload_leaves_nothing_after_its_next_start_on(driver);
+    }
+}
+
+fn a_server_killed_mid_upload_leaves_nothing_after_its_next_start_on(driver: &str) {
     let dir = Dir::new("kill");
-    let server = server(&dir.0, "", "");
+    let server = server(&dir.0, "", "", driver);
     let mut stream: TcpStream = server.connect();
     stream
         .write_all(
@@ -232,7 +280,7 @@ fn a_server_killed_mid_upload_leaves_nothing_after_its_next_start() {
     assert!(is_closed(&mut stream));
     drop(server);
     assert!(!dir.entries().contains(&"interrupted".to_owned()));
-    let server = self::server(&dir.0, "", "");
+    let server = self::server(&dir.0, "", "", driver);
     assert_eq!(
         dir.entries(),
         Vec::<String>::new(),

@@ -170,20 +170,20 @@ impl Transport for TcpTransport {
         (Ok(()), buf)
     }
 
-    /// `sendfile(2)` is a plain system call on the worker thread, made with the socket
-    /// switched to non-blocking for the piece (nothing else of the connection is in flight
-    /// while a file is sent), so a full socket returns `EAGAIN` instead of stopping the
-    /// worker; the wait for room is an io_uring poll. The kernel reads the file's pages from
-    /// the page cache (a page not cached is read from disk inside the call, as nginx's
-    /// `sendfile` does). The whole piece is sent before it returns, unless the file ends.
+    /// `sendfile(2)` is a plain system call on the worker thread, made on a non-blocking
+    /// socket, so a full socket returns `EAGAIN` instead of stopping the worker; the wait for
+    /// room is a driver poll. The kernel reads the file's pages from the page cache (a page not
+    /// cached is read from disk inside the call, as nginx's `sendfile` does). The whole piece
+    /// is sent before it returns, unless the file ends.
+    ///
+    /// The socket's mode belongs to the driver: the poll driver keeps every socket
+    /// non-blocking (it tries a `recv` before it waits for readiness, so a blocking socket
+    /// would stop the whole worker), while io_uring's accepted sockets are blocking. A
+    /// blocking socket is switched for the piece and switched back whichever way the call
+    /// ends, even when it is dropped mid-wait; a non-blocking one is left untouched.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
-        let socket = self.stream.as_raw_fd();
-        set_nonblocking(socket, true)?;
-        let result = self.send_file_nonblocking(file, offset, len).await;
-        // Dropped mid-wait (a timeout), the socket stays non-blocking: the connection is
-        // closing then.
-        set_nonblocking(socket, false)?;
-        result
+        let _mode = NonBlockingScope::enter(self.stream.as_raw_fd())?;
+        self.send_file_nonblocking(file, offset, len).await
     }
 
     fn set_cork(&self, on: bool) {
@@ -228,6 +228,40 @@ fn compio_file(file: std::fs::File) -> compio::fs::File {
     // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
     // regular file, which is what compio's `File` wraps.
     unsafe { compio::fs::File::from_raw_fd(fd) }
+}
+
+/// A socket made non-blocking for a while, and given its own mode back when dropped.
+struct NonBlockingScope {
+    /// The descriptor to switch back to blocking, when it was blocking on entry.
+    restore: Option<RawFd>,
+}
+
+impl NonBlockingScope {
+    /// Makes `fd` non-blocking unless it already is; the caller keeps `fd` open for as long
+    /// as the scope lives.
+    fn enter(fd: RawFd) -> io::Result<Self> {
+        // SAFETY: F_GETFL reads the descriptor's status flags and touches no memory; `fd` is
+        // open (the caller borrows its owner).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            return Ok(Self { restore: None });
+        }
+        set_nonblocking(fd, true)?;
+        Ok(Self { restore: Some(fd) })
+    }
+}
+
+impl Drop for NonBlockingScope {
+    fn drop(&mut self) {
+        if let Some(fd) = self.restore {
+            // A failure leaves the socket non-blocking, which every driver tolerates: io_uring
+            // sends and receives do not read the file's mode.
+            let _ = set_nonblocking(fd, false);
+        }
+    }
 }
 
 /// Switches `O_NONBLOCK` on or off for `fd`.

@@ -18,6 +18,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The I/O drivers every behaviour is tested on: `auto` picks poll wherever io_uring is
+/// blocked, so poll is a production path.
+pub const DRIVERS: [&str; 2] = ["uring", "poll"];
+
 /// Generous bound for anything that should happen "at once" on a loaded 2-core CI machine.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -168,14 +168,11 @@ impl UploadDir {
         }
     }
 
-    fn sync(&self) -> io::Result<()> {
-        // SAFETY: the directory descriptor is open while `self` lives.
-        let rc = unsafe { libc::fsync(self.dir.as_raw_fd()) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+    /// `fsync` of the directory (the rename's entry), on the driver like the file's own sync:
+    /// an io_uring operation, or the poll driver's blocking pool, never a wait on the worker.
+    async fn sync(&self) -> io::Result<()> {
+        let dir = File::from(self.dir.try_clone()?);
+        FileSink::new(dir).sync_all().await
     }
 }
 
@@ -279,7 +276,7 @@ impl Upload {
         }
         self.temp = None;
         if fsync {
-            self.dir.sync().map_err(NotStored::Io)?;
+            self.dir.sync().await.map_err(NotStored::Io)?;
         }
         let digest = std::mem::take(&mut self.hasher).finalize();
         Ok(Stored {
