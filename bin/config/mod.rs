@@ -83,4 +83,6 @@ pub fn summary(config: &ServerConfig) -> String {
 }
 
 #[cfg(test)]
+mod documented_keys;
+#[cfg(test)]
 mod tests;
