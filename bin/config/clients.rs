@@ -6,7 +6,7 @@ use ringstream_engine::config::{
     ClientLimits, DenyAction, HttpLimits, LimitMode, RouteKind, loopback,
 };
 use ringstream_engine::limits::cidr::{Cidr, CidrSet};
-use ringstream_engine::limits::client::ClientIdSource;
+use ringstream_engine::limits::client::{ClientIdSource, ForwardedHeader};
 use toml::Spanned;
 
 use super::error::ConfigError;
@@ -28,6 +28,19 @@ impl Checker<'_, '_> {
         }
         if let Some(value) = &raw.trusted_proxies {
             out.trusted_proxies = self.cidrs(value, &name("trusted_proxies"))?;
+        }
+        if let Some(value) = &raw.forwarded_header {
+            out.forwarded_header = match value.get_ref().as_str() {
+                "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+                "forwarded" => ForwardedHeader::Forwarded,
+                _ => {
+                    return Err(self.one_of(
+                        value,
+                        &name("forwarded_header"),
+                        &["x-forwarded-for", "forwarded"],
+                    ));
+                }
+            };
         }
         if let Some(value) = &raw.ipv6_prefix {
             out.ipv6_prefix = self.int(value, &name("ipv6_prefix"), 1..=128)?;

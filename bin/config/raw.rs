@@ -112,6 +112,8 @@ pub struct RawLimits {
     pub client_id: Option<Spanned<String>>,
     /// CIDRs whose forwarding headers are believed; server-wide only.
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    /// `"x-forwarded-for"` or `"forwarded"`: the header trusted proxies set; server-wide only.
+    pub forwarded_header: Option<Spanned<String>>,
     /// IPv6 grouping prefix; server-wide only.
     pub ipv6_prefix: Option<Spanned<Int>>,
     /// CIDRs no per-client rule applies to; server-wide only.
@@ -150,6 +152,7 @@ pub const SERVER_WIDE_LIMITS: &[&str] = &[
     "keepalive_timeout",
     "client_id",
     "trusted_proxies",
+    "forwarded_header",
     "ipv6_prefix",
     "exempt",
     "allow",
@@ -177,6 +180,7 @@ impl RawLimits {
             self.keepalive_timeout.as_ref().map(Spanned::span),
             self.client_id.as_ref().map(Spanned::span),
             self.trusted_proxies.as_ref().map(Spanned::span),
+            self.forwarded_header.as_ref().map(Spanned::span),
             self.ipv6_prefix.as_ref().map(Spanned::span),
             self.exempt.as_ref().map(Spanned::span),
             self.allow.as_ref().map(Spanned::span),

@@ -8,7 +8,7 @@ use ringstream_engine::config::{
     ClientLimits, ConnectionLimits, DenyAction, FilesConfig, HttpLimits, IoDriver, LimitMode,
     RingSetup, Route, RouteKind, ServerConfig, TopicSource, UploadConfig, WsLimits, loopback,
 };
-use ringstream_engine::limits::client::ClientIdSource;
+use ringstream_engine::limits::client::{ClientIdSource, ForwardedHeader};
 
 use super::{DEFAULT_TOML, embedded_default, parse, summary};
 
@@ -147,6 +147,7 @@ fn embedded_default_sets_every_key() {
         "mode",
         "client_id",
         "trusted_proxies",
+        "forwarded_header",
         "ipv6_prefix",
         "exempt",
         "allow",
@@ -573,6 +574,7 @@ fn client_keys_are_read_and_checked() {
 [limits]
 client_id = "header:X-Api-Key"
 trusted_proxies = ["10.0.0.0/8"]
+forwarded_header = "forwarded"
 exempt = []
 deny = ["192.0.2.0/24", "2001:db8::/32"]
 deny_action = "close"
@@ -599,6 +601,7 @@ mode = "shadow"
             .trusted_proxies
             .contains("10.1.2.3".parse().unwrap())
     );
+    assert_eq!(clients.forwarded_header, ForwardedHeader::Forwarded);
     assert!(clients.exempt.is_empty());
     assert!(clients.deny.contains("2001:db8::1".parse().unwrap()));
     assert_eq!(clients.deny_action, DenyAction::Close);
@@ -654,6 +657,20 @@ fn client_key_errors_name_the_key_and_line() {
     assert_eq!(
         error(&with_route("[limits]\nmode = \"dry\"")),
         "config.toml:2: limits.mode: \"dry\" is not one of: enforce, shadow"
+    );
+    assert_eq!(
+        error(&with_route("[limits]\nforwarded_header = \"X-Real-IP\"")),
+        "config.toml:2: limits.forwarded_header: \"X-Real-IP\" is not one of: \
+         x-forwarded-for, forwarded"
+    );
+    assert_eq!(
+        error(
+            "[[routes]]\npath = \"/a\"\nkind = \"health\"\n[routes.limits]\n\
+             forwarded_header = \"forwarded\"\n"
+        ),
+        "config.toml:5: routes[0].limits.forwarded_header: \
+         forwarded_header applies to the whole server \
+         (it runs before a request names its route); set it in [limits]"
     );
     assert_eq!(
         error(

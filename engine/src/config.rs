@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ringstream_limits::cidr::{Cidr, CidrSet};
-use ringstream_limits::client::ClientIdSource;
+use ringstream_limits::client::{ClientIdSource, ForwardedHeader};
 
 use crate::handler::WsHandler;
 use crate::sink_file::SinkFileConfig;
@@ -156,8 +156,11 @@ pub enum DenyAction {
 pub struct ClientLimits {
     /// What names a client: its address, a header or a query parameter.
     pub client_id: ClientIdSource,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed.
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: CidrSet,
+    /// The one header those peers set, naming the client (`X-Forwarded-For` by default); the
+    /// other one is ignored.
+    pub forwarded_header: ForwardedHeader,
     /// IPv6 clients are grouped by this many leading bits.
     pub ipv6_prefix: u8,
     /// Clients no per-client rule applies to (global limits still do).
@@ -202,6 +205,7 @@ impl Default for ClientLimits {
         Self {
             client_id: ClientIdSource::Ip,
             trusted_proxies: CidrSet::default(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             ipv6_prefix: 64,
             exempt: loopback(),
             allow: CidrSet::default(),

@@ -21,6 +21,7 @@ use ringstream_limits::clients::{
 };
 use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
+use ringstream_protocol::http::Request;
 
 use crate::coarse_clock;
 use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, RouteKind, ServerConfig};
@@ -40,7 +41,7 @@ const REQUEST_WINDOW: Duration = Duration::from_secs(60);
 /// What a refused client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    /// 403 or 429.
+    /// 400 (a trusted proxy named a client that is not an address), 403 or 429.
     pub status: u16,
     /// Whole seconds for `Retry-After`, if any.
     pub retry_after: Option<u64>,
@@ -206,6 +207,7 @@ impl ClientGate {
             identity: ClientIdentity::new(
                 limits.client_id.clone(),
                 limits.trusted_proxies.clone(),
+                limits.forwarded_header,
                 limits.ipv6_prefix,
             ),
             table: ClientTable::new(limits.max_tracked_clients, nanos(memory), buckets),
@@ -292,18 +294,45 @@ impl ClientGate {
     }
 
     /// Admission at the first request head of a connection [`Self::on_accept`] deferred.
-    /// `header` looks a request header up; `query` is the request's query string.
-    pub fn on_first_request<'a>(
+    /// The client's address is read from every line of the configured forwarding header when
+    /// `peer` is a trusted proxy (the other forwarding header is never read); a client the
+    /// proxy names by something other than an address is refused 400, so it can never pass
+    /// for the proxy (PROTECTIONS.md, "client identity").
+    pub fn on_first_request(
         &self,
         peer: IpAddr,
-        header: impl Fn(&str) -> Option<&'a [u8]>,
-        query: Option<&'a str>,
+        request: &Request<'_, '_>,
         route: &str,
     ) -> Result<ClientSlot, Refusal> {
-        let address =
-            self.identity
-                .client_address(peer, header("forwarded"), header("x-forwarded-for"));
-        let key = self.identity.key(address, header, query);
+        let header = self.identity.forwarded_header().name();
+        let lines = request
+            .headers
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case(header))
+            .map(|field| field.value);
+        let address = match self.identity.client_address(peer, lines) {
+            Ok(address) => address,
+            Err(unknown) => {
+                if self.may_log(self.now()) {
+                    tracing::warn!(
+                        target: "ringstream::violation",
+                        proxy = %peer,
+                        route,
+                        header,
+                        action = "refused",
+                        "400: {unknown}"
+                    );
+                }
+                return Err(Refusal {
+                    status: 400,
+                    retry_after: None,
+                    silent: false,
+                });
+            }
+        };
+        let key = self
+            .identity
+            .key(address, |name| request.header(name), request.query());
         self.admit(address, key, route)
     }
 
@@ -476,6 +505,20 @@ impl ClientGate {
         self.violation(address, path, denial, mode, None);
     }
 
+    /// Whether a violation line may be logged at `now` (at most `LOG_LINES_PER_SECOND`
+    /// server-wide); one that may not is counted as suppressed.
+    fn may_log(&self, now: u64) -> bool {
+        let logged = self
+            .log_quota
+            .is_none_or(|quota| self.log_budget.check(&quota, now, 1).is_allowed());
+        if !logged {
+            self.metrics
+                .suppressed_logs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        logged
+    }
+
     /// One violation: counted, logged (within the log's own budget), and, when enforced and
     /// bans are on, recorded against the client.
     fn violation(
@@ -498,13 +541,7 @@ impl ClientGate {
             }
             _ => None,
         };
-        let logged = self
-            .log_quota
-            .is_none_or(|quota| self.log_budget.check(&quota, now, 1).is_allowed());
-        if !logged {
-            self.metrics
-                .suppressed_logs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.may_log(now) {
             return;
         }
         let action = match mode {

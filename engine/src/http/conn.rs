@@ -695,8 +695,7 @@ fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>
     let route = ctx.router.find_index(request.path());
     let admission = peer.map(|peer| {
         let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
-        ctx.gate
-            .on_first_request(peer, |name| request.header(name), request.query(), path)
+        ctx.gate.on_first_request(peer, request, path)
     });
     let kind = route.map(|i| &ctx.router.routes()[i]);
     let mut upgrade = kind
