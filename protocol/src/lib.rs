@@ -17,8 +17,10 @@
 //!   with the checks a server applies to client frames, masking, and a session that
 //!   reassembles messages under `max_message_size` / `max_fragments`, validates UTF-8
 //!   incrementally and validates close frames; every violation knows its close code.
+//! - [`json`]: JSON string escaping for the answers and lines written as JSON.
 
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod json;
 pub mod ws;

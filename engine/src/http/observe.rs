@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use ringstream_limits::clients::Rule;
 use ringstream_protocol::http::HttpDate;
+use ringstream_protocol::json;
 
 use super::apps::{MethodClass, Page};
 use crate::config::{LimitMode, Route, RouteKind};
@@ -127,7 +128,7 @@ fn broadcast_json(s: &mut String, ctx: &WorkerContext) {
         if i > 0 {
             s.push(',');
         }
-        json_string(s, name);
+        json::push_string(s, name);
         let _ = write!(s, ":{members}");
     }
     s.push_str("}}");
@@ -145,7 +146,7 @@ fn sinks_json(s: &mut String, ctx: &WorkerContext) {
         }
         first = false;
         s.push_str("{\"route\":");
-        json_string(s, &route.path);
+        json::push_string(s, &route.path);
         let _ = write!(
             s,
             ",\"lines\":{},\"bytes\":{},\"rotations\":{},\"write_errors\":{},\"backlog\":{}}}",
@@ -161,7 +162,7 @@ fn sinks_json(s: &mut String, ctx: &WorkerContext) {
 
 fn route_json(s: &mut String, route: &Route, traffic: &TrafficTotals) {
     s.push_str("{\"path\":");
-    json_string(s, &route.path);
+    json::push_string(s, &route.path);
     let rate = route.limits.request_rate;
     let _ = write!(s, ",\"kind\":\"{}\",\"traffic\":", route.kind.name());
     traffic_json(s, traffic);
@@ -201,22 +202,6 @@ fn codes_json(s: &mut String, name: &str, counts: &[(u16, u64)]) {
         let _ = write!(s, "{comma}\"{code}\":{count}");
     }
     s.push('}');
-}
-
-/// `text` as a JSON string literal.
-pub(super) fn json_string(s: &mut String, text: &str) {
-    s.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", u32::from(c));
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
 }
 
 /// The `/metrics` exposition.
@@ -458,10 +443,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strings_are_escaped() {
-        let mut s = String::new();
-        json_string(&mut s, "a\"b\\c\n");
-        assert_eq!(s, "\"a\\\"b\\\\c\\u000a\"");
+    fn labels_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use ringstream_protocol::http::{HttpDate, Method, Request};
 
 use super::apps::{MethodClass, Page};
-use super::observe::json_string;
 use crate::config::{Route, RouteKind};
+use ringstream_protocol::json;
 
 const JSON: &[u8] = b"application/json";
 /// `Allow` of a 405 on a publish route.
@@ -111,7 +111,7 @@ impl Published {
     pub fn write(&self, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
         let mut body = String::with_capacity(64 + self.topic.len());
         body.push_str("{\"topic\":");
-        json_string(&mut body, &self.topic);
+        json::push_string(&mut body, &self.topic);
         let _ = write!(
             body,
             ",\"subscribers\":{},\"local_reached\":{}}}",

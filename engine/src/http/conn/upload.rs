@@ -11,10 +11,10 @@ use super::{BodyTarget, Connection, RequestInfo, Stop};
 use crate::config::{Route, RouteKind};
 use crate::gate::ClientSlot;
 use crate::http::apps::{MethodClass, Page};
-use crate::http::observe::json_string;
 use crate::transport::Transport;
 use crate::upload::name::upload_name;
 use crate::upload::store::{NotStored, Stored};
+use ringstream_protocol::json;
 
 /// `Allow` of a 405 on an upload route.
 const ALLOW_UPLOAD: &[(&str, &[u8])] = &[("Allow", b"PUT, POST")];
@@ -106,7 +106,7 @@ impl<T: Transport> Connection<T> {
 pub fn created(stored: &Stored, route: &Route, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
     let mut body = String::with_capacity(128 + stored.name.len());
     body.push_str("{\"name\":");
-    json_string(&mut body, &stored.name);
+    json::push_string(&mut body, &stored.name);
     let _ = write!(
         body,
         ",\"size\":{},\"sha256\":\"{}\"}}",
