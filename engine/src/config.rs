@@ -10,9 +10,9 @@ use std::time::Duration;
 use ringstream_limits::cidr::{Cidr, CidrSet};
 use ringstream_limits::client::{ClientIdSource, ForwardedHeader};
 
-use crate::handler::WsHandler;
-use crate::sink_file::SinkFileConfig;
-use crate::subscriber_queue::SlowConsumer;
+use crate::routes::broadcast::member_queue::SlowConsumer;
+use crate::routes::handler::WsHandler;
+use crate::routes::sink::file::SinkFileConfig;
 
 /// `backlog` when the configuration does not say.
 pub const DEFAULT_BACKLOG: u32 = 4096;
@@ -272,7 +272,7 @@ pub enum RouteKind {
         subprotocols: Vec<String>,
     },
     /// WebSocket served by a handler registered in code: every protection of the route applies
-    /// before the handler sees a message (see [`crate::handler`]).
+    /// before the handler sees a message (see [`crate::routes::handler`]).
     Handler {
         /// Runs once per connection, on the worker that accepted it.
         handler: WsHandler,
@@ -280,7 +280,7 @@ pub enum RouteKind {
         subprotocols: Vec<String>,
     },
     /// WebSocket pub/sub: each connection joins a topic, and every message a member sends is
-    /// delivered to every member of the topic, on every worker (see [`crate::broadcast`]).
+    /// delivered to every member of the topic, on every worker (see [`crate::routes::broadcast`]).
     Broadcast {
         /// Where the topic's name comes from.
         topic: TopicSource,
@@ -308,10 +308,10 @@ pub enum RouteKind {
         subprotocols: Vec<String>,
     },
     /// Static files below a root directory: `GET` and `HEAD`, ranges, conditionals, and the
-    /// bandwidth caps of the route's limits (see [`crate::files`]).
+    /// bandwidth caps of the route's limits (see [`crate::routes::files`]).
     Files(Box<FilesConfig>),
     /// Uploads: `PUT` or `POST /upload/NAME` streams the body to a temporary file in the
-    /// directory, renamed to NAME only once complete (see [`crate::upload`]).
+    /// directory, renamed to NAME only once complete (see [`crate::routes::upload`]).
     Upload(Box<UploadConfig>),
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
@@ -497,7 +497,7 @@ impl TopicSource {
             Self::Fixed(name) => name.as_str(),
             Self::Path => path.strip_prefix(prefix)?,
         };
-        crate::broadcast::valid_topic(name).then_some(name)
+        crate::routes::broadcast::valid_topic(name).then_some(name)
     }
 }
 

@@ -61,7 +61,7 @@ impl FrameRates {
         let Some(quotas) = self.quotas.as_deref_mut() else {
             return Ok(());
         };
-        let now = crate::coarse_clock::now_ns();
+        let now = crate::server::coarse_clock::now_ns();
         let checks = [
             (&mut quotas.per_second, 1, Rule::FramesPerSecond),
             (&mut quotas.per_minute, 1, Rule::FramesPerMinute),

@@ -23,10 +23,10 @@ use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 use ringstream_protocol::http::Request;
 
-use crate::coarse_clock;
 use crate::config::{ClientLimits, DenyAction, LimitMode, RequestRate, RouteKind, ServerConfig};
-use crate::loopback_watch::{LoopbackShare, LoopbackWatch};
-use crate::metrics::Metrics;
+use crate::protections::loopback_watch::{LoopbackShare, LoopbackWatch};
+use crate::server::coarse_clock;
+use crate::server::metrics::Metrics;
 
 /// Rate buckets of a client: the server-wide request budget, one per route with its own
 /// quota, and the WebSocket message and byte budgets.
@@ -189,7 +189,7 @@ impl ClientGate {
                     return None;
                 };
                 let rate = route.limits.bandwidth.per_client;
-                let burst = crate::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
                 let quota = Gcra::new(rate, Duration::from_secs(1), burst)?;
                 buckets += 1;
                 Some((buckets - 1, quota))

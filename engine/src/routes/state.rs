@@ -9,9 +9,9 @@ use ringstream_limits::gcra::{AtomicGcraState, Gcra};
 
 use crate::config::{RouteKind, ServerConfig};
 use crate::error::EngineError;
-use crate::file_root::FileRoot;
-use crate::sink_file::SinkWriter;
-use crate::upload::store::UploadDir;
+use crate::routes::files::root::FileRoot;
+use crate::routes::sink::file::SinkWriter;
+use crate::routes::upload::store::UploadDir;
 
 /// The state of every route, by route index.
 pub type RouteStates = Arc<[RouteState]>;
@@ -81,7 +81,7 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
                     }
                 };
                 let rate = route.limits.bandwidth.global;
-                let burst = crate::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
                 state.global_bandwidth = SharedRate::new(rate, burst);
             }
             RouteKind::Upload(upload) => {

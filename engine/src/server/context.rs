@@ -10,16 +10,16 @@ use ringstream_protocol::http::HeadLimits;
 
 use bytes::Bytes;
 
-use crate::broadcast::local::Delivery;
-use crate::broadcast::{Hub, LocalTopics, Topic};
-use crate::clock::DateCache;
 use crate::config::{HttpLimits, ServerConfig};
-use crate::conn_count::ConnectionCounter;
-use crate::gate::ClientGate;
-use crate::metrics::{Metrics, WorkerCounters};
-use crate::registry::ConnRegistry;
-use crate::route_state::RouteStates;
-use crate::router::Router;
+use crate::protections::gate::ClientGate;
+use crate::routes::broadcast::local::Delivery;
+use crate::routes::broadcast::{Hub, LocalTopics, Topic};
+use crate::routes::router::Router;
+use crate::routes::state::RouteStates;
+use crate::server::conn_count::ConnectionCounter;
+use crate::server::date_cache::DateCache;
+use crate::server::metrics::{Metrics, WorkerCounters};
+use crate::server::registry::ConnRegistry;
 
 /// One worker's shared, single-threaded state.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The cross-thread signal that starts the graceful drain (each worker then closes its own
-//! connections through its [`crate::registry::ConnRegistry`]).
+//! connections through its [`crate::server::registry::ConnRegistry`]).
 
 use std::future::poll_fn;
 use std::sync::Mutex;

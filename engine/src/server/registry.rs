@@ -138,7 +138,7 @@ fn shutdown_fd(fd: RawFd) {
 /// Checks deadlines every [`SWEEP_INTERVAL`] until the worker's runtime stops.
 pub async fn sweep_forever(registry: ConnRegistry) {
     loop {
-        crate::runtime::sleep(SWEEP_INTERVAL).await;
+        crate::server::runtime::sleep(SWEEP_INTERVAL).await;
         if !registry.is_empty() {
             registry.expire(Instant::now());
         }

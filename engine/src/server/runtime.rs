@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::transport::TcpTransport;
+use crate::server::transport::TcpTransport;
 
 /// Runs `future` as an independent task on this worker. A panic inside it is caught by the
 /// executor and ends that task only, never the worker.
@@ -32,7 +32,7 @@ pub struct TcpAcceptor {
 }
 
 impl TcpAcceptor {
-    /// Takes over a socket bound by [`crate::listener`]; call on the worker's runtime thread.
+    /// Takes over a socket bound by [`crate::server::listener`]; call on the worker's runtime thread.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
         Ok(Self {
             listener: compio::net::TcpListener::from_std(listener)?,

@@ -6,20 +6,20 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::broadcast::Hub;
 use crate::config::ServerConfig;
-use crate::conn_count::ConnectionCounter;
-use crate::cpus::allowed_cpus;
-use crate::drain::DrainSignal;
-use crate::driver::{self, ChosenDriver};
 use crate::error::EngineError;
-use crate::gate::ClientGate;
-use crate::listener::bind_reuseport;
-use crate::metrics::Metrics;
-use crate::rlimit::raise_nofile;
-use crate::route_state::{self, RouteStates};
-use crate::signals::TerminationSignals;
-use crate::worker::{self, WorkerSpec};
+use crate::protections::gate::ClientGate;
+use crate::routes::broadcast::Hub;
+use crate::routes::state::{self, RouteStates};
+use crate::server::conn_count::ConnectionCounter;
+use crate::server::cpus::allowed_cpus;
+use crate::server::drain::DrainSignal;
+use crate::server::driver::{self, ChosenDriver};
+use crate::server::listener::bind_reuseport;
+use crate::server::metrics::Metrics;
+use crate::server::rlimit::raise_nofile;
+use crate::server::signals::TerminationSignals;
+use crate::server::worker::{self, WorkerSpec};
 
 /// File descriptors kept back from `max_connections` for listeners, rings, logs and files.
 const RESERVED_FDS: u64 = 64;
@@ -59,7 +59,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new(count, config.routes.len()));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
-        let routes = route_state::open(&config)?;
+        let routes = state::open(&config)?;
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {

@@ -13,20 +13,20 @@ use std::time::{Duration, Instant};
 use futures_util::future::{Either, select};
 use ringstream_limits::clients::Rule;
 
-use crate::broadcast::Hub;
 use crate::config::LimitMode;
 use crate::config::ServerConfig;
-use crate::conn_count::{ConnSlot, ConnectionCounter};
-use crate::context::WorkerContext;
-use crate::drain::DrainSignal;
-use crate::driver::{ChosenDriver, build_runtime};
+use crate::conn::http;
 use crate::error::EngineError;
-use crate::gate::{Admission, ClientGate, ClientSlot, Refusal};
-use crate::http;
-use crate::metrics::Metrics;
-use crate::registry::sweep_forever;
-use crate::route_state::RouteStates;
-use crate::runtime::{TcpAcceptor, sleep, spawn_detached};
+use crate::protections::gate::{Admission, ClientGate, ClientSlot, Refusal};
+use crate::routes::broadcast::Hub;
+use crate::routes::state::RouteStates;
+use crate::server::conn_count::{ConnSlot, ConnectionCounter};
+use crate::server::context::WorkerContext;
+use crate::server::drain::DrainSignal;
+use crate::server::driver::{ChosenDriver, build_runtime};
+use crate::server::metrics::Metrics;
+use crate::server::registry::sweep_forever;
+use crate::server::runtime::{TcpAcceptor, sleep, spawn_detached};
 
 /// At most this many 503 answers are in flight per worker; past it a connection the server has
 /// no room for is closed without one.
@@ -185,7 +185,7 @@ const OVERLOADED: Refusal = Refusal {
 };
 
 fn serve(
-    transport: crate::transport::TcpTransport,
+    transport: crate::server::transport::TcpTransport,
     ctx: &Rc<WorkerContext>,
     conn_slot: ConnSlot,
     client: Option<ClientSlot>,
@@ -203,7 +203,7 @@ fn serve(
 /// Answers a connection refused before it sent anything (503 when the server is full, 403 or
 /// 429 from the client gate), without reading its request.
 fn refuse_at_accept(
-    transport: crate::transport::TcpTransport,
+    transport: crate::server::transport::TcpTransport,
     ctx: &Rc<WorkerContext>,
     refusal: Refusal,
 ) {

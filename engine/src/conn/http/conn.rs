@@ -13,25 +13,25 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
-use super::apps::{self, MethodClass};
-use super::files;
-use super::publish::{self, PublishHead};
-use super::{observe, refuse};
-use crate::broadcast::LocalTopics;
+use super::refuse;
 use crate::config::{HttpLimits, RouteKind, bounds};
-use crate::conn_count::ConnSlot;
-use crate::context::WorkerContext;
-use crate::files::FileRequest;
-use crate::upload::store::{Stored, Upload};
+use crate::conn::ws;
+use crate::protections::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
+use crate::routes::Refused;
+use crate::routes::broadcast::LocalTopics;
+use crate::routes::broadcast::publish::{self, PublishHead};
+use crate::routes::files::FileRequest;
+use crate::routes::files::respond as files;
+use crate::routes::handler::RequestHead;
+use crate::routes::observe;
+use crate::routes::plain::{self, MethodClass};
+use crate::routes::upload::request::{self as upload, UploadRequest};
+use crate::routes::upload::store::{Stored, Upload};
+use crate::server::conn_count::ConnSlot;
+use crate::server::context::WorkerContext;
+use crate::server::registry::{Activity, ConnGuard};
+use crate::server::transport::Transport;
 use ringstream_limits::gcra::GcraState;
-use upload::UploadRequest;
-
-mod upload;
-use crate::gate::{ClientSlot, RateHeaders, Refusal, RequestCheck};
-use crate::handler::RequestHead;
-use crate::registry::{Activity, ConnGuard};
-use crate::transport::Transport;
-use crate::ws;
 
 /// A fresh connection's read buffer starts this big (most request heads fit); it grows, up to
 /// the head limit, only for a client that sends a larger head. Kept small because an idle
@@ -51,16 +51,14 @@ enum BodyTarget<'a> {
     Upload(&'a mut Upload),
 }
 
-/// Extra headers a refusal must carry.
-type RefusalHeaders = &'static [(&'static str, &'static [u8])];
-
 /// Why a connection stops serving requests.
 #[derive(Debug)]
 enum Stop {
     /// Answer with this status (`Connection: close`), then close politely.
     Refuse(u16),
-    /// Like `Refuse`, with headers the status requires (426 names the WebSocket version).
-    RefuseWith(u16, RefusalHeaders),
+    /// Like `Refuse`, with headers the status requires (426 names the WebSocket version,
+    /// 405 its `Allow`).
+    RefuseWith(Refused),
     /// A client gate refusal (403, 429 with `Retry-After`), with the rate headers of a 429.
     Limited(Refusal, Option<RateHeaders>),
     /// Close at once: the peer left, an I/O error, an idle keep-alive expired, or the drain.
@@ -181,7 +179,7 @@ impl<T: Transport> Connection<T> {
         let (status, headers) = match outcome {
             Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => return,
             Err(Stop::Refuse(status)) => (status, &[][..]),
-            Err(Stop::RefuseWith(status, headers)) => (status, headers),
+            Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
             Err(Stop::Limited(refusal, _)) if refusal.silent => return,
             Err(Stop::Limited(refusal, rate)) => {
                 let retry_after = refusal.retry_after.map(|secs| secs.to_string());
@@ -367,6 +365,46 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// Stores the body of an upload request: the route admits it before a byte is read, the
+    /// body streams into its temporary file under the route's limits, and the route stores
+    /// it; the temporary file is deleted on every path that does not end in the rename.
+    async fn store_upload(
+        &mut self,
+        request: &RequestInfo,
+        upload: UploadRequest,
+        route_index: usize,
+    ) -> Result<Stored, Stop> {
+        let ctx = Rc::clone(&self.ctx);
+        let route = &ctx.router.routes()[route_index];
+        let (RouteKind::Upload(config), Some(dir)) = (
+            &route.kind,
+            ctx.routes.get(route_index).and_then(|s| s.upload.as_ref()),
+        ) else {
+            return Err(Stop::Refuse(500));
+        };
+        let address = match self.client.as_ref().map(ClientSlot::address) {
+            Some(address) => address,
+            None => self.io.peer_addr().map_err(|_| Stop::Close)?.ip(),
+        };
+        let mut admitted = upload::admit(upload, config, dir, address).map_err(Stop::RefuseWith)?;
+        let mut limits = route.limits.clone();
+        limits.max_body_size = admitted.max_size;
+        let read = self
+            .read_body(request, &limits, BodyTarget::Upload(&mut admitted.file))
+            .await;
+        // The large read buffer of the body is not kept by an idle connection.
+        self.buf.shrink_to(INITIAL_BUFFER.max(self.buf.len()));
+        read?;
+        let stored = upload::store(admitted.file, config, dir)
+            .await
+            .map_err(Stop::RefuseWith)?;
+        ctx.counters()
+            .route(Some(route_index))
+            .bytes_in
+            .add(stored.size);
+        Ok(stored)
+    }
+
     /// Queues the answer of a route without a body of its own (or a 404).
     fn respond(
         &mut self,
@@ -391,7 +429,7 @@ impl<T: Transport> Connection<T> {
                 }
                 observe::respond(kind, &ctx, request.method, &date, close, &mut self.out);
             }
-            Some(kind) => apps::respond(
+            Some(kind) => plain::respond(
                 kind,
                 request.method,
                 &date,
@@ -399,7 +437,7 @@ impl<T: Transport> Connection<T> {
                 extra.as_slice(),
                 &mut self.out,
             ),
-            None => apps::not_found(request.method, &date, close, &mut self.out),
+            None => plain::not_found(request.method, &date, close, &mut self.out),
         }
         Ok(())
     }
@@ -419,9 +457,14 @@ impl<T: Transport> Connection<T> {
         }
         let (topic, text) = match head {
             PublishHead::Publish { topic, text } => (topic, text),
-            PublishHead::Refuse(405) => return Err(Stop::RefuseWith(405, publish::ALLOW_POST)),
+            PublishHead::Refuse(405) => {
+                return Err(Stop::RefuseWith(Refused::with(405, publish::ALLOW_POST)));
+            }
             PublishHead::Refuse(401) => {
-                return Err(Stop::RefuseWith(401, publish::BEARER_CHALLENGE));
+                return Err(Stop::RefuseWith(Refused::with(
+                    401,
+                    publish::BEARER_CHALLENGE,
+                )));
             }
             PublishHead::Refuse(status) => return Err(Stop::Refuse(status)),
         };
@@ -433,7 +476,7 @@ impl<T: Transport> Connection<T> {
         if text && std::str::from_utf8(&body).is_err() {
             return Err(Stop::Refuse(400));
         }
-        let frame = crate::broadcast::encode_frame(text, &body);
+        let frame = crate::routes::broadcast::encode_frame(text, &body);
         let (subscribers, local) = match ctx.hub.topics.get(&topic) {
             Some(topic) => {
                 let subscribers = topic.total();
@@ -479,7 +522,7 @@ impl<T: Transport> Connection<T> {
                 extra.push_rate(&headers);
                 let date = self.ctx.date.now();
                 self.ctx.counters().refusals.count(429);
-                apps::too_many_requests(request.method, &date, extra.as_slice(), &mut self.out);
+                plain::too_many_requests(request.method, &date, extra.as_slice(), &mut self.out);
                 Ok(None)
             }
         }
@@ -489,7 +532,12 @@ impl<T: Transport> Connection<T> {
     async fn upgrade(&mut self, request: RequestInfo, route: usize) -> Result<Next, Stop> {
         let accepted = match &request.upgrade {
             Some(Ok(accepted)) => accepted,
-            Some(Err(refusal)) => return Err(Stop::RefuseWith(refusal.status, refusal.headers)),
+            Some(Err(refusal)) => {
+                return Err(Stop::RefuseWith(Refused::with(
+                    refusal.status,
+                    refusal.headers,
+                )));
+            }
             None => return Err(Stop::Refuse(500)),
         };
         // RFC 6455 §4.1: the opening handshake is a GET without a body.

@@ -1,11 +1,6 @@
-//! HTTP/1.1 connections: the per-connection state machine, the answers of the built-in
-//! routes (`publish` among them), and the refusals the protections send.
+//! The HTTP/1.1 connection state machine: heads, bodies, refusals, answers and the upgrade.
 
-mod apps;
 mod conn;
-mod files;
-mod observe;
-mod publish;
 mod refuse;
 
 pub use conn::serve;

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{HttpDate, write_error_response};
 
-use crate::gate::Refusal;
-use crate::runtime::timeout;
-use crate::transport::Transport;
+use crate::protections::gate::Refusal;
+use crate::server::runtime::timeout;
+use crate::server::transport::Transport;
 
 /// How long a refused client may keep sending before the socket is closed regardless.
 const LINGER_TIME: Duration = Duration::from_secs(2);

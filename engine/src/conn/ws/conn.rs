@@ -9,12 +9,12 @@
 //!
 //! On a handler route the same loop is the connection's pump: whole messages that passed the
 //! protections go to the handler's inbound queue instead of back to the client, and the wait
-//! for the socket also wakes for what the handler queued (see [`crate::handler`]). On a
+//! for the socket also wakes for what the handler queued (see [`crate::routes::handler`]). On a
 //! broadcast route each message is published to the connection's topic, and the wait also
 //! wakes for the frames other members published, which leave in one vectored write (see
-//! [`crate::broadcast`]). On a sink route messages are only counted and, with a sink file,
+//! [`crate::routes::broadcast`]). On a sink route messages are only counted and, with a sink file,
 //! encoded as JSON lines and queued for the file's writer thread once per read; reading
-//! pauses while the writer is behind (see [`crate::sink_file`]).
+//! pauses while the writer is behind (see [`crate::routes::sink::file`]).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -32,17 +32,17 @@ use ringstream_limits::clients::Rule;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
-use super::in_place::{InPlaceEchoes, rewrite_in_place};
-use super::rates::{FrameRates, close_reason};
-use crate::broadcast::{Membership, encode_frame};
 use crate::config::{LimitMode, OnLimit, Route, RouteKind, WsLimits};
-use crate::context::WorkerContext;
-use crate::gate::ClientSlot;
-use crate::handler::{Link, RequestHead, Signal, WebSocket};
-use crate::metrics::Traffic;
-use crate::registry::{Activity, ConnGuard};
-use crate::sink_file::{SinkWriter, encode_line};
-use crate::transport::Transport;
+use crate::protections::frame_quotas::{FrameRates, close_reason};
+use crate::protections::gate::ClientSlot;
+use crate::routes::broadcast::{Membership, encode_frame};
+use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};
+use crate::routes::handler::{Link, RequestHead, Signal, WebSocket};
+use crate::routes::sink::file::{SinkWriter, encode_line};
+use crate::server::context::WorkerContext;
+use crate::server::metrics::Traffic;
+use crate::server::registry::{Activity, ConnGuard};
+use crate::server::transport::Transport;
 
 /// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
 /// because an idle connection keeps it); it grows to hold the largest frame seen (at most
@@ -680,7 +680,7 @@ impl<T: Transport> WsConnection<T> {
             if self.ctx.draining.get() {
                 return Err(End::Close(close_code::GOING_AWAY, DRAIN_REASON.into()));
             }
-            crate::runtime::sleep(SINK_RETRY).await;
+            crate::server::runtime::sleep(SINK_RETRY).await;
             if Instant::now() >= *next_ping {
                 *next_ping = Instant::now() + limits.heartbeat_interval;
                 self.ping().await.map_err(|()| End::Gone)?;

@@ -1,8 +1,6 @@
-//! WebSocket routes: deciding the upgrade, and serving the connection after the 101.
+//! The WebSocket state machine: deciding the upgrade, and serving the connection after the 101.
 
 mod conn;
-mod in_place;
-mod rates;
 mod upgrade;
 
 pub use conn::{Attachment, serve};

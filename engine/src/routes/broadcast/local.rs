@@ -14,7 +14,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::topics::Topic;
-use crate::subscriber_queue::{Offered, SlowConsumer, SubscriberQueue};
+use crate::routes::broadcast::member_queue::{Offered, SlowConsumer, SubscriberQueue};
 
 /// A member's side of the topic: its queue and the connection waiting on it.
 #[derive(Debug)]
@@ -235,7 +235,7 @@ impl LocalTopics {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use crate::broadcast::TopicRegistry;
+    use crate::routes::broadcast::TopicRegistry;
 
     fn frames(member: &Member) -> Vec<u8> {
         let mut batch = Vec::new();

@@ -7,13 +7,15 @@
 //! - [`hub`]: one inbox per worker, through which the publishing core hands a frame to every
 //!   other core that has subscribers: one post per core, not one per subscriber.
 //! - [`local`]: each worker's own members per topic and their bounded queues
-//!   ([`crate::subscriber_queue`]); delivery on a core takes no lock.
+//!   ([`crate::routes::broadcast::member_queue`]); delivery on a core takes no lock.
 //!
 //! A published message is encoded into a server frame once; every member's queue on every
 //! core holds a refcounted [`bytes::Bytes`] view of that one allocation.
 
 pub mod hub;
 pub mod local;
+pub mod member_queue;
+pub mod publish;
 pub mod topics;
 
 pub use hub::Hub;

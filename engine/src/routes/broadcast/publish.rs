@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use ringstream_protocol::http::{HttpDate, Method, Request};
 
-use super::apps::{MethodClass, Page};
 use crate::config::{Route, RouteKind};
+use crate::routes::plain::{MethodClass, Page};
 use ringstream_protocol::json;
 
 const JSON: &[u8] = b"application/json";

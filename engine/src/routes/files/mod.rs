@@ -7,12 +7,16 @@
 //!   size and modification time, and writing the response head. No I/O.
 //! - [`pace`]: the bandwidth caps (per connection, per client on every core, per route)
 //!   as byte budgets asked before each piece is sent.
-//! - [`send`]: opening the file beneath the root and streaming the chosen range: read a
-//!   piece, send it, repeat, so a download holds one piece (`chunk_size`) in memory.
+//! - [`send`]: streaming the chosen range: read a piece, send it, repeat, so a download holds
+//!   one piece (`chunk_size`) in memory.
+//! - [`root`]: the route's root directory, and opening files strictly beneath it.
+//! - [`respond`]: answering one request on a connection: open, decide, send the head and body.
 
 pub mod answer;
 pub mod pace;
 pub mod request;
+pub mod respond;
+pub mod root;
 pub mod send;
 
 pub use request::FileRequest;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use ringstream_limits::gcra::{Decision, Gcra, GcraState};
 
 use crate::config::Bandwidth;
-use crate::gate::{ClientGate, ClientSlot};
-use crate::route_state::SharedRate;
+use crate::protections::gate::{ClientGate, ClientSlot};
+use crate::routes::state::SharedRate;
 
 /// The smallest piece sent under a cap.
 const MIN_PIECE: usize = 4 * 1024;

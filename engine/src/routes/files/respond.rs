@@ -1,28 +1,29 @@
 //! Answering a request on a `files` route: method, path and file checks (404 for anything
 //! that is not a regular file beneath the root), the decision and head of
-//! [`crate::files::answer`], then the body through [`crate::files::send`].
+//! [`crate::routes::files::answer`], then the body through [`crate::routes::files::send`].
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt as _;
 use std::time::Instant;
 
-use super::apps::{self, MethodClass, Page};
 use crate::config::{FilesConfig, Route, SendPath};
-use crate::context::WorkerContext;
-use crate::files::FileRequest;
-use crate::files::answer::{self, Decision, FileFacts, HeadParts};
-use crate::files::pace::Pacer;
-use crate::files::send::{self, Body, Cut, Deadlines};
-use crate::gate::ClientSlot;
-use crate::registry::ConnGuard;
-use crate::route_state::RouteState;
-use crate::transport::{FileSource, Transport};
+use crate::protections::gate::ClientSlot;
+use crate::routes::files::FileRequest;
+use crate::routes::files::answer::{self, Decision, FileFacts, HeadParts};
+use crate::routes::files::pace::Pacer;
+use crate::routes::files::send::{self, Body, Cut, Deadlines};
+use crate::routes::plain::{self, MethodClass, Page};
+use crate::routes::state::RouteState;
+use crate::server::context::WorkerContext;
+use crate::server::registry::ConnGuard;
+use crate::server::transport::{FileSource, Transport};
 use ringstream_limits::gcra::GcraState;
 
 /// The largest piece one `sendfile(2)` is asked for when no cap applies.
 const SENDFILE_PIECE: usize = 4 * 1024 * 1024;
 
 /// What answering needs besides the request.
+#[derive(Debug)]
 pub struct Exchange<'a, T> {
     /// The connection's stream.
     pub io: &'a T,
@@ -69,7 +70,7 @@ pub async fn answer<T: Transport>(
         return Ok(out);
     }
     let Some((file, facts, name)) = open(state, files, request) else {
-        apps::not_found(method, &date, exchange.close, &mut out);
+        plain::not_found(method, &date, exchange.close, &mut out);
         return Ok(out);
     };
     let decision = answer::decide(request, facts, files.max_ranges);

@@ -6,10 +6,10 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::pace::Pacer;
-use crate::coarse_clock;
 use crate::config::SendPath;
-use crate::registry::ConnGuard;
-use crate::transport::{FileSource, Transport};
+use crate::server::coarse_clock;
+use crate::server::registry::ConnGuard;
+use crate::server::transport::{FileSource, Transport};
 
 /// Why a body was not sent whole (the connection must close: the client was promised
 /// `Content-Length` bytes).
@@ -62,7 +62,7 @@ pub async fn stream_body<T: Transport>(
             if Instant::now() + wait > deadlines.download {
                 return Err(Cut::Timeout);
             }
-            crate::runtime::sleep(wait).await;
+            crate::server::runtime::sleep(wait).await;
         }
         let deadline = deadlines
             .download

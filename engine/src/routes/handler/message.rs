@@ -94,7 +94,7 @@ impl From<Bytes> for Message {
 }
 
 /// The connection is closed (by the client, a protection, the drain or the handler): nothing
-/// more can be sent. [`crate::handler::WebSocket::close_code`] tells how it ended.
+/// more can be sent. [`crate::routes::handler::WebSocket::close_code`] tells how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 

@@ -12,7 +12,7 @@
 //! `send_timeout` closes it).
 //!
 //! Handlers run on the worker thread that accepted the connection; their futures need not be
-//! `Send`. [`crate::task`] gives them timers and local tasks.
+//! `Send`. [`crate::routes::handler::task`] gives them timers and local tasks.
 //!
 //! ```no_run
 //! use ringstream_engine::config::{RouteKind, ServerConfig};
@@ -35,6 +35,7 @@ mod head;
 mod link;
 mod message;
 mod socket;
+pub mod task;
 
 use std::fmt;
 use std::future::Future;
@@ -65,7 +66,7 @@ impl WsHandler {
 
     /// Starts the handler for one connection as a task of the current worker.
     pub(crate) fn start(&self, ws: WebSocket) {
-        crate::runtime::spawn_detached((self.0)(ws));
+        crate::server::runtime::spawn_detached((self.0)(ws));
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 /// Runs `future` as an independent task on the current worker. A panic inside it ends that
 /// task only.
 pub fn spawn<F: Future + 'static>(future: F) {
-    crate::runtime::spawn_detached(future);
+    crate::server::runtime::spawn_detached(future);
 }
 
 /// Waits for `duration`.
 pub async fn sleep(duration: Duration) {
-    crate::runtime::sleep(duration).await;
+    crate::server::runtime::sleep(duration).await;
 }

@@ -8,11 +8,11 @@ use ringstream_limits::clients::Rule;
 use ringstream_protocol::http::HttpDate;
 use ringstream_protocol::json;
 
-use super::apps::{MethodClass, Page};
 use crate::config::{LimitMode, Route, RouteKind};
-use crate::context::WorkerContext;
-use crate::metrics::TrafficTotals;
-use crate::sink_file::SinkStats;
+use crate::routes::plain::{MethodClass, Page};
+use crate::routes::sink::file::SinkStats;
+use crate::server::context::WorkerContext;
+use crate::server::metrics::TrafficTotals;
 
 const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";

@@ -94,7 +94,7 @@ pub fn not_found(method: MethodClass, date: &HttpDate, close: bool, out: &mut Ve
 }
 
 /// What every response of one request shares.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
     /// The request's method (`HEAD` gets no body).
     pub method: MethodClass,

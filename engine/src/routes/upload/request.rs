@@ -1,20 +1,19 @@
-//! A request on an `upload` route, for its connection: the checks before the body is read
-//! (method, name, existing file, the client's uploads in progress), the body streamed to
-//! the temporary file, and the 201 answer.
+//! A request on an `upload` route: the checks before the body is read (method, name,
+//! existing file, the client's uploads in progress), storing the body once the connection has
+//! streamed it into the temporary file, and the 201 answer.
 
 use std::fmt::Write as _;
-use std::rc::Rc;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use ringstream_protocol::http::{HttpDate, Method, Request};
-
-use super::{BodyTarget, Connection, RequestInfo, Stop};
-use crate::config::{Route, RouteKind};
-use crate::gate::ClientSlot;
-use crate::http::apps::{MethodClass, Page};
-use crate::transport::Transport;
-use crate::upload::name::upload_name;
-use crate::upload::store::{NotStored, Stored};
 use ringstream_protocol::json;
+
+use super::name::upload_name;
+use super::store::{NotStored, Stored, Upload, UploadDir, UploadSlot};
+use crate::config::{Route, UploadConfig};
+use crate::routes::Refused;
+use crate::routes::plain::{MethodClass, Page};
 
 /// `Allow` of a 405 on an upload route.
 const ALLOW_UPLOAD: &[(&str, &[u8])] = &[("Allow", b"PUT, POST")];
@@ -40,64 +39,63 @@ impl UploadRequest {
     }
 }
 
-impl<T: Transport> Connection<T> {
-    /// Stores the body of an upload request: 405, 400, 409 and 429 are answered before a
-    /// byte of it is read, 413 as soon as it is known to be too large, 408 for a slow one;
-    /// the temporary file is deleted on every path that does not end in the rename.
-    pub(super) async fn store_upload(
-        &mut self,
-        request: &RequestInfo,
-        upload: UploadRequest,
-        route_index: usize,
-    ) -> Result<Stored, Stop> {
-        let ctx = Rc::clone(&self.ctx);
-        let route = &ctx.router.routes()[route_index];
-        let (RouteKind::Upload(config), Some(dir)) = (
-            &route.kind,
-            ctx.routes.get(route_index).and_then(|s| s.upload.as_ref()),
-        ) else {
-            return Err(Stop::Refuse(500));
-        };
-        if !upload.method_allowed {
-            return Err(Stop::RefuseWith(405, ALLOW_UPLOAD));
-        }
-        let Some(name) = upload.name else {
-            return Err(Stop::Refuse(400));
-        };
-        if !config.overwrite && dir.exists(&name) {
-            return Err(Stop::Refuse(409));
-        }
-        let address = match self.client.as_ref().map(ClientSlot::address) {
-            Some(address) => address,
-            None => self.io.peer_addr().map_err(|_| Stop::Close)?.ip(),
-        };
-        let Some(_place) = dir.admit(address, config.max_uploads_per_client) else {
-            return Err(Stop::RefuseWith(429, RETRY_SOON));
-        };
-        let mut file = dir.begin(name).map_err(|e| {
-            tracing::warn!(dir = %dir.path().display(), error = %e, "cannot create an upload file");
-            Stop::Refuse(500)
-        })?;
-        let mut limits = route.limits.clone();
-        limits.max_body_size = config.max_upload_size;
-        let read = self
-            .read_body(request, &limits, BodyTarget::Upload(&mut file))
-            .await;
-        // The large read buffer of the body is not kept by an idle connection.
-        self.buf
-            .shrink_to(super::INITIAL_BUFFER.max(self.buf.len()));
-        read?;
-        match file.finish(config.overwrite, config.fsync).await {
-            Ok(stored) => {
-                let traffic = ctx.counters().route(Some(route_index));
-                traffic.bytes_in.add(stored.size);
-                Ok(stored)
-            }
-            Err(NotStored::Exists) => Err(Stop::Refuse(409)),
-            Err(NotStored::Io(e)) => {
-                tracing::warn!(dir = %dir.path().display(), error = %e, "cannot store an upload");
-                Err(Stop::Refuse(500))
-            }
+/// An upload admitted before its body is read: the temporary file and the client's place.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The temporary file the body goes to.
+    pub file: Upload,
+    /// One of the client's upload places, released when dropped.
+    pub place: UploadSlot,
+    /// The route's `max_upload_size`, the body's limit.
+    pub max_size: u64,
+}
+
+/// Admits an upload before a byte of its body is read: 405 (method), 400 (no usable name),
+/// 409 (the name exists and the route does not overwrite), 429 (every upload place of the
+/// client at `address` taken), 500 (no upload directory, or the temporary file cannot be
+/// created).
+pub fn admit(
+    upload: UploadRequest,
+    config: &UploadConfig,
+    dir: &Arc<UploadDir>,
+    address: IpAddr,
+) -> Result<Admitted, Refused> {
+    if !upload.method_allowed {
+        return Err(Refused::with(405, ALLOW_UPLOAD));
+    }
+    let Some(name) = upload.name else {
+        return Err(Refused::status(400));
+    };
+    if !config.overwrite && dir.exists(&name) {
+        return Err(Refused::status(409));
+    }
+    let Some(place) = dir.admit(address, config.max_uploads_per_client) else {
+        return Err(Refused::with(429, RETRY_SOON));
+    };
+    let file = dir.begin(name).map_err(|e| {
+        tracing::warn!(dir = %dir.path().display(), error = %e, "cannot create an upload file");
+        Refused::status(500)
+    })?;
+    Ok(Admitted {
+        file,
+        place,
+        max_size: config.max_upload_size,
+    })
+}
+
+/// Stores a body that arrived whole: syncs when the route asks, renames to the final name;
+/// 409 when another upload took the name meanwhile, 500 when the disk fails.
+pub async fn store(
+    file: Upload,
+    config: &UploadConfig,
+    dir: &UploadDir,
+) -> Result<Stored, Refused> {
+    match file.finish(config.overwrite, config.fsync).await {
+        Ok(stored) => Ok(stored),
+        Err(NotStored::Exists) => Err(Refused::status(409)),
+        Err(NotStored::Io(e)) => {
+            tracing::warn!(dir = %dir.path().display(), error = %e, "cannot store an upload");
+            Err(Refused::status(500))
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-use crate::transport::FileSink;
+use crate::server::transport::FileSink;
 
 /// Prefix and suffix of temporary upload files.
 const TEMP_PREFIX: &str = ".ringstream-upload-";

@@ -1,0 +1,26 @@
+//! The server core: what runs connections, whatever their route. Start-up and the signal
+//! loop, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
+//! the byte-stream interface the connection state machines speak to (the only place compio is
+//! named, with `runtime` and `driver`), each worker's connection registry (deadlines and the
+//! drain), the clocks, the worker context and the counters.
+//!
+//! May use: `config`, the policy and protocol crates. Knows no route kind.
+
+pub mod coarse_clock;
+pub mod conn_count;
+pub mod context;
+pub mod cpus;
+pub mod date_cache;
+pub mod drain;
+pub mod driver;
+pub mod listener;
+pub mod metrics;
+pub mod registry;
+pub mod rlimit;
+pub mod runtime;
+pub mod signals;
+pub mod start;
+pub mod transport;
+pub mod worker;
+
+pub use start::{Server, run};
