@@ -54,8 +54,13 @@ fn check_request(request: &Request<'_, '_>, data: &[u8], limits: &HeadLimits) {
             _ => {}
         }
     }
+    // RFC 9112 §2.2: empty lines before the request line are skipped.
+    let mut line = head;
+    while let Some(rest) = line.strip_prefix(b"\r\n") {
+        line = rest;
+    }
     let method = request.method.as_str();
-    assert!(head.starts_with(method.as_bytes()) && head[method.len()] == b' ');
+    assert!(line.starts_with(method.as_bytes()) && line[method.len()] == b' ');
     assert!(!request.target.is_empty());
     match request.query() {
         Some(query) => assert_eq!(format!("{}?{query}", request.path()), request.target),
