@@ -1,0 +1,135 @@
+//! The resolved server configuration the engine runs with: typed, validated, defaults applied.
+//!
+//! Parsing (TOML, command-line overrides, error messages with line numbers) belongs to the
+//! `ringstream` binary; the engine only ever sees these checked values. This module holds the
+//! server-wide settings (listening, workers, the driver, the connection cap); the protections
+//! a route or a client is held to are in `limits`, the routes and their kinds in `routes`, and
+//! every type is named from here (`config::HttpLimits`, `config::RouteKind`).
+
+mod limits;
+mod routes;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use limits::{
+    Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
+    bounds, loopback,
+};
+pub use routes::{FilesConfig, Route, RouteKind, SendPath, TopicSource, UploadConfig};
+
+/// `backlog` when the configuration does not say.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// `drain_timeout` when the configuration does not say.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything one `ringstream serve` process needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address every worker binds with `SO_REUSEPORT`; port 0 picks one port shared by all workers.
+    pub listen: SocketAddr,
+    /// Worker threads, one per core; 0 means one per online CPU.
+    pub workers: usize,
+    /// `listen(2)` backlog of each worker's socket.
+    pub backlog: u32,
+    /// Which completion driver the workers run on.
+    pub io_driver: IoDriver,
+    /// io_uring set-up flags (ignored on the poll driver).
+    pub io_uring_setup: RingSetup,
+    /// How long a graceful drain waits for in-flight requests before closing them.
+    pub drain_timeout: Duration,
+    /// Start even if another process already serves the port through `SO_REUSEPORT`.
+    pub allow_shared_port: bool,
+    /// Server-wide connection limits.
+    pub connection_limits: ConnectionLimits,
+    /// Who clients are and the per-client rules (server-wide).
+    pub clients: ClientLimits,
+    /// The global `[limits]` table (defaults applied): every route starts from it, and it
+    /// governs a connection until a request head has named its route (`header_timeout`,
+    /// `keepalive_timeout` are therefore server-wide).
+    pub limits: HttpLimits,
+    /// Routes in configuration order; the longest matching prefix wins.
+    pub routes: Vec<Route>,
+}
+
+impl ServerConfig {
+    /// A server on `listen` with every default and no routes yet: how a program that
+    /// registers its own WebSocket handlers starts (`examples/ws_chat.rs`).
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            workers: 0,
+            backlog: DEFAULT_BACKLOG,
+            io_driver: IoDriver::Auto,
+            io_uring_setup: RingSetup::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            allow_shared_port: false,
+            connection_limits: ConnectionLimits::default(),
+            clients: ClientLimits::default(),
+            limits: HttpLimits::default(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Adds a route with the server's global limits (adjust `route.limits` / `route.ws` for
+    /// per-route values).
+    pub fn route(mut self, path: impl Into<String>, kind: RouteKind) -> Self {
+        self.routes.push(Route {
+            path: path.into(),
+            kind,
+            limits: self.limits.clone(),
+            ws: WsLimits::default(),
+        });
+        self
+    }
+}
+
+/// The I/O driver each worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where it can be set up, otherwise the poll driver with one log line.
+    Auto,
+    /// io_uring or fail to start.
+    Uring,
+    /// The readiness (epoll) driver.
+    Poll,
+}
+
+/// io_uring ring set-up flags; they change the CPU cost of every operation (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingSetup {
+    /// No task-run flags: the kernel interrupts the worker to run completions.
+    Default,
+    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG`: completions run when the worker
+    /// next enters the kernel, no inter-processor interrupts.
+    #[default]
+    CoopTaskrun,
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`: completions run only when the
+    /// worker waits for them.
+    DeferTaskrun,
+}
+
+impl std::fmt::Display for RingSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::CoopTaskrun => "coop_taskrun",
+            Self::DeferTaskrun => "defer_taskrun",
+        })
+    }
+}
+
+/// Limits that apply to the whole server rather than to one route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// Open connections across all workers; past it new connections get 503 + `Retry-After`.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+        }
+    }
+}
