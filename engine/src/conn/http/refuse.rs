@@ -34,9 +34,9 @@ pub async fn refuse_unread<T: Transport>(
     send_timeout: Duration,
 ) {
     let mut out = Vec::with_capacity(256);
-    let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+    let retry_after = refusal.retry_after_header();
     let headers: &[(&str, &[u8])] = match &retry_after {
-        Some(secs) => &[("Retry-After", secs.as_bytes())],
+        Some((name, value)) => &[(name, value.as_bytes())],
         None => &[],
     };
     write_error_response(&mut out, refusal.status, &date, headers);

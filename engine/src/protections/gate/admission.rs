@@ -1,0 +1,166 @@
+//! Admission of a connection's client, at accept or at its first request head: the allow and
+//! deny lists, a trusted proxy's forwarding header, and the client's connection count, rate
+//! and ban.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ringstream_limits::client::{ClientIdSource, ClientKey};
+use ringstream_limits::clients::{ClientState, ConnectionPass, Denial, Rule};
+use ringstream_protocol::http::Request;
+
+use super::refusal::{Refusal, whole_seconds};
+use super::ClientGate;
+use crate::config::{DenyAction, LimitMode};
+
+/// What admission decided.
+#[derive(Debug)]
+pub enum Admission {
+    /// Serve the connection; keep the slot until it ends.
+    Admit(ClientSlot),
+    /// The client is named by its first request head: decide then.
+    AtFirstRequest,
+    /// Refuse it.
+    Refuse(Refusal),
+}
+
+/// One admitted connection's client: its address, its place in the count, its shared state.
+#[derive(Debug)]
+pub struct ClientSlot {
+    pub(super) address: IpAddr,
+    /// `None` for an exempt client (no per-client rule applies).
+    pass: Option<ConnectionPass>,
+}
+
+impl ClientSlot {
+    /// The client's address (after trusted proxies).
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    pub(super) fn limited(&self) -> Option<&Arc<ClientState>> {
+        self.pass.as_ref().map(ConnectionPass::client)
+    }
+}
+
+impl ClientGate {
+    /// Admission at accept, from the TCP peer's address alone.
+    pub fn on_accept(&self, peer: IpAddr) -> Admission {
+        let by_address = self.limits.client_id == ClientIdSource::Ip;
+        if !by_address || self.limits.trusted_proxies.contains(peer) {
+            // The lists still apply to the proxy's (or the client's) own address right away.
+            if let Some(refusal) = self.check_lists(peer, "") {
+                return Admission::Refuse(refusal);
+            }
+            return Admission::AtFirstRequest;
+        }
+        match self.admit(peer, self.identity.address_key(peer), "") {
+            Ok(slot) => Admission::Admit(slot),
+            Err(refusal) => Admission::Refuse(refusal),
+        }
+    }
+
+    /// Admission at the first request head of a connection [`Self::on_accept`] deferred.
+    /// The client's address is read from every line of the configured forwarding header when
+    /// `peer` is a trusted proxy (the other forwarding header is never read); a client the
+    /// proxy names by something other than an address is refused 400, so it can never pass
+    /// for the proxy (PROTECTIONS.md, "client identity").
+    pub fn on_first_request(
+        &self,
+        peer: IpAddr,
+        request: &Request<'_, '_>,
+        route: &str,
+    ) -> Result<ClientSlot, Refusal> {
+        let header = self.identity.forwarded_header().name();
+        let lines = request
+            .headers
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case(header))
+            .map(|field| field.value);
+        let address = match self.identity.client_address(peer, lines) {
+            Ok(address) => address,
+            Err(unknown) => {
+                if self.may_log(self.now()) {
+                    tracing::warn!(
+                        target: "ringstream::violation",
+                        proxy = %peer,
+                        route,
+                        header,
+                        action = "refused",
+                        "400: {unknown}"
+                    );
+                }
+                return Err(Refusal {
+                    status: 400,
+                    retry_after: None,
+                    silent: false,
+                });
+            }
+        };
+        let key = self
+            .identity
+            .key(address, |name| request.header(name), request.query());
+        self.admit(address, key, route)
+    }
+
+    fn admit(&self, address: IpAddr, key: ClientKey, route: &str) -> Result<ClientSlot, Refusal> {
+        if let Some(refusal) = self.check_lists(address, route) {
+            return Err(refusal);
+        }
+        let exempt = self.limits.exempt.contains(address);
+        self.loopback.record(address, exempt);
+        if exempt {
+            return Ok(ClientSlot {
+                address,
+                pass: None,
+            });
+        }
+        let now = self.now();
+        let client = self.table.client(key, now);
+        let (pass, denial) = self.table.admit_connection(&client, &self.connections, now);
+        let slot = ClientSlot {
+            address,
+            pass: Some(pass),
+        };
+        match denial {
+            None => Ok(slot),
+            Some(denial) => {
+                self.violation(address, route, denial, self.limits.mode, Some(&client));
+                if self.limits.mode == LimitMode::Shadow {
+                    return Ok(slot);
+                }
+                let status = if denial.rule == Rule::Banned {
+                    403
+                } else {
+                    429
+                };
+                Err(Refusal {
+                    status,
+                    retry_after: denial.retry_after.map(whole_seconds),
+                    silent: false,
+                })
+            }
+        }
+    }
+
+    /// The allow and deny lists, for any client (exempt or not).
+    fn check_lists(&self, address: IpAddr, route: &str) -> Option<Refusal> {
+        let listed = self.limits.deny.contains(address)
+            || (!self.limits.allow.is_empty() && !self.limits.allow.contains(address));
+        if !listed {
+            return None;
+        }
+        let denial = Denial {
+            rule: Rule::Denied,
+            observed: 1,
+            limit: 0,
+            retry_after: None,
+        };
+        self.violation(address, route, denial, self.limits.mode, None);
+        (self.limits.mode == LimitMode::Enforce).then_some(Refusal {
+            status: 403,
+            retry_after: None,
+            silent: self.limits.deny_action == DenyAction::Close,
+        })
+    }
+}

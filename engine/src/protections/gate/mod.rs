@@ -1,0 +1,175 @@
+//! Per-client admission, shared by every worker: who a client is, the allow and deny lists,
+//! bans, and the per-client rules of PROTECTIONS.md (concurrent connections, connection rate,
+//! request rate, WebSocket message and byte rates across a client's connections).
+//!
+//! A connection is admitted once, at accept when its address names the client, or at its first
+//! request head when the client is named by a header, a query parameter or a trusted proxy's
+//! `Forwarded`. Admission yields a [`ClientSlot`] the connection keeps to its end: it holds
+//! the client's place in the connection count (released on drop, on every path) and the
+//! client's shared state, so each later check is an atomic compare-and-swap, exact across
+//! cores. Every refusal is a violation: one log line and a counter (in shadow mode the same,
+//! and the traffic goes through).
+//!
+//! This file builds the [`ClientGate`] from the configuration and keeps what every check
+//! shares; the checks are one file each: `admission` (at accept and at the first request),
+//! `requests` (request rates and their `RateLimit` headers), `frames` (WebSocket rates across
+//! a client's connections), `violations` (counting and logging what a rule refused), and
+//! `refusal` (what a refused client gets, with its `Retry-After`).
+
+mod admission;
+mod frames;
+mod refusal;
+mod requests;
+mod violations;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringstream_limits::bans::BanPolicy;
+use ringstream_limits::client::ClientIdentity;
+use ringstream_limits::clients::{ClientTable, ConnectionPolicy};
+use ringstream_limits::clock::nanos;
+use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
+
+use crate::config::{ClientLimits, RouteKind, ServerConfig};
+use crate::protections::loopback_watch::{LoopbackShare, LoopbackWatch};
+use crate::server::coarse_clock;
+use crate::server::metrics::Metrics;
+
+pub use admission::{Admission, ClientSlot};
+pub use refusal::Refusal;
+pub use requests::{RateHeaders, RequestCheck};
+
+use requests::RequestQuota;
+
+/// Clients unseen for this long are forgotten (unless their bans or quotas need longer).
+const MIN_CLIENT_MEMORY: Duration = Duration::from_secs(120);
+
+/// The server's per-client admission and rules.
+#[derive(Debug)]
+pub struct ClientGate {
+    limits: ClientLimits,
+    identity: ClientIdentity,
+    table: ClientTable,
+    connections: ConnectionPolicy,
+    bans: Option<BanPolicy>,
+    /// Per route, then one for requests no route matched.
+    requests: Box<[Option<RequestQuota>]>,
+    messages: Option<(usize, Gcra)>,
+    bytes: Option<(usize, Gcra)>,
+    /// Per route: a files route's `client_bandwidth` budget, with its bucket.
+    bandwidth: Box<[Option<(usize, Gcra)>]>,
+    metrics: Arc<Metrics>,
+    log_budget: AtomicGcraState,
+    log_quota: Option<Gcra>,
+    loopback: LoopbackWatch,
+}
+
+impl ClientGate {
+    /// The gate for `config`, counting into `metrics`.
+    pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Self {
+        let limits = config.clients.clone();
+        let minute = Duration::from_secs(60);
+        let (requests, next_bucket) = requests::request_quotas(config);
+        let messages = Gcra::new(limits.client_messages_per_minute, minute, {
+            limits.client_messages_per_minute
+        })
+        .map(|q| (next_bucket, q));
+        let bytes = Gcra::new(limits.client_bytes_per_minute, minute, {
+            limits.client_bytes_per_minute
+        })
+        .map(|q| (next_bucket + 1, q));
+        let mut buckets = next_bucket + 2;
+        let bandwidth: Box<[Option<(usize, Gcra)>]> = config
+            .routes
+            .iter()
+            .map(|route| {
+                let RouteKind::Files(files) = &route.kind else {
+                    return None;
+                };
+                let rate = route.limits.bandwidth.per_client;
+                let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let quota = Gcra::new(rate, Duration::from_secs(1), burst)?;
+                buckets += 1;
+                Some((buckets - 1, quota))
+            })
+            .collect();
+        let bans = (limits.ban_after_violations > 0).then(|| BanPolicy {
+            after_violations: limits.ban_after_violations,
+            window_ns: nanos(limits.ban_window),
+            duration_ns: nanos(limits.ban_duration),
+        });
+        let memory = MIN_CLIENT_MEMORY
+            .max(limits.ban_window)
+            .max(limits.ban_duration);
+        Self {
+            identity: ClientIdentity::new(
+                limits.client_id.clone(),
+                limits.trusted_proxies.clone(),
+                limits.forwarded_header,
+                limits.ipv6_prefix,
+            ),
+            table: ClientTable::new(limits.max_tracked_clients, nanos(memory), buckets),
+            connections: ConnectionPolicy {
+                max_concurrent: limits.max_concurrent_connections,
+                rate: Gcra::new(
+                    u64::from(limits.connections_per_minute),
+                    minute,
+                    u64::from(limits.connections_per_minute),
+                ),
+                bans,
+            },
+            bans,
+            requests,
+            messages,
+            bytes,
+            bandwidth,
+            metrics,
+            log_budget: AtomicGcraState::default(),
+            log_quota: violations::log_quota(),
+            loopback: LoopbackWatch::new(
+                limits.trusted_proxies.is_empty(),
+                limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
+                    || limits
+                        .exempt
+                        .contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ),
+            limits,
+        }
+    }
+
+    /// Ends a window of the loopback watch; see [`LoopbackWatch::end_window`].
+    pub fn end_loopback_window(&self) -> Option<LoopbackShare> {
+        self.loopback.end_window()
+    }
+
+    /// The shared client table (for `/stats` and the sweeper).
+    pub fn table(&self) -> &ClientTable {
+        &self.table
+    }
+
+    /// Asks the `client_bandwidth` budget of files route `route` for `bytes` at `now`, for
+    /// the client of `slot` (a client the limits do not track, such as an exempt one, has
+    /// no budget: always allowed).
+    pub fn check_bandwidth(
+        &self,
+        slot: &ClientSlot,
+        route: usize,
+        bytes: u64,
+        now: u64,
+    ) -> Decision {
+        match (slot.limited(), self.bandwidth.get(route)) {
+            (Some(client), Some(Some((bucket, quota)))) => client.check(*bucket, quota, now, bytes),
+            _ => Decision::Allow {
+                remaining: 0,
+                reset_after: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Nanoseconds on the gate's clock (the coarse monotonic clock).
+    pub fn now(&self) -> u64 {
+        coarse_clock::now_ns()
+    }
+}

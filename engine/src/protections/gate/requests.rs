@@ -1,0 +1,155 @@
+//! Request rates per client and route (`rate_limit_requests` + `burst`): the quotas built from
+//! the configuration, the check of each request, and the `RateLimit` / `RateLimit-Policy`
+//! headers an answer carries.
+
+use std::time::Duration;
+
+use ringstream_limits::clients::{Denial, Rule};
+use ringstream_limits::gcra::{Decision, Gcra};
+
+use super::admission::ClientSlot;
+use super::refusal::{Refusal, whole_seconds};
+use super::ClientGate;
+use crate::config::{LimitMode, RequestRate, ServerConfig};
+
+/// Rate buckets of a client: the server-wide request budget, one per route with its own
+/// quota, and the WebSocket message and byte budgets.
+const SERVER_REQUESTS_BUCKET: usize = 0;
+/// The window of `rate_limit_requests` and the `w` of its `RateLimit-Policy`.
+const REQUEST_WINDOW: Duration = Duration::from_secs(60);
+
+/// The quota of one request-rate budget, with its bucket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RequestQuota {
+    bucket: usize,
+    quota: Gcra,
+    rate: RequestRate,
+    mode: LimitMode,
+}
+
+/// The `RateLimit-Policy` and `RateLimit` header values of one answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `RateLimit-Policy`.
+    pub policy: String,
+    /// `RateLimit`.
+    pub state: String,
+}
+
+/// The outcome of a request-rate check.
+#[derive(Debug)]
+pub enum RequestCheck {
+    /// Serve it; add these headers to the response, if any.
+    Allowed(Option<RateHeaders>),
+    /// 429 with `Retry-After` and these headers.
+    Refused {
+        /// The 429.
+        refusal: Refusal,
+        /// Always present on a 429.
+        headers: RateHeaders,
+    },
+}
+
+/// The request quotas of `config`, one per route then one for requests no route matched, and
+/// the first bucket they leave free. A route that inherits the server-wide quota shares its
+/// bucket; a route with its own quota gets a bucket of its own.
+pub(super) fn request_quotas(config: &ServerConfig) -> (Box<[Option<RequestQuota>]>, usize) {
+    let quota = |rate: &RequestRate| {
+        let at_once = if rate.burst > 0 {
+            rate.burst
+        } else {
+            rate.per_minute
+        };
+        Gcra::new(
+            u64::from(rate.per_minute),
+            REQUEST_WINDOW,
+            u64::from(at_once),
+        )
+    };
+    let mut next_bucket = SERVER_REQUESTS_BUCKET + 1;
+    let server_quota = quota(&config.limits.request_rate).map(|q| RequestQuota {
+        bucket: SERVER_REQUESTS_BUCKET,
+        quota: q,
+        rate: config.limits.request_rate,
+        mode: config.limits.mode,
+    });
+    let mut requests: Vec<Option<RequestQuota>> = Vec::new();
+    for route in &config.routes {
+        let rate = route.limits.request_rate;
+        let bucket = if rate.own_budget {
+            next_bucket += 1;
+            next_bucket - 1
+        } else {
+            SERVER_REQUESTS_BUCKET
+        };
+        requests.push(quota(&rate).map(|q| RequestQuota {
+            bucket,
+            quota: q,
+            rate,
+            mode: route.limits.mode,
+        }));
+    }
+    requests.push(server_quota);
+    (requests.into_boxed_slice(), next_bucket)
+}
+
+impl ClientGate {
+    /// Checks a request of `slot`'s client on route `route` (`None`: no route matched) against
+    /// its request rate; `path` names the route in the violation log.
+    pub fn check_request(
+        &self,
+        slot: &ClientSlot,
+        route: Option<usize>,
+        path: &str,
+    ) -> RequestCheck {
+        let index = route.unwrap_or(self.requests.len() - 1);
+        let Some(Some(quota)) = self.requests.get(index) else {
+            return RequestCheck::Allowed(None);
+        };
+        let Some(client) = slot.limited() else {
+            return RequestCheck::Allowed(None);
+        };
+        let now = self.now();
+        let policy = format!(
+            "\"requests\";q={};w={}",
+            quota.rate.per_minute,
+            REQUEST_WINDOW.as_secs()
+        );
+        match client.check(quota.bucket, &quota.quota, now, 1) {
+            Decision::Allow {
+                remaining,
+                reset_after,
+            } => RequestCheck::Allowed(quota.rate.headers.then(|| RateHeaders {
+                policy,
+                state: format!(
+                    "\"requests\";r={remaining};t={}",
+                    whole_seconds(reset_after)
+                ),
+            })),
+            Decision::Deny { retry_after } => {
+                let denial = Denial {
+                    rule: Rule::RequestRate,
+                    observed: quota.quota.burst() + 1,
+                    limit: quota.quota.burst(),
+                    retry_after,
+                };
+                self.violation(slot.address, path, denial, quota.mode, Some(client));
+                if quota.mode == LimitMode::Shadow {
+                    return RequestCheck::Allowed(None);
+                }
+                let wait = retry_after.map_or(REQUEST_WINDOW.as_secs(), whole_seconds);
+                RequestCheck::Refused {
+                    refusal: Refusal {
+                        status: 429,
+                        retry_after: Some(wait),
+                        silent: false,
+                    },
+                    headers: RateHeaders {
+                        policy,
+                        state: format!("\"requests\";r=0;t={wait}"),
+                    },
+                }
+            }
+        }
+    }
+}
