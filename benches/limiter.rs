@@ -19,10 +19,10 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use ringstream_engine::coarse_clock;
-use ringstream_limits::client::ClientKey;
-use ringstream_limits::clients::ClientTable;
+use ringstream_limits::client_table::ClientTable;
 use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::Gcra;
+use ringstream_limits::identity::ClientKey;
 
 /// A quota no decision here exhausts, so every decision takes the "allowed" path.
 const PER_MINUTE: u32 = 1_000_000_000;

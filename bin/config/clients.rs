@@ -6,7 +6,7 @@ use ringstream_engine::config::{
     ClientLimits, DenyAction, HttpLimits, LimitMode, RouteKind, loopback,
 };
 use ringstream_engine::limits::cidr::{Cidr, CidrSet};
-use ringstream_engine::limits::client::{ClientIdSource, ForwardedHeader};
+use ringstream_engine::limits::identity::{ClientIdSource, ForwardedHeader};
 use toml::Spanned;
 
 use super::error::ConfigError;

@@ -8,7 +8,7 @@ use ringstream_engine::config::{
     ClientLimits, ConnectionLimits, DenyAction, FilesConfig, HttpLimits, IoDriver, LimitMode,
     RingSetup, Route, RouteKind, ServerConfig, TopicSource, UploadConfig, WsLimits, loopback,
 };
-use ringstream_engine::limits::client::{ClientIdSource, ForwardedHeader};
+use ringstream_engine::limits::identity::{ClientIdSource, ForwardedHeader};
 
 use super::{DEFAULT_TOML, embedded_default, parse, summary};
 

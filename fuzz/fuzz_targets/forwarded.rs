@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
 use ringstream_limits::cidr::{CidrSet, canonical};
-use ringstream_limits::client::{ClientIdSource, ClientIdentity, ClientKey, ForwardedHeader};
+use ringstream_limits::identity::{ClientIdSource, ClientIdentity, ClientKey, ForwardedHeader};
 
 const PEERS: [&str; 4] = ["10.0.0.1", "::1", "::ffff:10.9.8.7", "203.0.113.1"];
 

@@ -11,18 +11,18 @@
 //! - [`gcra`]: the generic cell rate algorithm, a rate with a burst in one integer of state.
 //! - [`clock`]: the `Clock` the policies are given time by, and a fake one for tests.
 //! - [`cidr`]: address ranges for allow and deny lists, trusted proxies and exemptions.
-//! - [`client`]: client identity (address, `Forwarded` from trusted proxies, IPv6 /64
+//! - [`identity`]: who a client is (address, `Forwarded` from trusted proxies, IPv6 /64
 //!   grouping, or a header or query value) as a fixed-size key.
 //! - [`table`]: a keyed table bounded in count, least recently seen forgotten.
 //! - [`bans`]: violations within a window turning into a ban.
-//! - [`clients`]: the table every worker shares: per-client connection counts, connection
-//!   rates, bans and rate buckets, exact across cores.
+//! - [`client_table`]: the table of clients every worker shares: per-client connection counts,
+//!   connection rates, bans and rate buckets, exact across cores.
 #![forbid(unsafe_code)]
 
 pub mod bans;
 pub mod cidr;
-pub mod client;
-pub mod clients;
+pub mod client_table;
 pub mod clock;
 pub mod gcra;
+pub mod identity;
 pub mod table;

@@ -3,8 +3,8 @@
 //! table stops growing. Alone in its own test binary, so the process's RSS is the table's.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use ringstream_limits::client::ClientKey;
-use ringstream_limits::clients::ClientTable;
+use ringstream_limits::client_table::ClientTable;
+use ringstream_limits::identity::ClientKey;
 
 /// The documented bound (README, `max_tracked_clients`): memory per tracked client, all
 /// included (map slot, recency node, shared state with three rate buckets, allocator).

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ringstream_limits::cidr::{Cidr, CidrSet};
-use ringstream_limits::client::{ClientIdSource, ForwardedHeader};
+use ringstream_limits::identity::{ClientIdSource, ForwardedHeader};
 
 use crate::routes::broadcast::member_queue::SlowConsumer;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ringstream_limits::clients::Rule;
+use ringstream_limits::client_table::Rule;
 use ringstream_limits::gcra::{Gcra, GcraState};
 
 use crate::config::WsLimits;

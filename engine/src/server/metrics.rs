@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ringstream_limits::clients::Rule;
+use ringstream_limits::client_table::Rule;
 
 use crate::config::LimitMode;
 

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
-use ringstream_limits::clients::Rule;
+use ringstream_limits::client_table::Rule;
 
 use crate::config::LimitMode;
 use crate::config::ServerConfig;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::{Either, select};
 
-use ringstream_limits::clients::Rule;
+use ringstream_limits::client_table::Rule;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 

@@ -5,12 +5,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ringstream_limits::client::{ClientIdSource, ClientKey};
-use ringstream_limits::clients::{ClientState, ConnectionPass, Denial, Rule};
+use ringstream_limits::client_table::{ClientState, ConnectionPass, Denial, Rule};
+use ringstream_limits::identity::{ClientIdSource, ClientKey};
 use ringstream_protocol::http::Request;
 
-use super::refusal::{Refusal, whole_seconds};
 use super::ClientGate;
+use super::refusal::{Refusal, whole_seconds};
 use crate::config::{DenyAction, LimitMode};
 
 /// What admission decided.

@@ -1,11 +1,11 @@
 //! WebSocket rates per client, across all of its connections: frames and payload bytes per
 //! minute (`client_messages_per_minute`, `client_bytes_per_minute`).
 
-use ringstream_limits::clients::{Denial, Rule};
+use ringstream_limits::client_table::{Denial, Rule};
 use ringstream_limits::gcra::Decision;
 
-use super::admission::ClientSlot;
 use super::ClientGate;
+use super::admission::ClientSlot;
 use crate::config::LimitMode;
 
 impl ClientGate {

@@ -27,10 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringstream_limits::bans::BanPolicy;
-use ringstream_limits::client::ClientIdentity;
-use ringstream_limits::clients::{ClientTable, ConnectionPolicy};
+use ringstream_limits::client_table::{ClientTable, ConnectionPolicy};
 use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
+use ringstream_limits::identity::ClientIdentity;
 
 use crate::config::{ClientLimits, RouteKind, ServerConfig};
 use crate::protections::loopback_watch::{LoopbackShare, LoopbackWatch};

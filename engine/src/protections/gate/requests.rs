@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use ringstream_limits::clients::{Denial, Rule};
+use ringstream_limits::client_table::{Denial, Rule};
 use ringstream_limits::gcra::{Decision, Gcra};
 
+use super::ClientGate;
 use super::admission::ClientSlot;
 use super::refusal::{Refusal, whole_seconds};
-use super::ClientGate;
 use crate::config::{LimitMode, RequestRate, ServerConfig};
 
 /// Rate buckets of a client: the server-wide request budget, one per route with its own

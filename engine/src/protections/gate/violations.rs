@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringstream_limits::clients::{ClientState, Denial, Rule};
+use ringstream_limits::client_table::{ClientState, Denial, Rule};
 use ringstream_limits::gcra::Gcra;
 
 use super::ClientGate;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use ringstream_limits::clients::Rule;
+use ringstream_limits::client_table::Rule;
 use ringstream_protocol::http::HttpDate;
 use ringstream_protocol::json;
 

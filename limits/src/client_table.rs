@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::bans::{BanPolicy, BanState};
-use crate::client::ClientKey;
 use crate::gcra::{AtomicGcraState, Decision, Gcra};
+use crate::identity::ClientKey;
 use crate::table::KeyedTable;
 
 /// Shards of the client table: enough that two cores rarely wait on the same lock.
