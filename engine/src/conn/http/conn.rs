@@ -182,10 +182,10 @@ impl<T: Transport> Connection<T> {
             Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
             Err(Stop::Limited(refusal, _)) if refusal.silent => return,
             Err(Stop::Limited(refusal, rate)) => {
-                let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+                let retry_after = refusal.retry_after_header();
                 let mut headers = HeaderList::default();
-                if let Some(secs) = &retry_after {
-                    headers.push("Retry-After", secs.as_bytes());
+                if let Some((name, value)) = &retry_after {
+                    headers.push(name, value.as_bytes());
                 }
                 if let Some(rate) = &rate {
                     headers.push_rate(rate);
@@ -514,10 +514,10 @@ impl<T: Transport> Connection<T> {
                 if !keep {
                     return Err(Stop::Limited(refusal, Some(headers)));
                 }
-                let retry_after = refusal.retry_after.map(|secs| secs.to_string());
+                let retry_after = refusal.retry_after_header();
                 let mut extra = HeaderList::default();
-                if let Some(secs) = &retry_after {
-                    extra.push("Retry-After", secs.as_bytes());
+                if let Some((name, value)) = &retry_after {
+                    extra.push(name, value.as_bytes());
                 }
                 extra.push_rate(&headers);
                 let date = self.ctx.date.now();
