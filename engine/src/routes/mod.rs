@@ -5,6 +5,7 @@
 //!
 //! May use: `server`, `protections`, `config`, the protocol and policy crates.
 
+pub mod ask;
 pub mod broadcast;
 pub mod echo;
 pub mod files;

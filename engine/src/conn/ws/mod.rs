@@ -4,4 +4,4 @@ mod conn;
 mod upgrade;
 
 pub use conn::{Attachment, serve};
-pub use upgrade::{Accepted, Refusal, decide, write_accepted};
+pub use upgrade::{Accepted, decide, write_accepted};

@@ -7,6 +7,7 @@ use ringstream_protocol::ws::handshake::{
 };
 
 use crate::config::WsLimits;
+use crate::routes::Refused;
 
 /// Header sent with 426: the only version this server speaks (RFC 6455 §4.4).
 const VERSION_HEADER: (&str, &[u8]) = ("Sec-WebSocket-Version", b"13");
@@ -20,24 +21,7 @@ pub struct Accepted {
     protocol: Option<usize>,
 }
 
-/// An upgrade refused with an HTTP status (and the headers that status requires).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    /// The status to answer with.
-    pub status: u16,
-    /// Extra response headers.
-    pub headers: &'static [(&'static str, &'static [u8])],
-}
-
-impl Refusal {
-    /// An upgrade to a topic name a broadcast route does not accept.
-    pub const NOT_FOUND: Self = Self {
-        status: 404,
-        headers: &[],
-    };
-}
-
-impl From<HandshakeError> for Refusal {
+impl From<HandshakeError> for Refused {
     fn from(e: HandshakeError) -> Self {
         let status = e.status();
         Self {
@@ -57,7 +41,7 @@ pub fn decide(
     request: &Request<'_, '_>,
     subprotocols: &[String],
     limits: &WsLimits,
-) -> Result<Accepted, Refusal> {
+) -> Result<Accepted, Refused> {
     let upgrade = validate_upgrade(request)?;
     if !limits.allowed_origins.is_empty() {
         let allowed = request.header("origin").is_some_and(|origin| {
@@ -67,10 +51,7 @@ pub fn decide(
                 .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
         });
         if !allowed {
-            return Err(Refusal {
-                status: 403,
-                headers: &[],
-            });
+            return Err(Refused::status(403));
         }
     }
     let protocol = subprotocols

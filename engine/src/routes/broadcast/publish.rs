@@ -8,14 +8,16 @@ use std::net::IpAddr;
 use ringstream_protocol::http::{HttpDate, Method, Request};
 
 use crate::config::{Route, RouteKind};
+use crate::routes::Refused;
 use crate::routes::plain::{MethodClass, Page};
+use crate::server::context::WorkerContext;
 use ringstream_protocol::json;
 
 const JSON: &[u8] = b"application/json";
 /// `Allow` of a 405 on a publish route.
-pub const ALLOW_POST: &[(&str, &[u8])] = &[("Allow", b"POST")];
+const ALLOW_POST: &[(&str, &[u8])] = &[("Allow", b"POST")];
 /// `WWW-Authenticate` of a 401 (RFC 6750 §3).
-pub const BEARER_CHALLENGE: &[(&str, &[u8])] = &[("WWW-Authenticate", b"Bearer")];
+const BEARER_CHALLENGE: &[(&str, &[u8])] = &[("WWW-Authenticate", b"Bearer")];
 
 /// What a publish request is, decided from its head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +33,72 @@ pub enum PublishHead {
     Refuse(u16),
 }
 
+/// A publish admitted before its body is read.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The topic's name.
+    topic: Box<str>,
+    /// Whether the body is a text message.
+    text: bool,
+    /// The most the body may hold: the route's `max_message_size`, or `max_body_size` when
+    /// smaller (413 past it).
+    pub max_body_size: u64,
+}
+
+/// Admits a publish before its body is read: 403 (address not allowed), then what the head
+/// asked ([`decide`]: 405 with `Allow`, 401 with the bearer challenge, 404).
+pub fn admit(
+    route: &Route,
+    head: PublishHead,
+    client: Option<IpAddr>,
+) -> Result<Admitted, Refused> {
+    if !allowed(route, client) {
+        return Err(Refused::status(403));
+    }
+    match head {
+        PublishHead::Publish { topic, text } => Ok(Admitted {
+            topic,
+            text,
+            max_body_size: route.limits.max_body_size.min(route.ws.max_message_size),
+        }),
+        PublishHead::Refuse(405) => Err(Refused::with(405, ALLOW_POST)),
+        PublishHead::Refuse(401) => Err(Refused::with(401, BEARER_CHALLENGE)),
+        PublishHead::Refuse(status) => Err(Refused::status(status)),
+    }
+}
+
+/// Delivers a publish's whole body to its topic's members on every worker: 400 for a text
+/// body that is not UTF-8.
+pub fn deliver(
+    ctx: &WorkerContext,
+    route_index: usize,
+    admitted: Admitted,
+    body: &[u8],
+) -> Result<Published, Refused> {
+    if admitted.text && std::str::from_utf8(body).is_err() {
+        return Err(Refused::status(400));
+    }
+    let frame = super::encode_frame(admitted.text, body);
+    let (subscribers, local) = match ctx.hub.topics.get(&admitted.topic) {
+        Some(topic) => {
+            let subscribers = topic.total();
+            (subscribers, ctx.publish(&topic, &frame, None).queued)
+        }
+        None => (0, 0),
+    };
+    let traffic = ctx.counters().route(Some(route_index));
+    traffic.messages_in.add(1);
+    traffic.bytes_in.add(body.len() as u64);
+    Ok(Published {
+        topic: admitted.topic,
+        subscribers,
+        local_reached: local,
+    })
+}
+
 /// Whether `client` may publish on `route` (its `allowed_clients`); checked before anything
 /// else about the request (403).
-pub fn allowed(route: &Route, client: Option<IpAddr>) -> bool {
+fn allowed(route: &Route, client: Option<IpAddr>) -> bool {
     match &route.kind {
         RouteKind::Publish {
             allowed_clients, ..

@@ -3,12 +3,14 @@
 //! registry, no global state and no dependency.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use ringstream_limits::client_table::Rule;
 use ringstream_protocol::http::HttpDate;
 use ringstream_protocol::json;
 
 use crate::config::{LimitMode, Route, RouteKind};
+use crate::routes::Refused;
 use crate::routes::plain::{MethodClass, Page};
 use crate::routes::sink::file::SinkStats;
 use crate::server::context::WorkerContext;
@@ -17,25 +19,36 @@ use crate::server::metrics::TrafficTotals;
 const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
 
-/// Appends the answer of a `stats` or `metrics` route.
+/// Appends the answer of a `stats` or `metrics` route to the client at `client`: 403 unless
+/// the route's `allowed_clients` hold it.
 pub fn respond(
     kind: &RouteKind,
     ctx: &WorkerContext,
+    client: Option<IpAddr>,
     method: MethodClass,
     date: &HttpDate,
     close: bool,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), Refused> {
+    let (RouteKind::Stats { allowed_clients } | RouteKind::Metrics { allowed_clients }) = kind
+    else {
+        return Err(Refused::status(404));
+    };
+    if !client.is_some_and(|address| allowed_clients.contains(address)) {
+        return Err(Refused::status(403));
+    }
     let page = Page {
         method,
         date,
         close,
         extra: &[("Cache-Control", b"no-store")],
     };
-    match kind {
-        RouteKind::Stats { .. } => page.read_only(stats_json(ctx).as_bytes(), JSON, out),
-        _ => page.read_only(prometheus_text(ctx).as_bytes(), PROMETHEUS, out),
+    if matches!(kind, RouteKind::Stats { .. }) {
+        page.read_only(stats_json(ctx).as_bytes(), JSON, out);
+    } else {
+        page.read_only(prometheus_text(ctx).as_bytes(), PROMETHEUS, out);
     }
+    Ok(())
 }
 
 fn mode_name(mode: LimitMode) -> &'static str {

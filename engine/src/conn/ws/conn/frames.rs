@@ -1,0 +1,210 @@
+//! Frames in: every complete frame of a read parsed in place, counted against the quotas,
+//! and answered (echoes in place or queued, pongs, the close answer) or handed to the role.
+
+use super::*;
+
+impl<T: Transport> WsConnection<T> {
+    /// Handles every complete frame in `buf[*pos..]`; `Some` when the connection must end.
+    /// Answers keep the order of the frames they answer: echoes in place are written first,
+    /// then `out`, and nothing goes in place once `out` holds something. Every ping gets its
+    /// pong (Autobahn 2.10 requires it; RFC 6455 §5.5.3 would allow answering only the
+    /// latest). A ping flood cannot queue pongs: nothing more is read until the answers are
+    /// written, and pings count against `rate_limit`.
+    pub(super) fn process(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        prefix: &[u8],
+        route: &Route,
+    ) -> Option<End> {
+        let end = self.process_frames(buf, pos, prefix, route);
+        if end.is_some() {
+            // The closing paths write `out` alone.
+            self.spill_in_place(buf);
+        }
+        end
+    }
+
+    /// [`Self::process`] without the hand-over of the echoes in place at the end.
+    pub(super) fn process_frames(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        prefix: &[u8],
+        route: &Route,
+    ) -> Option<End> {
+        loop {
+            // A handler that is behind holds the rest until it makes room.
+            if self.link().is_some_and(|link| link.inbound_full()) {
+                return None;
+            }
+            let start = *pos;
+            let (event, consumed) = match self.session.read(&mut buf[start..]) {
+                Ok(Some(found)) => found,
+                Ok(None) => return None,
+                Err(e) => return Some(End::Fail(e.close_code(), e.reason().into())),
+            };
+            *pos += consumed;
+            let traffic = self.traffic();
+            traffic.messages_in.add(1);
+            traffic.bytes_in.add(consumed as u64);
+            // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
+            // A close is never dropped: it ends the connection either way.
+            if !matches!(event, Event::Close { .. })
+                && let Some(rule) = self.over_rate(consumed as u64, route)
+            {
+                match route.ws.on_limit {
+                    OnLimit::Close => {
+                        break Some(End::Close(close_code::POLICY, close_reason(rule).into()));
+                    }
+                    OnLimit::Drop => {
+                        self.traffic().dropped.add(1);
+                        if matches!(event, Event::Message { .. }) {
+                            self.session.finish_message();
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Event::Message { text, payload } = &event
+                && !matches!(self.role, Role::Echo)
+            {
+                let body = match payload {
+                    Payload::InBuffer(range) => &buf[start..][range.clone()],
+                    Payload::Assembled => self.session.assembled(),
+                };
+                match &mut self.role {
+                    Role::Handler(link) => link.deliver(*text, body),
+                    Role::Sink(sink) => {
+                        if sink.to_file {
+                            encode_line(&mut sink.lines, unix_ms(), sink.peer, *text, body);
+                        }
+                    }
+                    Role::Broadcast(member) => {
+                        let membership = &member.membership;
+                        let skip = (!member.echo_to_sender).then(|| membership.key());
+                        let frame = encode_frame(*text, body);
+                        self.ctx.publish(membership.topic(), &frame, skip);
+                    }
+                    Role::Echo => {}
+                }
+                self.session.finish_message();
+                continue;
+            }
+            match event {
+                Event::Message {
+                    text,
+                    payload: Payload::InBuffer(range),
+                } if prefix.is_empty()
+                    && self.out.is_empty()
+                    && self.joins_in_place(range.len()) =>
+                {
+                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                    let frame = start + range.start..start + range.end;
+                    let frame = rewrite_in_place(buf, frame, opcode);
+                    self.count_out(frame.len());
+                    self.in_place.push(frame);
+                }
+                Event::Ping(range) => {
+                    let payload = &buf[start..][range];
+                    write_frame_header(&mut self.out, OpCode::Pong, true, payload.len() as u64);
+                    self.out.extend_from_slice(payload);
+                }
+                Event::Message { text, payload } => {
+                    if self.out.is_empty() {
+                        // Small echoes leave in one plain write: those in place go first.
+                        self.spill_in_place(buf);
+                    }
+                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                    let body: &[u8] = match payload {
+                        Payload::InBuffer(range) => &buf[start..][range],
+                        Payload::Assembled => self.session.assembled(),
+                    };
+                    let len = (prefix.len() + body.len()) as u64;
+                    let before = self.out.len();
+                    write_frame_header(&mut self.out, opcode, true, len);
+                    self.out.extend_from_slice(prefix);
+                    self.out.extend_from_slice(body);
+                    self.count_out(self.out.len() - before);
+                    self.session.finish_message();
+                }
+                Event::Close { code, reason } => {
+                    // RFC 6455 §5.5.1: echo the status code; an empty close is answered empty.
+                    write_close_frame(&mut self.out, code, &buf[start..][reason]);
+                    return Some(End::Answered(code.unwrap_or(close_code::NO_STATUS)));
+                }
+                Event::Fragment | Event::Pong(_) => {}
+            }
+        }
+    }
+
+    /// The rate rule a frame of `bytes` breaks, if any: the connection's own quotas, then its
+    /// client's across connections. Violations are logged and counted; in shadow mode the
+    /// frame passes.
+    pub(super) fn over_rate(&mut self, bytes: u64, route: &Route) -> Option<Rule> {
+        let mode = route.limits.mode;
+        let address = || self.client.as_ref().map(ClientSlot::address);
+        if let Err(rule) = self.rates.admit(bytes) {
+            if let Some(address) = address() {
+                self.ctx
+                    .gate
+                    .connection_violation(address, &route.path, rule, mode);
+            }
+            if mode == LimitMode::Enforce {
+                return Some(rule);
+            }
+        }
+        match &self.client {
+            Some(client) if self.check_client_rates => {
+                self.ctx.gate.check_frame(client, bytes, &route.path, mode)
+            }
+            _ => None,
+        }
+    }
+
+    /// This connection's route counters.
+    pub(super) fn traffic(&self) -> &Traffic {
+        self.ctx.counters().route(Some(self.route_index))
+    }
+
+    /// Counts one message of `bytes` (frame included) sent.
+    pub(super) fn count_out(&self, bytes: usize) {
+        let traffic = self.traffic();
+        traffic.messages_out.add(1);
+        traffic.bytes_out.add(bytes as u64);
+    }
+
+    /// Whether an echo of `len` payload bytes goes in place: the first of a read always (it
+    /// leaves without a copy); more only while every one is large, where one vectored write
+    /// beats copying them into the batch (for small ones a plain write of a copy is cheaper).
+    pub(super) fn joins_in_place(&self, len: usize) -> bool {
+        match self.in_place.first_len() {
+            None => true,
+            Some(first) => {
+                len >= MIN_GATHERED && first >= MIN_GATHERED && self.in_place.len() < MAX_IN_PLACE
+            }
+        }
+    }
+
+    /// Moves the echoes waiting in the read buffer to the front of the write batch.
+    pub(super) fn spill_in_place(&mut self, buf: &[u8]) {
+        if self.in_place.is_empty() {
+            return;
+        }
+        // `out` is empty but on the closing paths: its buffer is kept, not reallocated.
+        let queued = (!self.out.is_empty()).then(|| std::mem::take(&mut self.out));
+        for range in self.in_place.drain() {
+            self.out.extend_from_slice(&buf[range]);
+        }
+        if let Some(queued) = queued {
+            self.out.extend_from_slice(&queued);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, for sink lines.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,117 @@
+//! What a request asks of its route, decided once from its parsed head by the route's kind:
+//! the one place an HTTP request meets the list of route kinds (every match exhaustive). The
+//! HTTP connection acts on an [`Ask`] without knowing which kind produced it.
+
+use std::io;
+use std::net::SocketAddr;
+
+use ringstream_protocol::http::Request;
+
+use super::Refused;
+use super::broadcast::publish::{self, PublishHead};
+use super::files::FileRequest;
+use super::handler::RequestHead;
+use super::upload::request::UploadRequest;
+use crate::config::{Route, RouteKind};
+use crate::conn::ws::{self, Accepted, Attachment};
+use crate::routes::broadcast::LocalTopics;
+use crate::server::context::WorkerContext;
+
+/// What a request asks of the route it matched.
+#[derive(Debug)]
+pub enum Ask {
+    /// An answer from the route's configuration alone (`health`, `static_text`).
+    Plain,
+    /// The server's counters (`stats`, `metrics`), for the allowed clients only.
+    Observe,
+    /// A WebSocket upgrade on a WebSocket route: accepted, with what the connection brings to
+    /// its role, or refused with a status.
+    Upgrade(Result<Upgrade, Refused>),
+    /// A publish: what its head asks, checked before its body is read.
+    Publish(PublishHead),
+    /// A file below the route's root.
+    File(Box<FileRequest>),
+    /// A body to store under a name.
+    Upload(UploadRequest),
+}
+
+/// An upgrade the route accepts.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// The handshake's answer.
+    pub accepted: Accepted,
+    /// What the connection joins after its 101.
+    pub joins: Joins,
+}
+
+/// What a WebSocket connection joins after its 101, besides its route.
+#[derive(Debug)]
+pub enum Joins {
+    /// Nothing (`echo`, `sink`).
+    Route,
+    /// A handler route: the request head the handler is given.
+    Handler(Box<RequestHead>),
+    /// A broadcast route: the topic it names.
+    Topic(Box<str>),
+}
+
+impl Joins {
+    /// What the connection brings to its role once its 101 is queued with `protocol`: a
+    /// handler's head, told the subprotocol and the peer (asked of the kernel with `peer`
+    /// here rather than kept by every connection); a topic's membership, joined before the
+    /// 101 leaves so that whatever is published once the client has its 101 reaches it, from
+    /// any worker (leaving is dropping the membership, on any path).
+    pub fn attach(
+        self,
+        ctx: &WorkerContext,
+        route: &Route,
+        protocol: Option<&str>,
+        peer: impl FnOnce() -> io::Result<SocketAddr>,
+    ) -> io::Result<Attachment> {
+        Ok(match self {
+            Self::Route => Attachment::None,
+            Self::Handler(mut head) => {
+                head.set_subprotocol(protocol);
+                head.set_peer(peer()?);
+                Attachment::Handler(head)
+            }
+            Self::Topic(topic) => Attachment::Broadcast(LocalTopics::join(
+                &ctx.topics,
+                ctx.hub.topics.get_or_create(&topic),
+                route.ws.max_backpressure,
+                route.ws.slow_consumer,
+            )),
+        })
+    }
+}
+
+/// Decides what `request` asks of `route`.
+pub fn ask(route: &Route, request: &Request<'_, '_>) -> Ask {
+    let upgrade = |joins: &dyn Fn() -> Result<Joins, Refused>| {
+        let decided =
+            ws::decide(request, route.kind.subprotocols(), &route.ws).and_then(|accepted| {
+                Ok(Upgrade {
+                    accepted,
+                    joins: joins()?,
+                })
+            });
+        Ask::Upgrade(decided)
+    };
+    match &route.kind {
+        RouteKind::Health | RouteKind::StaticText { .. } => Ask::Plain,
+        RouteKind::Stats { .. } | RouteKind::Metrics { .. } => Ask::Observe,
+        RouteKind::Echo { .. } | RouteKind::Sink { .. } => upgrade(&|| Ok(Joins::Route)),
+        RouteKind::Handler { .. } => {
+            upgrade(&|| Ok(Joins::Handler(Box::new(RequestHead::capture(request)))))
+        }
+        RouteKind::Broadcast { topic, .. } => upgrade(&|| {
+            topic
+                .resolve(&route.path, request.path())
+                .map(|name| Joins::Topic(name.into()))
+                .ok_or(Refused::status(404))
+        }),
+        RouteKind::Publish { .. } => Ask::Publish(publish::decide(route, request)),
+        RouteKind::Files(files) => Ask::File(Box::new(FileRequest::capture(request, route, files))),
+        RouteKind::Upload(_) => Ask::Upload(UploadRequest::capture(request, route)),
+    }
+}
