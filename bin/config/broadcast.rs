@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 
 use ringstream_engine::broadcast::valid_topic;
-use ringstream_engine::config::{RouteKind, TopicSource, loopback};
+use ringstream_engine::config::{RouteKind, TopicSource};
 use ringstream_engine::sink_file::SinkFileConfig;
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::RawRoute;
-use super::resolve::Checker;
 
 /// The placeholder a broadcast or publish path may end with.
 pub const TOPIC_PLACEHOLDER: &str = "{topic}";
@@ -40,10 +40,7 @@ impl Checker<'_, '_> {
 
     /// The `publish` kind with its options (`allowed_clients`: loopback when not set).
     pub(super) fn publish_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
-        let allowed_clients = match &raw.allowed_clients {
-            Some(value) => self.cidrs(value, &format!("{key}.allowed_clients"))?,
-            None => loopback(),
-        };
+        let allowed_clients = self.allowed_clients(key, raw)?;
         let token = match &raw.token {
             Some(value) => {
                 let token = value.get_ref();

@@ -1,6 +1,6 @@
 //! Checking the per-client keys: who a client is, the lists, bans and per-client rates of
-//! `[limits]`, the request rate and mode of any limits table, and the `stats` / `metrics`
-//! route options.
+//! `[limits]`, the request rate and mode of any limits table, the `stats` and `metrics` kinds,
+//! and the `allowed_clients` of a route.
 
 use ringstream_engine::config::{
     ClientLimits, DenyAction, HttpLimits, LimitMode, RouteKind, loopback,
@@ -9,9 +9,9 @@ use ringstream_engine::limits::cidr::{Cidr, CidrSet};
 use ringstream_engine::limits::identity::{ClientIdSource, ForwardedHeader};
 use toml::Spanned;
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{RawLimits, RawRoute};
-use super::resolve::Checker;
 
 /// Most requests, frames or connections per minute a rate may name.
 const MAX_PER_MINUTE: u32 = 100_000_000;
@@ -126,17 +126,30 @@ impl Checker<'_, '_> {
         Ok(())
     }
 
-    /// The `stats` or `metrics` kind with its allowlist.
-    pub(super) fn observe_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
-        let allowed_clients = match &raw.allowed_clients {
-            Some(value) => self.cidrs(value, &format!("{key}.allowed_clients"))?,
-            None => loopback(),
-        };
-        Ok(if raw.kind.get_ref() == "stats" {
-            RouteKind::Stats { allowed_clients }
-        } else {
-            RouteKind::Metrics { allowed_clients }
+    /// The `stats` kind with its allowlist.
+    pub(super) fn stats_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        Ok(RouteKind::Stats {
+            allowed_clients: self.allowed_clients(key, raw)?,
         })
+    }
+
+    /// The `metrics` kind with its allowlist.
+    pub(super) fn metrics_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
+        Ok(RouteKind::Metrics {
+            allowed_clients: self.allowed_clients(key, raw)?,
+        })
+    }
+
+    /// A route's `allowed_clients` (stats, metrics, publish): loopback when not set.
+    pub(super) fn allowed_clients(
+        &self,
+        key: &str,
+        raw: &RawRoute,
+    ) -> Result<CidrSet, ConfigError> {
+        match &raw.allowed_clients {
+            Some(value) => self.cidrs(value, &format!("{key}.allowed_clients")),
+            None => Ok(loopback()),
+        }
     }
 
     fn client_id(&self, value: &Spanned<String>) -> Result<ClientIdSource, ConfigError> {

@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 use super::raw::SERVER_WIDE_LIMITS;
-use super::resolve::check_route_kind;
+use super::routes::kind_named;
 
 /// What is wrong with a config file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl Source<'_> {
             .as_table()?;
         let kind = route.get("kind")?;
         let name = kind.get_ref().as_str()?;
-        let message = check_route_kind(name).err()?;
+        let message = kind_named(name).err()?;
         Some(self.error_at(kind.span(), &format!("routes[{index}].kind"), message))
     }
 }

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use ringstream_engine::config::{FilesConfig, RouteKind, SendPath, UploadConfig};
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::RawRoute;
-use super::resolve::Checker;
 
 /// Least and most `chunk_size`.
 const CHUNK_SIZES: std::ops::RangeInclusive<u64> = 4 * 1024..=16 * 1024 * 1024;

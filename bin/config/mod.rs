@@ -2,16 +2,24 @@
 //!
 //! - `raw`: the file as written, with spans; unknown keys are refused there.
 //! - `units`: size (`"64KiB"`) and duration (`"500ms"`) strings.
-//! - `resolve`: range checks and the defaults ← `[limits]` ← `[routes.limits]` layering.
-//! - `ws`, `clients`: the WebSocket keys, and the per-client keys and observability routes.
+//! - `checker`: one value against its bounds, the error pointing at its line.
+//! - `resolve`: the top-level keys and the defaults ← `[limits]` ← `[routes.limits]` layering.
+//! - `routes`: the table of route kinds (name, keys taken, builder) and one route's checks.
+//! - `static_text`, `broadcast`, `files`: the kinds' own keys (`broadcast` covers publish and
+//!   sink, `files` covers upload).
+//! - `ws`, `clients`: the WebSocket keys and the echo kind, and the per-client keys and the
+//!   observability kinds.
 //! - `error`: `file:line: key: message` errors, toml's own reworded the same way.
 
 mod broadcast;
+mod checker;
 mod clients;
 mod error;
 mod files;
 mod raw;
 mod resolve;
+mod routes;
+mod static_text;
 mod units;
 mod ws;
 

@@ -4,9 +4,9 @@ use ringstream_engine::config::{OnLimit, RouteKind, WsLimits, bounds};
 use ringstream_engine::subscriber_queue::SlowConsumer;
 use toml::Spanned;
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{RawLimits, RawRoute};
-use super::resolve::Checker;
 
 /// Most frames per second or per minute a rate may name.
 const MAX_RATE: u32 = 100_000_000;
