@@ -15,39 +15,37 @@
 //! Each connection owns one read buffer that keeps its size while the stream runs; every
 //! frame a read brings is parsed and checked in place, without allocating.
 
+//! - `message`: the message layout (publisher, sequence number, send time) and its verifier.
+//! - `member`: one connection, its read buffer, the frames it reads and writes.
+//! - `roles`: what a subscriber and a publisher do on their connection.
+//! - `connect`: opening every connection before the run.
+
+mod connect;
+mod member;
 mod message;
+mod roles;
 
 use std::cell::{Cell, RefCell};
-use std::io;
-use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use compio::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
-use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 
 use super::Phase;
-use super::stats::{Stats, process_cpu_seconds};
-use super::ws::{Client, KEY, Target};
-use message::{
-    Header, MESSAGE_HEADER_LEN, Received, Verifier, Violation, encode_end_marker, encode_message,
-};
+use super::stats::Stats;
+use super::window::{Window, join_within};
+use super::ws::Target;
+use connect::connect_all;
+use member::Member;
+use message::{MESSAGE_HEADER_LEN, Verifier};
+use roles::{publish, subscribe};
 
-/// Connections being opened at once before the run.
-const CONNECT_CONCURRENCY: usize = 64;
 /// How long opening every connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the connections get, once the measurement ends, to receive the end markers and
 /// close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Free room a read needs at the end of the buffer; below it, unparsed bytes move to the front.
-const MIN_READ_ROOM: usize = 16 * 1024;
-/// Largest server frame accepted (the server's `max_message_size` is far below it).
-const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// `ringstream bench broadcast`.
 #[derive(Debug, Args)]
@@ -71,161 +69,6 @@ pub struct BroadcastArgs {
     measure: super::Measure,
 }
 
-/// Appends a masked client frame carrying `payload`.
-fn push_client_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    push_client_header(out, opcode, payload.len());
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], KEY, 0);
-}
-
-fn push_client_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
-    FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: Some(KEY),
-        payload_len: len as u64,
-    }
-    .write(out);
-}
-
-/// Appends message `header` as a masked binary frame of `size` payload bytes.
-fn push_message(out: &mut Vec<u8>, header: Header, size: usize) {
-    push_client_header(out, OpCode::Binary, size);
-    let start = out.len();
-    out.resize(start + size, 0);
-    encode_message(header, &mut out[start..]);
-    apply_mask(&mut out[start..], KEY, 0);
-}
-
-/// One member connection: its stream, its one read buffer, its verifier.
-struct Member {
-    stream: TcpStream,
-    /// Bytes read; `buf[pos..]` is not parsed yet.
-    buf: Vec<u8>,
-    pos: usize,
-    /// Pongs and the close waiting to be written (allocated by the first ping).
-    out: Vec<u8>,
-    verifier: Verifier,
-}
-
-impl Member {
-    fn new(client: Client, verifier: Verifier) -> Self {
-        Self {
-            stream: client.stream,
-            buf: client.buf,
-            pos: client.pos,
-            out: Vec::new(),
-            verifier,
-        }
-    }
-
-    /// Reads more bytes. Parsed bytes are dropped first, and unparsed ones move to the front
-    /// when the room runs low, so the buffer keeps its size however long the stream runs.
-    async fn read_more(&mut self) -> io::Result<()> {
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-            // Only a frame larger than the buffer needs more.
-            self.buf.reserve(MIN_READ_ROOM);
-        }
-        let BufResult(result, buf) = self.stream.append(std::mem::take(&mut self.buf)).await;
-        self.buf = buf;
-        match result? {
-            0 => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            _ => Ok(()),
-        }
-    }
-
-    /// The next complete frame in the buffer and its payload's range, or `None`.
-    fn next_frame(&mut self) -> io::Result<Option<(FrameHeader, Range<usize>)>> {
-        let Some((header, len)) = FrameHeader::parse(&self.buf[self.pos..])
-            .map_err(|e| io::Error::other(format!("bad server frame: {e:?}")))?
-        else {
-            return Ok(None);
-        };
-        let payload = usize::try_from(header.payload_len)
-            .ok()
-            .filter(|&n| n <= MAX_FRAME)
-            .ok_or_else(|| io::Error::other("server frame too large"))?;
-        if header.mask.is_some() || !header.fin {
-            return Err(io::Error::other("masked or fragmented server frame"));
-        }
-        let start = self.pos + len;
-        if self.buf.len() < start + payload {
-            return Ok(None);
-        }
-        self.pos = start + payload;
-        Ok(Some((header, start..self.pos)))
-    }
-
-    /// Handles every complete frame in the buffer: binary messages go to `on_message`
-    /// verified, pings get a pong queued; a close from the server is an error.
-    fn take_frames(
-        &mut self,
-        mut on_message: impl FnMut(Result<Received, Violation>),
-    ) -> io::Result<()> {
-        while let Some((header, range)) = self.next_frame()? {
-            match header.opcode {
-                OpCode::Binary => on_message(self.verifier.check(&self.buf[range])),
-                // The server pings every heartbeat_interval, busy or not.
-                OpCode::Ping => push_client_frame(&mut self.out, OpCode::Pong, &self.buf[range]),
-                OpCode::Pong => {}
-                OpCode::Close => {
-                    return Err(io::Error::other(format!(
-                        "closed by the server: {}",
-                        describe_close(&self.buf[range])
-                    )));
-                }
-                other => return Err(io::Error::other(format!("unexpected {other:?} frame"))),
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the queued pongs.
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let BufResult(result, mut out) = self.stream.write_all(std::mem::take(&mut self.out)).await;
-        out.clear();
-        self.out = out;
-        result
-    }
-
-    /// The close handshake (RFC 6455 §5.5.1): sends 1000, reads up to the server's close.
-    async fn close(mut self) -> io::Result<()> {
-        self.out.clear();
-        push_client_frame(&mut self.out, OpCode::Close, &1000u16.to_be_bytes());
-        self.flush().await?;
-        loop {
-            while let Some((header, _)) = self.next_frame()? {
-                if header.opcode == OpCode::Close {
-                    return Ok(());
-                }
-            }
-            self.read_more().await?;
-        }
-    }
-}
-
-/// `1008 slow consumer` from a close frame's payload.
-fn describe_close(payload: &[u8]) -> String {
-    match payload {
-        [hi, lo, reason @ ..] => format!(
-            "{} {}",
-            u16::from_be_bytes([*hi, *lo]),
-            String::from_utf8_lossy(reason)
-        ),
-        _ => "no status".into(),
-    }
-}
-
 /// What every task of a run shares (one thread: cells, no atomics).
 struct Shared {
     /// The clock of the send times messages carry.
@@ -244,138 +87,6 @@ impl Shared {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
-}
-
-/// A subscriber: reads, verifies and times every delivery until every end marker arrived.
-async fn subscribe(mut member: Member, shared: Rc<Shared>) {
-    if let Err(e) = receive(&mut member, &shared).await {
-        return shared.stats.borrow_mut().error(format!("subscriber: {e}"));
-    }
-    if let Err(e) = member.close().await {
-        shared
-            .stats
-            .borrow_mut()
-            .error(format!("subscriber close: {e}"));
-    }
-}
-
-async fn receive(member: &mut Member, shared: &Shared) -> io::Result<()> {
-    while !member.verifier.all_ended() {
-        member.read_more().await?;
-        // One clock read per read: every frame it brought arrived at the same time.
-        let received_ns = shared.now_ns();
-        let measuring = shared.phase.get() == Phase::Measure;
-        {
-            let mut stats = shared.stats.borrow_mut();
-            member.take_frames(|message| match message {
-                Ok(Received::Message(header)) if measuring => {
-                    stats.record(Duration::from_nanos(
-                        received_ns.saturating_sub(header.sent_ns),
-                    ));
-                }
-                Ok(_) => {}
-                Err(violation) => stats.error(violation.to_string()),
-            })?;
-        }
-        member.flush().await?;
-    }
-    Ok(())
-}
-
-/// Publisher `id`: keeps `window` messages outstanding until the measurement ends, then sends
-/// its end marker and waits for it to come back.
-async fn publish(mut member: Member, id: u64, shared: Rc<Shared>) {
-    if let Err(e) = send_and_receive(&mut member, id, &shared).await {
-        return shared
-            .stats
-            .borrow_mut()
-            .error(format!("publisher {id}: {e}"));
-    }
-    if let Err(e) = member.close().await {
-        shared
-            .stats
-            .borrow_mut()
-            .error(format!("publisher {id} close: {e}"));
-    }
-}
-
-async fn send_and_receive(member: &mut Member, id: u64, shared: &Shared) -> io::Result<()> {
-    let (size, window) = (shared.size, shared.window as u64);
-    let mut batch = Vec::with_capacity((size + 14) * shared.window);
-    let (mut sent, mut echoed) = (0u64, 0u64);
-    let (mut ended, mut end_back) = (false, false);
-    while !end_back {
-        batch.clear();
-        if !ended && shared.phase.get() == Phase::Done {
-            push_client_frame(&mut batch, OpCode::Binary, &encode_end_marker(id, sent));
-            ended = true;
-        } else if !ended {
-            let sent_ns = shared.now_ns();
-            let room = window - (sent - echoed);
-            for seq in sent..sent + room {
-                let header = Header {
-                    publisher: id,
-                    seq,
-                    sent_ns,
-                };
-                push_message(&mut batch, header, size);
-            }
-            sent += room;
-            if shared.phase.get() == Phase::Measure {
-                shared.published.set(shared.published.get() + room);
-            }
-        }
-        if !batch.is_empty() {
-            let BufResult(result, returned) = member.stream.write_all(batch).await;
-            batch = returned;
-            result?;
-        }
-        member.read_more().await?;
-        member.take_frames(|message| match message {
-            Ok(Received::Message(header)) if header.publisher == id => echoed += 1,
-            Ok(Received::End { publisher }) if publisher == id => end_back = true,
-            Ok(_) => {}
-            Err(violation) => shared.stats.borrow_mut().error(violation.to_string()),
-        })?;
-        member.flush().await?;
-    }
-    Ok(())
-}
-
-/// Opens and upgrades `count` connections, `CONNECT_CONCURRENCY` at a time.
-async fn connect_all(target: &Target, count: usize) -> anyhow::Result<Vec<Client>> {
-    let next = Rc::new(Cell::new(0usize));
-    let opened: Rc<RefCell<Vec<Option<Client>>>> =
-        Rc::new(RefCell::new((0..count).map(|_| None).collect()));
-    let workers: Vec<_> = (0..CONNECT_CONCURRENCY.min(count))
-        .map(|_| {
-            let (target, next, opened) = (target.clone(), Rc::clone(&next), Rc::clone(&opened));
-            compio::runtime::spawn(async move {
-                loop {
-                    let i = next.get();
-                    if i >= count {
-                        return Ok::<(), String>(());
-                    }
-                    next.set(i + 1);
-                    let client = Client::open(&target)
-                        .await
-                        .map_err(|e| format!("connection {} of {count}: {e}", i + 1))?;
-                    opened.borrow_mut()[i] = Some(client);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker
-            .await
-            .map_err(|e| anyhow!("connecting: {e}"))?
-            .map_err(anyhow::Error::msg)?;
-    }
-    let clients = opened.take().into_iter().flatten().collect::<Vec<_>>();
-    if clients.len() != count {
-        bail!("opened {} of {count} connections", clients.len());
-    }
-    Ok(clients)
 }
 
 /// Runs the broadcast load and reports it.
@@ -421,42 +132,20 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         )));
     }
 
-    compio::time::sleep(Duration::from_secs_f64(args.measure.warmup)).await;
-    let server_before = args.measure.server_pid.and_then(process_cpu_seconds);
-    let own_before = process_cpu_seconds(std::process::id());
-    let measured = Instant::now();
-    shared.phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(args.measure.seconds)).await;
-    shared.phase.set(Phase::Done);
-    let elapsed = measured.elapsed().as_secs_f64();
-    let server_after = args.measure.server_pid.and_then(process_cpu_seconds);
-    let own_after = process_cpu_seconds(std::process::id());
-
-    let stuck = super::join_within(tasks, DRAIN_TIMEOUT).await;
+    let window = Window::run(&args.measure, &shared.phase).await;
+    let stuck = join_within(tasks, DRAIN_TIMEOUT).await;
     if stuck > 0 {
         shared.stats.borrow_mut().error(format!(
             "{stuck} connections had not received every end marker and closed \
              {DRAIN_TIMEOUT:?} after the measurement"
         ));
     }
-    let window = Window {
-        seconds: elapsed,
-        server_cpu: server_before.zip(server_after).map(|(a, b)| b - a),
-        own_cpu: own_before.zip(own_after).map(|(a, b)| b - a),
-    };
     report(
         &args,
         &shared.stats.borrow(),
         shared.published.get(),
         &window,
     )
-}
-
-/// The measured window: its length and the CPU seconds used in it.
-struct Window {
-    seconds: f64,
-    server_cpu: Option<f64>,
-    own_cpu: Option<f64>,
 }
 
 /// Prints the run's one line (text or JSON; "ops" are deliveries); an error when any
@@ -469,11 +158,8 @@ fn report(
 ) -> anyhow::Result<()> {
     let deliveries = stats.ops;
     let rate = deliveries as f64 / window.seconds;
-    let server_cpu_us = window
-        .server_cpu
-        .filter(|_| deliveries > 0)
-        .map(|cpu| cpu * 1e6 / deliveries as f64);
-    let own_cpu_pct = window.own_cpu.map(|cpu| cpu * 100.0 / window.seconds);
+    let server_cpu_us = window.server_cpu_us_per(deliveries);
+    let own_cpu_pct = window.own_cpu_pct();
     let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
     let label = format!("broadcast {} B, window {}", args.size, args.window);
     let (subscribers, publishers) = (args.subscribers, args.publishers);
@@ -504,34 +190,4 @@ fn report(
         );
     }
     stats.outcome()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-    use super::*;
-
-    fn message(header: Header, size: usize) -> Vec<u8> {
-        let mut payload = vec![0; size];
-        encode_message(header, &mut payload);
-        payload
-    }
-
-    #[test]
-    fn published_frames_unmask_to_the_message() {
-        let mut out = Vec::new();
-        let header = Header {
-            publisher: 1,
-            seq: 0,
-            sent_ns: 1234,
-        };
-        push_message(&mut out, header, 200);
-        let (frame, len) = FrameHeader::parse(&out).unwrap().unwrap();
-        assert_eq!((frame.opcode, frame.payload_len), (OpCode::Binary, 200));
-        let mut payload = out[len..].to_vec();
-        apply_mask(&mut payload, frame.mask.unwrap(), 0);
-        assert_eq!(payload, message(header, 200)[..]);
-        let mut verifier = Verifier::new(2, 200);
-        assert_eq!(verifier.check(&payload), Ok(Received::Message(header)));
-    }
 }

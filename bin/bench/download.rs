@@ -36,7 +36,8 @@ use compio::io::{AsyncRead as _, AsyncWriteExt as _};
 use compio::net::TcpStream;
 
 use super::Phase;
-use super::stats::{CoreLoad, Stats, process_cpu_seconds};
+use super::stats::Stats;
+use super::window::{Window, join_within};
 use exchange::{Exchange, Expect};
 pub use pattern::Check;
 
@@ -268,47 +269,15 @@ pub async fn run(args: DownloadArgs) -> anyhow::Result<()> {
         .map(|id| compio::runtime::spawn(download(Rc::clone(&target), Rc::clone(&shared), id)))
         .collect();
 
-    compio::time::sleep(Duration::from_secs_f64(args.measure.warmup)).await;
-    let own_pid = std::process::id();
-    let server_before = args.measure.server_pid.and_then(process_cpu_seconds);
-    let own_before = process_cpu_seconds(own_pid);
-    let server_core = args.measure.server_pid.and_then(CoreLoad::start);
-    let own_core = CoreLoad::start(own_pid);
-    let measured = Instant::now();
-    shared.phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(args.measure.seconds)).await;
-    shared.phase.set(Phase::Done);
-    let elapsed = measured.elapsed().as_secs_f64();
-    let server_after = args.measure.server_pid.and_then(process_cpu_seconds);
-    let own_after = process_cpu_seconds(own_pid);
-    let server_core_busy = server_core.and_then(|load| load.busy_pct());
-    let own_core_busy = own_core.and_then(|load| load.busy_pct());
-
-    let stuck = super::join_within(tasks, STOP_TIMEOUT).await;
+    let window = Window::run(&args.measure, &shared.phase).await;
+    let stuck = join_within(tasks, STOP_TIMEOUT).await;
     if stuck > 0 {
         shared.error(format!(
             "{stuck} connections received nothing for {STOP_TIMEOUT:?} after the measurement"
         ));
     }
-    let window = Window {
-        seconds: elapsed,
-        server_cpu: server_before.zip(server_after).map(|(a, b)| b - a),
-        own_cpu: own_before.zip(own_after).map(|(a, b)| b - a),
-        server_core_busy,
-        own_core_busy,
-    };
     let received: Vec<u64> = shared.received.iter().map(Cell::get).collect();
     report(&args, &shared.stats.borrow(), &received, &window)
-}
-
-/// The measured window: its length, the CPU seconds used in it, and how busy the server's
-/// and the client's cores were (in percent; when each is pinned to one core).
-struct Window {
-    seconds: f64,
-    server_cpu: Option<f64>,
-    own_cpu: Option<f64>,
-    server_core_busy: Option<f64>,
-    own_core_busy: Option<f64>,
 }
 
 /// The achieved per-connection rates against `--rate-check`.
@@ -348,12 +317,9 @@ fn report(
     let gib_per_sec = gib / window.seconds;
     let responses = stats.ops;
     let rate = responses as f64 / window.seconds;
-    let server_cpu_us = window
-        .server_cpu
-        .filter(|_| responses > 0)
-        .map(|cpu| cpu * 1e6 / responses as f64);
+    let server_cpu_us = window.server_cpu_us_per(responses);
     let server_cpu_per_gib = window.server_cpu.filter(|_| bytes > 0).map(|cpu| cpu / gib);
-    let own_cpu_pct = window.own_cpu.map(|cpu| cpu * 100.0 / window.seconds);
+    let own_cpu_pct = window.own_cpu_pct();
     let rate_check = args
         .rate_check
         .map(|cap| RateCheck::new(cap, received, window.seconds));

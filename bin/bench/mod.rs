@@ -1,11 +1,15 @@
 //! `ringstream bench`: the load generator. One thread (pin it with `taskset`), many
 //! connections, every answer verified; reports the rate, latency p50/p99 and, given the
 //! server's PID, the server's CPU time per operation.
+//!
+//! Layout: `ws` (echo and handshake), `broadcast`, `download` and `raw` are the loads;
+//! `window` is the warm-up and measured window they all run in; `stats` what they count.
 
 mod broadcast;
 mod download;
 mod raw;
 mod stats;
+mod window;
 mod ws;
 
 use std::cell::{Cell, RefCell};
@@ -16,7 +20,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use stats::{Stats, process_cpu_seconds};
+use stats::Stats;
+use window::{Window, join_within};
 
 /// `ringstream bench MODE`.
 #[derive(Debug, Args)]
@@ -195,20 +200,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Waits for `tasks` to end, all within `limit` from now; returns how many were still running
-/// then (they are abandoned).
-pub async fn join_within<T>(tasks: Vec<compio::runtime::JoinHandle<T>>, limit: Duration) -> usize {
-    let deadline = std::time::Instant::now() + limit;
-    let mut stuck = 0;
-    for task in tasks {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if compio::time::timeout(left, task).await.is_err() {
-            stuck += 1;
-        }
-    }
-    stuck
-}
-
 /// Starts `run.connections` tasks from `task`, warms up, measures, reports.
 async fn measure<F, Fut>(label: &str, run: &RunArgs, task: F) -> anyhow::Result<()>
 where
@@ -220,20 +211,12 @@ where
     let tasks: Vec<_> = (0..run.connections)
         .map(|_| compio::runtime::spawn(task(Rc::clone(&phase), Rc::clone(&stats))))
         .collect();
-    compio::time::sleep(Duration::from_secs_f64(run.measure.warmup)).await;
-    let cpu_before = run.measure.server_pid.and_then(process_cpu_seconds);
-    phase.set(Phase::Measure);
-    compio::time::sleep(Duration::from_secs_f64(run.measure.seconds)).await;
-    phase.set(Phase::Done);
-    let cpu_after = run.measure.server_pid.and_then(process_cpu_seconds);
+    let window = Window::run(&run.measure, &phase).await;
     // Each finishes its current operation; a stuck one is abandoned after a while.
     join_within(tasks, Duration::from_secs(5)).await;
     let stats = stats.borrow();
     let rate = stats.ops as f64 / run.measure.seconds;
-    let cpu_us = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) if stats.ops > 0 => Some((b - a) * 1e6 / stats.ops as f64),
-        _ => None,
-    };
+    let cpu_us = window.server_cpu_us_per(stats.ops);
     let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
     if run.measure.json {
         println!(
