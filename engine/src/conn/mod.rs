@@ -7,3 +7,6 @@
 
 pub mod http;
 pub mod ws;
+
+#[cfg(test)]
+mod tests;

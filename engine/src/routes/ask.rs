@@ -10,11 +10,12 @@ use ringstream_protocol::http::Request;
 use super::Refused;
 use super::broadcast::publish::{self, PublishHead};
 use super::files::FileRequest;
-use super::handler::RequestHead;
+use super::handler::{RequestHead, WsHandler};
 use super::upload::request::UploadRequest;
 use crate::config::{Route, RouteKind};
-use crate::conn::ws::{self, Accepted, Attachment};
+use crate::conn::ws::{self, Accepted};
 use crate::routes::broadcast::LocalTopics;
+use crate::routes::role::Attachment;
 use crate::server::context::WorkerContext;
 
 /// What a request asks of the route it matched.
@@ -47,12 +48,14 @@ pub struct Upgrade {
 /// What a WebSocket connection joins after its 101, besides its route.
 #[derive(Debug)]
 pub enum Joins {
-    /// Nothing (`echo`, `sink`).
-    Route,
-    /// A handler route: the request head the handler is given.
-    Handler(Box<RequestHead>),
-    /// A broadcast route: the topic it names.
-    Topic(Box<str>),
+    /// An echo route.
+    Echo,
+    /// A sink route.
+    Sink,
+    /// A handler route: the handler, and the request head it is given.
+    Handler(WsHandler, Box<RequestHead>),
+    /// A broadcast route: the topic it names, and whether a member receives its own messages.
+    Topic(Box<str>, bool),
 }
 
 impl Joins {
@@ -69,18 +72,22 @@ impl Joins {
         peer: impl FnOnce() -> io::Result<SocketAddr>,
     ) -> io::Result<Attachment> {
         Ok(match self {
-            Self::Route => Attachment::None,
-            Self::Handler(mut head) => {
+            Self::Echo => Attachment::Echo,
+            Self::Sink => Attachment::Sink,
+            Self::Handler(handler, mut head) => {
                 head.set_subprotocol(protocol);
                 head.set_peer(peer()?);
-                Attachment::Handler(head)
+                Attachment::Handler(handler, head)
             }
-            Self::Topic(topic) => Attachment::Broadcast(LocalTopics::join(
-                &ctx.topics,
-                ctx.hub.topics.get_or_create(&topic),
-                route.ws.max_backpressure,
-                route.ws.slow_consumer,
-            )),
+            Self::Topic(topic, echo_to_sender) => {
+                let membership = LocalTopics::join(
+                    &ctx.topics,
+                    ctx.hub.topics.get_or_create(&topic),
+                    route.ws.max_backpressure,
+                    route.ws.slow_consumer,
+                );
+                Attachment::Broadcast(membership, echo_to_sender)
+            }
         })
     }
 }
@@ -100,14 +107,20 @@ pub fn ask(route: &Route, request: &Request<'_, '_>) -> Ask {
     match &route.kind {
         RouteKind::Health | RouteKind::StaticText { .. } => Ask::Plain,
         RouteKind::Stats { .. } | RouteKind::Metrics { .. } => Ask::Observe,
-        RouteKind::Echo { .. } | RouteKind::Sink { .. } => upgrade(&|| Ok(Joins::Route)),
-        RouteKind::Handler { .. } => {
-            upgrade(&|| Ok(Joins::Handler(Box::new(RequestHead::capture(request)))))
-        }
-        RouteKind::Broadcast { topic, .. } => upgrade(&|| {
+        RouteKind::Echo { .. } => upgrade(&|| Ok(Joins::Echo)),
+        RouteKind::Sink { .. } => upgrade(&|| Ok(Joins::Sink)),
+        RouteKind::Handler { handler, .. } => upgrade(&|| {
+            let head = Box::new(RequestHead::capture(request));
+            Ok(Joins::Handler(handler.clone(), head))
+        }),
+        RouteKind::Broadcast {
+            topic,
+            echo_to_sender,
+            ..
+        } => upgrade(&|| {
             topic
                 .resolve(&route.path, request.path())
-                .map(|name| Joins::Topic(name.into()))
+                .map(|name| Joins::Topic(name.into(), *echo_to_sender))
                 .ok_or(Refused::status(404))
         }),
         RouteKind::Publish { .. } => Ask::Publish(publish::decide(route, request)),

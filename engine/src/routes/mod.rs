@@ -12,6 +12,7 @@ pub mod files;
 pub mod handler;
 pub mod observe;
 pub mod plain;
+pub mod role;
 pub mod router;
 pub mod sink;
 pub mod state;

@@ -28,6 +28,7 @@ use crate::routes::files::FileRequest;
 use crate::routes::files::respond as files;
 use crate::routes::observe;
 use crate::routes::plain::{self, MethodClass};
+use crate::routes::role::Attachment;
 use crate::routes::upload::request::{self as upload, UploadRequest};
 use crate::routes::upload::store::{Stored, Upload};
 use crate::server::conn_count::ConnSlot;
@@ -75,7 +76,7 @@ enum Next {
     Done,
     /// The 101 was sent: the connection speaks WebSocket on this route from now on (with the
     /// request head a handler route hands its handler, or the broadcast topic it joined).
-    WebSocket(usize, ws::Attachment),
+    WebSocket(usize, Attachment),
 }
 
 /// The facts about a parsed request the connection keeps once the head's bytes are released.

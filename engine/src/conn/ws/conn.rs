@@ -17,11 +17,10 @@
 //! pauses while the writer is behind (see [`crate::routes::sink::file`]).
 
 mod frames;
-mod roles;
+mod role_io;
 mod write;
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::pin;
@@ -29,20 +28,17 @@ use std::rc::Rc;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::{Either, select};
 
 use ringstream_limits::client_table::Rule;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
-use crate::config::{LimitMode, OnLimit, Route, RouteKind, WsLimits};
+use crate::config::{LimitMode, OnLimit, Route, RouteKind};
 use crate::protections::frame_quotas::{FrameRates, close_reason};
 use crate::protections::gate::ClientSlot;
-use crate::routes::broadcast::{Membership, encode_frame};
 use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};
-use crate::routes::handler::{Link, RequestHead, Signal, WebSocket};
-use crate::routes::sink::file::{SinkWriter, encode_line};
+use crate::routes::role::{Attachment, Role, RoleEnd, RoleIo, Wake};
 use crate::server::context::WorkerContext;
 use crate::server::metrics::Traffic;
 use crate::server::registry::{Activity, ConnGuard};
@@ -67,53 +63,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const IDLE_REASON: &str = "idle timeout";
 /// Close reason of the drain.
 const DRAIN_REASON: &str = "server shutting down";
-/// Close reason of `slow_consumer = "close"` (PROTECTIONS.md).
-const SLOW_CONSUMER_REASON: &str = "slow consumer";
-/// How often a sink connection looks again whether the file's writer has caught up.
-const SINK_RETRY: Duration = Duration::from_millis(5);
-/// Most broadcast frames gathered into one write (well under the kernel's `IOV_MAX`).
-const MAX_FRAMES_PER_WRITE: usize = 256;
-
-/// What a WebSocket route's connection brings from its upgrade.
-#[derive(Debug)]
-pub enum Attachment {
-    /// Nothing: an echo route.
-    None,
-    /// A handler route: the request head the handler is given.
-    Handler(Box<RequestHead>),
-    /// A broadcast route: the connection's place in its topic, taken before the 101.
-    Broadcast(Membership),
-}
-
-/// What the connection does with the messages it receives, besides the protections.
-enum Role {
-    /// Sends them back.
-    Echo,
-    /// Hands them to a handler task, and writes what it queues.
-    Handler(Rc<Link>),
-    /// Publishes them to a topic, and writes what the topic's members publish.
-    Broadcast(Box<BroadcastMember>),
-    /// Counts them, and appends them to the route's sink file if it has one.
-    Sink(Box<SinkMember>),
-}
-
-/// A sink connection's lines of the current read.
-struct SinkMember {
-    /// Whether the route has a sink file (its writer is in the route's shared state).
-    to_file: bool,
-    /// Named in each line.
-    peer: IpAddr,
-    /// Lines encoded since the last hand-over to the writer.
-    lines: Vec<u8>,
-}
-
-/// A broadcast connection's membership and its write batch.
-struct BroadcastMember {
-    membership: Membership,
-    echo_to_sender: bool,
-    /// The frames of the write in progress (kept for its allocation).
-    batch: Cell<Vec<Bytes>>,
-}
 
 /// How the connection ends.
 #[derive(Debug)]
@@ -158,34 +107,14 @@ pub fn serve<T: Transport>(
     buf.shrink_to(INITIAL_BUFFER);
     buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
     let route = &ctx.router.routes()[route_index];
-    let role = match (&route.kind, attachment) {
-        (RouteKind::Handler { handler, .. }, Attachment::Handler(head)) => {
-            let inbound_limit = usize::try_from(route.ws.max_message_size).unwrap_or(usize::MAX);
-            let link = Rc::new(Link::new(inbound_limit, route.ws.max_backpressure));
-            handler.start(WebSocket::new(Rc::clone(&link), *head));
-            Role::Handler(link)
-        }
-        (RouteKind::Broadcast { echo_to_sender, .. }, Attachment::Broadcast(membership)) => {
-            Role::Broadcast(Box::new(BroadcastMember {
-                membership,
-                echo_to_sender: *echo_to_sender,
-                batch: Cell::new(Vec::new()),
-            }))
-        }
-        (RouteKind::Sink { .. }, _) => Role::Sink(Box::new(SinkMember {
-            to_file: ctx
-                .routes
-                .get(route_index)
-                .is_some_and(|state| state.sink.is_some()),
-            peer: client
-                .as_ref()
-                .map(ClientSlot::address)
-                .or_else(|| io.peer_addr().ok().map(|a| a.ip()))
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            lines: Vec::new(),
-        })),
-        _ => Role::Echo,
+    let peer = || {
+        client
+            .as_ref()
+            .map(ClientSlot::address)
+            .or_else(|| io.peer_addr().ok().map(|a| a.ip()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     };
+    let role = Role::start(route, ctx.routes.get(route_index), attachment, peer);
     let mut conn = WsConnection {
         guard,
         io,
@@ -238,7 +167,7 @@ struct WsConnection<T> {
 impl<T> Drop for WsConnection<T> {
     /// A pump that ends on any path (even dropped mid-await) releases its handler.
     fn drop(&mut self) {
-        if let Some(link) = self.link() {
+        if let Some(link) = self.role.link() {
             link.finish(close_code::ABNORMAL);
         }
     }
@@ -248,20 +177,17 @@ impl<T> Drop for WsConnection<T> {
 enum Woke<R> {
     /// The read completed.
     Read(R),
-    /// The handler needs the pump.
-    Handler(Signal),
-    /// Broadcast frames wait to be written (or the member must be closed).
-    Frames,
+    /// The role needs the loop (a handler's frames, a broadcast member's).
+    Role(Wake),
     /// The deadline passed (next ping, idle timeout) or the drain woke the connection.
     Deadline,
 }
 
-impl<T> WsConnection<T> {
-    /// On a handler route: the queues to and from the handler.
-    fn link(&self) -> Option<&Rc<Link>> {
-        match &self.role {
-            Role::Handler(link) => Some(link),
-            Role::Echo | Role::Broadcast(_) | Role::Sink(_) => None,
+impl From<RoleEnd> for End {
+    fn from(end: RoleEnd) -> Self {
+        match end {
+            RoleEnd::Close(code, reason) => Self::Close(code, reason),
+            RoleEnd::Gone => Self::Gone,
         }
     }
 }
@@ -272,15 +198,13 @@ impl<T: Transport> WsConnection<T> {
         let ctx = Rc::clone(&self.ctx);
         let route = &ctx.router.routes()[self.route_index];
         let end = self.run(route, buf).await;
-        // Lines of the last read are kept whatever ended the connection.
-        self.hand_over_sink_lines();
-        // The handler learns at once that nothing more will arrive or leave.
-        if let Some(link) = self.link() {
-            link.finish(match &end {
-                End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
-                End::Gone => close_code::ABNORMAL,
-            });
-        }
+        // A sink's last lines are kept whatever ended the connection; a handler learns at
+        // once that nothing more will arrive or leave.
+        let code = match &end {
+            End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
+            End::Gone => close_code::ABNORMAL,
+        };
+        self.role.finish(ctx.routes.get(self.route_index), code);
         match end {
             End::Close(code, reason) => {
                 self.ctx.counters().closes.count(code);
@@ -346,28 +270,21 @@ impl<T: Transport> WsConnection<T> {
             }
             buf.drain(..pos);
             pos = 0;
-            self.hand_over_sink_lines();
-            if let Some(writer) = self.sink_writer()
-                && !writer.has_room()
-            {
-                let wait = Box::pin(self.wait_for_sink(writer, limits, &mut next_ping));
-                if let Err(end) = wait.await {
-                    return end;
+            let ctx = Rc::clone(&self.ctx);
+            let state = ctx.routes.get(self.route_index);
+            self.role.hand_over(state);
+            // Boxed: sink and handler states stay out of the future every echo connection
+            // keeps while it idles (BENCHMARKS.md, idle memory).
+            let waited = Box::pin(self.role.make_room(&*self, state, &mut next_ping)).await;
+            match waited {
+                Err(end) => return end.into(),
+                // Nothing was read while the role was behind: the client was not idle, and
+                // what a handler left unread is taken now.
+                Ok(true) => {
+                    last_heard = Instant::now();
+                    continue;
                 }
-                last_heard = Instant::now();
-            }
-            if let Some(link) = self.link().cloned()
-                && link.inbound_full()
-            {
-                // Boxed, like `on_signal` below: handler-only states stay out of the future
-                // every echo connection keeps while it idles (BENCHMARKS.md, idle memory).
-                let wait = Box::pin(self.wait_for_room(&link, limits, &mut next_ping));
-                if let Err(end) = wait.await {
-                    return end;
-                }
-                // Nothing was read while the handler was behind: the client was not idle.
-                last_heard = Instant::now();
-                continue;
+                Ok(false) => {}
             }
             let want = self.session.bytes_needed(&buf);
             if buf.capacity() < want {
@@ -388,58 +305,39 @@ impl<T: Transport> WsConnection<T> {
                 }
                 let idle_at = last_heard + limits.timeout;
                 let wake_at = idle_at.min(next_ping);
-                let woke = match &self.role {
-                    Role::Echo | Role::Sink(_) => {
-                        match self.guard.until(wake_at, read.as_mut()).await {
-                            Some(done) => Woke::Read(done),
-                            None => Woke::Deadline,
-                        }
+                let woke = if matches!(self.role, Role::Echo | Role::Sink(_)) {
+                    match self.guard.until(wake_at, read.as_mut()).await {
+                        Some(done) => Woke::Read(done),
+                        None => Woke::Deadline,
                     }
-                    Role::Broadcast(member) => {
-                        let member = member.membership.member();
-                        let frames = poll_fn(|cx| member.poll_ready(cx));
-                        let either = pin!(select(read.as_mut(), frames));
-                        match self.guard.until(wake_at, either).await {
-                            Some(Either::Left((done, _))) => Woke::Read(done),
-                            Some(Either::Right(((), _))) => Woke::Frames,
-                            None => Woke::Deadline,
-                        }
-                    }
-                    Role::Handler(link) => {
-                        let signal = poll_fn(|cx| link.poll_signal(cx, false));
-                        let either = pin!(select(read.as_mut(), signal));
-                        match self.guard.until(wake_at, either).await {
-                            Some(Either::Left((done, _))) => Woke::Read(done),
-                            Some(Either::Right((signal, _))) => Woke::Handler(signal),
-                            None => Woke::Deadline,
-                        }
+                } else {
+                    let role = poll_fn(|cx| self.role.poll_wake(cx));
+                    let either = pin!(select(read.as_mut(), role));
+                    match self.guard.until(wake_at, either).await {
+                        Some(Either::Left((done, _))) => Woke::Read(done),
+                        Some(Either::Right((wake, _))) => Woke::Role(wake),
+                        None => Woke::Deadline,
                     }
                 };
                 match woke {
                     Woke::Read(done) => break done,
-                    Woke::Handler(signal) => {
-                        if let Err(end) = Box::pin(self.on_signal(signal)).await {
-                            return end;
-                        }
-                        continue;
-                    }
-                    Woke::Frames => {
-                        if let Err(end) = Box::pin(self.write_member_frames()).await {
-                            return end;
+                    Woke::Role(wake) => {
+                        // Boxed: handler and broadcast states stay out of the future every
+                        // echo connection keeps while it idles (BENCHMARKS.md, idle memory).
+                        let slow_code = limits.slow_consumer_code;
+                        let acted = Box::pin(self.role.on_wake(&*self, wake, slow_code)).await;
+                        if let Err(end) = acted {
+                            return end.into();
                         }
                         continue;
                     }
                     Woke::Deadline => {}
                 }
-                let now = Instant::now();
-                if now >= idle_at {
+                if Instant::now() >= idle_at {
                     return End::Close(close_code::NORMAL, IDLE_REASON.into());
                 }
-                if now >= next_ping {
-                    next_ping = now + limits.heartbeat_interval;
-                    if self.ping().await.is_err() {
-                        return End::Gone;
-                    }
+                if let Err(end) = self.keep_alive(&mut next_ping).await {
+                    return end.into();
                 }
             };
             buf = returned;

@@ -3,5 +3,5 @@
 mod conn;
 mod upgrade;
 
-pub use conn::{Attachment, serve};
+pub use conn::serve;
 pub use upgrade::{Accepted, decide, write_accepted};

@@ -14,6 +14,7 @@
 
 pub mod hub;
 pub mod local;
+pub mod member;
 pub mod member_queue;
 pub mod publish;
 pub mod topics;

@@ -34,6 +34,7 @@
 mod head;
 mod link;
 mod message;
+pub(crate) mod pump;
 mod socket;
 pub mod task;
 

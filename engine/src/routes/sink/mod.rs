@@ -2,3 +2,4 @@
 //! lines by one writer thread per file.
 
 pub mod file;
+pub mod member;

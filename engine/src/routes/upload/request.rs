@@ -45,6 +45,7 @@ pub struct Admitted {
     /// The temporary file the body goes to.
     pub file: Upload,
     /// One of the client's upload places, released when dropped.
+    #[allow(dead_code, reason = "held for its drop, which releases the place")]
     pub place: UploadSlot,
     /// The route's `max_upload_size`, the body's limit.
     pub max_size: u64,

@@ -35,7 +35,7 @@ impl<T: Transport> WsConnection<T> {
     ) -> Option<End> {
         loop {
             // A handler that is behind holds the rest until it makes room.
-            if self.link().is_some_and(|link| link.inbound_full()) {
+            if self.role.is_full() {
                 return None;
             }
             let start = *pos;
@@ -73,21 +73,7 @@ impl<T: Transport> WsConnection<T> {
                     Payload::InBuffer(range) => &buf[start..][range.clone()],
                     Payload::Assembled => self.session.assembled(),
                 };
-                match &mut self.role {
-                    Role::Handler(link) => link.deliver(*text, body),
-                    Role::Sink(sink) => {
-                        if sink.to_file {
-                            encode_line(&mut sink.lines, unix_ms(), sink.peer, *text, body);
-                        }
-                    }
-                    Role::Broadcast(member) => {
-                        let membership = &member.membership;
-                        let skip = (!member.echo_to_sender).then(|| membership.key());
-                        let frame = encode_frame(*text, body);
-                        self.ctx.publish(membership.topic(), &frame, skip);
-                    }
-                    Role::Echo => {}
-                }
+                self.role.take_message(&self.ctx, *text, body, unix_ms);
                 self.session.finish_message();
                 continue;
             }
