@@ -49,9 +49,8 @@ pub struct ConnRegistry {
 }
 
 impl ConnRegistry {
-    /// Records a new connection; the returned guard removes it when dropped. Declare the guard
-    /// after the stream that owns `fd`, so that it drops first and the registry never holds a
-    /// descriptor that was closed (and possibly reused).
+    /// Records a new connection; the returned guard removes it when dropped. Keep it with the
+    /// stream that owns `fd` in a [`Registered`], which drops it first.
     pub fn register(&self, fd: RawFd) -> ConnGuard {
         let key = self.entries.borrow_mut().insert(Entry {
             fd,
@@ -142,6 +141,34 @@ pub async fn sweep_forever(registry: ConnRegistry) {
         if !registry.is_empty() {
             registry.expire(Instant::now());
         }
+    }
+}
+
+/// A connection's stream with its place in the registry. The fields are in the one order that
+/// makes the drain's `shutdown(fd)` sound: fields drop in declaration order, so the guard
+/// (which takes the descriptor out of the table) goes before the stream (which closes it), and
+/// the registry never holds a closed, possibly reused, descriptor.
+#[derive(Debug)]
+pub struct Registered<T> {
+    guard: ConnGuard,
+    io: T,
+}
+
+impl<T> Registered<T> {
+    /// `io` kept in the registry by `guard` (from [`ConnRegistry::register`] with its
+    /// descriptor).
+    pub fn new(guard: ConnGuard, io: T) -> Self {
+        Self { guard, io }
+    }
+
+    /// The stream.
+    pub fn io(&self) -> &T {
+        &self.io
+    }
+
+    /// Its place in the registry: deadlines, activity.
+    pub fn guard(&self) -> &ConnGuard {
+        &self.guard
     }
 }
 

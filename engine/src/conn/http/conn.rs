@@ -33,7 +33,7 @@ use crate::routes::upload::request::{self as upload, UploadRequest};
 use crate::routes::upload::store::{Stored, Upload};
 use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
-use crate::server::registry::ConnGuard;
+use crate::server::registry::{ConnGuard, Registered};
 use crate::server::transport::Transport;
 use ringstream_limits::gcra::GcraState;
 
@@ -137,10 +137,9 @@ pub fn serve<T: Transport>(
     // keeps its arguments beside what they were moved into, and every open WebSocket keeps
     // this future for its whole life.
     let mut conn = Connection {
-        guard,
+        stream: Registered::new(guard, io),
         client,
         peer: None,
-        io,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         pos: 0,
         // Allocated by the first response, then reused.
@@ -161,27 +160,24 @@ pub fn serve<T: Transport>(
             outcome => return Box::pin(conn.finish(outcome)).await,
         };
         let Connection {
-            guard,
+            stream,
             client,
-            io,
             buf,
             pos,
             ctx,
             ..
         } = conn;
-        ws::serve(guard, io, ctx, route, attachment, client, buf, pos).await;
+        ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
     }
 }
 
 struct Connection<T> {
-    /// Declared before `io` so that it drops first: the registry must never hold the descriptor
-    /// of a closed stream.
-    guard: ConnGuard,
+    /// The stream, and its place in the worker's registry (deadlines, the drain).
+    stream: Registered<T>,
     /// The admitted client; `None` until the first request head names it.
     client: Option<ClientSlot>,
     /// The TCP peer's address, asked of the kernel only when the first head names the client.
     peer: Option<IpAddr>,
-    io: T,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,
     pos: usize,
@@ -257,7 +253,7 @@ impl<T: Transport> Connection<T> {
             if close {
                 self.flush().await?;
                 // FIN after the last response; a failure here changes nothing for the client.
-                let _ = self.io.shutdown_write().await;
+                let _ = self.stream.io().shutdown_write().await;
                 return Ok(Next::Done);
             }
         }
@@ -274,8 +270,8 @@ impl<T: Transport> Connection<T> {
     ) -> Result<(), Stop> {
         let ctx = Rc::clone(&self.ctx);
         let exchange = files::Exchange {
-            io: &self.io,
-            guard: &self.guard,
+            io: self.stream.io(),
+            guard: self.stream.guard(),
             ctx: &ctx,
             route_index: route,
             client: self.client.as_ref(),
@@ -311,7 +307,7 @@ impl<T: Transport> Connection<T> {
         };
         let address = match self.client.as_ref().map(ClientSlot::address) {
             Some(address) => address,
-            None => self.io.peer_addr().map_err(|_| Stop::Close)?.ip(),
+            None => self.stream.io().peer_addr().map_err(|_| Stop::Close)?.ip(),
         };
         let mut admitted = upload::admit(upload, config, dir, address).map_err(Stop::RefuseWith)?;
         let mut limits = route.limits.clone();
@@ -410,7 +406,9 @@ impl<T: Transport> Connection<T> {
         let protocol =
             ws::write_accepted(&mut self.out, &accepted, route_config.kind.subprotocols());
         let attachment = joins
-            .attach(&ctx, route_config, protocol, || self.io.peer_addr())
+            .attach(&ctx, route_config, protocol, || {
+                self.stream.io().peer_addr()
+            })
             .map_err(|_| Stop::Close)?;
         self.flush().await?;
         ctx.counters().route(Some(route)).upgrades.add(1);

@@ -41,7 +41,7 @@ use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};
 use crate::routes::role::{Attachment, Role, RoleEnd, RoleIo, Wake};
 use crate::server::context::WorkerContext;
 use crate::server::metrics::Traffic;
-use crate::server::registry::{Activity, ConnGuard};
+use crate::server::registry::{Activity, ConnGuard, Registered};
 use crate::server::transport::Transport;
 
 /// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
@@ -80,7 +80,7 @@ enum End {
     Gone,
 }
 
-/// Serves a WebSocket route on `io` after the 101 was sent: echo, or the pump of a handler
+/// Serves a WebSocket route on `stream` after the 101 was sent: echo, or the pump of a handler
 /// route (which starts the handler with `head`). `client` is the admitted client (its rates
 /// span its connections). `buf[pos..]` holds bytes the client sent right after its handshake.
 #[allow(
@@ -88,8 +88,7 @@ enum End {
     reason = "the whole state of an upgraded connection"
 )]
 pub fn serve<T: Transport>(
-    guard: ConnGuard,
-    io: T,
+    stream: Registered<T>,
     ctx: Rc<WorkerContext>,
     route_index: usize,
     attachment: Attachment,
@@ -100,7 +99,7 @@ pub fn serve<T: Transport>(
     // Set up here and not in an `async fn`: an `async fn` moves its arguments into locals of
     // its future and keeps both, and every open WebSocket keeps that future. The block below
     // captures the connection once and lends it to `serve`.
-    guard.set_activity(Activity::WebSocket);
+    stream.guard().set_activity(Activity::WebSocket);
     buf.drain(..pos);
     // The HTTP phase's buffer is larger than an idle WebSocket needs: it grows again with the
     // first frame that needs more (BENCHMARKS.md, idle memory).
@@ -111,13 +110,12 @@ pub fn serve<T: Transport>(
         client
             .as_ref()
             .map(ClientSlot::address)
-            .or_else(|| io.peer_addr().ok().map(|a| a.ip()))
+            .or_else(|| stream.io().peer_addr().ok().map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     };
     let role = Role::start(route, ctx.routes.get(route_index), attachment, peer);
     let mut conn = WsConnection {
-        guard,
-        io,
+        stream,
         session: Session::new(SessionLimits {
             max_message_size: route.ws.max_message_size,
             max_fragments: route.ws.max_fragments,
@@ -142,9 +140,8 @@ pub fn serve<T: Transport>(
 // them (BENCHMARKS.md, 500 connections).
 #[repr(C)]
 struct WsConnection<T> {
-    /// Declared before `io` so that it drops first (see `registry`).
-    guard: ConnGuard,
-    io: T,
+    /// The stream, and its place in the worker's registry (deadlines, the drain).
+    stream: Registered<T>,
     ctx: Rc<WorkerContext>,
     /// Frames waiting to be written.
     out: Vec<u8>,
@@ -218,7 +215,7 @@ impl<T: Transport> WsConnection<T> {
                 // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
                 // connection.
                 if self.flush().await.is_ok() {
-                    let _ = self.io.shutdown_write().await;
+                    let _ = self.stream.io().shutdown_write().await;
                 }
             }
             End::Gone => {}
@@ -247,11 +244,14 @@ impl<T: Transport> WsConnection<T> {
                 let deadline = Instant::now() + self.send_timeout;
                 // A lone echo is one plain write; several are one vectored write.
                 let written = if let Some(frame) = self.in_place.take_one() {
-                    let write = self.io.write_range(buf, frame);
-                    self.guard.within(deadline, write).await
+                    let write = self.stream.io().write_range(buf, frame);
+                    self.stream.guard().within(deadline, write).await
                 } else {
-                    let write = self.io.write_ranges(buf, self.in_place.take_many());
-                    let written = self.guard.within(deadline, write).await;
+                    let write = self
+                        .stream
+                        .io()
+                        .write_ranges(buf, self.in_place.take_many());
+                    let written = self.stream.guard().within(deadline, write).await;
                     written.map(|(result, returned, ranges)| {
                         self.in_place.restore(ranges);
                         (result, returned)
@@ -297,7 +297,7 @@ impl<T: Transport> WsConnection<T> {
                 buf.reserve(doubled - buf.len());
             }
             let room = buf.capacity() - buf.len();
-            let read = self.io.read_append(buf);
+            let read = self.stream.io().read_append(buf);
             let mut read = std::pin::pin!(read);
             let (result, returned) = loop {
                 if self.ctx.draining.get() {
@@ -306,14 +306,14 @@ impl<T: Transport> WsConnection<T> {
                 let idle_at = last_heard + limits.timeout;
                 let wake_at = idle_at.min(next_ping);
                 let woke = if matches!(self.role, Role::Echo | Role::Sink(_)) {
-                    match self.guard.until(wake_at, read.as_mut()).await {
+                    match self.stream.guard().until(wake_at, read.as_mut()).await {
                         Some(done) => Woke::Read(done),
                         None => Woke::Deadline,
                     }
                 } else {
                     let role = poll_fn(|cx| self.role.poll_wake(cx));
                     let either = pin!(select(read.as_mut(), role));
-                    match self.guard.until(wake_at, either).await {
+                    match self.stream.guard().until(wake_at, either).await {
                         Some(Either::Left((done, _))) => Woke::Read(done),
                         Some(Either::Right((wake, _))) => Woke::Role(wake),
                         None => Woke::Deadline,

@@ -34,7 +34,8 @@ impl<T: Transport> Connection<T> {
             // Everything parsed so far is answered before waiting for more.
             self.flush().await?;
             let idle = self.pos == self.buf.len();
-            self.guard
+            self.stream
+                .guard()
                 .set_activity(if idle { Activity::Idle } else { Activity::Busy });
             let deadline = match head_started {
                 Some(started) => started + self.ctx.limits.header_timeout,
@@ -42,7 +43,7 @@ impl<T: Transport> Connection<T> {
                 None => Instant::now() + self.ctx.limits.keepalive_timeout,
             };
             let outcome = self.read_more(deadline).await;
-            self.guard.set_activity(Activity::Busy);
+            self.stream.guard().set_activity(Activity::Busy);
             match outcome {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof if idle => return Ok(None),
@@ -60,7 +61,7 @@ impl<T: Transport> Connection<T> {
             (Some(_), _) => None,
             (None, Some(peer)) => Some(peer),
             (None, None) => {
-                let peer = self.io.peer_addr().map_err(|_| Stop::Close)?.ip();
+                let peer = self.stream.io().peer_addr().map_err(|_| Stop::Close)?.ip();
                 self.peer = Some(peer);
                 Some(peer)
             }
@@ -158,7 +159,12 @@ impl<T: Transport> Connection<T> {
             self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
         }
         let buf = std::mem::take(&mut self.buf);
-        match self.guard.within(deadline, self.io.read_append(buf)).await {
+        match self
+            .stream
+            .guard()
+            .within(deadline, self.stream.io().read_append(buf))
+            .await
+        {
             Some((result, buf)) => {
                 self.buf = buf;
                 match result {
@@ -180,7 +186,12 @@ impl<T: Transport> Connection<T> {
         }
         let out = std::mem::take(&mut self.out);
         let deadline = Instant::now() + self.send_timeout;
-        match self.guard.within(deadline, self.io.write_all(out)).await {
+        match self
+            .stream
+            .guard()
+            .within(deadline, self.stream.io().write_all(out))
+            .await
+        {
             Some((Ok(()), mut out)) => {
                 out.clear();
                 self.out = out;

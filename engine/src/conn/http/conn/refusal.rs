@@ -31,7 +31,7 @@ impl<T: Transport> Connection<T> {
                 let date = self.ctx.date.now();
                 self.ctx.counters().refusals.count(refusal.status);
                 refuse::refuse(
-                    &self.io,
+                    self.stream.io(),
                     self.out,
                     refusal.status,
                     headers.as_slice(),
@@ -45,7 +45,7 @@ impl<T: Transport> Connection<T> {
         let date = self.ctx.date.now();
         self.ctx.counters().refusals.count(status);
         refuse::refuse(
-            &self.io,
+            self.stream.io(),
             self.out,
             status,
             headers,

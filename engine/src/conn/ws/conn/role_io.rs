@@ -7,11 +7,11 @@ impl<T: Transport> RoleIo for WsConnection<T> {
     type Io = T;
 
     fn io(&self) -> &T {
-        &self.io
+        self.stream.io()
     }
 
     fn guard(&self) -> &ConnGuard {
-        &self.guard
+        self.stream.guard()
     }
 
     fn send_timeout(&self) -> Duration {

@@ -25,7 +25,12 @@ impl<T: Transport> WsConnection<T> {
     /// Writes `frames` within the route's `send_timeout`; gives the buffer back.
     pub(super) async fn send(&self, frames: Vec<u8>) -> Result<Vec<u8>, ()> {
         let deadline = Instant::now() + self.send_timeout;
-        match self.guard.within(deadline, self.io.write_all(frames)).await {
+        match self
+            .stream
+            .guard()
+            .within(deadline, self.stream.io().write_all(frames))
+            .await
+        {
             Some((Ok(()), frames)) => Ok(frames),
             _ => Err(()),
         }
@@ -41,7 +46,10 @@ impl<T: Transport> WsConnection<T> {
         let mut frame = std::mem::take(&mut self.out);
         write_close_frame(&mut frame, Some(code), reason.as_bytes());
         matches!(
-            self.guard.within(deadline, self.io.write_all(frame)).await,
+            self.stream
+                .guard()
+                .within(deadline, self.stream.io().write_all(frame))
+                .await,
             Some((Ok(()), _))
         )
     }
@@ -55,11 +63,16 @@ impl<T: Transport> WsConnection<T> {
         if !self.send_close_frame(code, reason, deadline).await {
             return;
         }
-        let _ = self.io.shutdown_write().await;
+        let _ = self.stream.io().shutdown_write().await;
         let mut buf = Vec::with_capacity(256);
         loop {
             buf.clear();
-            match self.guard.within(deadline, self.io.read_append(buf)).await {
+            match self
+                .stream
+                .guard()
+                .within(deadline, self.stream.io().read_append(buf))
+                .await
+            {
                 Some((Ok(n), returned)) if n > 0 => buf = returned,
                 _ => return,
             }
@@ -92,7 +105,12 @@ impl<T: Transport> WsConnection<T> {
             if buf.capacity() < want.max(buf.len() + 1) {
                 buf.reserve(want.max(buf.len() + 256) - buf.len());
             }
-            match self.guard.within(deadline, self.io.read_append(buf)).await {
+            match self
+                .stream
+                .guard()
+                .within(deadline, self.stream.io().read_append(buf))
+                .await
+            {
                 Some((Ok(n), returned)) if n > 0 => buf = returned,
                 _ => return,
             }
