@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 use bytes::Bytes;
 use compio::BufResult;
@@ -55,6 +56,27 @@ pub trait Transport {
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Reads and drops what the peer still sends, after this side's FIN, until the peer closes,
+/// `deadline` passes or `max_bytes` were dropped: closing a socket that holds unread bytes
+/// makes the kernel send a reset, which can destroy the last answer before the peer reads it.
+pub async fn read_and_drop<T: Transport>(io: &T, deadline: Instant, max_bytes: usize) {
+    let mut dropped = 0;
+    let mut buf = Vec::with_capacity(max_bytes.min(16 * 1024));
+    while dropped < max_bytes {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        buf.clear();
+        match crate::server::runtime::timeout(left, io.read_append(buf)).await {
+            Some((Ok(n), returned)) if n > 0 => {
+                dropped += n;
+                buf = returned;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// What [`Transport::write_ranges`] gives back: the result, the buffer and the ranges.

@@ -6,7 +6,7 @@ use ringstream_protocol::http::{HttpDate, write_error_response};
 
 use crate::protections::gate::Refusal;
 use crate::server::runtime::timeout;
-use crate::server::transport::Transport;
+use crate::server::transport::{Transport, read_and_drop};
 
 /// How long a refused client may keep sending before the socket is closed regardless.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -53,27 +53,10 @@ async fn send_then_linger<T: Transport>(io: &T, out: Vec<u8>, send_timeout: Dura
     linger(io).await;
 }
 
-/// Closing a socket that still holds unread request bytes makes the kernel send a reset, which
-/// can destroy the response before the client reads it. So: FIN first, then read and drop what
-/// the client still sends until it closes too, for a bounded time and byte count.
+/// FIN first, then what the client still sends is read and dropped for a bounded time and
+/// byte count, so that its arrival cannot reset the connection before it reads the answer.
 async fn linger<T: Transport>(io: &T) {
-    if io.shutdown_write().await.is_err() {
-        return;
-    }
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut dropped = 0;
-    let mut buf = Vec::with_capacity(16 * 1024);
-    while dropped < LINGER_BYTES {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return;
-        };
-        buf.clear();
-        match timeout(left, io.read_append(buf)).await {
-            Some((Ok(n), returned)) if n > 0 => {
-                dropped += n;
-                buf = returned;
-            }
-            _ => return,
-        }
+    if io.shutdown_write().await.is_ok() {
+        read_and_drop(io, Instant::now() + LINGER_TIME, LINGER_BYTES).await;
     }
 }

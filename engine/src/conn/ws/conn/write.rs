@@ -1,6 +1,7 @@
 //! Frames out: queued answers, pings, and the close handshake (or the failure that skips it).
 
 use super::*;
+use crate::server::transport::read_and_drop;
 
 impl<T: Transport> WsConnection<T> {
     /// Sends a heartbeat ping.
@@ -63,19 +64,9 @@ impl<T: Transport> WsConnection<T> {
         if !self.send_close_frame(code, reason, deadline).await {
             return;
         }
-        let _ = self.stream.io().shutdown_write().await;
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            buf.clear();
-            match self
-                .stream
-                .guard()
-                .within(deadline, self.stream.io().read_append(buf))
-                .await
-            {
-                Some((Ok(n), returned)) if n > 0 => buf = returned,
-                _ => return,
-            }
+        if self.stream.io().shutdown_write().await.is_ok() {
+            // Bounded by time only: a client may still be sending a large message.
+            read_and_drop(self.stream.io(), deadline, usize::MAX).await;
         }
     }
 
