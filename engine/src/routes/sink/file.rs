@@ -102,7 +102,7 @@ impl SinkWriter {
         let (file, size, id) = open_repaired(&config.path).map_err(context)?;
         let shared = Arc::new(Shared::default());
         let (sender, receiver) = mpsc::channel();
-        let file = FileSink {
+        let file = RotatingFile {
             shared: Arc::clone(&shared),
             file: Some(file),
             size,
@@ -187,7 +187,7 @@ impl Drop for SinkWriter {
 }
 
 /// The writer thread's file: the open descriptor and its size, tracked in memory.
-struct FileSink {
+struct RotatingFile {
     shared: Arc<Shared>,
     config: SinkFileConfig,
     /// `None` after a failed write or open: the next batch reopens the path.
@@ -199,7 +199,7 @@ struct FileSink {
     last_warning: Option<Instant>,
 }
 
-impl FileSink {
+impl RotatingFile {
     /// Writes batches until every sender is gone and the queue is empty.
     fn run(mut self, receiver: Receiver<Vec<u8>>) {
         let mut held = None;
@@ -303,7 +303,7 @@ impl FileSink {
         std::fs::rename(path, rotated(path, 1))
     }
 
-    /// Appends one gathered batch to the file [`FileSink::prepare`] made ready; on failure cuts the file back to its last whole line and
+    /// Appends one gathered batch to the file [`RotatingFile::prepare`] made ready; on failure cuts the file back to its last whole line and
     /// drops the descriptor so the next batch reopens the path.
     fn write(&mut self, batch: &[u8]) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else {
