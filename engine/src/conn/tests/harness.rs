@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::memory::{self, Client, Written};
 use crate::config::ServerConfig;
 use crate::conn::http;
 use crate::protections::gate::{Admission, ClientGate};
@@ -19,7 +20,6 @@ use crate::server::driver::{ChosenDriver, build_runtime};
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
 use crate::server::runtime::{spawn_detached, timeout};
-use crate::server::transport::memory::{self, Client, Written};
 
 /// A connection that has not ended by then fails the test (no test needs a tenth of it).
 const LONGEST_CONNECTION: Duration = Duration::from_secs(10);
@@ -135,6 +135,14 @@ where
             metrics,
         }
     })
+}
+
+/// Asserts that a wait ended by a deadline of `timeout` lasted `waited`: never less (no
+/// deadline fires early), and less than a few seconds (it fired at all; the sweeper's
+/// granularity and a loaded machine make any tighter bound flaky).
+pub fn assert_deadline(waited: Duration, timeout: Duration) {
+    assert!(waited >= timeout, "{waited:?} < {timeout:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
 
 /// `bytes` with the value of every `Date` header replaced by `<date>`; a `Bytes`, whose

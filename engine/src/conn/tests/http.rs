@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringstream_limits::cidr::{Cidr, CidrSet};
 
-use super::harness::{Then, bytewise, script, serve, splits};
+use super::harness::{Then, assert_deadline, bytewise, script, serve, splits};
 use crate::config::{RouteKind, ServerConfig, TopicSource};
 
 const GET_HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -118,8 +118,7 @@ fn a_slow_head_gets_408_after_header_timeout() {
         refusal("408 Request Timeout", "408 Request Timeout\n")
     );
     // The header timeout runs from accept; the sweeper fires it within a sweep interval.
-    assert!(served.writes[0].at >= timeout, "{:?}", served.writes[0].at);
-    assert!(served.elapsed < Duration::from_secs(5), "{:?}", served.elapsed);
+    assert_deadline(served.writes[0].at, timeout);
 }
 
 #[test]
@@ -128,8 +127,7 @@ fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     let config = config(|limits| limits.keepalive_timeout = timeout);
     let served = serve(config, script(vec![GET_HEALTH.to_vec()], Then::Silent));
     assert_eq!(served.output(), HEALTH);
-    assert!(served.elapsed >= timeout, "{:?}", served.elapsed);
-    assert!(served.elapsed < Duration::from_secs(5), "{:?}", served.elapsed);
+    assert_deadline(served.elapsed, timeout);
     assert_eq!(served.fin, None);
 }
 
@@ -142,7 +140,6 @@ fn a_client_that_never_reads_is_cut_after_send_timeout() {
         client.send(GET_HEALTH);
     });
     assert_eq!(served.output(), &HEALTH[..10]);
-    assert!(served.elapsed >= timeout, "{:?}", served.elapsed);
-    assert!(served.elapsed < Duration::from_secs(5), "{:?}", served.elapsed);
+    assert_deadline(served.elapsed, timeout);
     assert_eq!(served.fin, None);
 }

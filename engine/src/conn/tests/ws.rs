@@ -11,7 +11,7 @@ use ringstream_protocol::ws::{
 
 use bytes::Bytes;
 
-use super::harness::{Then, bytewise, script, serve, without_dates};
+use super::harness::{Then, assert_deadline, bytewise, script, serve, without_dates};
 use crate::config::{Route, RouteKind, ServerConfig};
 
 /// The handshake of RFC 6455 §1.3.
@@ -56,7 +56,10 @@ fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 }
 
 fn client_close(code: u16, reason: &str) -> Vec<u8> {
-    masked(OpCode::Close, &[&code.to_be_bytes()[..], reason.as_bytes()].concat())
+    masked(
+        OpCode::Close,
+        &[&code.to_be_bytes()[..], reason.as_bytes()].concat(),
+    )
 }
 
 /// A server frame.
@@ -132,19 +135,13 @@ fn a_close_frame_gets_its_code_back_and_the_connection_ends() {
     let chunks = vec![UPGRADE.to_vec(), client_close(4000, "bye")];
     // The client never closes its side: the server ends the connection itself.
     let served = serve(config(|_| {}), script(chunks, Then::Silent));
-    assert_eq!(
-        served.output(),
-        switched_then(&[server_close(4000, "bye")])
-    );
+    assert_eq!(served.output(), switched_then(&[server_close(4000, "bye")]));
     assert!(served.fin.is_some());
 }
 
 #[test]
 fn an_unmasked_frame_fails_the_connection_with_1002() {
-    let chunks = vec![
-        UPGRADE.to_vec(),
-        client_frame(OpCode::Text, b"hi", false),
-    ];
+    let chunks = vec![UPGRADE.to_vec(), client_frame(OpCode::Text, b"hi", false)];
     let served = serve(config(|_| {}), script(chunks, Then::EofAfterFin));
     assert_eq!(
         served.output(),
@@ -190,10 +187,9 @@ fn an_idle_connection_is_closed_with_1000_idle_timeout() {
     let [switched, closed] = &served.writes[..] else {
         panic!("two writes: {:?}", served.writes);
     };
-    assert!(closed.at - switched.at >= timeout, "{:?}", closed.at);
+    assert_deadline(closed.at - switched.at, timeout);
     // The server read the client's close frame, which ends its wait for it.
     assert_eq!(served.bytes_read, UPGRADE.len() + answer_len);
-    assert!(served.elapsed < Duration::from_secs(5), "{:?}", served.elapsed);
 }
 
 #[test]
@@ -208,7 +204,6 @@ fn a_client_that_never_reads_is_cut_after_send_timeout() {
     });
     assert_eq!(served.output(), switched_then(&[]));
     let stalled = served.writes.last().unwrap();
-    assert!(served.elapsed - stalled.at >= timeout, "{:?}", served.elapsed);
-    assert!(served.elapsed < Duration::from_secs(5), "{:?}", served.elapsed);
+    assert_deadline(served.elapsed - stalled.at, timeout);
     assert_eq!(served.fin, None);
 }
