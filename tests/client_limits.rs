@@ -608,3 +608,34 @@ fn the_connection_cap_counts_the_forwarded_client_whatever_its_first_line() {
         assert_eq!(status, 101);
     }
 }
+
+#[test]
+fn each_request_on_a_proxys_pooled_connection_is_its_own_clients() {
+    // A proxy keeps connections to its backend open and sends one client's request, then
+    // another's, on the same one (nginx `keepalive`, HAProxy `http-reuse`).
+    for server in behind_a_local_proxy("") {
+        let mut pooled = server.connect();
+        let local = "X-Forwarded-For: 127.0.0.1\r\n";
+        let remote = "X-Forwarded-For: 8.8.8.8\r\n";
+        assert_eq!(ask(&mut pooled, &get("/stats", local)).status, 200);
+        assert_eq!(ask(&mut pooled, &get("/api", local)).status, 404);
+        // A 403 closes the connection, as every refusal that is not a request rate does.
+        assert_eq!(ask(&mut pooled, &get("/stats", remote)).status, 403);
+        assert!(is_closed(&mut pooled));
+    }
+    // Request budgets follow the client of each request, not the connection's first.
+    let rated = config(
+        "trusted_proxies = [\"127.0.0.1/32\"]\nexempt = []",
+        "[[routes]]\npath = \"/api\"\nkind = \"static_text\"\nbody = \"data\"\n\
+         [routes.limits]\nrate_limit_requests = 1\n",
+    );
+    for driver in DRIVERS {
+        let server = Server::with_config(&rated, &["--workers", "1", "--io-driver", driver]);
+        let mut pooled = server.connect();
+        let client = |n: u8| format!("X-Forwarded-For: 192.0.2.{n}\r\n");
+        assert_eq!(ask(&mut pooled, &get("/api", &client(1))).status, 200);
+        assert_eq!(ask(&mut pooled, &get("/api", &client(2))).status, 200);
+        assert_eq!(ask(&mut pooled, &get("/api", &client(1))).status, 429);
+        assert_eq!(ask(&mut pooled, &get("/api", &client(3))).status, 200);
+    }
+}

@@ -85,7 +85,8 @@ struct RequestInfo {
     /// What the head asks of its route (decided while the head was at hand), with the route's
     /// index; `None` for a 404. Taken out when the request is answered.
     target: Option<(usize, Ask)>,
-    /// For the first request of a connection whose client the head names: the admission.
+    /// For a connection whose client its heads name, when this head names another client than
+    /// the one admitted so far (or the first): its admission.
     admission: Option<Result<ClientSlot, Refusal>>,
     /// Index of the matched route, `None` for a 404.
     route: Option<usize>,
@@ -176,7 +177,8 @@ struct Connection<T> {
     stream: Registered<T>,
     /// The admitted client; `None` until the first request head names it.
     client: Option<ClientSlot>,
-    /// The TCP peer's address, asked of the kernel only when the first head names the client.
+    /// The TCP peer's address, asked of the kernel at the first head of a connection whose
+    /// client its heads name (a trusted proxy's, or `client_id` from a header or query).
     peer: Option<IpAddr>,
     /// Bytes read and not yet consumed start at `pos`.
     buf: Vec<u8>,

@@ -18,7 +18,8 @@ use crate::config::{DenyAction, LimitMode};
 pub enum Admission {
     /// Serve the connection; keep the slot until it ends.
     Admit(ClientSlot),
-    /// The client is named by its first request head: decide then.
+    /// The client is named by its request heads: decide at each (a trusted proxy may carry
+    /// many clients' requests on one connection, and a header or query key may change).
     AtFirstRequest,
     /// Refuse it.
     Refuse(Refusal),
@@ -28,6 +29,8 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct ClientSlot {
     pub(super) address: IpAddr,
+    /// The key its limits are counted under.
+    key: ClientKey,
     /// `None` for an exempt client (no per-client rule applies).
     pass: Option<ConnectionPass>,
 }
@@ -60,17 +63,38 @@ impl ClientGate {
         }
     }
 
-    /// Admission at the first request head of a connection [`Self::on_accept`] deferred.
-    /// The client's address is read from every line of the configured forwarding header when
-    /// `peer` is a trusted proxy (the other forwarding header is never read); a client the
-    /// proxy names by something other than an address is refused 400, so it can never pass
-    /// for the proxy (PROTECTIONS.md, "client identity").
-    pub fn on_first_request(
+    /// Admission at each request head of a connection [`Self::on_accept`] deferred: `None`
+    /// when the head names the `current` client again (its slot is kept), otherwise the new
+    /// client's admission, which takes the connection over (a proxy's pooled connection
+    /// carries one client's request, then another's). The client's address is read from every
+    /// line of the configured forwarding header when `peer` is a trusted proxy (the other
+    /// forwarding header is never read); a client the proxy names by something other than an
+    /// address is refused 400, so it can never pass for the proxy (PROTECTIONS.md, "client
+    /// identity").
+    pub fn on_request(
         &self,
         peer: IpAddr,
         request: &Request<'_, '_>,
         route: &str,
-    ) -> Result<ClientSlot, Refusal> {
+        current: Option<&ClientSlot>,
+    ) -> Option<Result<ClientSlot, Refusal>> {
+        let (address, key) = match self.identify(peer, request, route) {
+            Ok(found) => found,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        if current.is_some_and(|slot| slot.address == address && slot.key == key) {
+            return None;
+        }
+        Some(self.admit(address, key, route))
+    }
+
+    /// The address and key of the client `request` names (see [`Self::on_request`]).
+    fn identify(
+        &self,
+        peer: IpAddr,
+        request: &Request<'_, '_>,
+        route: &str,
+    ) -> Result<(IpAddr, ClientKey), Refusal> {
         let header = self.identity.forwarded_header().name();
         let lines = request
             .headers
@@ -100,7 +124,7 @@ impl ClientGate {
         let key = self
             .identity
             .key(address, |name| request.header(name), request.query());
-        self.admit(address, key, route)
+        Ok((address, key))
     }
 
     fn admit(&self, address: IpAddr, key: ClientKey, route: &str) -> Result<ClientSlot, Refusal> {
@@ -112,6 +136,7 @@ impl ClientGate {
         if exempt {
             return Ok(ClientSlot {
                 address,
+                key,
                 pass: None,
             });
         }
@@ -120,6 +145,7 @@ impl ClientGate {
         let (pass, denial) = self.table.admit_connection(&client, &self.connections, now);
         let slot = ClientSlot {
             address,
+            key,
             pass: Some(pass),
         };
         match denial {

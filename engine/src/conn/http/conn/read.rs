@@ -11,6 +11,7 @@ use super::{
     BodyTarget, Connection, INITIAL_BUFFER, ReadOutcome, RequestInfo, Stop, UPLOAD_BUFFER,
 };
 use crate::config::{HttpLimits, bounds};
+use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
 use crate::routes::plain::MethodClass;
 use crate::server::context::WorkerContext;
@@ -56,10 +57,10 @@ impl<T: Transport> Connection<T> {
 
     /// Parses the buffered bytes; `Ok(None)` if the head is not complete yet.
     pub(super) fn parse_head(&mut self) -> Result<Option<RequestInfo>, Stop> {
-        // A connection whose client the head names needs the peer's address with it.
+        // A connection whose client its heads name needs the peer's address with each head.
         let peer = match (&self.client, self.peer) {
-            (Some(_), _) => None,
-            (None, Some(peer)) => Some(peer),
+            (_, Some(peer)) => Some(peer),
+            (Some(_), None) => None,
             (None, None) => {
                 let peer = self.stream.io().peer_addr().map_err(|_| Stop::Close)?.ip();
                 self.peer = Some(peer);
@@ -70,7 +71,7 @@ impl<T: Transport> Connection<T> {
         let parsed = parse_request(&self.buf[self.pos..], &mut slots, &self.ctx.head_limits);
         match parsed {
             Ok(Some(request)) => {
-                let info = describe(&request, &self.ctx, peer);
+                let info = describe(&request, &self.ctx, peer, self.client.as_ref());
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -204,11 +205,16 @@ impl<T: Transport> Connection<T> {
 
 /// Extracts what the connection needs from a parsed head; `peer` is given when the head must
 /// name the connection's client.
-fn describe(request: &Request<'_, '_>, ctx: &WorkerContext, peer: Option<IpAddr>) -> RequestInfo {
+fn describe(
+    request: &Request<'_, '_>,
+    ctx: &WorkerContext,
+    peer: Option<IpAddr>,
+    current: Option<&ClientSlot>,
+) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
-    let admission = peer.map(|peer| {
+    let admission = peer.and_then(|peer| {
         let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
-        ctx.gate.on_first_request(peer, request, path)
+        ctx.gate.on_request(peer, request, path, current)
     });
     let target = route.map(|i| (i, ask(&ctx.router.routes()[i], request)));
     RequestInfo {
