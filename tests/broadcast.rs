@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use support::ws::{BINARY, CLOSE, PING, TEXT, connect, frame, read_frame, upgrade_request};
@@ -34,25 +34,6 @@ kind = "publish"
 "#
     );
     Server::with_config(&config, &["--workers", "2"])
-}
-
-fn stats_of(server: &Server) -> serde_json::Value {
-    let response = server.request(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(response.status, 200);
-    serde_json::from_slice(&response.body).unwrap()
-}
-
-/// Polls `/stats` until `pick` holds.
-fn wait_for_stats(server: &Server, pick: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let stats = stats_of(server);
-        if pick(&stats) {
-            return stats;
-        }
-        assert!(Instant::now() < deadline, "never reached: {stats}");
-        sleep(Duration::from_millis(20));
-    }
 }
 
 /// Reads the next data message (answering pings is not needed: tests end long before the
@@ -83,7 +64,7 @@ kind = "broadcast""#,
     let mut members: Vec<TcpStream> = (0..MEMBERS)
         .map(|_| connect(&server, "/ws/broadcast/room"))
         .collect();
-    let presence = stats_of(&server);
+    let presence = server.stats();
     assert_eq!(presence["broadcast"]["subscribers"]["room"], MEMBERS);
     // A member of another topic hears nothing of this one.
     let mut other = connect(&server, "/ws/broadcast/other");
@@ -116,7 +97,7 @@ kind = "broadcast""#,
         .unwrap();
     assert_eq!(next_message(&mut other), (TEXT, b"elsewhere".to_vec()));
 
-    let stats = stats_of(&server);
+    let stats = server.stats();
     let broadcast = &stats["broadcast"];
     assert_eq!(broadcast["published"], PER_SENDER * senders.len() + 1);
     assert_eq!(
@@ -128,9 +109,7 @@ kind = "broadcast""#,
 
     // Leaving is counted at once, and an empty topic is gone.
     drop(members);
-    wait_for_stats(&server, |s| {
-        s["broadcast"]["subscribers"].get("room").is_none()
-    });
+    server.wait_for_stats(|s| s["broadcast"]["subscribers"].get("room").is_none());
 }
 
 #[test]
@@ -316,7 +295,7 @@ max_backpressure = "64KiB""#,
         1024,
         16 * 1024,
     );
-    let stats = wait_for_stats(&server, |s| s["broadcast"]["slow_consumer_closes"] == 1);
+    let stats = server.wait_for_stats(|s| s["broadcast"]["slow_consumer_closes"] == 1);
     let after = rss_kib(&server);
     println!(
         "server RSS {before} KiB before, {after} KiB after 16 MiB to a member that does not read"
@@ -343,7 +322,7 @@ max_backpressure = "64KiB""#,
         }
     }
     assert!(seq < 1024, "the slow member got {seq} of 1024");
-    assert_eq!(stats_of(&server)["websocket_closes"]["1008"], 1);
+    assert_eq!(server.stats()["websocket_closes"]["1008"], 1);
 }
 
 #[test]
@@ -367,7 +346,7 @@ slow_consumer = "{policy}""#
             1024,
             16 * 1024,
         );
-        let stats = wait_for_stats(&server, |s| s["broadcast"]["dropped"].as_u64() > Some(0));
+        let stats = server.wait_for_stats(|s| s["broadcast"]["dropped"].as_u64() > Some(0));
         assert_eq!(stats["broadcast"]["slow_consumer_closes"], 0, "{policy}");
         // The member is still there: it reads what it kept (in order, with a gap), then a
         // message published after it caught up.

@@ -65,18 +65,77 @@ impl Server {
         server
     }
 
+    /// Like [`Server::with_config`], in a mount namespace of its own where `dir` (which must
+    /// exist) is a fresh tmpfs of `size` bytes: a small disk that fills up, seen by the server
+    /// only (the test reads it through [`Server::path_as_seen`]). Needs `CAP_SYS_ADMIN` (CI
+    /// runs as root); `None` where the namespace cannot be made.
+    pub fn with_config_on_small_disk(
+        toml: &str,
+        args: &[&str],
+        dir: &std::path::Path,
+        size: usize,
+    ) -> Option<Self> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        let file = TempFile::new("toml", toml.as_bytes());
+        let mut all = vec!["--config", file.path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut command = serve_command(&all);
+        // Made before the fork: the child may only make system calls.
+        let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let options = CString::new(format!("size={size}")).unwrap();
+        let (tmpfs, root) = (c"tmpfs", c"/");
+        // SAFETY: the closure runs in the child between fork and exec and only makes system
+        // calls on strings allocated before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fail = || Err(std::io::Error::last_os_error());
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return fail();
+                }
+                let private = libc::MS_REC | libc::MS_PRIVATE;
+                let null = std::ptr::null();
+                if libc::mount(null, root.as_ptr(), null, private, null.cast()) != 0 {
+                    return fail();
+                }
+                let data = options.as_ptr().cast();
+                if libc::mount(tmpfs.as_ptr(), target.as_ptr(), tmpfs.as_ptr(), 0, data) != 0 {
+                    return fail();
+                }
+                Ok(())
+            });
+        }
+        match Self::try_spawn_command(command, Some(file)) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                println!("skipped: no mount namespace here ({e})");
+                None
+            }
+        }
+    }
+
+    /// `path` as the server's mount namespace shows it.
+    pub fn path_as_seen(&self, path: &std::path::Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
+    }
+
     /// What the server logged so far, for servers started with a captured log.
     pub fn log(&self) -> String {
         let log = self.log.as_ref().expect("started with a captured log");
         std::fs::read_to_string(&log.path).unwrap()
     }
 
-    fn spawn_command(mut command: Command, config: Option<TempFile>) -> Self {
+    fn spawn_command(command: Command, config: Option<TempFile>) -> Self {
+        Self::try_spawn_command(command, config).expect("start ringstream")
+    }
+
+    fn try_spawn_command(mut command: Command, config: Option<TempFile>) -> std::io::Result<Self> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .spawn()
-            .expect("start ringstream");
+            .spawn()?;
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -89,12 +148,12 @@ impl Server {
             })
             .parse()
             .unwrap();
-        Self {
+        Ok(Self {
             child,
             addr,
             _config: config,
             log: None,
-        }
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -355,4 +414,26 @@ pub fn run_command(command: &mut Command) -> (i32, String) {
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+impl Server {
+    /// `GET /stats` (the route must exist), parsed.
+    pub fn stats(&self) -> serde_json::Value {
+        let response = self.request(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(response.status, 200);
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    /// Polls `/stats` until `pick` holds; returns the stats that passed.
+    pub fn wait_for_stats(&self, pick: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let stats = self.stats();
+            if pick(&stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "never reached: {stats}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

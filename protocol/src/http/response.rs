@@ -53,6 +53,8 @@ statuses! {
     501 => "Not Implemented",
     503 => "Service Unavailable",
     505 => "HTTP Version Not Supported",
+    // RFC 4918 §11.5: the server cannot store what the request needs.
+    507 => "Insufficient Storage",
 }
 
 /// Appends a response head to `out`: status line, `Date`, `Server`, `headers` in order,

@@ -240,8 +240,14 @@ impl<T: Transport> WsConnection<T> {
             if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                 return end;
             }
+            // The idle clock runs from the last whole frame: a client that trickles a frame a
+            // byte at a time is idle, and is closed at `timeout` like a silent one.
+            let now = (pos > 0).then(Instant::now);
+            if let Some(now) = now {
+                last_heard = now;
+            }
             if !self.in_place.is_empty() {
-                let deadline = Instant::now() + self.send_timeout;
+                let deadline = now.unwrap_or_else(Instant::now) + self.send_timeout;
                 // A lone echo is one plain write; several are one vectored write.
                 let written = if let Some(frame) = self.in_place.take_one() {
                     let write = self.stream.io().write_range(buf, frame);
@@ -343,10 +349,7 @@ impl<T: Transport> WsConnection<T> {
             buf = returned;
             match result {
                 Ok(0) | Err(_) => return End::Gone,
-                Ok(n) => {
-                    last_heard = Instant::now();
-                    filled = n == room;
-                }
+                Ok(n) => filled = n == room,
             }
         }
     }

@@ -162,11 +162,12 @@ fn sinks_json(s: &mut String, ctx: &WorkerContext) {
         json::push_string(s, &route.path);
         let _ = write!(
             s,
-            ",\"lines\":{},\"bytes\":{},\"rotations\":{},\"write_errors\":{},\"backlog\":{}}}",
+            ",\"lines\":{},\"bytes\":{},\"rotations\":{},\"write_errors\":{},\"dropped_lines\":{},\"backlog\":{}}}",
             stats.lines,
             stats.bytes,
             stats.rotations,
             stats.write_errors,
+            stats.dropped_lines,
             sink.backlog()
         );
     }
@@ -396,7 +397,7 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
         }
     }
     type SinkPick = fn(&SinkStats) -> u64;
-    let sink_families: [(&str, &str, SinkPick); 3] = [
+    let sink_families: [(&str, &str, SinkPick); 4] = [
         ("sink_lines_total", "Lines written to sink files.", |t| {
             t.lines
         }),
@@ -407,6 +408,11 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
             "sink_write_errors_total",
             "Failed sink file opens, writes and rotations.",
             |t| t.write_errors,
+        ),
+        (
+            "sink_dropped_lines_total",
+            "Lines a failed sink file open or write dropped.",
+            |t| t.dropped_lines,
         ),
     ];
     for (name, help, pick) in sink_families {

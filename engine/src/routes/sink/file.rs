@@ -62,6 +62,9 @@ pub struct SinkStats {
     pub rotations: u64,
     /// Failed opens, writes and rotations (a failed open or write drops its batch).
     pub write_errors: u64,
+    /// Lines of the batches a failed open or write dropped (a full disk): whole lines, never
+    /// a part of one.
+    pub dropped_lines: u64,
 }
 
 /// Counters shared by the workers and the writer thread.
@@ -72,6 +75,7 @@ struct Shared {
     bytes: AtomicU64,
     rotations: AtomicU64,
     write_errors: AtomicU64,
+    dropped_lines: AtomicU64,
 }
 
 /// Appends whole lines to a sink file from any worker thread, on one writer thread.
@@ -160,6 +164,7 @@ impl SinkWriter {
             bytes: self.shared.bytes.load(Relaxed),
             rotations: self.shared.rotations.load(Relaxed),
             write_errors: self.shared.write_errors.load(Relaxed),
+            dropped_lines: self.shared.dropped_lines.load(Relaxed),
         }
     }
 
@@ -213,6 +218,7 @@ impl RotatingFile {
                 .map_or(batch.len(), |i| i + 1);
             let Some(room) = self.prepare(first_line) else {
                 // The file could not be opened (counted and logged): the batch is dropped.
+                self.drop_batch(&batch);
                 self.shared.backlog.fetch_sub(batch.len(), Relaxed);
                 continue;
             };
@@ -242,6 +248,7 @@ impl RotatingFile {
             }
             if let Err(e) = self.write(&batch) {
                 self.warn("sink file write failed; batch dropped", &e);
+                self.drop_batch(&batch);
             }
             self.shared.backlog.fetch_sub(batch.len(), Relaxed);
         }
@@ -319,6 +326,12 @@ impl RotatingFile {
         self.shared.lines.fetch_add(lines as u64, Relaxed);
         self.shared.bytes.fetch_add(batch.len() as u64, Relaxed);
         Ok(())
+    }
+
+    /// Counts the lines of a batch that was not written.
+    fn drop_batch(&self, batch: &[u8]) {
+        let lines = batch.iter().filter(|&&b| b == b'\n').count();
+        self.shared.dropped_lines.fetch_add(lines as u64, Relaxed);
     }
 
     /// Counts an error and logs it, at most once per [`CHECK_INTERVAL`].

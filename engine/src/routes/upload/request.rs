@@ -3,7 +3,9 @@
 //! streamed it into the temporary file, and the 201 answer.
 
 use std::fmt::Write as _;
+use std::io;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use ringstream_protocol::http::{HttpDate, Method, Request};
@@ -84,8 +86,18 @@ pub fn admit(
     })
 }
 
+/// The status of an upload whose file could not be written: 507 when the file system is full
+/// or the quota spent (RFC 4918 §11.5), 500 for any other failure. Logged once per upload.
+pub fn failed_write(e: &io::Error, dir: &Path) -> u16 {
+    tracing::warn!(dir = %dir.display(), error = %e, "cannot write an upload");
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => 507,
+        _ => 500,
+    }
+}
+
 /// Stores a body that arrived whole: syncs when the route asks, renames to the final name;
-/// 409 when another upload took the name meanwhile, 500 when the disk fails.
+/// 409 when another upload took the name meanwhile, 507 or 500 when the disk fails.
 pub async fn store(
     file: Upload,
     config: &UploadConfig,
@@ -94,10 +106,7 @@ pub async fn store(
     match file.finish(config.overwrite, config.fsync).await {
         Ok(stored) => Ok(stored),
         Err(NotStored::Exists) => Err(Refused::status(409)),
-        Err(NotStored::Io(e)) => {
-            tracing::warn!(dir = %dir.path().display(), error = %e, "cannot store an upload");
-            Err(Refused::status(500))
-        }
+        Err(NotStored::Io(e)) => Err(Refused::status(failed_write(&e, dir.path()))),
     }
 }
 

@@ -234,6 +234,11 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// The directory's path, for logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Takes body bytes; writes them to the file in batches.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.hasher.update(data);

@@ -14,6 +14,7 @@ use crate::config::{HttpLimits, bounds};
 use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
 use crate::routes::plain::MethodClass;
+use crate::routes::upload::request::failed_write;
 use crate::server::context::WorkerContext;
 use crate::server::registry::Activity;
 use crate::server::transport::Transport;
@@ -124,7 +125,8 @@ impl<T: Transport> Connection<T> {
                     BodyTarget::Discard => {}
                     BodyTarget::Collect(keep) => keep.extend_from_slice(data),
                     BodyTarget::Upload(upload) => {
-                        upload.write(data).await.map_err(|_| Stop::Refuse(500))?;
+                        let written = upload.write(data).await;
+                        written.map_err(|e| Stop::Refuse(failed_write(&e, upload.dir())))?;
                     }
                 }
                 self.pos += decoded.consumed;
