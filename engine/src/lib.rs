@@ -13,7 +13,7 @@
 //! | [`server`] | the core: start-up and signals, pinned workers and their listeners, the driver, the runtime and the byte-stream `Transport` (the only places compio is named), each worker's connection registry (deadlines, drain), clocks, the worker context, counters | `config`, protocol, limits |
 //! | `conn` | the connection state machines: HTTP/1.1 (heads, bodies, refusals, answers, the upgrade) and WebSocket after the 101 (frames, heartbeats, the idle timeout, the close handshake) | `server`, `protections`, `routes` |
 //! | `protections` | per-client admission and rules shared by every worker (`gate`), the loopback warning, a WebSocket connection's frame quotas | `server`, `config`, limits |
-//! | `routes` | one folder per route kind: `plain`, `observe`, `echo`, `broadcast`, `sink`, `files`, `upload`, `handler`; the router and what routes share across workers | `server`, `protections`, `config` |
+//! | `routes` | one folder per route kind: `plain`, `observe`, `echo`, `broadcast`, `sink`, `files`, `upload`, `handler`; `ask` (what a request asks of its route) and `role` (what a WebSocket connection does), the two enums the state machines dispatch on; the router and what routes share across workers | `server`, `protections`, `config` |
 //! | [`config`] | the resolved, validated configuration the engine runs with | limits |
 //!
 //! The public API is [`config`], [`run`] / [`Server`], the WebSocket [`handler`] API with its
