@@ -13,7 +13,7 @@ const FILES_PATH: &str = "/files/";
 /// Where `--upload-dir DIR` takes uploads.
 const UPLOAD_PATH: &str = "/upload/";
 
-use crate::config;
+use ringstream::config;
 
 /// ringstream: a thread-per-core io_uring HTTP/1.1 and WebSocket streaming server with abuse
 /// protections.

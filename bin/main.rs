@@ -2,8 +2,9 @@
 
 mod bench;
 mod cli;
-mod config;
 mod logging;
+
+use ringstream::config;
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -114,7 +114,7 @@ pub struct MakeFileArgs {
 /// A size: a bare number of bytes or one with a unit, as in the config file.
 fn parse_bytes(text: &str) -> Result<u64, String> {
     text.parse()
-        .or_else(|_| crate::config::parse_size(text))
+        .or_else(|_| ringstream::config::parse_size(text))
         .map_err(|_| format!("{text:?} is not a size (bytes, or a unit: 64KiB, 1GiB, 100MB)"))
 }
 
