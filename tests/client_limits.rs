@@ -639,3 +639,24 @@ fn each_request_on_a_proxys_pooled_connection_is_its_own_clients() {
         assert_eq!(ask(&mut pooled, &get("/api", &client(3))).status, 200);
     }
 }
+
+#[test]
+fn an_exempt_client_is_not_limited_per_client_and_a_listed_one_is() {
+    // Loopback is exempt by default: two connections from 127.0.0.1 pass a cap of one.
+    let start = |limits: &str| Server::with_config(&config(limits, ""), &["--workers", "2"]);
+    let loopback = start("max_concurrent_connections = 1");
+    let first = loopback.connect();
+    let mut second = loopback.connect();
+    assert_eq!(ask(&mut second, &get("/health", "")).status, 200);
+    drop(first);
+    // Exempting a single other address: it passes the cap, its neighbour does not.
+    let listed = start("max_concurrent_connections = 1\nexempt = [\"127.0.0.5/32\"]");
+    let _held = connect_from(&listed, 5);
+    assert_eq!(
+        ask(&mut connect_from(&listed, 5), &get("/health", "")).status,
+        200
+    );
+    let _taken = connect_from(&listed, 6);
+    let refused = ask(&mut connect_from(&listed, 6), &get("/health", ""));
+    assert_eq!(refused.status, 429);
+}

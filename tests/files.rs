@@ -502,3 +502,37 @@ fn a_kept_alive_download_leaves_its_worker_serving_others_on(driver: &str, path:
     );
     assert!(again.status == 206 && again.body == content[..10]);
 }
+
+#[test]
+fn a_download_nobody_reads_is_cut_after_send_timeout() {
+    for driver in DRIVERS {
+        let tree = Tree::new(&format!("stalled-{driver}"));
+        tree.file("big.bin", 16 * 1024 * 1024);
+        let server = server(&tree, "[routes.limits]\nsend_timeout = \"1s\"", driver);
+        // A small receive buffer, and nothing read: the socket fills, the send stalls.
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream
+            .write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        // The server gave up: what arrived is less than the file, then the stream ends.
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let started = Instant::now();
+        loop {
+            match std::io::Read::read(&mut stream, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+            assert!(started.elapsed() < PATIENCE, "the download was never cut");
+        }
+        assert!(
+            received < 16 * 1024 * 1024,
+            "{received} bytes: the whole file on {driver}"
+        );
+    }
+}
