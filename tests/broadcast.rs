@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use support::ws::{BINARY, CLOSE, PING, TEXT, connect, frame, read_frame, upgrade_request};
-use support::{PATIENCE, Server, assert_refused, read_response};
+use support::{DRIVERS, PATIENCE, Server, assert_refused, read_response};
 
 /// Members per test topic: with two workers, the chance that `SO_REUSEPORT` puts all of them
 /// on one worker is 2^-15.
 const MEMBERS: usize = 16;
 
-fn server(extra: &str) -> Server {
+/// The broadcast test routes plus `extra`, on `driver`.
+fn server(extra: &str, driver: &str) -> Server {
     let config = format!(
         r#"
 [[routes]]
@@ -33,7 +34,7 @@ kind = "publish"
 {extra}
 "#
     );
-    Server::with_config(&config, &["--workers", "2"])
+    Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
 }
 
 /// Reads the next data message (answering pings is not needed: tests end long before the
@@ -56,10 +57,17 @@ fn payload(sender: usize, seq: usize) -> Vec<u8> {
 
 #[test]
 fn members_on_both_workers_get_every_message_in_order_per_sender() {
+    for driver in DRIVERS {
+        members_on_both_workers_get_every_message_in_order_per_sender_on(driver);
+    }
+}
+
+fn members_on_both_workers_get_every_message_in_order_per_sender_on(driver: &str) {
     let server = server(
         r#"[[routes]]
 path = "/ws/broadcast/{topic}"
 kind = "broadcast""#,
+        driver,
     );
     let mut members: Vec<TcpStream> = (0..MEMBERS)
         .map(|_| connect(&server, "/ws/broadcast/room"))
@@ -114,12 +122,19 @@ kind = "broadcast""#,
 
 #[test]
 fn a_member_that_does_not_want_its_own_messages_gets_only_the_others() {
+    for driver in DRIVERS {
+        a_member_that_does_not_want_its_own_messages_gets_only_the_others_on(driver);
+    }
+}
+
+fn a_member_that_does_not_want_its_own_messages_gets_only_the_others_on(driver: &str) {
     let server = server(
         r#"[[routes]]
 path = "/quiet"
 kind = "broadcast"
 topic = "lobby"
 echo_to_sender = false"#,
+        driver,
     );
     let mut a = connect(&server, "/quiet");
     let mut b = connect(&server, "/quiet");
@@ -131,6 +146,12 @@ echo_to_sender = false"#,
 
 #[test]
 fn http_publish_reaches_every_member_and_refuses_what_it_must() {
+    for driver in DRIVERS {
+        http_publish_reaches_every_member_and_refuses_what_it_must_on(driver);
+    }
+}
+
+fn http_publish_reaches_every_member_and_refuses_what_it_must_on(driver: &str) {
     let server = server(
         r#"[[routes]]
 path = "/ws/broadcast/{topic}"
@@ -147,6 +168,7 @@ kind = "publish"
 allowed_clients = ["10.0.0.0/8"]
 [routes.limits]
 max_message_size = "1KiB""#,
+        driver,
     );
     let mut members: Vec<TcpStream> = (0..MEMBERS)
         .map(|_| connect(&server, "/ws/broadcast/news"))
@@ -276,6 +298,14 @@ fn publish_while_a_fast_member_reads(
 
 #[test]
 fn a_member_that_stops_reading_is_closed_with_1008_while_the_others_keep_receiving() {
+    for driver in DRIVERS {
+        a_member_that_stops_reading_is_closed_with_1008_while_the_others_keep_receiving_on(driver);
+    }
+}
+
+fn a_member_that_stops_reading_is_closed_with_1008_while_the_others_keep_receiving_on(
+    driver: &str,
+) {
     let server = server(
         r#"[[routes]]
 path = "/ws/broadcast/{topic}"
@@ -283,6 +313,7 @@ kind = "broadcast"
 echo_to_sender = false
 [routes.limits]
 max_backpressure = "64KiB""#,
+        driver,
     );
     let mut stalled = connect_small_buffer(&server, "/ws/broadcast/feed");
     let mut publisher = connect(&server, "/ws/broadcast/feed");
@@ -327,16 +358,25 @@ max_backpressure = "64KiB""#,
 
 #[test]
 fn drop_and_keep_latest_keep_the_member_and_count_what_it_missed() {
+    for driver in DRIVERS {
+        drop_and_keep_latest_keep_the_member_and_count_what_it_missed_on(driver);
+    }
+}
+
+fn drop_and_keep_latest_keep_the_member_and_count_what_it_missed_on(driver: &str) {
     for policy in ["drop", "keep_latest"] {
-        let server = server(&format!(
-            r#"[[routes]]
+        let server = server(
+            &format!(
+                r#"[[routes]]
 path = "/ws/broadcast/{{topic}}"
 kind = "broadcast"
 echo_to_sender = false
 [routes.limits]
 max_backpressure = "64KiB"
 slow_consumer = "{policy}""#
-        ));
+            ),
+            driver,
+        );
         let mut stalled = connect_small_buffer(&server, "/ws/broadcast/ticks");
         let mut publisher = connect(&server, "/ws/broadcast/ticks");
         publish_while_a_fast_member_reads(

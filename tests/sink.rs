@@ -12,7 +12,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use support::ws::{BINARY, TEXT, close_frame, connect, expect_close, frame};
-use support::{PATIENCE, Server};
+use support::{DRIVERS, PATIENCE, Server};
 
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
@@ -32,7 +32,7 @@ impl Drop for TempDir {
     }
 }
 
-fn sink_server(file: &Path, options: &str) -> Server {
+fn sink_server(file: &Path, options: &str, driver: &str) -> Server {
     let config = format!(
         r#"
 [[routes]]
@@ -47,7 +47,7 @@ kind = "stats"
 "#,
         file.display()
     );
-    Server::with_config(&config, &["--workers", "2"])
+    Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
 }
 
 /// Every line of the file, each checked to be whole JSON; the file must end with a whole line.
@@ -90,9 +90,15 @@ fn wait_for_lines(file: &Path, count: usize) -> Vec<serde_json::Value> {
 
 #[test]
 fn every_message_is_one_json_line_and_nothing_is_answered() {
+    for driver in DRIVERS {
+        every_message_is_one_json_line_and_nothing_is_answered_on(driver);
+    }
+}
+
+fn every_message_is_one_json_line_and_nothing_is_answered_on(driver: &str) {
     let dir = TempDir::new("sink-lines");
     let file = dir.0.join("telemetry.jsonl");
-    let server = sink_server(&file, "");
+    let server = sink_server(&file, "", driver);
     let mut client = connect(&server, "/ws/sink");
     const N: usize = 1000;
     let mut batch = Vec::new();
@@ -118,9 +124,15 @@ fn every_message_is_one_json_line_and_nothing_is_answered() {
 
 #[test]
 fn kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines() {
+    for driver in DRIVERS {
+        kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines_on(driver);
+    }
+}
+
+fn kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines_on(driver: &str) {
     let dir = TempDir::new("sink-kill");
     let file = dir.0.join("t.jsonl");
-    let server = sink_server(&file, "");
+    let server = sink_server(&file, "", driver);
     let mut clients: Vec<TcpStream> = (0..4).map(|_| connect(&server, "/ws/sink")).collect();
     let writers: Vec<_> = clients
         .iter_mut()
@@ -160,7 +172,7 @@ fn kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines()
         );
     }
     // A restart cuts any torn tail, keeps every whole line, and appends after them.
-    let server = sink_server(&file, "");
+    let server = sink_server(&file, "", driver);
     assert_eq!(
         lines(&file).len(),
         before.len(),
@@ -177,9 +189,15 @@ fn kill_9_mid_stream_loses_no_whole_line_and_a_restart_leaves_only_whole_lines()
 
 #[test]
 fn a_drain_writes_every_line_received_and_rotation_keeps_lines_whole() {
+    for driver in DRIVERS {
+        a_drain_writes_every_line_received_and_rotation_keeps_lines_whole_on(driver);
+    }
+}
+
+fn a_drain_writes_every_line_received_and_rotation_keeps_lines_whole_on(driver: &str) {
     let dir = TempDir::new("sink-rotate");
     let file = dir.0.join("r.jsonl");
-    let mut server = sink_server(&file, "sink_max_bytes = \"16KiB\"\nsink_keep = 100");
+    let mut server = sink_server(&file, "sink_max_bytes = \"16KiB\"\nsink_keep = 100", driver);
     let mut client = connect(&server, "/ws/sink");
     const N: usize = 2000;
     let mut batch = Vec::new();
