@@ -113,8 +113,13 @@ fn echoes_text_binary_and_reassembled_fragments() {
 
 #[test]
 fn response_prefix_and_subprotocol() {
-    let server = Server::with_config(CONFIG, &[]);
-    let mut ws = connect(&server, "/ws/prefix");
+    for server in servers() {
+        response_prefix_and_subprotocol_on(&server);
+    }
+}
+
+fn response_prefix_and_subprotocol_on(server: &Server) {
+    let mut ws = connect(server, "/ws/prefix");
     ws.write_all(&frame(true, 0, TEXT, b"hi")).unwrap();
     assert_eq!(read_frame(&mut ws).unwrap().payload, b"echo: hi");
 
@@ -163,9 +168,14 @@ fn bad_handshakes_get_their_status() {
 
 #[test]
 fn origin_outside_allowed_origins_is_403() {
-    let server = Server::with_config(CONFIG, &[]);
+    for server in servers() {
+        origin_outside_allowed_origins_is_403_on(&server);
+    }
+}
+
+fn origin_outside_allowed_origins_is_403_on(server: &Server) {
     for origin in ["", "Origin: https://evil.example\r\n"] {
-        assert_refused(&server, &upgrade_request("/ws/origin", origin), 403);
+        assert_refused(server, &upgrade_request("/ws/origin", origin), 403);
     }
     let mut stream = server.connect();
     stream
@@ -271,8 +281,13 @@ fn message_rate_is_closed_with_1008_and_pings_count() {
 
 #[test]
 fn on_limit_drop_drops_and_keeps_the_connection() {
-    let server = Server::with_config(CONFIG, &[]);
-    let mut ws = connect(&server, "/ws/drop");
+    for server in servers() {
+        on_limit_drop_drops_and_keeps_the_connection_on(&server);
+    }
+}
+
+fn on_limit_drop_drops_and_keeps_the_connection_on(server: &Server) {
+    let mut ws = connect(server, "/ws/drop");
     let mut batch = Vec::new();
     for i in 0..8u8 {
         batch.extend(frame(true, 0, BINARY, &[i]));
@@ -289,8 +304,13 @@ fn on_limit_drop_drops_and_keeps_the_connection() {
 
 #[test]
 fn messages_per_minute_and_bytes_per_minute_are_closed_with_1008() {
-    let server = Server::with_config(CONFIG, &[]);
-    let mut ws = connect(&server, "/ws/minute");
+    for server in servers() {
+        messages_per_minute_and_bytes_per_minute_are_closed_with_1008_on(&server);
+    }
+}
+
+fn messages_per_minute_and_bytes_per_minute_are_closed_with_1008_on(server: &Server) {
+    let mut ws = connect(server, "/ws/minute");
     for _ in 0..3 {
         ws.write_all(&frame(true, 0, TEXT, b"x")).unwrap();
         assert_eq!(read_frame(&mut ws).unwrap().payload, b"x");
@@ -301,7 +321,7 @@ fn messages_per_minute_and_bytes_per_minute_are_closed_with_1008() {
         (1008, "rate limit exceeded: messages per minute".into())
     );
 
-    let mut ws = connect(&server, "/ws/bytes");
+    let mut ws = connect(server, "/ws/bytes");
     ws.write_all(&frame(true, 0, BINARY, &[0u8; 200])).unwrap();
     assert_eq!(read_frame(&mut ws).unwrap().payload.len(), 200);
     ws.write_all(&frame(true, 0, BINARY, &[0u8; 200])).unwrap();
@@ -343,8 +363,13 @@ fn drain_closes_websockets_with_1001() {
 
 #[test]
 fn a_tungstenite_client_holds_a_normal_session() {
+    for server in servers() {
+        a_tungstenite_client_holds_a_normal_session_on(&server);
+    }
+}
+
+fn a_tungstenite_client_holds_a_normal_session_on(server: &Server) {
     use tungstenite::Message;
-    let server = Server::with_config(CONFIG, &[]);
     let url = format!("ws://{}/ws/echo", server.addr);
     let (mut socket, response) = tungstenite::connect(url).unwrap();
     assert_eq!(response.status(), 101);
