@@ -242,12 +242,12 @@ impl<T: Transport> WsConnection<T> {
             }
             // The idle clock runs from the last whole frame: a client that trickles a frame a
             // byte at a time is idle, and is closed at `timeout` like a silent one.
-            let now = (pos > 0).then(Instant::now);
-            if let Some(now) = now {
-                last_heard = now;
+            if pos > 0 {
+                last_heard = Instant::now();
             }
             if !self.in_place.is_empty() {
-                let deadline = now.unwrap_or_else(Instant::now) + self.send_timeout;
+                // Echoes in place come from this read's frames: `last_heard` is now.
+                let deadline = last_heard + self.send_timeout;
                 // A lone echo is one plain write; several are one vectored write.
                 let written = if let Some(frame) = self.in_place.take_one() {
                     let write = self.stream.io().write_range(buf, frame);
@@ -281,8 +281,7 @@ impl<T: Transport> WsConnection<T> {
             self.role.hand_over(state);
             // Boxed: sink and handler states stay out of the future every echo connection
             // keeps while it idles (BENCHMARKS.md, idle memory).
-            let waited = Box::pin(self.role.make_room(&*self, state, &mut next_ping)).await;
-            match waited {
+            match Box::pin(self.role.make_room(&*self, state, &mut next_ping)).await {
                 Err(end) => return end.into(),
                 // Nothing was read while the role was behind: the client was not idle, and
                 // what a handler left unread is taken now.

@@ -65,8 +65,10 @@ impl<T: Transport> WsConnection<T> {
             return;
         }
         if self.stream.io().shutdown_write().await.is_ok() {
-            // Bounded by time only: a client may still be sending a large message.
-            read_and_drop(self.stream.io(), deadline, usize::MAX).await;
+            // Bounded by time only: a client may still be sending a large message. Boxed: its
+            // timer would otherwise sit in the future every open WebSocket keeps
+            // (BENCHMARKS.md, idle memory).
+            Box::pin(read_and_drop(self.stream.io(), deadline, usize::MAX)).await;
         }
     }
 
