@@ -645,7 +645,8 @@ fn an_exempt_client_is_not_limited_per_client_and_a_listed_one_is() {
     // Loopback is exempt by default: two connections from 127.0.0.1 pass a cap of one.
     let start = |limits: &str| Server::with_config(&config(limits, ""), &["--workers", "2"]);
     let loopback = start("max_concurrent_connections = 1");
-    let first = loopback.connect();
+    let mut first = loopback.connect();
+    assert_eq!(ask(&mut first, &get("/health", "")).status, 200);
     let mut second = loopback.connect();
     assert_eq!(ask(&mut second, &get("/health", "")).status, 200);
     drop(first);
@@ -656,7 +657,9 @@ fn an_exempt_client_is_not_limited_per_client_and_a_listed_one_is() {
         ask(&mut connect_from(&listed, 5), &get("/health", "")).status,
         200
     );
-    let _taken = connect_from(&listed, 6);
+    let mut taken = connect_from(&listed, 6);
+    // Answered: the first connection holds the client's place before the second asks.
+    assert_eq!(ask(&mut taken, &get("/health", "")).status, 200);
     let refused = ask(&mut connect_from(&listed, 6), &get("/health", ""));
     assert_eq!(refused.status, 429);
 }

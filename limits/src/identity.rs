@@ -191,6 +191,14 @@ impl ClientIdentity {
         }
     }
 
+    /// A 64-bit fingerprint of `key`, to tell whether two requests name the same client
+    /// without keeping the key (an IPv6 key is 16-byte aligned, which would widen every
+    /// connection that holds it). Keyed with the per-process secret: collisions cannot be
+    /// chosen.
+    pub fn fingerprint(&self, key: &ClientKey) -> u64 {
+        self.secret.hash_one(key)
+    }
+
     /// The key of an address: IPv4 as is, IPv6 grouped by the configured prefix.
     pub fn address_key(&self, address: IpAddr) -> ClientKey {
         match canonical(address) {

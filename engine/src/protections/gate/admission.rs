@@ -29,8 +29,9 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct ClientSlot {
     pub(super) address: IpAddr,
-    /// The key its limits are counted under.
-    key: ClientKey,
+    /// The fingerprint of the key its limits are counted under
+    /// ([`ringstream_limits::identity::ClientIdentity::fingerprint`]).
+    key: u64,
     /// `None` for an exempt client (no per-client rule applies).
     pass: Option<ConnectionPass>,
 }
@@ -82,7 +83,8 @@ impl ClientGate {
             Ok(found) => found,
             Err(refusal) => return Some(Err(refusal)),
         };
-        if current.is_some_and(|slot| slot.address == address && slot.key == key) {
+        let fingerprint = self.identity.fingerprint(&key);
+        if current.is_some_and(|slot| slot.address == address && slot.key == fingerprint) {
             return None;
         }
         Some(self.admit(address, key, route))
@@ -128,6 +130,7 @@ impl ClientGate {
     }
 
     fn admit(&self, address: IpAddr, key: ClientKey, route: &str) -> Result<ClientSlot, Refusal> {
+        let fingerprint = self.identity.fingerprint(&key);
         if let Some(refusal) = self.check_lists(address, route) {
             return Err(refusal);
         }
@@ -136,7 +139,7 @@ impl ClientGate {
         if exempt {
             return Ok(ClientSlot {
                 address,
-                key,
+                key: fingerprint,
                 pass: None,
             });
         }
@@ -145,7 +148,7 @@ impl ClientGate {
         let (pass, denial) = self.table.admit_connection(&client, &self.connections, now);
         let slot = ClientSlot {
             address,
-            key,
+            key: fingerprint,
             pass: Some(pass),
         };
         match denial {
