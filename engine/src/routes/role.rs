@@ -183,26 +183,33 @@ impl Role {
         }
     }
 
-    /// Before the loop reads again: waits while the sink's writer or the handler has no room
-    /// (reading nothing: TCP holds the client back; the heartbeat and the drain go on). True
-    /// when it waited: the client was not idle meanwhile.
+    /// Whether the role can take more messages now: false while a sink's writer is behind
+    /// or a handler's inbound queue is full (see [`Self::make_room`]).
+    pub fn has_room(&self, state: Option<&RouteState>) -> bool {
+        match self {
+            Self::Echo | Self::Broadcast(_) => true,
+            Self::Sink(sink) => sink.has_room(state.and_then(|state| state.sink.as_ref())),
+            Self::Handler(link) => !link.inbound_full(),
+        }
+    }
+
+    /// Waits until [`Self::has_room`], reading nothing meanwhile (TCP holds the client back;
+    /// the heartbeat and the drain go on).
     pub async fn make_room<C: RoleIo>(
         &self,
         conn: &C,
         state: Option<&RouteState>,
         next_ping: &mut Instant,
-    ) -> Result<bool, RoleEnd> {
+    ) -> Result<(), RoleEnd> {
         match self {
-            Self::Echo | Self::Broadcast(_) => Ok(false),
+            Self::Echo | Self::Broadcast(_) => Ok(()),
             Self::Sink(sink) => {
                 let writer = state.and_then(|state| state.sink.as_ref());
                 sink.wait_for_writer(conn, writer, next_ping).await
             }
-            Self::Handler(link) if link.inbound_full() => {
-                crate::routes::handler::pump::wait_for_room(conn, link, next_ping).await?;
-                Ok(true)
+            Self::Handler(link) => {
+                crate::routes::handler::pump::wait_for_room(conn, link, next_ping).await
             }
-            Self::Handler(_) => Ok(false),
         }
     }
 

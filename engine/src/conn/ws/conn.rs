@@ -276,20 +276,21 @@ impl<T: Transport> WsConnection<T> {
             }
             buf.drain(..pos);
             pos = 0;
-            let ctx = Rc::clone(&self.ctx);
-            let state = ctx.routes.get(self.route_index);
-            self.role.hand_over(state);
-            // Boxed: sink and handler states stay out of the future every echo connection
-            // keeps while it idles (BENCHMARKS.md, idle memory).
-            match Box::pin(self.role.make_room(&*self, state, &mut next_ping)).await {
-                Err(end) => return end.into(),
-                // Nothing was read while the role was behind: the client was not idle, and
-                // what a handler left unread is taken now.
-                Ok(true) => {
+            if !matches!(self.role, Role::Echo) {
+                let state = self.ctx.routes.get(self.route_index);
+                self.role.hand_over(state);
+                if !self.role.has_room(state) {
+                    // Boxed: sink and handler states stay out of the future every echo
+                    // connection keeps while it idles (BENCHMARKS.md, idle memory).
+                    let wait = Box::pin(self.role.make_room(&*self, state, &mut next_ping));
+                    if let Err(end) = wait.await {
+                        return end.into();
+                    }
+                    // Nothing was read while the role was behind: the client was not idle,
+                    // and what a handler left unread is taken now.
                     last_heard = Instant::now();
                     continue;
                 }
-                Ok(false) => {}
             }
             let want = self.session.bytes_needed(&buf);
             if buf.capacity() < want {

@@ -47,23 +47,23 @@ impl SinkMember {
         }
     }
 
+    /// Whether this member may read more: its route has no file, or the file's writer has room.
+    pub fn has_room(&self, writer: Option<&SinkWriter>) -> bool {
+        !self.to_file || writer.is_none_or(SinkWriter::has_room)
+    }
+
     /// While the file's writer is behind: reads nothing (TCP holds the client back) and keeps
-    /// the heartbeat and the drain going until the writer has room. True when it waited.
+    /// the heartbeat and the drain going until the writer has room.
     pub async fn wait_for_writer<C: RoleIo>(
         &self,
         conn: &C,
         writer: Option<&SinkWriter>,
         next_ping: &mut Instant,
-    ) -> Result<bool, RoleEnd> {
-        let Some(writer) = writer.filter(|_| self.to_file) else {
-            return Ok(false);
-        };
-        let mut waited = false;
-        while !writer.has_room() {
-            waited = true;
+    ) -> Result<(), RoleEnd> {
+        while !self.has_room(writer) {
             conn.keep_alive(next_ping).await?;
             crate::server::runtime::sleep(WRITER_RETRY).await;
         }
-        Ok(waited)
+        Ok(())
     }
 }
