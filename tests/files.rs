@@ -7,80 +7,22 @@
 mod support;
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-use support::{DRIVERS, PATIENCE, Response, Server, read_head_response, read_response};
+use support::files::{Tree, server};
+use support::{
+    DRIVERS, PATIENCE, Response, Server, ask, connect_from, read_head_response, read_response,
+};
 
-/// A directory tree for one test, removed when dropped.
-struct Tree(PathBuf);
-
-impl Tree {
-    fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("ringstream-files-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(path.join("public/sub")).unwrap();
-        Self(path)
-    }
-
-    fn root(&self) -> PathBuf {
-        self.0.join("public")
-    }
-
-    /// Writes `len` bytes of a deterministic pattern to `name` below the root.
-    fn file(&self, name: &str, len: usize) -> Vec<u8> {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ len as u64;
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        std::fs::write(self.root().join(name), &bytes).unwrap();
-        bytes
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A files route on `driver`, with `extra` route keys.
-fn server(tree: &Tree, extra: &str, driver: &str) -> Server {
-    let config = format!(
-        r#"
-[limits]
-exempt = []
-
-[[routes]]
-path = "/files/"
-kind = "files"
-root = "{}"
-{extra}
-"#,
-        tree.root().display()
-    );
-    Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
-}
-
+/// A GET of `target` with the header lines `headers`, on a fresh connection.
 fn get(server: &Server, target: &str, headers: &str) -> Response {
     let mut stream = server.connect();
     ask(
         &mut stream,
-        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
     )
-}
-
-fn ask(stream: &mut TcpStream, request: &str) -> Response {
-    stream.write_all(request.as_bytes()).unwrap();
-    read_response(stream).expect("a response")
 }
 
 #[test]
@@ -118,9 +60,7 @@ fn whole_files_and_random_ranges_are_the_bytes_of_the_file_on(driver: &str) {
         let end = (start + next(2 * 1024 * 1024)).min(size - 1);
         let response = ask(
             &mut stream,
-            &format!(
-                "GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={start}-{end}\r\n\r\n"
-            ),
+            format!("GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={start}-{end}\r\n\r\n"),
         );
         assert_eq!(response.status, 206);
         let expected_range = format!("bytes {start}-{end}/{size}");
@@ -320,24 +260,12 @@ fn an_interrupted_download_resumes_into_an_identical_file_on(driver: &str) {
     );
 }
 
-/// A connection from 127.0.0.`host` (one client per address: loopback is not exempt here).
-fn connect_from(server: &Server, host: u8) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0)).into())
-        .unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream
-}
-
 /// Downloads `target` on `stream`; returns the body length and the seconds it took.
 fn timed_download(mut stream: TcpStream, target: &str) -> (usize, f64) {
     let started = Instant::now();
     let response = ask(
         &mut stream,
-        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
     );
     assert_eq!(response.status, 200);
     (response.body.len(), started.elapsed().as_secs_f64())
@@ -418,121 +346,4 @@ fn download_timeout_closes_a_download_that_takes_too_long_on(driver: &str) {
         "the body was cut short"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-/// The route's three send paths (`sendfile`, `copy`: a read into a buffer then a send,
-/// `zerocopy`: the same with `IORING_OP_SEND_ZC`).
-const SEND_PATHS: [&str; 3] = ["sendfile", "copy", "zerocopy"];
-
-#[test]
-fn every_send_path_sends_the_bytes_of_the_file() {
-    for driver in DRIVERS {
-        for path in SEND_PATHS {
-            every_send_path_sends_the_bytes_of_the_file_on(driver, path);
-        }
-    }
-}
-
-fn every_send_path_sends_the_bytes_of_the_file_on(driver: &str, path: &str) {
-    let tree = Tree::new(&format!("send-{path}"));
-    let content = tree.file("z.bin", 3 * 1024 * 1024 + 17);
-    let server = server(
-        &tree,
-        &format!("send = \"{path}\"\nchunk_size = \"256KiB\""),
-        driver,
-    );
-    let mut stream = server.connect();
-    for _ in 0..2 {
-        let whole = ask(&mut stream, "GET /files/z.bin HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(
-            whole.status == 200 && whole.body == content,
-            "{path} on {driver}: the whole file differs"
-        );
-    }
-    let part = ask(
-        &mut stream,
-        "GET /files/z.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-2000000\r\n\r\n",
-    );
-    assert!(
-        part.body == content[1000..=2_000_000],
-        "{path} on {driver}: the range differs"
-    );
-}
-
-/// A download larger than a socket buffer, on a connection kept alive afterwards, must leave
-/// its worker free: once a send path left the socket blocking, and the poll driver's next
-/// `recv` on it stopped the only worker for everyone.
-#[test]
-fn a_kept_alive_download_leaves_its_worker_serving_others() {
-    for driver in DRIVERS {
-        for path in SEND_PATHS {
-            a_kept_alive_download_leaves_its_worker_serving_others_on(driver, path);
-        }
-    }
-}
-
-fn a_kept_alive_download_leaves_its_worker_serving_others_on(driver: &str, path: &str) {
-    let tree = Tree::new(&format!("stall-{path}"));
-    let content = tree.file("big.bin", 300_000);
-    let config = format!(
-        "[[routes]]\npath = \"/health\"\nkind = \"health\"\n\n\
-         [[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"{}\"\nsend = \"{path}\"\n",
-        tree.root().display()
-    );
-    let server = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
-    let mut downloader = server.connect();
-    for _ in 0..2 {
-        let whole = ask(
-            &mut downloader,
-            "GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
-        );
-        assert!(whole.status == 200 && whole.body == content);
-    }
-    // The downloader keeps its connection open; another client asks the same worker.
-    let mut other = server.connect();
-    other
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let health = ask(&mut other, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(health.status, 200, "{path} on {driver}");
-    // And the downloader's connection still works.
-    let again = ask(
-        &mut downloader,
-        "GET /files/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
-    );
-    assert!(again.status == 206 && again.body == content[..10]);
-}
-
-#[test]
-fn a_download_nobody_reads_is_cut_after_send_timeout() {
-    for driver in DRIVERS {
-        let tree = Tree::new(&format!("stalled-{driver}"));
-        tree.file("big.bin", 16 * 1024 * 1024);
-        let server = server(&tree, "[routes.limits]\nsend_timeout = \"1s\"", driver);
-        // A small receive buffer, and nothing read: the socket fills, the send stalls.
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(16 * 1024).unwrap();
-        socket.connect(&server.addr.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
-        stream
-            .write_all(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        std::thread::sleep(Duration::from_secs(3));
-        // The server gave up: what arrived is less than the file, then the stream ends.
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut received = 0usize;
-        let mut buf = vec![0u8; 1 << 16];
-        let started = Instant::now();
-        loop {
-            match std::io::Read::read(&mut stream, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received += n,
-            }
-            assert!(started.elapsed() < PATIENCE, "the download was never cut");
-        }
-        assert!(
-            received < 16 * 1024 * 1024,
-            "{received} bytes: the whole file on {driver}"
-        );
-    }
 }

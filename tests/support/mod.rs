@@ -9,6 +9,8 @@
     reason = "test helpers fail the test loudly"
 )]
 
+pub mod clients;
+pub mod files;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -436,4 +438,23 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A connection to `server` from the loopback address 127.0.0.`host`.
+pub fn connect_from(server: &Server, host: u8) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local = SocketAddr::from((std::net::Ipv4Addr::new(127, 0, 0, host), 0));
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sends `raw` on `stream` and reads the answer.
+pub fn ask(stream: &mut TcpStream, raw: impl AsRef<[u8]>) -> Response {
+    stream.write_all(raw.as_ref()).unwrap();
+    read_response(stream).expect("a response")
 }
