@@ -45,6 +45,8 @@ pub struct RawConfig {
 pub struct RawLimits {
     /// Open connections; server-wide only.
     pub max_connections: Option<Spanned<Int>>,
+    /// Bytes held for partial messages and bodies across all connections; server-wide only.
+    pub max_buffered_bytes: Option<Spanned<Size>>,
     /// Request head timeout; server-wide only.
     pub header_timeout: Option<Spanned<Seconds>>,
     /// Request head size.
@@ -148,6 +150,7 @@ pub struct RawLimits {
 /// that run before a request head has named its route.
 pub const SERVER_WIDE_LIMITS: &[&str] = &[
     "max_connections",
+    "max_buffered_bytes",
     "header_timeout",
     "keepalive_timeout",
     "client_id",
@@ -176,6 +179,7 @@ impl RawLimits {
         // In the order of SERVER_WIDE_LIMITS.
         let spans = [
             self.max_connections.as_ref().map(Spanned::span),
+            self.max_buffered_bytes.as_ref().map(Spanned::span),
             self.header_timeout.as_ref().map(Spanned::span),
             self.keepalive_timeout.as_ref().map(Spanned::span),
             self.client_id.as_ref().map(Spanned::span),

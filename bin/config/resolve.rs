@@ -28,6 +28,10 @@ pub const MAX_BACKLOG: u16 = u16::MAX;
 /// Largest `max_connections` accepted: far beyond any open-file limit (the engine lowers the
 /// value to fit the one it finds), low enough to print in a message.
 const MAX_CONNECTIONS: usize = 10_000_000;
+/// Least `max_buffered_bytes`.
+const MIN_BUFFERED_BYTES: u64 = 64 * 1024;
+/// Largest `max_buffered_bytes`.
+const MAX_BUFFERED_BYTES: u64 = 1 << 40;
 /// Least `max_header_bytes`: a real browser request head rarely fits in less.
 const MIN_HEADER_BYTES: u64 = 1024;
 /// Least `max_uri_bytes`.
@@ -91,7 +95,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
                 .to_owned(),
         ));
     }
-    Ok(ServerConfig {
+    let config = ServerConfig {
         listen,
         workers,
         backlog,
@@ -99,11 +103,49 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         io_uring_setup,
         drain_timeout,
         allow_shared_port: raw.allow_shared_port.unwrap_or(false),
-        connection_limits: ConnectionLimits { max_connections },
+        connection_limits: ConnectionLimits {
+            max_connections,
+            max_buffered_bytes: 0,
+        },
         clients,
         limits,
         routes,
-    })
+    };
+    buffer_budget(config, &raw.limits, &checker)
+}
+
+/// Sets `max_buffered_bytes`: the value written, which must hold the largest message or head
+/// one connection may buffer, or else the default (at least four times the largest message
+/// the ceilings allow).
+fn buffer_budget(
+    mut config: ServerConfig,
+    raw: &RawLimits,
+    checker: &Checker<'_, '_>,
+) -> Result<ServerConfig, ConfigError> {
+    let largest = config.largest_buffered_allowance();
+    let key = "limits.max_buffered_bytes";
+    config.connection_limits.max_buffered_bytes = match &raw.max_buffered_bytes {
+        Some(value) => {
+            let range = MIN_BUFFERED_BYTES..=MAX_BUFFERED_BYTES;
+            let bytes = checker.size(value, key, range, "")?;
+            if bytes < largest {
+                let source = checker.source;
+                return Err(source.error_at(
+                    value.span(),
+                    key,
+                    format!(
+                        "{} is less than one connection may need to buffer ({}: the largest \
+                         max_message_size or max_header_bytes); raise it or lower those",
+                        source.written(value.span()),
+                        format_size(largest as u64)
+                    ),
+                ));
+            }
+            bytes
+        }
+        None => ConnectionLimits::default().max_buffered_bytes,
+    };
+    Ok(config)
 }
 
 impl Checker<'_, '_> {

@@ -280,7 +280,7 @@ fn unknown_key_in_limits() {
     assert!(
         message.starts_with(
             "config.toml:3: unknown key 'limits.max_header' (expected one of: max_connections, \
-             header_timeout, max_header_bytes, max_headers,"
+             max_buffered_bytes, header_timeout, max_header_bytes, max_headers,"
         ),
         "{message}"
     );
@@ -895,5 +895,33 @@ fn upload_routes() {
     assert_eq!(
         error("[[routes]]\npath = \"/f/\"\nkind = \"files\"\nroot = \"x\"\nfsync = true\n"),
         "config.toml:5: routes[0].fsync: only upload routes take fsync"
+    );
+}
+
+#[test]
+fn max_buffered_bytes_holds_at_least_one_connections_largest_message() {
+    let config = parse(&with_route("[limits]\nmax_buffered_bytes = \"8MiB\""), "c").unwrap();
+    assert_eq!(config.connection_limits.max_buffered_bytes, 8 << 20);
+    let default = parse(&with_route(""), "c").unwrap();
+    assert_eq!(default.connection_limits.max_buffered_bytes, 256 << 20);
+    let large = "[[routes]]\npath = \"/ws\"\nkind = \"echo\"\n[routes.limits]\nmax_message_size = \"64MiB\"\n";
+    assert_eq!(
+        error(&format!("[limits]\nmax_buffered_bytes = \"1MiB\"\n{large}")),
+        "config.toml:2: limits.max_buffered_bytes: \"1MiB\" is less than one connection may need \
+         to buffer (67108878B: the largest max_message_size or max_header_bytes); raise it or lower \
+         those"
+    );
+    assert_eq!(
+        error(&with_route("[limits]\nmax_buffered_bytes = \"1KiB\"")),
+        "config.toml:2: limits.max_buffered_bytes: \"1KiB\" is out of range (64KiB..=1024GiB)"
+    );
+    assert!(
+        error(&format!(
+            "{}[routes.limits]\nmax_buffered_bytes = \"1GiB\"\n",
+            with_route("")
+        ))
+        .contains(
+            "routes[0].limits.max_buffered_bytes: max_buffered_bytes applies to the whole server"
+        )
     );
 }

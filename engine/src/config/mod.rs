@@ -124,12 +124,35 @@ impl std::fmt::Display for RingSetup {
 pub struct ConnectionLimits {
     /// Open connections across all workers; past it new connections get 503 + `Retry-After`.
     pub max_connections: usize,
+    /// Bytes that connections may hold beyond their idle buffers, across all workers, for
+    /// partial messages and request bodies; past it connections stop reading
+    /// ([`crate::server::buffer_budget`]).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 100_000,
+            max_buffered_bytes: crate::server::buffer_budget::DEFAULT_MAX_BUFFERED_BYTES,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The most one connection may need to buffer at once: the largest WebSocket message (and
+    /// publish body) of any route with its frame header, or the largest request head.
+    /// `max_buffered_bytes` must be at least this, or that connection could never go on.
+    pub fn largest_buffered_allowance(&self) -> usize {
+        let largest = |limits: &HttpLimits, ws: &WsLimits| {
+            let message = usize::try_from(ws.max_message_size).unwrap_or(usize::MAX);
+            message
+                .saturating_add(ringstream_protocol::ws::frame::MAX_HEADER_LEN)
+                .max(limits.max_header_bytes)
+        };
+        self.routes
+            .iter()
+            .map(|r| largest(&r.limits, &r.ws))
+            .fold(self.limits.max_header_bytes, usize::max)
     }
 }

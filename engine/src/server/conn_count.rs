@@ -1,7 +1,10 @@
-//! The server-wide count of open connections, shared by every worker.
+//! The server-wide counts of what connections hold, shared by every worker: their places
+//! (against `max_connections`) and, through [`BufferBudget`], their buffered bytes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::server::buffer_budget::BufferBudget;
 
 /// Open connections across all workers, against `max_connections`. One atomic add and one
 /// subtract per connection (not per request), so sharing it across cores costs nothing that
@@ -10,15 +13,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct ConnectionCounter {
     open: AtomicUsize,
     max: usize,
+    /// Bytes held beyond idle buffers, against `max_buffered_bytes`.
+    budget: Arc<BufferBudget>,
 }
 
 impl ConnectionCounter {
-    /// A counter admitting at most `max` connections at once.
-    pub fn new(max: usize) -> Arc<Self> {
+    /// A counter admitting at most `max` connections at once, which together hold at most
+    /// `max_buffered_bytes` beyond their idle buffers.
+    pub fn new(max: usize, max_buffered_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             max,
+            budget: Arc::new(BufferBudget::new(max_buffered_bytes)),
         })
+    }
+
+    /// The server-wide budget for buffered bytes.
+    pub fn budget(&self) -> &Arc<BufferBudget> {
+        &self.budget
     }
 
     /// Connections open now.
@@ -57,7 +69,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_max_and_releases_on_drop() {
-        let counter = ConnectionCounter::new(2);
+        let counter = ConnectionCounter::new(2, usize::MAX);
         let a = counter.try_acquire();
         let b = counter.try_acquire();
         assert!(a.is_some() && b.is_some());

@@ -85,7 +85,7 @@ impl WorkerContext {
             limits: config.limits.clone(),
             head_limits,
             date: DateCache::new(),
-            registry: ConnRegistry::default(),
+            registry: ConnRegistry::new(Arc::clone(connections.budget())),
             draining: Cell::new(false),
             refusals_in_flight: Cell::new(0),
             connections,

@@ -5,16 +5,22 @@
 //! table every [`SWEEP_INTERVAL`], marks connections whose deadline has passed and wakes them.
 //! The woken wait returns `None` and drops the I/O future it was running, which cancels the
 //! operation. Timeouts therefore fire between their deadline and one sweep interval later.
+//!
+//! Each entry also holds the connection's share of the server-wide [`BufferBudget`], given back
+//! when its guard drops.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
+
+use crate::server::buffer_budget::BufferBudget;
 
 /// How often the sweeper checks deadlines: the granularity of every connection timeout.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -40,25 +46,50 @@ struct Entry {
     /// client end so that it sends close 1001; its writes are left to finish.
     drain_woken: bool,
     waker: Option<Waker>,
+    /// Bytes of the buffer budget this connection holds.
+    held: usize,
 }
 
 /// One worker's open connections. Single-threaded: lives in the worker's runtime.
 #[derive(Debug, Clone, Default)]
 pub struct ConnRegistry {
-    entries: Rc<RefCell<Slab<Entry>>>,
+    shared: Rc<Shared>,
+}
+
+/// Behind one `Rc`, so that a connection's guard stays two words.
+#[derive(Debug, Default)]
+struct Shared {
+    entries: RefCell<Slab<Entry>>,
+    budget: Arc<BufferBudget>,
 }
 
 impl ConnRegistry {
+    /// An empty registry whose connections take buffered bytes from `budget`.
+    pub fn new(budget: Arc<BufferBudget>) -> Self {
+        Self {
+            shared: Rc::new(Shared {
+                entries: RefCell::default(),
+                budget,
+            }),
+        }
+    }
+
+    /// The server-wide budget for buffered bytes.
+    pub fn budget(&self) -> &BufferBudget {
+        &self.shared.budget
+    }
+
     /// Records a new connection; the returned guard removes it when dropped. Keep it with the
     /// stream that owns `fd` in a [`Registered`], which drops it first.
     pub fn register(&self, fd: RawFd) -> ConnGuard {
-        let key = self.entries.borrow_mut().insert(Entry {
+        let key = self.shared.entries.borrow_mut().insert(Entry {
             fd,
             activity: Activity::Idle,
             deadline: None,
             expired: false,
             drain_woken: false,
             waker: None,
+            held: 0,
         });
         ConnGuard {
             registry: self.clone(),
@@ -68,12 +99,12 @@ impl ConnRegistry {
 
     /// Number of open connections on this worker.
     pub fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.shared.entries.borrow().len()
     }
 
     /// Whether this worker has no open connection.
     pub fn is_empty(&self) -> bool {
-        self.entries.borrow().is_empty()
+        self.shared.entries.borrow().is_empty()
     }
 
     /// Marks every connection whose deadline is at or before `now` and wakes it.
@@ -85,13 +116,13 @@ impl ConnRegistry {
     /// pending read returns 0 and they close), WebSocket connections are woken to send close
     /// 1001, and HTTP connections in the middle of a request are left to finish.
     pub fn begin_drain(&self) {
-        for (_, entry) in self.entries.borrow().iter() {
+        for (_, entry) in self.shared.entries.borrow().iter() {
             if entry.activity == Activity::Idle {
                 shutdown_fd(entry.fd);
             }
         }
         let mut wakers = Vec::new();
-        for (_, entry) in self.entries.borrow_mut().iter_mut() {
+        for (_, entry) in self.shared.entries.borrow_mut().iter_mut() {
             if entry.activity == Activity::WebSocket {
                 entry.drain_woken = true;
                 wakers.extend(entry.waker.take());
@@ -102,7 +133,7 @@ impl ConnRegistry {
 
     fn expire_where(&self, due: impl Fn(&Entry) -> bool) {
         let mut wakers = Vec::new();
-        for (_, entry) in self.entries.borrow_mut().iter_mut() {
+        for (_, entry) in self.shared.entries.borrow_mut().iter_mut() {
             if !entry.expired && due(entry) {
                 entry.expired = true;
                 wakers.extend(entry.waker.take());
@@ -115,13 +146,13 @@ impl ConnRegistry {
     /// Shuts down every connection (drain deadline): pending reads and writes fail and the
     /// connections close.
     pub fn shutdown_all(&self) {
-        for (_, entry) in self.entries.borrow().iter() {
+        for (_, entry) in self.shared.entries.borrow().iter() {
             shutdown_fd(entry.fd);
         }
     }
 
     fn with_entry<R>(&self, key: usize, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        self.entries.borrow_mut().get_mut(key).map(f)
+        self.shared.entries.borrow_mut().get_mut(key).map(f)
     }
 }
 
@@ -186,6 +217,48 @@ impl ConnGuard {
             .with_entry(self.key, |e| e.activity = activity);
     }
 
+    /// Bytes of the buffer budget this connection holds.
+    pub fn held(&self) -> usize {
+        self.registry.with_entry(self.key, |e| e.held).unwrap_or(0)
+    }
+
+    /// Sets the connection's share of the buffer budget to `total` bytes if it holds as much
+    /// already or the budget has room for the difference; `false` (nothing changed) if not.
+    pub fn try_hold(&self, total: usize) -> bool {
+        let budget = self.registry.budget();
+        self.registry
+            .with_entry(self.key, |e| {
+                if total > e.held && !budget.try_take(total - e.held) {
+                    return false;
+                }
+                if total < e.held {
+                    budget.give_back(e.held - total);
+                }
+                e.held = total;
+                true
+            })
+            .unwrap_or(false)
+    }
+
+    /// Sets the connection's share of the buffer budget to `total` bytes, room or not: for
+    /// memory already allocated.
+    pub fn hold(&self, total: usize) {
+        let budget = self.registry.budget();
+        self.registry.with_entry(self.key, |e| {
+            if total > e.held {
+                budget.take(total - e.held);
+            } else {
+                budget.give_back(e.held - total);
+            }
+            e.held = total;
+        });
+    }
+
+    /// The server-wide budget for buffered bytes.
+    pub fn budget(&self) -> &BufferBudget {
+        self.registry.budget()
+    }
+
     /// Runs `future` until it completes or `deadline` passes; `None` if the deadline passed
     /// first (the future is then dropped, which cancels its I/O). The drain does not end it: a
     /// write under way when the drain starts finishes, so frames stay whole.
@@ -216,7 +289,15 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.registry.entries.borrow_mut().try_remove(self.key);
+        let removed = self
+            .registry
+            .shared
+            .entries
+            .borrow_mut()
+            .try_remove(self.key);
+        if let Some(entry) = removed {
+            self.registry.budget().give_back(entry.held);
+        }
     }
 }
 
@@ -322,6 +403,28 @@ mod tests {
         assert_eq!(registry.len(), 1);
         drop(b);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_connections_share_of_the_buffer_budget_goes_back_when_it_ends() {
+        let budget = std::sync::Arc::new(BufferBudget::new(1000));
+        let registry = ConnRegistry::new(std::sync::Arc::clone(&budget));
+        let a = registry.register(-1);
+        let b = registry.register(-1);
+        assert!(a.try_hold(700));
+        assert!(!b.try_hold(400), "700 + 400 > 1000");
+        assert_eq!((b.held(), budget.used()), (0, 700));
+        assert!(a.try_hold(500), "giving back always succeeds");
+        assert!(b.try_hold(400));
+        b.hold(600);
+        assert!(
+            budget.over(),
+            "memory already allocated is counted regardless"
+        );
+        drop(a);
+        assert_eq!(budget.used(), 600);
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -55,7 +55,10 @@ impl Server {
         )?;
         let local_addr = listeners[0].local_addr()?;
         let config = Arc::new(config);
-        let counter = ConnectionCounter::new(config.connection_limits.max_connections);
+        let counter = ConnectionCounter::new(
+            config.connection_limits.max_connections,
+            config.connection_limits.max_buffered_bytes,
+        );
         let metrics = Arc::new(Metrics::new(count, config.routes.len()));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
@@ -107,6 +110,7 @@ impl Server {
             workers = count,
             driver = %driver,
             max_connections = config.connection_limits.max_connections,
+            max_buffered_bytes = config.connection_limits.max_buffered_bytes,
             "ringstream started"
         );
         Ok(server)

@@ -199,6 +199,19 @@ impl Session {
         &self.assembly.bytes
     }
 
+    /// Bytes the reassembly buffer holds (its capacity), for memory accounting.
+    pub fn held_bytes(&self) -> usize {
+        self.assembly.bytes.capacity()
+    }
+
+    /// Frees the reassembly buffer when no fragmented message is open or unfinished; it is
+    /// allocated again by the next fragmented message.
+    pub fn release_memory(&mut self) {
+        if !self.assembly.open && !self.complete {
+            self.assembly.bytes = Vec::new();
+        }
+    }
+
     /// Releases the last complete message (its reassembly buffer is reused).
     pub fn finish_message(&mut self) {
         if self.complete {
@@ -400,6 +413,32 @@ mod tests {
             pos += used;
         }
         Ok(out)
+    }
+
+    #[test]
+    fn the_reassembly_buffer_is_freed_only_between_messages() {
+        let mut session = Session::new(LIMITS);
+        let mut first = client_frame(false, OpCode::Binary, &[7; 40]);
+        let (event, _) = session.read(&mut first).unwrap().unwrap();
+        assert!(matches!(event, Event::Fragment));
+        assert!(session.held_bytes() >= 40);
+        session.release_memory();
+        assert!(
+            session.held_bytes() >= 40,
+            "an open message keeps its bytes"
+        );
+        let mut last = client_frame(true, OpCode::Continuation, &[8; 10]);
+        let (event, _) = session.read(&mut last).unwrap().unwrap();
+        assert!(matches!(event, Event::Message { .. }));
+        session.release_memory();
+        assert_eq!(
+            session.assembled().len(),
+            50,
+            "an unfinished message keeps its bytes"
+        );
+        session.finish_message();
+        session.release_memory();
+        assert_eq!(session.held_bytes(), 0);
     }
 
     fn stream() -> Vec<u8> {

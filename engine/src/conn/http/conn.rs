@@ -6,6 +6,7 @@
 //! (or from accept for the first request), `keepalive_timeout` between requests,
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
+mod memory;
 mod read;
 mod refusal;
 
@@ -30,7 +31,7 @@ use crate::routes::observe;
 use crate::routes::plain::{self, MethodClass};
 use crate::routes::role::Attachment;
 use crate::routes::upload::request::{self as upload, UploadRequest};
-use crate::routes::upload::store::{Stored, Upload};
+use crate::routes::upload::store::{Stored, Upload, WRITE_BATCH};
 use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
 use crate::server::registry::{ConnGuard, Registered};
@@ -121,6 +122,8 @@ enum ReadOutcome {
     Eof,
     TimedOut,
     Failed,
+    /// The buffer budget could not hold a larger head before the read's deadline.
+    Busy,
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, a protection closes the connection, or the
@@ -314,11 +317,22 @@ impl<T: Transport> Connection<T> {
         let mut admitted = upload::admit(upload, config, dir, address).map_err(Stop::RefuseWith)?;
         let mut limits = route.limits.clone();
         limits.max_body_size = admitted.max_size;
+        // Large bodies are read in large pieces and written in large batches, if the buffer
+        // budget holds them; otherwise in the small pieces the connection has.
+        let large = UPLOAD_BUFFER.saturating_sub(self.buf.capacity()) + WRITE_BATCH;
+        let guard = self.stream.guard();
+        if guard.try_hold(guard.held() + large) {
+            self.buf
+                .reserve_exact(UPLOAD_BUFFER.saturating_sub(self.buf.len()));
+        } else {
+            admitted.file.write_unbatched();
+        }
         let read = self
             .read_body(request, &limits, BodyTarget::Upload(&mut admitted.file))
             .await;
-        // The large read buffer of the body is not kept by an idle connection.
-        self.buf.shrink_to(INITIAL_BUFFER.max(self.buf.len()));
+        // The write batch was written or dropped, and an idle connection does not keep the
+        // large read buffer.
+        self.give_back_read_buffer();
         read?;
         let stored = upload::store(admitted.file, config, dir)
             .await
@@ -383,9 +397,14 @@ impl<T: Transport> Connection<T> {
         let mut limits = route.limits.clone();
         limits.max_body_size = admitted.max_body_size;
         let mut body = Vec::new();
-        self.read_body(request, &limits, BodyTarget::Collect(&mut body))
-            .await?;
-        publish::deliver(&ctx, route_index, admitted, &body).map_err(Stop::RefuseWith)
+        let read = self
+            .read_body(request, &limits, BodyTarget::Collect(&mut body))
+            .await;
+        let delivered = read.and_then(|()| {
+            publish::deliver(&ctx, route_index, admitted, &body).map_err(Stop::RefuseWith)
+        });
+        self.hold_less(body.capacity());
+        delivered
     }
 
     /// Answers an upgrade request on a WebSocket route: the 101, or the refusal it earned.

@@ -91,7 +91,10 @@ where
     runtime.block_on(async move {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new(1, config.routes.len()));
-        let counter = ConnectionCounter::new(config.connection_limits.max_connections);
+        let counter = ConnectionCounter::new(
+            config.connection_limits.max_connections,
+            config.connection_limits.max_buffered_bytes,
+        );
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let ctx = Rc::new(WorkerContext::new(
             &config,

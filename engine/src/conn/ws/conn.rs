@@ -17,6 +17,7 @@
 //! pauses while the writer is behind (see [`crate::routes::sink::file`]).
 
 mod frames;
+mod memory;
 mod role_io;
 mod write;
 
@@ -45,11 +46,12 @@ use crate::server::registry::{Activity, ConnGuard, Registered};
 use crate::server::transport::Transport;
 
 /// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
-/// because an idle connection keeps it); it grows to hold the largest frame seen (at most
-/// `max_message_size` plus a header).
+/// because an idle connection keeps it); it grows to hold a large frame (at most
+/// `max_message_size` plus a header) and shrinks again once the frame is answered
+/// (`memory.rs`: growth beyond this size is taken from the server-wide buffer budget).
 const INITIAL_BUFFER: usize = 512;
 /// The read buffer doubles after a read that filled it (the client had more to say), up to
-/// this size; beyond it, only a single larger frame grows it.
+/// this size; beyond it, only a single larger frame grows it, and only until it is answered.
 const BURST_BUFFER: usize = 64 * 1024;
 /// Most echoes of one read written in place (one vectored write, far below `IOV_MAX`); the
 /// rest of the read's echoes are copied into the write batch.
@@ -233,7 +235,9 @@ impl<T: Transport> WsConnection<T> {
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + limits.heartbeat_interval;
         let mut pos = 0;
-        // Whether the last read filled the buffer's spare room: more was waiting.
+        // Bytes the last read brought, and whether they filled the buffer's spare room (more
+        // was waiting).
+        let mut last_read = 0;
         let mut filled = false;
         loop {
             // Everything buffered is answered before waiting for more.
@@ -292,15 +296,13 @@ impl<T: Transport> WsConnection<T> {
                     continue;
                 }
             }
-            let want = self.session.bytes_needed(&buf);
-            if buf.capacity() < want {
-                buf.reserve(want - buf.len());
-            } else if buf.len() == buf.capacity() || (filled && buf.capacity() < BURST_BUFFER) {
-                // Pipelined messages are read, answered and written in batches rather than
-                // a buffer's worth at a time. The capacity doubles: `reserve` counts from the
-                // length, which is 0 when every frame of the last read was answered.
-                let doubled = buf.capacity().max(INITIAL_BUFFER / 2) * 2;
-                buf.reserve(doubled - buf.len());
+            if let Some(pause) = self.size_read_buffer(&mut buf, last_read, filled) {
+                // Boxed: the pause's state stays out of the future every connection keeps.
+                let paused = Box::pin(self.pause_for_budget(pause, last_heard, &mut next_ping));
+                if let Err(end) = paused.await {
+                    return end;
+                }
+                continue;
             }
             let room = buf.capacity() - buf.len();
             let read = self.stream.io().read_append(buf);
@@ -349,7 +351,10 @@ impl<T: Transport> WsConnection<T> {
             buf = returned;
             match result {
                 Ok(0) | Err(_) => return End::Gone,
-                Ok(n) => filled = n == room,
+                Ok(n) => {
+                    last_read = n;
+                    filled = n == room;
+                }
             }
         }
     }

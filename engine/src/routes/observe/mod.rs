@@ -79,6 +79,14 @@ fn stats_json(ctx: &WorkerContext) -> String {
         table.len(),
         table.evictions()
     );
+    let budget = ctx.connections.budget();
+    let _ = write!(
+        s,
+        "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{}}},",
+        budget.used(),
+        budget.limit(),
+        budget.pauses()
+    );
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());
     codes_json(&mut s, "http_refusals", &metrics.refusals());
@@ -225,7 +233,8 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
     let mut s = String::with_capacity(4096);
     let broadcast = metrics.broadcast();
     let topics = ctx.hub.topics.live();
-    let single: [(&str, &str, &str, u64); 12] = [
+    let budget = ctx.connections.budget();
+    let single: [(&str, &str, &str, u64); 15] = [
         (
             "uptime_seconds",
             "gauge",
@@ -237,6 +246,24 @@ fn prometheus_text(ctx: &WorkerContext) -> String {
             "gauge",
             "Open connections.",
             ctx.connections.open() as u64,
+        ),
+        (
+            "buffered_bytes",
+            "gauge",
+            "Bytes connections hold beyond their idle buffers (partial messages and bodies).",
+            budget.used() as u64,
+        ),
+        (
+            "buffered_bytes_limit",
+            "gauge",
+            "max_buffered_bytes: past it connections holding partial messages stop reading.",
+            budget.limit() as u64,
+        ),
+        (
+            "buffer_pauses_total",
+            "counter",
+            "Times a connection stopped reading because max_buffered_bytes was reached.",
+            budget.pauses(),
         ),
         (
             "connections_accepted_total",

@@ -25,7 +25,7 @@ use crate::server::transport::FileSink;
 const TEMP_PREFIX: &str = ".ringstream-upload-";
 const TEMP_SUFFIX: &str = ".part";
 /// Bytes gathered before one write to the file.
-const WRITE_BATCH: usize = 256 * 1024;
+pub const WRITE_BATCH: usize = 256 * 1024;
 
 /// An open upload directory.
 #[derive(Debug)]
@@ -135,7 +135,8 @@ impl UploadDir {
             file: FileSink::new(file),
             hasher: Sha256::new(),
             size: 0,
-            pending: Vec::with_capacity(WRITE_BATCH),
+            pending: Vec::new(),
+            batch: WRITE_BATCH,
         })
     }
 
@@ -231,6 +232,8 @@ pub struct Upload {
     size: u64,
     /// Body bytes not written yet.
     pending: Vec<u8>,
+    /// Bytes gathered before one write: [`WRITE_BATCH`], or none at all.
+    batch: usize,
 }
 
 impl Upload {
@@ -239,11 +242,24 @@ impl Upload {
         self.dir.path()
     }
 
+    /// Writes each piece of the body as it comes rather than in batches (when the memory
+    /// for a batch is not to be had).
+    pub fn write_unbatched(&mut self) {
+        self.batch = 0;
+    }
+
     /// Takes body bytes; writes them to the file in batches.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.hasher.update(data);
+        // The batch never grows past its size: what would not fit goes after a write.
+        if !self.pending.is_empty() && self.pending.len() + data.len() > self.batch {
+            self.flush().await?;
+        }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(self.batch.max(data.len()));
+        }
         self.pending.extend_from_slice(data);
-        if self.pending.len() >= WRITE_BATCH {
+        if self.pending.len() >= self.batch {
             self.flush().await?;
         }
         Ok(())

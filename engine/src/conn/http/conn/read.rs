@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
-use super::{
-    BodyTarget, Connection, INITIAL_BUFFER, ReadOutcome, RequestInfo, Stop, UPLOAD_BUFFER,
-};
+use super::memory::BUSY;
+use super::{BodyTarget, Connection, ReadOutcome, RequestInfo, Stop};
 use crate::config::{HttpLimits, bounds};
 use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
@@ -36,6 +35,9 @@ impl<T: Transport> Connection<T> {
             // Everything parsed so far is answered before waiting for more.
             self.flush().await?;
             let idle = self.pos == self.buf.len();
+            if idle {
+                self.give_back_read_buffer();
+            }
             self.stream
                 .guard()
                 .set_activity(if idle { Activity::Idle } else { Activity::Busy });
@@ -52,6 +54,7 @@ impl<T: Transport> Connection<T> {
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Stop::Close),
                 ReadOutcome::TimedOut if head_started.is_some() => return Err(Stop::Refuse(408)),
                 ReadOutcome::TimedOut => return Err(Stop::Close),
+                ReadOutcome::Busy => return Err(Stop::RefuseWith(BUSY)),
             }
         }
     }
@@ -108,11 +111,8 @@ impl<T: Transport> Connection<T> {
         if request.expect_continue && self.pos == self.buf.len() {
             ringstream_protocol::http::write_continue(&mut self.out);
         }
-        if matches!(target, BodyTarget::Upload(_)) && self.buf.capacity() < UPLOAD_BUFFER {
-            // Large bodies are read in large pieces; `run` gives the memory back afterwards.
-            self.buf.reserve(UPLOAD_BUFFER - self.buf.len());
-        }
         let mut decoder = BodyDecoder::new(request.body, limits.max_body_size);
+        let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
         let started = Instant::now();
         let mut received: u64 = 0;
         loop {
@@ -123,7 +123,22 @@ impl<T: Transport> Connection<T> {
                 let data = &self.buf[self.pos..][decoded.data.clone()];
                 match &mut target {
                     BodyTarget::Discard => {}
-                    BodyTarget::Collect(keep) => keep.extend_from_slice(data),
+                    BodyTarget::Collect(keep) => {
+                        let need = keep.len() + data.len();
+                        if keep.capacity() < need {
+                            // A body of known length is held whole at once; a chunked one
+                            // doubles, never past the limit the decoder enforces.
+                            let want = match request.body {
+                                BodyKind::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                                _ => (keep.capacity() * 2).min(max_body),
+                            }
+                            .max(need);
+                            let deadline = body_deadline(started, received, limits);
+                            self.hold_more(want - keep.capacity(), deadline).await?;
+                            keep.reserve_exact(want - keep.len());
+                        }
+                        keep.extend_from_slice(data);
+                    }
                     BodyTarget::Upload(upload) => {
                         let written = upload.write(data).await;
                         written.map_err(|e| Stop::Refuse(failed_write(&e, upload.dir())))?;
@@ -145,6 +160,7 @@ impl<T: Transport> Connection<T> {
             {
                 ReadOutcome::Data => {}
                 ReadOutcome::TimedOut => return Err(Stop::Refuse(408)),
+                ReadOutcome::Busy => return Err(Stop::RefuseWith(BUSY)),
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Stop::Close),
             }
         }
@@ -158,8 +174,8 @@ impl<T: Transport> Connection<T> {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+        if self.buf.len() == self.buf.capacity() && self.grow_read_buffer(deadline).await.is_err() {
+            return ReadOutcome::Busy;
         }
         let buf = std::mem::take(&mut self.buf);
         match self
