@@ -16,6 +16,7 @@ mod checker;
 mod clients;
 mod error;
 mod files;
+mod proxy;
 mod raw;
 mod resolve;
 mod routes;

@@ -260,6 +260,26 @@ pub struct RawRoute {
     pub fsync: Option<Spanned<bool>>,
     /// `upload`: uploads one client may have in progress.
     pub max_uploads_per_client: Option<Spanned<Int>>,
+    /// `proxy`: the upstreams (`"127.0.0.1:8000"`, `"unix:/run/app.sock"`).
+    pub upstreams: Option<Spanned<Vec<String>>>,
+    /// `proxy`: time to open an upstream connection.
+    pub connect_timeout: Option<Spanned<Seconds>>,
+    /// `proxy`: time from the request sent to the response head, and between reads.
+    pub upstream_timeout: Option<Spanned<Seconds>>,
+    /// `proxy`: `"least_conn"` or `"round_robin"`.
+    pub balance: Option<Spanned<String>>,
+    /// `proxy`: failures that mark an upstream down.
+    pub max_fails: Option<Spanned<Int>>,
+    /// `proxy`: the window of `max_fails`, and how long an upstream stays down.
+    pub fail_timeout: Option<Spanned<Seconds>>,
+    /// `proxy`: how long an idle upstream connection is kept.
+    pub pool_idle_timeout: Option<Spanned<Seconds>>,
+    /// `proxy`: idle connections kept per upstream and worker.
+    pub pool_size: Option<Spanned<Int>>,
+    /// `proxy`: removed from the path before it goes upstream.
+    pub strip_prefix: Option<Spanned<String>>,
+    /// `proxy`: the `Host` sent upstream.
+    pub host: Option<Spanned<String>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

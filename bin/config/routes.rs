@@ -26,7 +26,7 @@ pub(super) struct Kind {
 }
 
 /// Every route kind this build serves, in the order messages list them.
-pub(super) const KINDS: [Kind; 10] = [
+pub(super) const KINDS: [Kind; 11] = [
     Kind {
         name: "health",
         keys: &[],
@@ -85,6 +85,22 @@ pub(super) const KINDS: [Kind; 10] = [
             Key::MaxUploadsPerClient,
         ],
         resolve: |checker, key, raw| checker.upload_kind(key, raw),
+    },
+    Kind {
+        name: "proxy",
+        keys: &[
+            Key::Upstreams,
+            Key::ConnectTimeout,
+            Key::UpstreamTimeout,
+            Key::Balance,
+            Key::MaxFails,
+            Key::FailTimeout,
+            Key::PoolIdleTimeout,
+            Key::PoolSize,
+            Key::StripPrefix,
+            Key::Host,
+        ],
+        resolve: |checker, key, raw| checker.proxy_kind(key, raw),
     },
     Kind {
         name: "stats",
@@ -158,12 +174,32 @@ pub(super) enum Key {
     Fsync,
     /// `max_uploads_per_client` (upload).
     MaxUploadsPerClient,
+    /// `upstreams` (proxy).
+    Upstreams,
+    /// `connect_timeout` (proxy).
+    ConnectTimeout,
+    /// `upstream_timeout` (proxy).
+    UpstreamTimeout,
+    /// `balance` (proxy).
+    Balance,
+    /// `max_fails` (proxy).
+    MaxFails,
+    /// `fail_timeout` (proxy).
+    FailTimeout,
+    /// `pool_idle_timeout` (proxy).
+    PoolIdleTimeout,
+    /// `pool_size` (proxy).
+    PoolSize,
+    /// `strip_prefix` (proxy).
+    StripPrefix,
+    /// `host` (proxy).
+    Host,
 }
 
 impl Key {
     /// Every key, in the order a route's keys are checked: the first one its kind does not
     /// take is the one reported.
-    const ALL: [Key; 23] = [
+    const ALL: [Key; 33] = [
         Key::Body,
         Key::ContentType,
         Key::ResponsePrefix,
@@ -187,6 +223,16 @@ impl Key {
         Key::Overwrite,
         Key::Fsync,
         Key::MaxUploadsPerClient,
+        Key::Upstreams,
+        Key::ConnectTimeout,
+        Key::UpstreamTimeout,
+        Key::Balance,
+        Key::MaxFails,
+        Key::FailTimeout,
+        Key::PoolIdleTimeout,
+        Key::PoolSize,
+        Key::StripPrefix,
+        Key::Host,
     ];
 
     /// The key's name in the file, and where `raw` writes it if it does.
@@ -215,6 +261,16 @@ impl Key {
             Key::Overwrite => ("overwrite", at(&raw.overwrite)),
             Key::Fsync => ("fsync", at(&raw.fsync)),
             Key::MaxUploadsPerClient => ("max_uploads_per_client", at(&raw.max_uploads_per_client)),
+            Key::Upstreams => ("upstreams", at(&raw.upstreams)),
+            Key::ConnectTimeout => ("connect_timeout", at(&raw.connect_timeout)),
+            Key::UpstreamTimeout => ("upstream_timeout", at(&raw.upstream_timeout)),
+            Key::Balance => ("balance", at(&raw.balance)),
+            Key::MaxFails => ("max_fails", at(&raw.max_fails)),
+            Key::FailTimeout => ("fail_timeout", at(&raw.fail_timeout)),
+            Key::PoolIdleTimeout => ("pool_idle_timeout", at(&raw.pool_idle_timeout)),
+            Key::PoolSize => ("pool_size", at(&raw.pool_size)),
+            Key::StripPrefix => ("strip_prefix", at(&raw.strip_prefix)),
+            Key::Host => ("host", at(&raw.host)),
         }
     }
 
@@ -250,6 +306,16 @@ impl Key {
             | Key::Overwrite
             | Key::Fsync
             | Key::MaxUploadsPerClient => "upload routes",
+            Key::Upstreams
+            | Key::ConnectTimeout
+            | Key::UpstreamTimeout
+            | Key::Balance
+            | Key::MaxFails
+            | Key::FailTimeout
+            | Key::PoolIdleTimeout
+            | Key::PoolSize
+            | Key::StripPrefix
+            | Key::Host => "proxy routes",
         }
     }
 }

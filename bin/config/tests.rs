@@ -925,3 +925,65 @@ fn max_buffered_bytes_holds_at_least_one_connections_largest_message() {
         )
     );
 }
+
+#[test]
+fn proxy_routes_and_their_errors() {
+    use ringstream_engine::config::{Balance, UpstreamAddr};
+    let route = |keys: &str| format!("[[routes]]\npath = \"/api/\"\nkind = \"proxy\"\n{keys}");
+    let config = parse(
+        &route(
+            "upstreams = [\"127.0.0.1:8000\", \"[::1]:9000\", \"unix:/run/app.sock\"]\n\
+             connect_timeout = \"2s\"\nupstream_timeout = \"30s\"\nbalance = \"round_robin\"\n\
+             max_fails = 3\nfail_timeout = \"20s\"\npool_idle_timeout = \"1s\"\npool_size = 8\n\
+             strip_prefix = \"/api\"\nhost = \"app.internal:8000\"\n",
+        ),
+        "c",
+    )
+    .unwrap();
+    let RouteKind::Proxy(proxy) = &config.routes[0].kind else {
+        panic!("not a proxy: {:?}", config.routes[0].kind);
+    };
+    assert_eq!(
+        proxy.upstreams,
+        [
+            UpstreamAddr::Tcp("127.0.0.1:8000".parse().unwrap()),
+            UpstreamAddr::Tcp("[::1]:9000".parse().unwrap()),
+            UpstreamAddr::Unix("/run/app.sock".into()),
+        ]
+    );
+    assert_eq!(proxy.connect_timeout, Duration::from_secs(2));
+    assert_eq!(proxy.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(proxy.balance, Balance::RoundRobin);
+    assert_eq!((proxy.max_fails, proxy.pool_size), (3, 8));
+    assert_eq!(proxy.fail_timeout, Duration::from_secs(20));
+    assert_eq!(proxy.pool_idle_timeout, Duration::from_secs(1));
+    assert_eq!(proxy.strip_prefix, "/api");
+    assert_eq!(proxy.host.as_deref(), Some("app.internal:8000"));
+    assert_eq!(
+        error(&route("")),
+        "config.toml:3: routes[0]: a proxy route needs its upstreams (add upstreams = \
+         [\"127.0.0.1:8000\"])"
+    );
+    assert_eq!(
+        error(&route("upstreams = [\"localhost:8000\"]")),
+        "config.toml:4: routes[0].upstreams: \"localhost:8000\" is not an upstream \
+         (\"HOST_IP:PORT\", \"[IPv6]:PORT\" or \"unix:/path/to.sock\")"
+    );
+    assert_eq!(
+        error(&route(
+            "upstreams = [\"127.0.0.1:1\"]\nbalance = \"random\""
+        )),
+        "config.toml:5: routes[0].balance: \"random\" is not a balance (expected \
+         \"least_conn\" or \"round_robin\")"
+    );
+    assert_eq!(
+        error(&route(
+            "upstreams = [\"127.0.0.1:1\"]\nstrip_prefix = \"api\""
+        )),
+        "config.toml:5: routes[0].strip_prefix: \"api\" is not a path prefix (it starts with '/')"
+    );
+    assert!(
+        error("[[routes]]\npath = \"/h\"\nkind = \"health\"\nupstreams = [\"127.0.0.1:1\"]")
+            .contains("only proxy routes take upstreams"),
+    );
+}

@@ -7,6 +7,7 @@
 //! every type is named from here (`config::HttpLimits`, `config::RouteKind`).
 
 mod limits;
+mod proxy;
 mod routes;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ pub use limits::{
     Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
     bounds, loopback,
 };
+pub use proxy::{Balance, ProxyConfig, UpstreamAddr};
 pub use routes::{FilesConfig, Route, RouteKind, SendPath, TopicSource, UploadConfig};
 
 /// `backlog` when the configuration does not say.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use ringstream_limits::cidr::CidrSet;
 
-use super::{HttpLimits, WsLimits};
+use super::{HttpLimits, ProxyConfig, WsLimits};
 use crate::routes::handler::WsHandler;
 use crate::routes::sink::file::SinkFileConfig;
 
@@ -84,6 +84,9 @@ pub enum RouteKind {
     /// Uploads: `PUT` or `POST /upload/NAME` streams the body to a temporary file in the
     /// directory, renamed to NAME only once complete (see [`crate::routes::upload`]).
     Upload(Box<UploadConfig>),
+    /// A reverse proxy: requests below the path go to an upstream (the user's app) once every
+    /// protection of the route has passed (see [`crate::routes::proxy`]).
+    Proxy(Box<ProxyConfig>),
     /// `/stats`: the server's counters and configured limits as JSON.
     Stats {
         /// Addresses allowed to read it (403 for others).
@@ -117,6 +120,7 @@ impl RouteKind {
             Self::Sink { .. } => "sink",
             Self::Files(_) => "files",
             Self::Upload(_) => "upload",
+            Self::Proxy(_) => "proxy",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
         }
@@ -150,6 +154,7 @@ impl RouteKind {
             | Self::Publish { .. }
             | Self::Files(_)
             | Self::Upload(_)
+            | Self::Proxy(_)
             | Self::Stats { .. }
             | Self::Metrics { .. } => &[],
         }

@@ -11,6 +11,8 @@ use super::Refused;
 use super::broadcast::publish::{self, PublishHead};
 use super::files::FileRequest;
 use super::handler::{RequestHead, WsHandler};
+use super::proxy::ProxyAsk;
+use super::proxy::forward::Hop;
 use super::upload::request::UploadRequest;
 use crate::config::{Route, RouteKind};
 use crate::conn::ws::{self, Accepted};
@@ -34,6 +36,8 @@ pub enum Ask {
     File(Box<FileRequest>),
     /// A body to store under a name.
     Upload(UploadRequest),
+    /// A request for the route's upstream.
+    Proxy(ProxyAsk),
 }
 
 /// An upgrade the route accepts.
@@ -92,8 +96,9 @@ impl Joins {
     }
 }
 
-/// Decides what `request` asks of `route`.
-pub fn ask(route: &Route, request: &Request<'_, '_>) -> Ask {
+/// Decides what `request` asks of `route`; `hop` names who sent it (asked of the kernel for
+/// proxy routes only).
+pub fn ask(route: &Route, request: &Request<'_, '_>, hop: &dyn Fn() -> Hop) -> Ask {
     let upgrade = |joins: &dyn Fn() -> Result<Joins, Refused>| {
         let decided =
             ws::decide(request, route.kind.subprotocols(), &route.ws).and_then(|accepted| {
@@ -126,5 +131,6 @@ pub fn ask(route: &Route, request: &Request<'_, '_>) -> Ask {
         RouteKind::Publish { .. } => Ask::Publish(publish::decide(route, request)),
         RouteKind::Files(files) => Ask::File(Box::new(FileRequest::capture(request, route, files))),
         RouteKind::Upload(_) => Ask::Upload(UploadRequest::capture(request, route)),
+        RouteKind::Proxy(config) => Ask::Proxy(ProxyAsk::capture(request, config, hop())),
     }
 }

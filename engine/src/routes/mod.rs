@@ -12,6 +12,7 @@ pub mod files;
 pub mod handler;
 pub mod observe;
 pub mod plain;
+pub mod proxy;
 pub mod role;
 pub mod router;
 pub mod sink;

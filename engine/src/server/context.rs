@@ -14,6 +14,7 @@ use crate::config::{HttpLimits, ServerConfig};
 use crate::protections::gate::ClientGate;
 use crate::routes::broadcast::local::Delivery;
 use crate::routes::broadcast::{Hub, LocalTopics, Topic};
+use crate::routes::proxy::pool::UpstreamPools;
 use crate::routes::router::Router;
 use crate::routes::state::RouteStates;
 use crate::server::conn_count::ConnectionCounter;
@@ -54,6 +55,8 @@ pub struct WorkerContext {
     pub topics: Rc<RefCell<LocalTopics>>,
     /// What routes share (sink files, files roots), by route index.
     pub routes: RouteStates,
+    /// This worker's connections to the upstreams of proxy routes.
+    pub upstreams: RefCell<UpstreamPools>,
     /// This worker's index (its block of counters).
     index: usize,
 }
@@ -94,6 +97,7 @@ impl WorkerContext {
             config: Arc::clone(config),
             hub,
             routes,
+            upstreams: RefCell::default(),
             topics: Rc::new(RefCell::new(LocalTopics::new(index))),
             index,
         }

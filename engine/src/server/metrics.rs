@@ -118,8 +118,8 @@ pub struct BroadcastTotals {
 }
 
 /// The HTTP statuses protections answer with, counted in `ringstream_http_refusals_total`.
-pub const REFUSAL_STATUSES: [u16; 14] = [
-    400, 401, 403, 408, 409, 413, 414, 426, 429, 431, 500, 501, 503, 507,
+pub const REFUSAL_STATUSES: [u16; 16] = [
+    400, 401, 403, 408, 409, 413, 414, 426, 429, 431, 500, 501, 502, 503, 504, 507,
 ];
 /// The close codes the server sends, counted in `ringstream_websocket_closes_total`.
 pub const CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1007, 1008, 1009, 1011, 1013];

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod signals;
 pub mod start;
 pub mod transport;
+pub mod upstream;
 pub mod worker;
 
 pub use start::{Server, run};

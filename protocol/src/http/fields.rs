@@ -116,6 +116,16 @@ impl<'b> Fields<'b> {
 }
 
 impl Codings {
+    /// Whether a `Transfer-Encoding` field was present.
+    pub(crate) fn seen(&self) -> bool {
+        self.seen
+    }
+
+    /// Whether the codings are exactly one `chunked`.
+    pub(crate) fn is_chunked_only(&self) -> bool {
+        self.last_is_chunked && self.chunked == 1 && self.others == 0
+    }
+
     /// Adds the members of one `Transfer-Encoding` value.
     fn add(&mut self, value: &[u8]) {
         self.seen = true;

@@ -20,6 +20,7 @@ mod file_path;
 mod range;
 mod request;
 mod response;
+mod upstream;
 
 pub use body::{BodyDecoder, BodyKind, Decoded};
 pub use chunked::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
@@ -28,10 +29,14 @@ pub use date::{HttpDate, parse_http_date};
 pub use disposition::attachment;
 pub use error::{BodyError, RequestError};
 pub use file_path::{PathRefusal, file_path, percent_decode};
-pub use httparse::Header;
+pub use httparse::{EMPTY_HEADER, Header};
 pub use range::{RangeAnswer, content_range, parse_range, unsatisfied_range};
 pub use request::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_URI_BYTES, HEADER_SLOTS, HeadLimits,
     Method, Request, Version, parse_request,
 };
 pub use response::{reason_phrase, write_continue, write_error_response, write_response_head};
+pub use upstream::{
+    CHUNK_END, LAST_CHUNK, ResponseBody, ResponseError, ResponseHead, is_hop_by_hop,
+    parse_response, write_chunk_size,
+};

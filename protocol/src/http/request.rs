@@ -107,6 +107,17 @@ pub enum Version {
     Http11,
 }
 
+impl Version {
+    /// The version of httparse's minor number (httparse accepts exactly HTTP/1.0 and 1.1).
+    pub(crate) fn from_minor(minor: u8) -> Self {
+        if minor == 1 {
+            Self::Http11
+        } else {
+            Self::Http10
+        }
+    }
+}
+
 /// A complete, accepted request head, borrowing the read buffer and the header slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'b, 'h> {
@@ -310,12 +321,7 @@ fn accept<'b, 'h>(
     else {
         return Err(RequestError::InvalidRequestLine);
     };
-    // httparse accepts exactly HTTP/1.0 and HTTP/1.1.
-    let version = if minor == 1 {
-        Version::Http11
-    } else {
-        Version::Http10
-    };
+    let version = Version::from_minor(minor);
     let headers: &'h [Header<'b>] = parsed.headers;
     let fields = Fields::read(headers);
     // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any

@@ -51,7 +51,9 @@ statuses! {
     431 => "Request Header Fields Too Large",
     500 => "Internal Server Error",
     501 => "Not Implemented",
+    502 => "Bad Gateway",
     503 => "Service Unavailable",
+    504 => "Gateway Timeout",
     505 => "HTTP Version Not Supported",
     // RFC 4918 §11.5: the server cannot store what the request needs.
     507 => "Insufficient Storage",

@@ -7,6 +7,7 @@
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
 mod memory;
+mod proxy;
 mod read;
 mod refusal;
 
@@ -54,6 +55,8 @@ enum BodyTarget<'a> {
     Collect(&'a mut Vec<u8>),
     /// Into an upload's temporary file.
     Upload(&'a mut Upload),
+    /// To a proxy route's upstream, re-framed.
+    Upstream(&'a mut proxy::UpstreamBody),
 }
 
 /// Why a connection stops serving requests.
@@ -112,6 +115,9 @@ enum Answer {
     Observe(usize),
     /// The route's configured answer.
     Plain(usize),
+    /// Relayed from a proxy route's upstream as it came; `true` when the connection closes
+    /// after it.
+    Proxied(bool),
     /// 404.
     NotFound,
 }
@@ -235,6 +241,9 @@ impl<T: Transport> Connection<T> {
                     let stored = Box::pin(self.store_upload(&request, upload, route)).await?;
                     Answer::Stored(route, stored)
                 }
+                Some((route, Ask::Proxy(ask))) => {
+                    Answer::Proxied(Box::pin(self.proxy(&request, ask, route)).await?)
+                }
                 Some((route, Ask::File(file))) => {
                     self.discard_body(&request, limits).await?;
                     Answer::File(route, file)
@@ -252,7 +261,9 @@ impl<T: Transport> Connection<T> {
                     Answer::NotFound
                 }
             };
-            let close = !request.keep_alive || ctx.draining.get();
+            let close = !request.keep_alive
+                || ctx.draining.get()
+                || matches!(answer, Answer::Proxied(true));
             self.answer(answer, request.method, close, rate_headers.as_ref())
                 .await?;
             if close {
@@ -378,6 +389,8 @@ impl<T: Transport> Connection<T> {
                 plain::respond(kind, method, &date, close, extra.as_slice(), &mut self.out);
             }
             Answer::NotFound => plain::not_found(method, &date, close, &mut self.out),
+            // Written as it came.
+            Answer::Proxied(_) => {}
         }
         Ok(())
     }

@@ -52,7 +52,8 @@ pub fn respond(
         }
         // Upgrades are answered before a route's response is written; a request that gets
         // here on a WebSocket route was refused by the upgrade decision already. `/stats` and
-        // `/metrics` are answered by `observe`, publish routes by `publish`.
+        // `/metrics` are answered by `observe`, publish routes by `publish`, proxy routes by
+        // their upstream.
         RouteKind::Echo { .. }
         | RouteKind::Handler { .. }
         | RouteKind::Broadcast { .. }
@@ -60,6 +61,7 @@ pub fn respond(
         | RouteKind::Sink { .. }
         | RouteKind::Files(_)
         | RouteKind::Upload(_)
+        | RouteKind::Proxy(_)
         | RouteKind::Stats { .. }
         | RouteKind::Metrics { .. } => {}
     }

@@ -13,6 +13,7 @@ use crate::config::{HttpLimits, bounds};
 use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
 use crate::routes::plain::MethodClass;
+use crate::routes::proxy::forward::Hop;
 use crate::routes::upload::request::failed_write;
 use crate::server::context::WorkerContext;
 use crate::server::registry::Activity;
@@ -75,7 +76,16 @@ impl<T: Transport> Connection<T> {
         let parsed = parse_request(&self.buf[self.pos..], &mut slots, &self.ctx.head_limits);
         match parsed {
             Ok(Some(request)) => {
-                let info = describe(&request, &self.ctx, peer, self.client.as_ref());
+                let io = self.stream.io();
+                let ctx = &self.ctx;
+                let hop = || {
+                    let peer = io
+                        .peer_addr()
+                        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+                    let trusted = ctx.config.clients.trusted_proxies.contains(peer);
+                    Hop { peer, trusted }
+                };
+                let info = describe(&request, ctx, peer, self.client.as_ref(), &hop);
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -139,6 +149,7 @@ impl<T: Transport> Connection<T> {
                         }
                         keep.extend_from_slice(data);
                     }
+                    BodyTarget::Upstream(body) => body.write(self.stream.guard(), data).await?,
                     BodyTarget::Upload(upload) => {
                         let written = upload.write(data).await;
                         written.map_err(|e| Stop::Refuse(failed_write(&e, upload.dir())))?;
@@ -228,13 +239,14 @@ fn describe(
     ctx: &WorkerContext,
     peer: Option<IpAddr>,
     current: Option<&ClientSlot>,
+    hop: &dyn Fn() -> Hop,
 ) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
     let admission = peer.and_then(|peer| {
         let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
         ctx.gate.on_request(peer, request, path, current)
     });
-    let target = route.map(|i| (i, ask(&ctx.router.routes()[i], request)));
+    let target = route.map(|i| (i, ask(&ctx.router.routes()[i], request, hop)));
     RequestInfo {
         target,
         admission,

@@ -1,0 +1,254 @@
+//! Each worker's connections to the upstreams of its proxy routes (thread-per-core: no lock,
+//! no connection crosses cores): the idle ones kept for the next request, the choice of an
+//! upstream (fewest exchanges in progress, or in turn), and passive health (an upstream that
+//! fails `max_fails` times within `fail_timeout` is left out for `fail_timeout`).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::config::{Balance, ProxyConfig};
+use crate::server::upstream::UpstreamConn;
+
+/// This worker's pools, by route index.
+#[derive(Debug, Default)]
+pub struct UpstreamPools {
+    routes: HashMap<usize, RoutePool>,
+}
+
+impl UpstreamPools {
+    /// The pool of route `index`, made on first use.
+    pub fn route(&mut self, index: usize, config: &ProxyConfig) -> &mut RoutePool {
+        self.routes.entry(index).or_insert_with(|| RoutePool {
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(|_| Upstream::default())
+                .collect(),
+            turn: 0,
+            connects: 0,
+            reuses: 0,
+        })
+    }
+
+    /// The pool of route `index` if it was made.
+    pub fn existing(&mut self, index: usize) -> Option<&mut RoutePool> {
+        self.routes.get_mut(&index)
+    }
+
+    /// Connections opened and pooled connections reused, over every route of this worker.
+    pub fn counts(&self) -> (u64, u64) {
+        self.routes
+            .values()
+            .fold((0, 0), |(c, r), pool| (c + pool.connects, r + pool.reuses))
+    }
+}
+
+/// One proxy route's upstreams on this worker.
+#[derive(Debug)]
+pub struct RoutePool {
+    upstreams: Vec<Upstream>,
+    /// Where the next round-robin choice (or least-connections tie) starts.
+    turn: usize,
+    /// Connections opened.
+    connects: u64,
+    /// Requests sent on a pooled connection.
+    reuses: u64,
+}
+
+#[derive(Debug, Default)]
+struct Upstream {
+    /// Idle connections with the time they became idle; the most recent last.
+    idle: Vec<(UpstreamConn, Instant)>,
+    /// Exchanges in progress.
+    active: usize,
+    /// Failures counted since `window_start`.
+    fails: u32,
+    window_start: Option<Instant>,
+    /// Left out until then.
+    down_until: Option<Instant>,
+}
+
+impl Upstream {
+    fn is_down(&self, now: Instant) -> bool {
+        self.down_until.is_some_and(|until| now < until)
+    }
+}
+
+impl RoutePool {
+    /// The upstream the next attempt goes to, leaving out those in `tried` and those marked
+    /// down; `None` when none is left.
+    pub fn choose(&mut self, config: &ProxyConfig, now: Instant, tried: &[usize]) -> Option<usize> {
+        let count = self.upstreams.len();
+        let candidates = (0..count)
+            .map(|offset| (self.turn + offset) % count)
+            .filter(|&i| !tried.contains(&i) && !self.upstreams[i].is_down(now));
+        let chosen = match config.balance {
+            Balance::RoundRobin => candidates.min_by_key(|_| 0),
+            Balance::LeastConn => candidates.min_by_key(|&i| self.upstreams[i].active),
+        }?;
+        self.turn = (chosen + 1) % count;
+        Some(chosen)
+    }
+
+    /// Whether every upstream is marked down.
+    pub fn all_down(&self, now: Instant) -> bool {
+        self.upstreams.iter().all(|u| u.is_down(now))
+    }
+
+    /// An idle connection to upstream `i` still fit to use, if any: those idle longer than
+    /// `pool_idle_timeout`, or that the upstream closed meanwhile, are dropped on the way.
+    pub fn take_idle(
+        &mut self,
+        i: usize,
+        now: Instant,
+        config: &ProxyConfig,
+    ) -> Option<UpstreamConn> {
+        let idle = &mut self.upstreams[i].idle;
+        while let Some((conn, since)) = idle.pop() {
+            if now.duration_since(since) < config.pool_idle_timeout && !conn.is_stale() {
+                self.reuses += 1;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Counts a connection opened to an upstream.
+    pub fn count_connect(&mut self) {
+        self.connects += 1;
+    }
+
+    /// Keeps `conn` to upstream `i` for the next request (the oldest one goes when the pool
+    /// is full).
+    pub fn give_back(&mut self, i: usize, conn: UpstreamConn, now: Instant, config: &ProxyConfig) {
+        let idle = &mut self.upstreams[i].idle;
+        if config.pool_size == 0 {
+            return;
+        }
+        if idle.len() >= config.pool_size {
+            idle.remove(0);
+        }
+        idle.push((conn, now));
+    }
+
+    /// An exchange with upstream `i` begins.
+    pub fn begin(&mut self, i: usize) {
+        self.upstreams[i].active += 1;
+    }
+
+    /// An exchange with upstream `i` ended.
+    pub fn end(&mut self, i: usize) {
+        let upstream = &mut self.upstreams[i];
+        upstream.active = upstream.active.saturating_sub(1);
+    }
+
+    /// Upstream `i` answered: its failures are forgotten.
+    pub fn succeeded(&mut self, i: usize) {
+        let upstream = &mut self.upstreams[i];
+        upstream.fails = 0;
+        upstream.window_start = None;
+    }
+
+    /// Upstream `i` failed; `true` when that marks it down. Its idle connections go with it.
+    pub fn failed(&mut self, i: usize, now: Instant, config: &ProxyConfig) -> bool {
+        let upstream = &mut self.upstreams[i];
+        upstream.idle.clear();
+        if config.max_fails == 0 {
+            return false;
+        }
+        let window_open = upstream
+            .window_start
+            .is_some_and(|start| now.duration_since(start) < config.fail_timeout);
+        if !window_open {
+            upstream.window_start = Some(now);
+            upstream.fails = 0;
+        }
+        upstream.fails += 1;
+        if upstream.fails >= config.max_fails {
+            upstream.down_until = Some(now + config.fail_timeout);
+            upstream.fails = 0;
+            upstream.window_start = None;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::config::UpstreamAddr;
+    use std::time::Duration;
+
+    fn config(count: usize, balance: Balance, max_fails: u32) -> ProxyConfig {
+        let addrs = (0..count)
+            .map(|i| UpstreamAddr::Tcp(format!("127.0.0.1:{}", 1000 + i).parse().unwrap()))
+            .collect();
+        let mut config = ProxyConfig::new(addrs);
+        config.balance = balance;
+        config.max_fails = max_fails;
+        config
+    }
+
+    #[test]
+    fn round_robin_takes_each_in_turn_and_skips_what_was_tried() {
+        let config = config(3, Balance::RoundRobin, 1);
+        let mut pools = UpstreamPools::default();
+        let pool = pools.route(0, &config);
+        let now = Instant::now();
+        let picks: Vec<_> = (0..4)
+            .map(|_| pool.choose(&config, now, &[]).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0]);
+        assert_eq!(pool.choose(&config, now, &[1, 2]), Some(0));
+        assert_eq!(pool.choose(&config, now, &[0, 1, 2]), None);
+    }
+
+    #[test]
+    fn least_conn_prefers_the_least_busy() {
+        let config = config(3, Balance::LeastConn, 1);
+        let mut pools = UpstreamPools::default();
+        let pool = pools.route(0, &config);
+        let now = Instant::now();
+        pool.begin(0);
+        pool.begin(0);
+        pool.begin(1);
+        assert_eq!(pool.choose(&config, now, &[]), Some(2));
+        pool.begin(2);
+        pool.begin(2);
+        assert_eq!(pool.choose(&config, now, &[]), Some(1));
+        pool.end(0);
+        pool.end(0);
+        assert_eq!(pool.choose(&config, now, &[]), Some(0));
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_marks_an_upstream_down_for_fail_timeout() {
+        let config = config(2, Balance::RoundRobin, 2);
+        let mut pools = UpstreamPools::default();
+        let pool = pools.route(0, &config);
+        let t0 = Instant::now();
+        assert!(!pool.failed(0, t0, &config));
+        // A failure outside the window starts a new count.
+        assert!(!pool.failed(0, t0 + Duration::from_secs(11), &config));
+        assert!(pool.failed(0, t0 + Duration::from_secs(12), &config));
+        let down = t0 + Duration::from_secs(13);
+        assert_eq!(pool.choose(&config, down, &[]), Some(1));
+        assert_eq!(pool.choose(&config, down, &[]), Some(1));
+        assert!(!pool.all_down(down));
+        assert!(pool.failed(1, down, &config) || pool.failed(1, down, &config));
+        assert!(pool.all_down(down));
+        assert_eq!(pool.choose(&config, down, &[]), None);
+        let back = t0 + Duration::from_secs(23);
+        assert_eq!(
+            pool.choose(&config, back, &[]),
+            Some(0),
+            "back after fail_timeout"
+        );
+        // A success forgets the count.
+        pool.failed(1, back + Duration::from_secs(20), &config);
+        pool.succeeded(1);
+        assert!(!pool.failed(1, back + Duration::from_secs(21), &config));
+    }
+}

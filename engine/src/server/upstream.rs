@@ -1,0 +1,80 @@
+//! Connections from a worker to an upstream server (a proxy route's side): TCP or a Unix
+//! socket, opened and driven on the worker's compio runtime like accepted connections, with
+//! owned buffers handed back as in [`crate::server::transport`].
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use compio::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::{TcpStream, UnixStream};
+
+use crate::config::UpstreamAddr;
+
+/// An open connection to an upstream.
+#[derive(Debug)]
+pub struct UpstreamConn {
+    stream: Stream,
+}
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl UpstreamConn {
+    /// Opens a connection to `addr` (Nagle off on TCP: heads and small bodies leave at once).
+    pub async fn connect(addr: &UpstreamAddr) -> io::Result<Self> {
+        let stream = match addr {
+            UpstreamAddr::Tcp(addr) => {
+                let stream = TcpStream::connect(*addr).await?;
+                stream.set_nodelay(true)?;
+                Stream::Tcp(stream)
+            }
+            UpstreamAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        };
+        Ok(Self { stream })
+    }
+
+    /// Reads at least one byte into the spare capacity of `buf`; `Ok(0)` when the upstream
+    /// closed its sending side.
+    pub async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let BufResult(result, buf) = match &self.stream {
+            Stream::Tcp(stream) => (&mut &*stream).append(buf).await,
+            Stream::Unix(stream) => (&mut &*stream).append(buf).await,
+        };
+        (result, buf)
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, buf) = match &self.stream {
+            Stream::Tcp(stream) => AsyncWriteExt::write_all(&mut &*stream, buf).await,
+            Stream::Unix(stream) => AsyncWriteExt::write_all(&mut &*stream, buf).await,
+        };
+        (result, buf)
+    }
+
+    /// Whether an idle pooled connection can no longer carry a request: the upstream closed
+    /// it, reset it, or sent something unasked (an idle HTTP/1.1 connection has nothing to
+    /// say). One `poll(2)` that does not wait.
+    pub fn is_stale(&self) -> bool {
+        let mut pollfd = libc::pollfd {
+            fd: self.raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: `pollfd` is one valid entry for the duration of the call, and its descriptor
+        // is open (owned by `self.stream`); a zero timeout never waits.
+        let ready = unsafe { libc::poll(&raw mut pollfd, 1, 0) };
+        ready != 0
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match &self.stream {
+            Stream::Tcp(stream) => stream.as_raw_fd(),
+            Stream::Unix(stream) => stream.as_raw_fd(),
+        }
+    }
+}
