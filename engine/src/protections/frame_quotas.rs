@@ -6,7 +6,8 @@ use std::time::Duration;
 use ringstream_limits::client_table::Rule;
 use ringstream_limits::gcra::{Gcra, GcraState};
 
-use crate::config::WsLimits;
+use crate::config::{LimitMode, Route, WsLimits};
+use crate::protections::gate::{ClientGate, ClientSlot};
 
 /// The close reason sent with 1008 when a frame breaks `rule`.
 pub fn close_reason(rule: Rule) -> &'static str {
@@ -17,6 +18,32 @@ pub fn close_reason(rule: Rule) -> &'static str {
         Rule::ClientMessageRate => "rate limit exceeded: client messages per minute",
         Rule::ClientByteRate => "rate limit exceeded: client bytes per minute",
         _ => "policy violation",
+    }
+}
+
+/// The rate rule a frame of `bytes` breaks, if any: the connection's own quotas, then its
+/// client's across connections (when `client_rates`, the gate has some). Violations are logged
+/// and counted; in shadow mode the frame passes.
+pub fn frame_rule(
+    rates: &mut FrameRates,
+    gate: &ClientGate,
+    client: Option<&ClientSlot>,
+    client_rates: bool,
+    bytes: u64,
+    route: &Route,
+) -> Option<Rule> {
+    let mode = route.limits.mode;
+    if let Err(rule) = rates.admit(bytes) {
+        if let Some(client) = client {
+            gate.connection_violation(client.address(), &route.path, rule, mode);
+        }
+        if mode == LimitMode::Enforce {
+            return Some(rule);
+        }
+    }
+    match client {
+        Some(client) if client_rates => gate.check_frame(client, bytes, &route.path, mode),
+        _ => None,
     }
 }
 

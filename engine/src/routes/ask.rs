@@ -131,6 +131,6 @@ pub fn ask(route: &Route, request: &Request<'_, '_>, hop: &dyn Fn() -> Hop) -> A
         RouteKind::Publish { .. } => Ask::Publish(publish::decide(route, request)),
         RouteKind::Files(files) => Ask::File(Box::new(FileRequest::capture(request, route, files))),
         RouteKind::Upload(_) => Ask::Upload(UploadRequest::capture(request, route)),
-        RouteKind::Proxy(config) => Ask::Proxy(ProxyAsk::capture(request, config, hop())),
+        RouteKind::Proxy(config) => Ask::Proxy(ProxyAsk::capture(request, route, config, hop())),
     }
 }

@@ -56,6 +56,18 @@ impl UpstreamConn {
         (result, buf)
     }
 
+    /// Shuts down the sending side (FIN) after everything queued has been sent.
+    pub async fn shutdown_write(&self) -> io::Result<()> {
+        // SAFETY: the descriptor belongs to `self.stream`, open for as long as `self` lives;
+        // `shutdown` touches no memory of this process.
+        let rc = unsafe { libc::shutdown(self.raw_fd(), libc::SHUT_WR) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Whether an idle pooled connection can no longer carry a request: the upstream closed
     /// it, reset it, or sent something unasked (an idle HTTP/1.1 connection has nothing to
     /// say). One `poll(2)` that does not wait.

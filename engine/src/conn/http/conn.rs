@@ -22,6 +22,7 @@ use ringstream_protocol::http::BodyKind;
 
 use crate::config::RouteKind;
 use crate::conn::ws;
+use crate::conn::ws::tunnel::UpstreamTunnel;
 use crate::protections::gate::{ClientSlot, RateHeaders, Refusal};
 use crate::routes::Refused;
 use crate::routes::ask::{Ask, Upgrade};
@@ -81,6 +82,9 @@ enum Next {
     /// The 101 was sent: the connection speaks WebSocket on this route from now on (with the
     /// request head a handler route hands its handler, or the broadcast topic it joined).
     WebSocket(usize, Attachment),
+    /// The upstream of a proxy route accepted a WebSocket upgrade, and the 101 was sent: the
+    /// connection is a tunnel to it on this route from now on.
+    Tunnel(usize, Box<UpstreamTunnel>),
 }
 
 /// The facts about a parsed request the connection keeps once the head's bytes are released.
@@ -163,8 +167,8 @@ pub fn serve<T: Transport>(
         let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
-        let (route, attachment) = match conn.run().await {
-            Ok(Next::WebSocket(route, attachment)) => (route, attachment),
+        let next = match conn.run().await {
+            Ok(next @ (Next::WebSocket(..) | Next::Tunnel(..))) => next,
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open
             // WebSocket would keep room for it (BENCHMARKS.md, idle memory).
             outcome => return Box::pin(conn.finish(outcome)).await,
@@ -177,7 +181,17 @@ pub fn serve<T: Transport>(
             ctx,
             ..
         } = conn;
-        ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
+        match next {
+            Next::WebSocket(route, attachment) => {
+                ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
+            }
+            Next::Tunnel(route, tunnel) => {
+                // Boxed: the tunnel's state stays out of the future every WebSocket keeps.
+                let tunnel = ws::tunnel::serve(stream, ctx, route, client, buf, pos, tunnel);
+                Box::pin(tunnel).await;
+            }
+            Next::Done => {}
+        }
     }
 }
 
@@ -242,7 +256,13 @@ impl<T: Transport> Connection<T> {
                     Answer::Stored(route, stored)
                 }
                 Some((route, Ask::Proxy(ask))) => {
-                    Answer::Proxied(Box::pin(self.proxy(&request, ask, route)).await?)
+                    match Box::pin(self.proxy(&request, ask, route)).await? {
+                        proxy::Proxied::Done(close) => Answer::Proxied(close),
+                        proxy::Proxied::Tunnel(tunnel) => {
+                            self.flush().await?;
+                            return Ok(Next::Tunnel(route, tunnel));
+                        }
+                    }
                 }
                 Some((route, Ask::File(file))) => {
                     self.discard_body(&request, limits).await?;

@@ -35,7 +35,7 @@ use ringstream_limits::client_table::Rule;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
-use crate::config::{LimitMode, OnLimit, Route, RouteKind};
+use crate::config::{OnLimit, Route, RouteKind};
 use crate::protections::frame_quotas::{FrameRates, close_reason};
 use crate::protections::gate::ClientSlot;
 use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};

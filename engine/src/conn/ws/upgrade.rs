@@ -21,6 +21,13 @@ pub struct Accepted {
     protocol: Option<usize>,
 }
 
+impl Accepted {
+    /// The `Sec-WebSocket-Accept` value the handshake's key calls for.
+    pub fn accept_value(&self) -> [u8; 28] {
+        self.accept
+    }
+}
+
 impl From<HandshakeError> for Refused {
     fn from(e: HandshakeError) -> Self {
         let status = e.status();

@@ -37,9 +37,18 @@ pub struct Hop {
     pub trusted: bool,
 }
 
-/// Writes the head of `request` as sent to the upstream: `body` is the framing the proxy
-/// writes (the client's decoded and written again).
-pub fn upstream_head(request: &Request<'_, '_>, config: &ProxyConfig, hop: Hop, out: &mut Vec<u8>) {
+/// Writes the head of `request` as sent to the upstream, with the body framing the proxy
+/// writes (the client's is decoded and written again). With `upgrade`, a WebSocket handshake:
+/// `Upgrade` and `Connection` say so again, and `Sec-WebSocket-Extensions` is left out (the
+/// tunnel reads the client's frames to apply the route's protections, so no extension may
+/// change them).
+pub fn upstream_head(
+    request: &Request<'_, '_>,
+    config: &ProxyConfig,
+    hop: Hop,
+    upgrade: bool,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(request.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(upstream_target(request.target, &config.strip_prefix).as_bytes());
@@ -55,6 +64,7 @@ pub fn upstream_head(request: &Request<'_, '_>, config: &ProxyConfig, hop: Hop, 
         let name = header.name;
         if is_hop_by_hop(name, request.headers)
             || SET_HERE.iter().any(|s| s.eq_ignore_ascii_case(name))
+            || (upgrade && name.eq_ignore_ascii_case("sec-websocket-extensions"))
         {
             continue;
         }
@@ -117,6 +127,9 @@ pub fn upstream_head(request: &Request<'_, '_>, config: &ProxyConfig, hop: Hop, 
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -205,7 +218,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        upstream_head(&request, config, hop, &mut out);
+        upstream_head(&request, config, hop, false, &mut out);
         String::from_utf8(out).unwrap()
     }
 

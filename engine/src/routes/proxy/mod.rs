@@ -18,7 +18,9 @@ pub mod response;
 
 use ringstream_protocol::http::{BodyKind, Method, Request, Version};
 
-use crate::config::ProxyConfig;
+use super::Refused;
+use crate::config::{ProxyConfig, Route};
+use crate::conn::ws;
 use forward::{Hop, upstream_head};
 
 /// A request a proxy route forwards, captured while its head was at hand.
@@ -33,25 +35,39 @@ pub struct ProxyRequest {
     pub idempotent: bool,
     /// An HTTP/1.0 client: a response of unknown length runs until the close.
     pub client_http10: bool,
+    /// For a WebSocket upgrade, the `Sec-WebSocket-Accept` the upstream's 101 must carry;
+    /// the connection then becomes a tunnel ([`crate::conn::ws::tunnel`]).
+    pub upgrade: Option<[u8; 28]>,
 }
 
 /// What a request asks of a proxy route.
 #[derive(Debug)]
 pub enum ProxyAsk {
-    /// Forward it.
+    /// Forward it (a WebSocket upgrade too, once the handshake is valid).
     Forward(Box<ProxyRequest>),
-    /// A WebSocket upgrade: the tunnel through the proxy is not built yet (501).
-    Upgrade,
+    /// An upgrade the route refuses before asking the upstream (400, 403, 426).
+    Refused(Refused),
 }
 
 impl ProxyAsk {
-    /// Captures `request` for `config`, sent by `hop`.
-    pub fn capture(request: &Request<'_, '_>, config: &ProxyConfig, hop: Hop) -> Self {
-        if request.is_upgrade_to("websocket") {
-            return Self::Upgrade;
-        }
+    /// Captures `request` for `route`, sent by `hop`.
+    pub fn capture(
+        request: &Request<'_, '_>,
+        route: &Route,
+        config: &ProxyConfig,
+        hop: Hop,
+    ) -> Self {
+        let upgrade = if request.is_upgrade_to("websocket") {
+            // The handshake and `allowed_origins` are checked here; subprotocols are the app's.
+            match ws::decide(request, &[], &route.ws) {
+                Ok(accepted) => Some(accepted.accept_value()),
+                Err(refused) => return Self::Refused(refused),
+            }
+        } else {
+            None
+        };
         let mut head = Vec::with_capacity(256 + request.head_len);
-        upstream_head(request, config, hop, &mut head);
+        upstream_head(request, config, hop, upgrade.is_some(), &mut head);
         let idempotent = request.body == BodyKind::None
             && matches!(
                 request.method,
@@ -62,6 +78,7 @@ impl ProxyAsk {
             to_head: request.method == Method::Head,
             idempotent,
             client_http10: request.version == Version::Http10,
+            upgrade,
         }))
     }
 }

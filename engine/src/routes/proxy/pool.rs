@@ -4,10 +4,51 @@
 //! fails `max_fails` times within `fail_timeout` is left out for `fail_timeout`).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{Balance, ProxyConfig};
+use crate::server::context::WorkerContext;
 use crate::server::upstream::UpstreamConn;
+
+/// An exchange in progress with one upstream (a request, or a WebSocket tunnel): counted for
+/// `least_conn` while it lives.
+#[derive(Debug)]
+pub struct ActiveExchange {
+    ctx: Rc<WorkerContext>,
+    /// The proxy route's index.
+    pub route: usize,
+    /// The upstream's index in the route's list.
+    pub upstream: usize,
+}
+
+impl ActiveExchange {
+    /// Counts an exchange of route `route` with upstream `upstream`, until dropped.
+    pub fn begin(
+        ctx: &Rc<WorkerContext>,
+        route: usize,
+        upstream: usize,
+        config: &ProxyConfig,
+    ) -> Self {
+        ctx.upstreams
+            .borrow_mut()
+            .route(route, config)
+            .begin(upstream);
+        Self {
+            ctx: Rc::clone(ctx),
+            route,
+            upstream,
+        }
+    }
+}
+
+impl Drop for ActiveExchange {
+    fn drop(&mut self) {
+        if let Some(pool) = self.ctx.upstreams.borrow_mut().existing(self.route) {
+            pool.end(self.upstream);
+        }
+    }
+}
 
 /// This worker's pools, by route index.
 #[derive(Debug, Default)]

@@ -68,6 +68,16 @@ pub fn client_head(
         out.extend_from_slice(field.value);
         out.extend_from_slice(b"\r\n");
     }
+    if head.status == 101 {
+        // The tunnel's answer: the switch is named again (those fields are hop-by-hop).
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        return Relayed {
+            status: 101,
+            upstream_body: ResponseBody::None,
+            framing: ClientFraming::None,
+            upstream_keep_alive: false,
+        };
+    }
     let framing = match head.body {
         ResponseBody::None => ClientFraming::None,
         ResponseBody::Length(n) => {

@@ -13,9 +13,10 @@ use ringstream_protocol::http::{
 
 use super::{BodyTarget, Connection, RequestInfo, Stop};
 use crate::config::{HttpLimits, ProxyConfig, RouteKind};
+use crate::conn::ws::tunnel::UpstreamTunnel;
+use crate::routes::proxy::pool::ActiveExchange;
 use crate::routes::proxy::response::{ClientFraming, Relayed, client_head};
 use crate::routes::proxy::{ProxyAsk, ProxyRequest};
-use crate::server::context::WorkerContext;
 use crate::server::registry::ConnGuard;
 use crate::server::transport::Transport;
 use crate::server::upstream::UpstreamConn;
@@ -24,35 +25,6 @@ use crate::server::upstream::UpstreamConn;
 const UPSTREAM_BUFFER: usize = 16 * 1024;
 /// Most response fields from an upstream.
 const MAX_RESPONSE_FIELDS: usize = 128;
-
-/// An exchange in progress with one upstream: counted for least-connections while it lives.
-struct Active {
-    ctx: Rc<WorkerContext>,
-    route: usize,
-    upstream: usize,
-}
-
-impl Active {
-    fn begin(ctx: &Rc<WorkerContext>, route: usize, upstream: usize, config: &ProxyConfig) -> Self {
-        ctx.upstreams
-            .borrow_mut()
-            .route(route, config)
-            .begin(upstream);
-        Self {
-            ctx: Rc::clone(ctx),
-            route,
-            upstream,
-        }
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        if let Some(pool) = self.ctx.upstreams.borrow_mut().existing(self.route) {
-            pool.end(self.upstream);
-        }
-    }
-}
 
 /// The request body's way upstream: the client's framing decoded, ringstream's written.
 pub(super) struct UpstreamBody {
@@ -101,6 +73,15 @@ impl UpstreamBody {
     }
 }
 
+/// How a proxied request ended.
+pub(super) enum Proxied {
+    /// The response was relayed; `true` when the client's connection closes after it.
+    Done(bool),
+    /// The upstream accepted a WebSocket upgrade, whose 101 is queued: the connection is a
+    /// tunnel from now on.
+    Tunnel(Box<UpstreamTunnel>),
+}
+
 /// What every attempt at one request shares.
 struct Exchange<'a> {
     request: &'a RequestInfo,
@@ -114,7 +95,7 @@ struct Exchange<'a> {
 enum Attempt {
     /// The upstream answered: its connection, the upstream's index, the exchange, and the
     /// response head's summary with the bytes read after it in the buffer.
-    Answered(UpstreamConn, Active, Relayed, Vec<u8>),
+    Answered(UpstreamConn, ActiveExchange, Relayed, Vec<u8>),
     /// The pooled connection it went on was closed: try again.
     Again,
     /// Upstream `usize` failed before anything of the request was consumed: try another.
@@ -122,21 +103,21 @@ enum Attempt {
 }
 
 impl<T: Transport> Connection<T> {
-    /// Forwards a request on proxy route `route_index` and relays the answer; `Ok(true)` when
-    /// the client's connection must close after it.
+    /// Forwards a request on proxy route `route_index` and relays the answer.
     pub(super) async fn proxy(
         &mut self,
         request: &RequestInfo,
         ask: ProxyAsk,
         route_index: usize,
-    ) -> Result<bool, Stop> {
+    ) -> Result<Proxied, Stop> {
         let ctx = Rc::clone(&self.ctx);
         let route = &ctx.router.routes()[route_index];
         let RouteKind::Proxy(config) = &route.kind else {
             return Err(Stop::Refuse(500));
         };
-        let ProxyAsk::Forward(forward) = ask else {
-            return Err(Stop::Refuse(501));
+        let forward = match ask {
+            ProxyAsk::Forward(forward) => forward,
+            ProxyAsk::Refused(refused) => return Err(Stop::RefuseWith(refused)),
         };
         self.hold_more(UPSTREAM_BUFFER, Instant::now() + config.upstream_timeout)
             .await?;
@@ -152,7 +133,7 @@ impl<T: Transport> Connection<T> {
         relayed
     }
 
-    async fn exchange(&mut self, exchange: &Exchange<'_>) -> Result<bool, Stop> {
+    async fn exchange(&mut self, exchange: &Exchange<'_>) -> Result<Proxied, Stop> {
         let Exchange {
             route_index,
             config,
@@ -185,7 +166,15 @@ impl<T: Transport> Connection<T> {
                         .borrow_mut()
                         .route(route_index, config)
                         .succeeded(upstream);
-                    return self.relay(conn, active, relayed, rest, config).await;
+                    if relayed.status == 101 {
+                        return Ok(Proxied::Tunnel(Box::new(UpstreamTunnel {
+                            conn,
+                            rest,
+                            active,
+                        })));
+                    }
+                    let close = self.relay(conn, active, relayed, rest, config).await?;
+                    return Ok(Proxied::Done(close));
                 }
                 Attempt::Again => {}
                 Attempt::Failed(failed, code) => {
@@ -246,7 +235,7 @@ impl<T: Transport> Connection<T> {
                 }
             }
         };
-        let active = Active::begin(&ctx, route_index, upstream, config);
+        let active = ActiveExchange::begin(&ctx, route_index, upstream, config);
         let deadline = Instant::now() + config.upstream_timeout;
         match guard
             .within(deadline, conn.write_all(forward.head.clone()))
@@ -289,6 +278,28 @@ impl<T: Transport> Connection<T> {
             let close = !request.keep_alive || ctx.draining.get();
             let mut slots = [EMPTY_HEADER; MAX_RESPONSE_FIELDS];
             match parse_response(&buf, &mut slots, forward.to_head, UPSTREAM_BUFFER - 1) {
+                Ok(Some(head)) if head.status == 101 => {
+                    // Only to an upgrade, with the accept value the client's key calls for
+                    // and no extension (the tunnel reads the client's frames as sent).
+                    let accepted = forward.upgrade.is_some_and(|accept| {
+                        let mut answers = head.headers.iter();
+                        let accept_ok = answers.clone().any(|h| {
+                            h.name.eq_ignore_ascii_case("sec-websocket-accept")
+                                && h.value == accept.as_slice()
+                        });
+                        accept_ok
+                            && !answers
+                                .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    });
+                    if !accepted {
+                        tracing::warn!(upstream = %config.upstreams[upstream], "proxy: a 101 that does not answer the client's handshake");
+                        return Ok(Attempt::Failed(upstream, 502));
+                    }
+                    let relayed = client_head(&head, false, false, &mut self.out);
+                    let len = head.head_len;
+                    buf.drain(..len);
+                    return Ok(Attempt::Answered(conn, active, relayed, buf));
+                }
                 Ok(Some(head)) if (100..200).contains(&head.status) => {
                     // Interim answers (103 Early Hints, a 100 the client did not ask of the
                     // upstream) are not relayed.
@@ -315,7 +326,7 @@ impl<T: Transport> Connection<T> {
     async fn relay(
         &mut self,
         conn: UpstreamConn,
-        active: Active,
+        active: ActiveExchange,
         relayed: Relayed,
         mut buf: Vec<u8>,
         config: &ProxyConfig,

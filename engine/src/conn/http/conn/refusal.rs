@@ -15,7 +15,7 @@ impl<T: Transport> Connection<T> {
     /// last request earned.
     pub(super) async fn finish(self, outcome: Result<Next, Stop>) {
         let (status, headers) = match outcome {
-            Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => return,
+            Ok(Next::Done | Next::WebSocket(..) | Next::Tunnel(..)) | Err(Stop::Close) => return,
             Err(Stop::Refuse(status)) => (status, &[][..]),
             Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
             Err(Stop::Limited(refusal, _)) if refusal.silent => return,

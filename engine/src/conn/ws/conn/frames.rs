@@ -2,6 +2,7 @@
 //! and answered (echoes in place or queued, pongs, the close answer) or handed to the role.
 
 use super::*;
+use crate::protections::frame_quotas::frame_rule;
 
 impl<T: Transport> WsConnection<T> {
     /// Handles every complete frame in `buf[*pos..]`; `Some` when the connection must end.
@@ -124,28 +125,18 @@ impl<T: Transport> WsConnection<T> {
         }
     }
 
-    /// The rate rule a frame of `bytes` breaks, if any: the connection's own quotas, then its
-    /// client's across connections. Violations are logged and counted; in shadow mode the
-    /// frame passes.
+    /// The rate rule a frame of `bytes` breaks, if any ([`frame_rule`]).
     pub(super) fn over_rate(&mut self, bytes: u64, route: &Route) -> Option<Rule> {
-        let mode = route.limits.mode;
-        let address = || self.client.as_ref().map(ClientSlot::address);
-        if let Err(rule) = self.rates.admit(bytes) {
-            if let Some(address) = address() {
-                self.ctx
-                    .gate
-                    .connection_violation(address, &route.path, rule, mode);
-            }
-            if mode == LimitMode::Enforce {
-                return Some(rule);
-            }
-        }
-        match &self.client {
-            Some(client) if self.check_client_rates => {
-                self.ctx.gate.check_frame(client, bytes, &route.path, mode)
-            }
-            _ => None,
-        }
+        let client = self.client.as_ref();
+        let gate = &self.ctx.gate;
+        frame_rule(
+            &mut self.rates,
+            gate,
+            client,
+            self.check_client_rates,
+            bytes,
+            route,
+        )
     }
 
     /// This connection's route counters.

@@ -1,0 +1,350 @@
+//! A WebSocket through a proxy route, once the upstream's 101 went to the client: the client's
+//! frames are parsed under the route's protections (message size, fragments, UTF-8, the
+//! connection's and the client's rates, the idle timeout) and passed on exactly as the client
+//! sent them (masked again after the check); the upstream's bytes go to the client as they
+//! come. Close frames pass both ways, and a half-close on either side reaches the other. A
+//! protection's close, and the drain's 1001, go to both sides. Heartbeat pings go to the
+//! client (its pongs pass to the upstream, where an unsolicited pong is allowed).
+
+use std::borrow::Cow;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
+
+use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
+use ringstream_protocol::ws::{
+    FrameHeader, OpCode, apply_mask, close_code, write_close_frame, write_frame_header,
+};
+
+use crate::config::{OnLimit, Route};
+use crate::protections::frame_quotas::{FrameRates, close_reason, frame_rule};
+use crate::protections::gate::ClientSlot;
+use crate::routes::proxy::pool::ActiveExchange;
+use crate::server::context::WorkerContext;
+use crate::server::registry::{Activity, Registered};
+use crate::server::transport::{Transport, read_and_drop};
+use crate::server::upstream::UpstreamConn;
+
+/// How long each side gets to finish its close once the tunnel ends.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Read buffer of each direction; the client's grows for a large frame.
+const BUFFER: usize = 4096;
+
+/// The upstream side of a tunnel, handed over with the 101.
+#[derive(Debug)]
+pub struct UpstreamTunnel {
+    /// The upgraded upstream connection.
+    pub conn: UpstreamConn,
+    /// What the upstream sent after its 101, for the client.
+    pub rest: Vec<u8>,
+    /// Counts the tunnel as the upstream's exchange while it lives.
+    pub active: ActiveExchange,
+}
+
+/// How the tunnel ends.
+enum End {
+    /// A protection or the drain: this close frame to both sides.
+    Close(u16, Cow<'static, str>),
+    /// The client broke the protocol: its close code to both sides, nothing more read.
+    Fail(u16, &'static str),
+    /// One side closed its connection (after its close frame, or without): the other side's
+    /// sending half is shut once what it was sent has left.
+    Closed,
+}
+
+/// Serves the tunnel of proxy route `route_index`: `buf[pos..]` holds what the client sent
+/// after its handshake.
+pub async fn serve<T: Transport>(
+    stream: Registered<T>,
+    ctx: Rc<WorkerContext>,
+    route_index: usize,
+    client: Option<ClientSlot>,
+    mut buf: Vec<u8>,
+    pos: usize,
+    tunnel: Box<UpstreamTunnel>,
+) {
+    stream.guard().set_activity(Activity::WebSocket);
+    buf.drain(..pos);
+    let UpstreamTunnel {
+        conn: upstream,
+        rest,
+        active,
+    } = *tunnel;
+    let route = &ctx.router.routes()[route_index];
+    let mut tunnel = Tunnel {
+        stream: &stream,
+        upstream: &upstream,
+        ctx: &ctx,
+        route,
+        route_index,
+        session: Session::new(SessionLimits {
+            max_message_size: route.ws.max_message_size,
+            max_fragments: route.ws.max_fragments,
+        }),
+        rates: FrameRates::new(&route.ws),
+        client: client.as_ref(),
+    };
+    let end = if rest.is_empty() || tunnel.to_client(rest).await.is_some() {
+        tunnel.run(buf).await
+    } else {
+        End::Closed
+    };
+    tunnel.finish(end).await;
+    drop(active);
+}
+
+struct Tunnel<'a, T> {
+    stream: &'a Registered<T>,
+    upstream: &'a UpstreamConn,
+    ctx: &'a Rc<WorkerContext>,
+    route: &'a Route,
+    route_index: usize,
+    session: Session,
+    rates: FrameRates,
+    client: Option<&'a ClientSlot>,
+}
+
+impl<T: Transport> Tunnel<'_, T> {
+    async fn run(&mut self, mut cbuf: Vec<u8>) -> End {
+        let limits = &self.route.ws;
+        let mut last_heard = Instant::now();
+        let mut next_ping = last_heard + limits.heartbeat_interval;
+        // What the client sent that is already here goes first.
+        let mut to_upstream = Vec::new();
+        let passed = self
+            .pass_client_frames(&mut cbuf, &mut to_upstream, &mut last_heard)
+            .await;
+        if let Err(end) = passed {
+            return end;
+        }
+        self.reserve_for_frame(&mut cbuf);
+        let io = self.stream.io();
+        let mut client_read = pin!(io.read_append(cbuf));
+        let mut upstream_read = pin!(self.upstream.read_append(Vec::with_capacity(BUFFER)));
+        loop {
+            if self.ctx.draining.get() {
+                return End::Close(close_code::GOING_AWAY, "server shutting down".into());
+            }
+            let idle_at = last_heard + limits.timeout;
+            let either = pin!(select(client_read.as_mut(), upstream_read.as_mut()));
+            let woke = self
+                .stream
+                .guard()
+                .until(idle_at.min(next_ping), either)
+                .await;
+            match woke {
+                Some(Either::Left(((result, mut returned), _))) => {
+                    match result {
+                        Ok(n) if n > 0 => {}
+                        _ => return End::Closed,
+                    }
+                    let passed = self
+                        .pass_client_frames(&mut returned, &mut to_upstream, &mut last_heard)
+                        .await;
+                    if let Err(end) = passed {
+                        return end;
+                    }
+                    self.reserve_for_frame(&mut returned);
+                    client_read.set(io.read_append(returned));
+                }
+                Some(Either::Right(((result, returned), _))) => {
+                    match result {
+                        Ok(n) if n > 0 => {}
+                        _ => return End::Closed,
+                    }
+                    let Some(mut returned) = self.to_client(returned).await else {
+                        return End::Closed;
+                    };
+                    returned.clear();
+                    upstream_read.set(self.upstream.read_append(returned));
+                }
+                None => {
+                    let now = Instant::now();
+                    if now >= idle_at {
+                        return End::Close(close_code::NORMAL, "idle timeout".into());
+                    }
+                    if now >= next_ping {
+                        next_ping = now + limits.heartbeat_interval;
+                        let mut ping = Vec::with_capacity(2);
+                        write_frame_header(&mut ping, OpCode::Ping, true, 0);
+                        if self.to_client(ping).await.is_none() {
+                            return End::Closed;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Passes the client's complete frames in `buf` to the upstream (`batch` is the reused
+    /// buffer they go in). The frames before one that ends the tunnel still reach it.
+    async fn pass_client_frames(
+        &mut self,
+        buf: &mut Vec<u8>,
+        batch: &mut Vec<u8>,
+        last_heard: &mut Instant,
+    ) -> Result<(), End> {
+        batch.clear();
+        let taken = self.take_client_frames(buf, batch, last_heard);
+        if !batch.is_empty() {
+            match self.to_upstream(std::mem::take(batch)).await {
+                Some(returned) => *batch = returned,
+                None => return Err(End::Closed),
+            }
+        }
+        taken
+    }
+
+    /// Checks every complete frame of `buf` and appends it, masked again as the client sent
+    /// it, to `out`; the bytes of a frame not yet whole stay in `buf`.
+    fn take_client_frames(
+        &mut self,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        last_heard: &mut Instant,
+    ) -> Result<(), End> {
+        let mut pos = 0;
+        let result = loop {
+            let header = FrameHeader::parse(&buf[pos..]).ok().flatten();
+            let (event, consumed) = match self.session.read(&mut buf[pos..]) {
+                Ok(Some(found)) => found,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(End::Fail(e.close_code(), e.reason())),
+            };
+            *last_heard = Instant::now();
+            let frame = pos..pos + consumed;
+            pos += consumed;
+            let traffic = self.ctx.counters().route(Some(self.route_index));
+            traffic.messages_in.add(1);
+            traffic.bytes_in.add(consumed as u64);
+            let whole_message = matches!(
+                event,
+                Event::Message {
+                    payload: Payload::InBuffer(_),
+                    ..
+                }
+            );
+            if !matches!(event, Event::Close { .. }) {
+                let client_rates = self.ctx.gate.has_frame_rates();
+                let gate = &self.ctx.gate;
+                let rule = frame_rule(
+                    &mut self.rates,
+                    gate,
+                    self.client,
+                    client_rates,
+                    consumed as u64,
+                    self.route,
+                );
+                if let Some(rule) = rule {
+                    // A whole message may be dropped; a fragment or a control frame cannot
+                    // be taken out of the stream the upstream reads.
+                    if self.route.ws.on_limit == OnLimit::Drop && whole_message {
+                        traffic.dropped.add(1);
+                        continue;
+                    }
+                    break Err(End::Close(close_code::POLICY, close_reason(rule).into()));
+                }
+            }
+            if let Some((header, header_len)) = header
+                && let Some(key) = header.mask
+            {
+                apply_mask(&mut buf[frame.start + header_len..frame.end], key, 0);
+            }
+            out.extend_from_slice(&buf[frame]);
+            if matches!(event, Event::Message { .. }) {
+                self.session.finish_message();
+            }
+        };
+        buf.drain(..pos);
+        result
+    }
+
+    /// Makes room in the client's buffer for the rest of the frame it holds.
+    fn reserve_for_frame(&self, buf: &mut Vec<u8>) {
+        let want = self.session.bytes_needed(buf).max(buf.len() + BUFFER);
+        if buf.capacity() < want {
+            buf.reserve(want - buf.len());
+        }
+    }
+
+    /// Writes `bytes` to the upstream within `send_timeout`; gives the buffer back.
+    async fn to_upstream(&self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + self.route.limits.send_timeout;
+        match self
+            .stream
+            .guard()
+            .within(deadline, self.upstream.write_all(bytes))
+            .await
+        {
+            Some((Ok(()), bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Writes `bytes` to the client within `send_timeout`; gives the buffer back.
+    async fn to_client(&self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + self.route.limits.send_timeout;
+        let traffic = self.ctx.counters().route(Some(self.route_index));
+        traffic.bytes_out.add(bytes.len() as u64);
+        match self
+            .stream
+            .guard()
+            .within(deadline, self.stream.io().write_all(bytes))
+            .await
+        {
+            Some((Ok(()), bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Ends the tunnel: a close frame to each side when ringstream closes it, then each
+    /// side's sending half shut, and what the client still sends read and dropped for a
+    /// moment (its arrival must not reset the connection before the close frame is read).
+    async fn finish(&mut self, end: End) {
+        let close = match end {
+            End::Close(code, reason) => Some((code, reason)),
+            End::Fail(code, reason) => Some((code, Cow::Borrowed(reason))),
+            End::Closed => None,
+        };
+        if let Some((code, reason)) = close {
+            self.ctx.counters().closes.count(code);
+            let mut to_client = Vec::with_capacity(4 + reason.len());
+            write_close_frame(&mut to_client, Some(code), reason.as_bytes());
+            let _ = self.to_client(to_client).await;
+            let _ = self.to_upstream(masked_close(code, &reason)).await;
+        }
+        let _ = self.upstream.shutdown_write().await;
+        if self.stream.io().shutdown_write().await.is_ok() {
+            let deadline = Instant::now() + CLOSE_WAIT;
+            Box::pin(read_and_drop(self.stream.io(), deadline, usize::MAX)).await;
+        }
+    }
+}
+
+/// A close frame as a client sends it (masked), for the upstream.
+fn masked_close(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    let key = mask_key();
+    let mut frame = vec![0x80 | 0x8, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&key);
+    apply_mask(&mut payload, key, 0);
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// A masking key from the kernel's random source (the clock's nanoseconds if that fails).
+fn mask_key() -> [u8; 4] {
+    let mut key = [0u8; 4];
+    // SAFETY: `key` is a valid, writable buffer of the length given.
+    let got = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+    if got != 4 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        key = nanos.to_le_bytes();
+    }
+    key
+}

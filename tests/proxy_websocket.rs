@@ -1,0 +1,136 @@
+//! WebSocket through a proxy route against the real binary on both drivers: the upstream is a
+//! second ringstream with an echo route. Messages pass both ways as sent, the route's
+//! protections close the client before the upstream sees what broke them, close codes pass
+//! both ways, an upgrade the upstream refuses is answered with its status, and the drain and
+//! the idle timeout close the tunnel.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::io::Write;
+
+use support::ws::{
+    BINARY, CONTINUATION, PING, PONG, TEXT, close_frame, connect_to, expect_close, frame,
+    read_frame, upgrade_request,
+};
+use support::{DRIVERS, Server, read_response};
+
+const UPSTREAM: &str = r#"
+[[routes]]
+path = "/ws/echo"
+kind = "echo"
+"#;
+
+/// The upstream (an echo route) and a proxy in front of it at `/ws/`, with `limits` in the
+/// proxy route's `[routes.limits]`.
+fn servers(driver: &str, limits: &str) -> (Server, Server) {
+    let upstream = Server::with_config(UPSTREAM, &["--io-driver", driver]);
+    let config = format!(
+        "[[routes]]\npath = \"/ws/\"\nkind = \"proxy\"\nupstreams = [\"{}\"]\n[routes.limits]\n{limits}\n",
+        upstream.addr
+    );
+    let proxy = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+    (upstream, proxy)
+}
+
+/// The next data or control frame other than a ping.
+fn next(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    loop {
+        let frame = read_frame(stream).expect("a frame");
+        if frame.opcode != PING {
+            return (frame.opcode, frame.payload);
+        }
+    }
+}
+
+#[test]
+fn messages_pass_both_ways_through_the_tunnel() {
+    for driver in DRIVERS {
+        let (_upstream, proxy) = servers(driver, "");
+        let (mut ws, answer) = connect_to(proxy.addr, "/ws/echo", "");
+        assert_eq!(answer.status, 101, "{driver}");
+        ws.write_all(&frame(true, 0, TEXT, b"hello")).unwrap();
+        assert_eq!(next(&mut ws), (TEXT, b"hello".to_vec()), "{driver}");
+        let large = vec![7u8; 60_000];
+        ws.write_all(&frame(true, 0, BINARY, &large)).unwrap();
+        assert_eq!(next(&mut ws), (BINARY, large), "{driver}");
+        // A fragmented message passes as its fragments; the upstream answers it whole.
+        ws.write_all(&frame(false, 0, TEXT, b"frag")).unwrap();
+        ws.write_all(&frame(true, 0, CONTINUATION, b"ments"))
+            .unwrap();
+        assert_eq!(next(&mut ws), (TEXT, b"fragments".to_vec()), "{driver}");
+        // The client's ping reaches the upstream, whose pong comes back.
+        ws.write_all(&frame(true, 0, PING, b"p")).unwrap();
+        assert_eq!(next(&mut ws), (PONG, b"p".to_vec()), "{driver}");
+        // The client's close reaches the upstream, whose answer comes back with its code.
+        ws.write_all(&close_frame(4000, "bye")).unwrap();
+        assert_eq!(expect_close(&mut ws), (4000, "bye".to_owned()), "{driver}");
+    }
+}
+
+#[test]
+fn the_routes_protections_close_the_client_before_the_upstream_sees_the_frame() {
+    for driver in DRIVERS {
+        let (_upstream, proxy) = servers(driver, "max_message_size = 1000\nrate_limit = 3");
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        ws.write_all(&frame(true, 0, BINARY, &[1; 2000])).unwrap();
+        assert_eq!(expect_close(&mut ws).0, 1009, "{driver}");
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        for i in 0..3u8 {
+            ws.write_all(&frame(true, 0, BINARY, &[i])).unwrap();
+            assert_eq!(next(&mut ws), (BINARY, vec![i]), "{driver}");
+        }
+        ws.write_all(&frame(true, 0, BINARY, &[3])).unwrap();
+        assert_eq!(
+            expect_close(&mut ws),
+            (1008, "rate limit exceeded: messages per second".to_owned()),
+            "{driver}"
+        );
+        // Invalid UTF-8 never reaches the app either.
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        ws.write_all(&frame(true, 0, TEXT, &[0xff, 0xfe])).unwrap();
+        assert_eq!(expect_close(&mut ws).0, 1007, "{driver}");
+    }
+}
+
+#[test]
+fn an_upgrade_the_upstream_refuses_gets_its_answer_and_a_bad_handshake_never_leaves() {
+    for driver in DRIVERS {
+        let (_upstream, proxy) = servers(driver, "");
+        // The upstream has no WebSocket route there: its 404 comes back.
+        let mut stream = proxy.connect();
+        stream
+            .write_all(&upgrade_request("/ws/nothing", ""))
+            .unwrap();
+        assert_eq!(read_response(&mut stream).unwrap().status, 404, "{driver}");
+        // A handshake with a bad version is answered by the proxy itself.
+        let mut stream = proxy.connect();
+        let request = String::from_utf8(upgrade_request("/ws/echo", ""))
+            .unwrap()
+            .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        stream.write_all(request.as_bytes()).unwrap();
+        let answer = read_response(&mut stream).unwrap();
+        assert_eq!(answer.status, 426, "{driver}");
+    }
+}
+
+#[test]
+fn the_idle_timeout_and_the_drain_close_the_tunnel() {
+    for driver in DRIVERS {
+        let (_upstream, proxy) =
+            servers(driver, "timeout = \"1s\"\nheartbeat_interval = \"300ms\"");
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        assert_eq!(
+            expect_close(&mut ws),
+            (1000, "idle timeout".to_owned()),
+            "{driver}"
+        );
+        let (_upstream, mut proxy) = servers(driver, "");
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        ws.write_all(&frame(true, 0, TEXT, b"x")).unwrap();
+        assert_eq!(next(&mut ws), (TEXT, b"x".to_vec()), "{driver}");
+        proxy.signal(libc::SIGTERM);
+        assert_eq!(expect_close(&mut ws).0, 1001, "{driver}");
+        assert!(proxy.wait_exit(support::PATIENCE).success(), "{driver}");
+    }
+}
