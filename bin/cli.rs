@@ -179,6 +179,7 @@ fn add_route(config: &mut ServerConfig, path: &str, kind: RouteKind) {
         kind,
         limits,
         ws: WsLimits::default(),
+        auth: None,
     });
 }
 

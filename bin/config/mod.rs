@@ -11,6 +11,7 @@
 //!   observability kinds.
 //! - `error`: `file:line: key: message` errors, toml's own reworded the same way.
 
+mod auth;
 mod broadcast;
 mod checker;
 mod clients;

@@ -280,6 +280,14 @@ pub struct RawRoute {
     pub strip_prefix: Option<Spanned<String>>,
     /// `proxy`: the `Host` sent upstream.
     pub host: Option<Spanned<String>>,
+    /// Any route: the app endpoint asked who may (`"http://127.0.0.1:8000/auth"`).
+    pub auth: Option<Spanned<String>>,
+    /// Any route with `auth`: `"closed"` (503) or `"open"` when the endpoint fails.
+    pub auth_failure: Option<Spanned<String>>,
+    /// Any route with `auth`: how long an answer is kept per credential.
+    pub auth_cache: Option<Spanned<Seconds>>,
+    /// Any route with `auth`: how long the endpoint may take.
+    pub auth_timeout: Option<Spanned<Seconds>>,
     /// `[routes.limits]` overrides.
     #[serde(default)]
     pub limits: RawLimits,

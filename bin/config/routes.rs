@@ -384,11 +384,13 @@ impl Checker<'_, '_> {
         limits.request_rate.own_budget =
             raw.limits.rate_limit_requests.is_some() || raw.limits.burst.is_some();
         let ws = self.ws_limits(global_ws, &raw.limits, &format!("{key}.limits"))?;
+        let auth = self.auth(&key, raw)?;
         Ok(Route {
             path,
             kind,
             limits,
             ws,
+            auth,
         })
     }
 

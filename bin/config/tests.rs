@@ -44,6 +44,7 @@ fn embedded_default_is_the_documented_defaults() {
                     kind: RouteKind::Health,
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/stats".into(),
@@ -52,6 +53,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/metrics".into(),
@@ -60,6 +62,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/ws/echo".into(),
@@ -69,6 +72,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/ws/broadcast/".into(),
@@ -79,6 +83,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/publish/".into(),
@@ -89,6 +94,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/ws/sink".into(),
@@ -98,6 +104,7 @@ fn embedded_default_is_the_documented_defaults() {
                     },
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
                 Route {
                     path: "/files/".into(),
@@ -107,6 +114,7 @@ fn embedded_default_is_the_documented_defaults() {
                     })),
                     limits: HttpLimits::default(),
                     ws: WsLimits::default(),
+                    auth: None,
                 },
             ],
         }
@@ -233,6 +241,7 @@ min_upload_rate = 0
                 ..global
             },
             ws: WsLimits::default(),
+            auth: None,
         }
     );
 }
@@ -985,5 +994,54 @@ fn proxy_routes_and_their_errors() {
     assert!(
         error("[[routes]]\npath = \"/h\"\nkind = \"health\"\nupstreams = [\"127.0.0.1:1\"]")
             .contains("only proxy routes take upstreams"),
+    );
+}
+
+#[test]
+fn auth_hooks_and_their_errors() {
+    use ringstream_engine::config::{AuthFailure, UpstreamAddr};
+    let route = |keys: &str| format!("[[routes]]\npath = \"/h\"\nkind = \"health\"\n{keys}");
+    let config = parse(
+        &route(
+            "auth = \"http://127.0.0.1:8000/auth?x=1\"\nauth_failure = \"open\"\n\
+             auth_cache = \"30s\"\nauth_timeout = \"2s\"\n",
+        ),
+        "c",
+    )
+    .unwrap();
+    let auth = config.routes[0].auth.as_deref().unwrap();
+    assert_eq!(
+        auth.endpoint,
+        UpstreamAddr::Tcp("127.0.0.1:8000".parse().unwrap())
+    );
+    assert_eq!(
+        (auth.host.as_str(), auth.path.as_str()),
+        ("127.0.0.1:8000", "/auth?x=1")
+    );
+    assert_eq!(auth.failure, AuthFailure::Open);
+    assert_eq!(auth.cache, Duration::from_secs(30));
+    assert_eq!(auth.timeout, Duration::from_secs(2));
+    let plain = parse(&route("auth = \"http://[::1]:9000\""), "c").unwrap();
+    let auth = plain.routes[0].auth.as_deref().unwrap();
+    assert_eq!(
+        (auth.path.as_str(), auth.failure),
+        ("/", AuthFailure::Closed)
+    );
+    assert_eq!(
+        error(&route("auth = \"https://app.example/auth\"")),
+        "config.toml:4: routes[0].auth: \"https://app.example/auth\" is not an auth endpoint \
+         (\"http://IP:PORT/path\", e.g. \"http://127.0.0.1:8000/auth\")"
+    );
+    assert_eq!(
+        error(&route(
+            "auth = \"http://127.0.0.1:1/a\"\nauth_failure = \"maybe\""
+        )),
+        "config.toml:5: routes[0].auth_failure: \"maybe\" is not an auth failure mode (expected \
+         \"closed\" or \"open\")"
+    );
+    assert_eq!(
+        error(&route("auth_cache = \"10s\"")),
+        "config.toml:4: routes[0].auth_cache: auth_cache needs auth (the endpoint's URL) on the \
+         same route"
     );
 }

@@ -6,6 +6,7 @@
 //! a route or a client is held to are in `limits`, the routes and their kinds in `routes`, and
 //! every type is named from here (`config::HttpLimits`, `config::RouteKind`).
 
+mod auth;
 mod limits;
 mod proxy;
 mod routes;
@@ -13,6 +14,7 @@ mod routes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use auth::{AuthConfig, AuthFailure};
 pub use limits::{
     Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
     bounds, loopback,
@@ -81,6 +83,7 @@ impl ServerConfig {
             kind,
             limits: self.limits.clone(),
             ws: WsLimits::default(),
+            auth: None,
         });
         self
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use ringstream_limits::cidr::CidrSet;
 
-use super::{HttpLimits, ProxyConfig, WsLimits};
+use super::{AuthConfig, HttpLimits, ProxyConfig, WsLimits};
 use crate::routes::handler::WsHandler;
 use crate::routes::sink::file::SinkFileConfig;
 
@@ -21,6 +21,8 @@ pub struct Route {
     pub limits: HttpLimits,
     /// The WebSocket protections, resolved the same way (used by WebSocket kinds only).
     pub ws: WsLimits,
+    /// The app endpoint asked before a request is answered or upgraded (`auth`).
+    pub auth: Option<Box<AuthConfig>>,
 }
 
 /// What a route serves.

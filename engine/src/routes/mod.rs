@@ -6,6 +6,7 @@
 //! May use: `server`, `protections`, `config`, the protocol and policy crates.
 
 pub mod ask;
+pub mod auth;
 pub mod broadcast;
 pub mod echo;
 pub mod files;

@@ -53,6 +53,7 @@ mod tests {
             kind: RouteKind::Health,
             limits: HttpLimits::default(),
             ws: WsLimits::default(),
+            auth: None,
         }
     }
 

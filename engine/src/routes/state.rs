@@ -9,6 +9,7 @@ use ringstream_limits::gcra::{AtomicGcraState, Gcra};
 
 use crate::config::{RouteKind, ServerConfig};
 use crate::error::EngineError;
+use crate::routes::auth::cache::AuthCache;
 use crate::routes::files::root::FileRoot;
 use crate::routes::sink::file::SinkWriter;
 use crate::routes::upload::store::UploadDir;
@@ -27,6 +28,8 @@ pub struct RouteState {
     pub global_bandwidth: Option<SharedRate>,
     /// An upload route's directory.
     pub upload: Option<Arc<UploadDir>>,
+    /// The kept answers of the route's auth endpoint (with `auth_cache`).
+    pub auth_cache: Option<AuthCache>,
 }
 
 /// A byte rate shared across cores: one quota, one atomic state.
@@ -54,6 +57,9 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
     let mut states = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let mut state = RouteState::default();
+        if let Some(auth) = route.auth.as_ref().filter(|auth| !auth.cache.is_zero()) {
+            state.auth_cache = Some(AuthCache::new(auth.cache));
+        }
         match &route.kind {
             RouteKind::Sink {
                 file: Some(file), ..

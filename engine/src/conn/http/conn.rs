@@ -6,6 +6,7 @@
 //! (or from accept for the first request), `keepalive_timeout` between requests,
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
+mod auth;
 mod memory;
 mod proxy;
 mod read;
@@ -26,6 +27,7 @@ use crate::conn::ws::tunnel::UpstreamTunnel;
 use crate::protections::gate::{ClientSlot, RateHeaders, Refusal};
 use crate::routes::Refused;
 use crate::routes::ask::{Ask, Upgrade};
+use crate::routes::auth::AuthAsk;
 use crate::routes::broadcast::publish::{self, PublishHead};
 use crate::routes::files::FileRequest;
 use crate::routes::files::respond as files;
@@ -70,6 +72,8 @@ enum Stop {
     RefuseWith(Refused),
     /// A client gate refusal (403, 429 with `Retry-After`), with the rate headers of a 429.
     Limited(Refusal, Option<RateHeaders>),
+    /// The auth endpoint's 401 or 403, with its `WWW-Authenticate` for a 401.
+    Unauthorized(u16, Option<Vec<u8>>),
     /// Close at once: the peer left, an I/O error, an idle keep-alive expired, or the drain.
     Close,
 }
@@ -96,6 +100,8 @@ struct RequestInfo {
     /// For a connection whose client its heads name, when this head names another client than
     /// the one admitted so far (or the first): its admission.
     admission: Option<Result<ClientSlot, Refusal>>,
+    /// The question for the route's auth endpoint, when it has one.
+    auth: Option<Box<AuthAsk>>,
     /// Index of the matched route, `None` for a 404.
     route: Option<usize>,
     method: MethodClass,
@@ -239,6 +245,19 @@ impl<T: Transport> Connection<T> {
                 // Refused with a 429 that keeps the connection: on to the next request.
                 None => continue,
             };
+            // The app says who may, before anything is answered, upgraded or forwarded.
+            if let (Some(ask), Some(route)) = (request.auth.take(), request.route) {
+                let grant = Box::pin(self.authorize(ask, route)).await?;
+                let within = |grant: &crate::routes::auth::Grant| {
+                    request
+                        .target
+                        .as_ref()
+                        .is_none_or(|(_, ask)| grant.allows(ask))
+                };
+                if !grant.as_ref().is_none_or(within) {
+                    return Err(Stop::Refuse(403));
+                }
+            }
             // The body is taken first (published, stored, or read and dropped); what to answer
             // is decided once it is in: the drain may have started while it arrived.
             // Publishing, storing and file sending are boxed: their states stay out of the

@@ -26,6 +26,15 @@ impl Accepted {
     pub fn accept_value(&self) -> [u8; 28] {
         self.accept
     }
+
+    /// An acceptance with a made-up key, for tests of what follows it.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            accept: [b'a'; 28],
+            protocol: None,
+        }
+    }
 }
 
 impl From<HandshakeError> for Refused {

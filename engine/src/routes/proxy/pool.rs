@@ -50,10 +50,17 @@ impl Drop for ActiveExchange {
     }
 }
 
-/// This worker's pools, by route index.
+/// How long an idle connection to an auth endpoint is kept.
+const AUTH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+/// Idle connections kept per auth endpoint and worker.
+const AUTH_POOL_SIZE: usize = 16;
+
+/// This worker's pools, by route index: the upstreams of proxy routes, and the auth endpoints
+/// of routes with an auth hook.
 #[derive(Debug, Default)]
 pub struct UpstreamPools {
     routes: HashMap<usize, RoutePool>,
+    auth: HashMap<usize, Vec<(UpstreamConn, Instant)>>,
 }
 
 impl UpstreamPools {
@@ -69,6 +76,26 @@ impl UpstreamPools {
             connects: 0,
             reuses: 0,
         })
+    }
+
+    /// An idle connection to the auth endpoint of route `index`, still fit to use.
+    pub fn take_auth(&mut self, index: usize, now: Instant) -> Option<UpstreamConn> {
+        let idle = self.auth.get_mut(&index)?;
+        while let Some((conn, since)) = idle.pop() {
+            if now.duration_since(since) < AUTH_IDLE_TIMEOUT && !conn.is_stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection to the auth endpoint of route `index` for the next question.
+    pub fn give_back_auth(&mut self, index: usize, conn: UpstreamConn, now: Instant) {
+        let idle = self.auth.entry(index).or_default();
+        if idle.len() >= AUTH_POOL_SIZE {
+            idle.remove(0);
+        }
+        idle.push((conn, now));
     }
 
     /// The pool of route `index` if it was made.

@@ -12,6 +12,7 @@ use super::{BodyTarget, Connection, ReadOutcome, RequestInfo, Stop};
 use crate::config::{HttpLimits, bounds};
 use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
+use crate::routes::auth::AuthAsk;
 use crate::routes::plain::MethodClass;
 use crate::routes::proxy::forward::Hop;
 use crate::routes::upload::request::failed_write;
@@ -247,9 +248,14 @@ fn describe(
         ctx.gate.on_request(peer, request, path, current)
     });
     let target = route.map(|i| (i, ask(&ctx.router.routes()[i], request, hop)));
+    let auth = route.and_then(|i| {
+        let auth = ctx.router.routes()[i].auth.as_deref()?;
+        Some(Box::new(AuthAsk::capture(request, auth, hop())))
+    });
     RequestInfo {
         target,
         admission,
+        auth,
         route,
         method: MethodClass::of(&request.method),
         target_len: request.target.len(),

@@ -18,6 +18,24 @@ impl<T: Transport> Connection<T> {
             Ok(Next::Done | Next::WebSocket(..) | Next::Tunnel(..)) | Err(Stop::Close) => return,
             Err(Stop::Refuse(status)) => (status, &[][..]),
             Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
+            Err(Stop::Unauthorized(status, challenge)) => {
+                let mut headers = HeaderList::default();
+                if let Some(challenge) = &challenge {
+                    headers.push("WWW-Authenticate", challenge);
+                }
+                let date = self.ctx.date.now();
+                self.ctx.counters().refusals.count(status);
+                refuse::refuse(
+                    self.stream.io(),
+                    self.out,
+                    status,
+                    headers.as_slice(),
+                    &date,
+                    self.send_timeout,
+                )
+                .await;
+                return;
+            }
             Err(Stop::Limited(refusal, _)) if refusal.silent => return,
             Err(Stop::Limited(refusal, rate)) => {
                 let retry_after = refusal.retry_after_header();
