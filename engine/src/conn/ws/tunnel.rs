@@ -31,6 +31,8 @@ use crate::server::upstream::UpstreamConn;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Read buffer of each direction; the client's grows for a large frame.
 const BUFFER: usize = 4096;
+/// A client buffer larger than this is given back once its frame has passed.
+const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
 /// The upstream side of a tunnel, handed over with the 101.
 #[derive(Debug)]
@@ -119,7 +121,9 @@ impl<T: Transport> Tunnel<'_, T> {
         if let Err(end) = passed {
             return end;
         }
-        self.reserve_for_frame(&mut cbuf);
+        if let Err(end) = self.reserve_for_frame(&mut cbuf) {
+            return end;
+        }
         let io = self.stream.io();
         let mut client_read = pin!(io.read_append(cbuf));
         let mut upstream_read = pin!(self.upstream.read_append(Vec::with_capacity(BUFFER)));
@@ -146,7 +150,9 @@ impl<T: Transport> Tunnel<'_, T> {
                     if let Err(end) = passed {
                         return end;
                     }
-                    self.reserve_for_frame(&mut returned);
+                    if let Err(end) = self.reserve_for_frame(&mut returned) {
+                        return end;
+                    }
                     client_read.set(io.read_append(returned));
                 }
                 Some(Either::Right(((result, returned), _))) => {
@@ -261,12 +267,26 @@ impl<T: Transport> Tunnel<'_, T> {
         result
     }
 
-    /// Makes room in the client's buffer for the rest of the frame it holds.
-    fn reserve_for_frame(&self, buf: &mut Vec<u8>) {
+    /// Makes room in the client's buffer for the rest of the frame it holds, from the buffer
+    /// budget (`max_buffered_bytes`): a frame it cannot hold ends the tunnel with 1013 (the
+    /// tunnel does not pause, since the app's frames would wait too). A buffer grown past
+    /// [`MAX_IDLE_BUFFER`] is given back once it is empty.
+    fn reserve_for_frame(&self, buf: &mut Vec<u8>) -> Result<(), End> {
+        let guard = self.stream.guard();
         let want = self.session.bytes_needed(buf).max(buf.len() + BUFFER);
         if buf.capacity() < want {
-            buf.reserve(want - buf.len());
+            if !guard.try_hold(want.saturating_sub(BUFFER)) {
+                return Err(End::Close(
+                    close_code::TRY_AGAIN_LATER,
+                    "server busy".into(),
+                ));
+            }
+            buf.reserve_exact(want - buf.len());
+        } else if buf.is_empty() && buf.capacity() > MAX_IDLE_BUFFER {
+            *buf = Vec::with_capacity(BUFFER);
+            guard.hold(0);
         }
+        Ok(())
     }
 
     /// Writes `bytes` to the upstream within `send_timeout`; gives the buffer back.
