@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod files;
+pub mod upstream;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
