@@ -173,10 +173,11 @@ pub fn serve<T: Transport>(
         let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
-        let next = match conn.run().await {
-            Ok(next @ (Next::WebSocket(..) | Next::Tunnel(..))) => next,
+        let (route, attachment) = match conn.run().await {
+            Ok(Next::WebSocket(route, attachment)) => (route, attachment),
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open
-            // WebSocket would keep room for it (BENCHMARKS.md, idle memory).
+            // WebSocket would keep room for it (BENCHMARKS.md, idle memory); a proxy's tunnel
+            // goes the same way, for the same reason.
             outcome => return Box::pin(conn.finish(outcome)).await,
         };
         let Connection {
@@ -187,17 +188,7 @@ pub fn serve<T: Transport>(
             ctx,
             ..
         } = conn;
-        match next {
-            Next::WebSocket(route, attachment) => {
-                ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
-            }
-            Next::Tunnel(route, tunnel) => {
-                // Boxed: the tunnel's state stays out of the future every WebSocket keeps.
-                let tunnel = ws::tunnel::serve(stream, ctx, route, client, buf, pos, tunnel);
-                Box::pin(tunnel).await;
-            }
-            Next::Done => {}
-        }
+        ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
     }
 }
 
@@ -222,6 +213,23 @@ struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
+    /// The connection as a tunnel to the upstream of proxy route `route`, after its 101.
+    pub(super) fn tunnel(
+        self,
+        route: usize,
+        tunnel: Box<UpstreamTunnel>,
+    ) -> impl Future<Output = ()> {
+        let Connection {
+            stream,
+            client,
+            buf,
+            pos,
+            ctx,
+            ..
+        } = self;
+        ws::tunnel::serve(stream, ctx, route, client, buf, pos, tunnel)
+    }
+
     async fn run(&mut self) -> Result<Next, Stop> {
         let mut first = true;
         loop {

@@ -11,11 +11,12 @@ use crate::routes::plain;
 use crate::server::transport::Transport;
 
 impl<T: Transport> Connection<T> {
-    /// Ends a connection that did not become a WebSocket: nothing more, or the refusal its
-    /// last request earned.
+    /// Ends a connection that did not become a WebSocket route's: nothing more, the refusal
+    /// its last request earned, or a proxy route's tunnel.
     pub(super) async fn finish(self, outcome: Result<Next, Stop>) {
         let (status, headers) = match outcome {
-            Ok(Next::Done | Next::WebSocket(..) | Next::Tunnel(..)) | Err(Stop::Close) => return,
+            Ok(Next::Tunnel(route, tunnel)) => return self.tunnel(route, tunnel).await,
+            Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => return,
             Err(Stop::Refuse(status)) => (status, &[][..]),
             Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
             Err(Stop::Unauthorized(status, challenge)) => {
