@@ -368,3 +368,43 @@ fn a_unix_socket_upstream_and_an_upgrade_the_app_refuses() {
     }
     drop(app);
 }
+
+#[test]
+fn an_upstream_failing_its_health_check_is_left_out_until_it_passes() {
+    let app = Uvicorn::start();
+    for driver in DRIVERS {
+        let config = format!(
+            r#"
+[[routes]]
+path = "/api/"
+kind = "proxy"
+upstreams = ["{app}"]
+health_check = "/api/status/503"
+health_interval = "200ms"
+
+[[routes]]
+path = "/api/hello"
+kind = "proxy"
+upstreams = ["{app}"]
+health_check = "/api/status/204"
+health_interval = "200ms"
+"#,
+            app = app.addr()
+        );
+        let server = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+        // The first route's only upstream fails its check: every request is 503 once it ran.
+        let deadline = std::time::Instant::now() + support::PATIENCE;
+        while get(&server, "/api/big?bytes=1").status != 503 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{driver}: never left out"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The second's passes: it keeps answering.
+        for _ in 0..5 {
+            assert_eq!(get(&server, "/api/hello").status, 200, "{driver}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

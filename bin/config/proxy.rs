@@ -16,7 +16,7 @@ const MAX_UPSTREAMS: usize = 256;
 impl Checker<'_, '_> {
     /// The `proxy` kind: `upstreams` (required), `connect_timeout`, `upstream_timeout`,
     /// `balance`, `max_fails`, `fail_timeout`, `pool_idle_timeout`, `pool_size`,
-    /// `strip_prefix`, `host`.
+    /// `strip_prefix`, `host`, `health_check`, `health_interval`.
     pub(super) fn proxy_kind(&self, key: &str, raw: &RawRoute) -> Result<RouteKind, ConfigError> {
         let missing = || {
             self.source.error_at(
@@ -116,6 +116,23 @@ impl Checker<'_, '_> {
                 ));
             }
             config.host = Some(host.clone());
+        }
+        if let Some(value) = &raw.health_check {
+            let path = value.get_ref();
+            if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(self.source.error_at(
+                    value.span(),
+                    &name("health_check"),
+                    format!(
+                        "{} is not a path (it starts with '/' and holds no spaces)",
+                        self.source.written(value.span())
+                    ),
+                ));
+            }
+            config.health_check = Some(path.clone());
+        }
+        if let Some(value) = &raw.health_interval {
+            config.health_interval = self.timeout(value, &name("health_interval"))?;
         }
         Ok(RouteKind::Proxy(Box::new(config)))
     }

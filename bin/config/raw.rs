@@ -280,6 +280,10 @@ pub struct RawRoute {
     pub strip_prefix: Option<Spanned<String>>,
     /// `proxy`: the `Host` sent upstream.
     pub host: Option<Spanned<String>>,
+    /// `proxy`: the path every upstream is asked for, to tell it is up.
+    pub health_check: Option<Spanned<String>>,
+    /// `proxy`: how often it is asked.
+    pub health_interval: Option<Spanned<Seconds>>,
     /// Any route: the app endpoint asked who may (`"http://127.0.0.1:8000/auth"`).
     pub auth: Option<Spanned<String>>,
     /// Any route with `auth`: `"closed"` (503) or `"open"` when the endpoint fails.

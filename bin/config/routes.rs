@@ -99,6 +99,8 @@ pub(super) const KINDS: [Kind; 11] = [
             Key::PoolSize,
             Key::StripPrefix,
             Key::Host,
+            Key::HealthCheck,
+            Key::HealthInterval,
         ],
         resolve: |checker, key, raw| checker.proxy_kind(key, raw),
     },
@@ -194,12 +196,16 @@ pub(super) enum Key {
     StripPrefix,
     /// `host` (proxy).
     Host,
+    /// `health_check` (proxy).
+    HealthCheck,
+    /// `health_interval` (proxy).
+    HealthInterval,
 }
 
 impl Key {
     /// Every key, in the order a route's keys are checked: the first one its kind does not
     /// take is the one reported.
-    const ALL: [Key; 33] = [
+    const ALL: [Key; 35] = [
         Key::Body,
         Key::ContentType,
         Key::ResponsePrefix,
@@ -233,6 +239,8 @@ impl Key {
         Key::PoolSize,
         Key::StripPrefix,
         Key::Host,
+        Key::HealthCheck,
+        Key::HealthInterval,
     ];
 
     /// The key's name in the file, and where `raw` writes it if it does.
@@ -271,6 +279,8 @@ impl Key {
             Key::PoolSize => ("pool_size", at(&raw.pool_size)),
             Key::StripPrefix => ("strip_prefix", at(&raw.strip_prefix)),
             Key::Host => ("host", at(&raw.host)),
+            Key::HealthCheck => ("health_check", at(&raw.health_check)),
+            Key::HealthInterval => ("health_interval", at(&raw.health_interval)),
         }
     }
 
@@ -315,7 +325,9 @@ impl Key {
             | Key::PoolIdleTimeout
             | Key::PoolSize
             | Key::StripPrefix
-            | Key::Host => "proxy routes",
+            | Key::Host
+            | Key::HealthCheck
+            | Key::HealthInterval => "proxy routes",
         }
     }
 }

@@ -1045,3 +1045,27 @@ fn auth_hooks_and_their_errors() {
          same route"
     );
 }
+
+#[test]
+fn proxy_health_checks() {
+    let route = |keys: &str| {
+        format!(
+            "[[routes]]\npath = \"/api/\"\nkind = \"proxy\"\nupstreams = [\"127.0.0.1:1\"]\n{keys}"
+        )
+    };
+    let config = parse(
+        &route("health_check = \"/healthz\"\nhealth_interval = \"2s\""),
+        "c",
+    )
+    .unwrap();
+    let RouteKind::Proxy(proxy) = &config.routes[0].kind else {
+        panic!("not a proxy");
+    };
+    assert_eq!(proxy.health_check.as_deref(), Some("/healthz"));
+    assert_eq!(proxy.health_interval, Duration::from_secs(2));
+    assert_eq!(
+        error(&route("health_check = \"healthz\"")),
+        "config.toml:5: routes[0].health_check: \"healthz\" is not a path (it starts with '/' and \
+         holds no spaces)"
+    );
+}

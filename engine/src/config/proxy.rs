@@ -62,6 +62,11 @@ pub struct ProxyConfig {
     pub strip_prefix: String,
     /// The `Host` sent upstream; `None` sends the client's.
     pub host: Option<String>,
+    /// A path each worker asks every upstream for, every `health_interval`: an upstream that
+    /// does not answer 2xx or 3xx is left out until it does again. `None`: passive health only.
+    pub health_check: Option<String>,
+    /// How often the health check runs.
+    pub health_interval: Duration,
 }
 
 impl ProxyConfig {
@@ -78,6 +83,8 @@ impl ProxyConfig {
             pool_size: 64,
             strip_prefix: String::new(),
             host: None,
+            health_check: None,
+            health_interval: Duration::from_secs(5),
         }
     }
 }

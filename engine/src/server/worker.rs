@@ -113,6 +113,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         ));
         spawn_detached(sweep_forever(ctx.registry.clone()));
         spawn_detached(deliver_posts(Rc::clone(&ctx)));
+        crate::routes::proxy::health::spawn_checks(&ctx);
         if index == 0 {
             spawn_detached(sweep_clients(Arc::clone(&spec.gate)));
         }

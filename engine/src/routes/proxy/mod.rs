@@ -13,6 +13,7 @@
 //! a pooled connection the upstream closed between requests never surfaces as a 502.
 
 pub mod forward;
+pub mod health;
 pub mod pool;
 pub mod response;
 

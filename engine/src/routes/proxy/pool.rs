@@ -210,6 +210,31 @@ impl RoutePool {
         upstream.active = upstream.active.saturating_sub(1);
     }
 
+    /// Records an active health check of upstream `i`: a failed one leaves it out until a
+    /// check passes again (a check runs at least every `health_interval`), a passing one takes
+    /// it back and forgets its failures. `true` when that changed whether it is left out.
+    pub fn set_health(
+        &mut self,
+        i: usize,
+        healthy: bool,
+        now: Instant,
+        config: &ProxyConfig,
+    ) -> bool {
+        let upstream = &mut self.upstreams[i];
+        let was_down = upstream.is_down(now);
+        if healthy {
+            upstream.down_until = None;
+            upstream.fails = 0;
+            upstream.window_start = None;
+        } else {
+            // Until past the next check, which says again.
+            let until = now + config.health_interval * 2 + config.connect_timeout;
+            upstream.down_until = Some(upstream.down_until.map_or(until, |d| d.max(until)));
+            upstream.idle.clear();
+        }
+        was_down == healthy
+    }
+
     /// Upstream `i` answered: its failures are forgotten.
     pub fn succeeded(&mut self, i: usize) {
         let upstream = &mut self.upstreams[i];
@@ -289,6 +314,21 @@ mod tests {
         pool.end(0);
         pool.end(0);
         assert_eq!(pool.choose(&config, now, &[]), Some(0));
+    }
+
+    #[test]
+    fn a_failed_health_check_leaves_an_upstream_out_until_one_passes() {
+        let config = config(2, Balance::RoundRobin, 1);
+        let mut pools = UpstreamPools::default();
+        let pool = pools.route(0, &config);
+        let t0 = Instant::now();
+        assert!(pool.set_health(0, false, t0, &config), "now left out");
+        assert!(!pool.set_health(0, false, t0, &config), "already out");
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(pool.choose(&config, t0, &[]), Some(1));
+        assert_eq!(pool.choose(&config, t0, &[]), Some(1), "0 stays out");
+        assert!(pool.set_health(0, true, later, &config), "back");
+        assert!(!pool.set_health(1, true, later, &config), "never out");
     }
 
     #[test]
