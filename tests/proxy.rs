@@ -408,3 +408,28 @@ health_interval = "200ms"
         }
     }
 }
+
+#[test]
+fn the_request_rate_applies_before_forwarding_and_its_headers_reach_the_client() {
+    let app = Uvicorn::start();
+    for driver in DRIVERS {
+        let config = format!(
+            "[limits]\nexempt = []\n[[routes]]\npath = \"/api/\"\nkind = \"proxy\"\nupstreams = [\"{}\"]\n\
+             [routes.limits]\nrate_limit_requests = 2\nburst = 2\nrate_limit_headers = true\n",
+            app.addr()
+        );
+        let server = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+        let first = get(&server, "/api/hello");
+        assert_eq!(first.status, 200, "{driver}");
+        assert!(
+            first.header("ratelimit").is_some(),
+            "{driver}: {:?}",
+            first.headers
+        );
+        assert!(first.header("ratelimit-policy").is_some(), "{driver}");
+        assert_eq!(get(&server, "/api/hello").status, 200, "{driver}");
+        let refused = get(&server, "/api/hello");
+        assert_eq!(refused.status, 429, "{driver}");
+        assert!(refused.header("retry-after").is_some(), "{driver}");
+    }
+}

@@ -283,7 +283,7 @@ impl<T: Transport> Connection<T> {
                     Answer::Stored(route, stored)
                 }
                 Some((route, Ask::Proxy(ask))) => {
-                    match Box::pin(self.proxy(&request, ask, route)).await? {
+                    match Box::pin(self.proxy(&request, ask, route, rate_headers.as_ref())).await? {
                         proxy::Proxied::Done(close) => Answer::Proxied(close),
                         proxy::Proxied::Tunnel(tunnel) => {
                             self.flush().await?;

@@ -45,16 +45,24 @@ impl Relayed {
 }
 
 /// Appends the client's response head for `head` to `out`: `client_http10` for an HTTP/1.0
-/// client (no chunked framing), `close` when the client's connection ends after it.
+/// client (no chunked framing), `close` when the client's connection ends after it, `extra`
+/// fields of ringstream's own (the `RateLimit` fields of `rate_limit_headers`).
 pub fn client_head(
     head: &ResponseHead<'_, '_>,
     client_http10: bool,
     close: bool,
+    extra: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) -> Relayed {
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    for (name, value) in extra {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
     for field in head.headers {
         // A body-less answer keeps the size of what a GET would have had (HEAD, 304).
         let keep_length = head.body == ResponseBody::None
@@ -116,7 +124,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        let relayed = client_head(&head, http10, close, &mut out);
+        let relayed = client_head(&head, http10, close, &[], &mut out);
         (String::from_utf8(out).unwrap(), relayed)
     }
 

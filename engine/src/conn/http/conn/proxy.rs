@@ -11,9 +11,11 @@ use ringstream_protocol::http::{
     write_chunk_size,
 };
 
+use super::refusal::HeaderList;
 use super::{BodyTarget, Connection, RequestInfo, Stop};
 use crate::config::{HttpLimits, ProxyConfig, RouteKind};
 use crate::conn::ws::tunnel::UpstreamTunnel;
+use crate::protections::gate::RateHeaders;
 use crate::routes::proxy::pool::ActiveExchange;
 use crate::routes::proxy::response::{ClientFraming, Relayed, client_head};
 use crate::routes::proxy::{ProxyAsk, ProxyRequest};
@@ -89,6 +91,8 @@ struct Exchange<'a> {
     route_index: usize,
     config: &'a ProxyConfig,
     limits: &'a HttpLimits,
+    /// The `RateLimit` fields an allowed answer carries (`rate_limit_headers`).
+    rate_headers: Option<&'a RateHeaders>,
 }
 
 /// How one attempt at sending the request ended.
@@ -109,6 +113,7 @@ impl<T: Transport> Connection<T> {
         request: &RequestInfo,
         ask: ProxyAsk,
         route_index: usize,
+        rate_headers: Option<&RateHeaders>,
     ) -> Result<Proxied, Stop> {
         let ctx = Rc::clone(&self.ctx);
         let route = &ctx.router.routes()[route_index];
@@ -127,6 +132,7 @@ impl<T: Transport> Connection<T> {
             route_index,
             config,
             limits: &route.limits,
+            rate_headers,
         };
         let relayed = self.exchange(&exchange).await;
         self.hold_less(UPSTREAM_BUFFER);
@@ -207,6 +213,7 @@ impl<T: Transport> Connection<T> {
             route_index,
             config,
             limits,
+            rate_headers,
         } = *exchange;
         let ctx = Rc::clone(&self.ctx);
         let guard = self.stream.guard();
@@ -295,7 +302,7 @@ impl<T: Transport> Connection<T> {
                         tracing::warn!(upstream = %config.upstreams[upstream], "proxy: a 101 that does not answer the client's handshake");
                         return Ok(Attempt::Failed(upstream, 502));
                     }
-                    let relayed = client_head(&head, false, false, &mut self.out);
+                    let relayed = client_head(&head, false, false, &[], &mut self.out);
                     let len = head.head_len;
                     buf.drain(..len);
                     return Ok(Attempt::Answered(conn, active, relayed, buf));
@@ -307,7 +314,17 @@ impl<T: Transport> Connection<T> {
                     buf.drain(..len);
                 }
                 Ok(Some(head)) => {
-                    let relayed = client_head(&head, forward.client_http10, close, &mut self.out);
+                    let mut extra = HeaderList::default();
+                    if let Some(rate) = rate_headers {
+                        extra.push_rate(rate);
+                    }
+                    let relayed = client_head(
+                        &head,
+                        forward.client_http10,
+                        close,
+                        extra.as_slice(),
+                        &mut self.out,
+                    );
                     let len = head.head_len;
                     buf.drain(..len);
                     return Ok(Attempt::Answered(conn, active, relayed, buf));
