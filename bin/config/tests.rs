@@ -314,7 +314,7 @@ fn unknown_key_in_a_route() {
             "[[routes]]\npath = \"/\"\nkind = \"health\"\n\n[[routes]]\npath = \"/x\"\nkind = \"health\"\nbodi = \"x\"\n"
         ),
         "config.toml:8: unknown key 'routes[1].bodi' (expected one of: path, kind, body, \
-         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, send, upload_dir, max_upload_size, overwrite, fsync, max_uploads_per_client, limits)"
+         content_type, response_prefix, subprotocols, allowed_clients, topic, echo_to_sender, token, sink_file, sink_max_bytes, sink_keep, root, index, hidden, attachment, max_ranges, chunk_size, send, upload_dir, max_upload_size, overwrite, fsync, max_uploads_per_client, upstreams, connect_timeout, upstream_timeout, balance, max_fails, fail_timeout, pool_idle_timeout, pool_size, strip_prefix, host, health_check, health_interval, auth, auth_failure, auth_cache, auth_timeout, limits)"
     );
 }
 
@@ -490,7 +490,7 @@ fn route_kinds() {
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, broadcast, publish, sink, files, upload, stats, metrics)"
+         static_text, echo, broadcast, publish, sink, files, upload, proxy, stats, metrics)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
