@@ -23,6 +23,7 @@ mod resolve;
 mod routes;
 mod static_text;
 mod units;
+mod values;
 mod ws;
 
 use std::path::Path;
