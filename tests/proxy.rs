@@ -433,3 +433,36 @@ fn the_request_rate_applies_before_forwarding_and_its_headers_reach_the_client()
         assert!(refused.header("retry-after").is_some(), "{driver}");
     }
 }
+
+#[test]
+fn a_client_that_leaves_while_the_app_thinks_frees_its_place_at_once() {
+    let app = Uvicorn::start();
+    for driver in DRIVERS {
+        let config = format!(
+            "[limits]\nexempt = []\nmax_concurrent_connections = 1\n[[routes]]\npath = \"/api/\"\n\
+             kind = \"proxy\"\nupstreams = [\"{}\"]\n",
+            app.addr()
+        );
+        let server = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+        let mut leaving = server.connect();
+        leaving
+            .write_all(b"GET /api/slow?seconds=5 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(leaving);
+        // Its place is free well before the app would have answered.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let answer = get(&server, "/api/hello");
+            if answer.status == 200 {
+                break;
+            }
+            assert_eq!(answer.status, 429, "{driver}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{driver}: the place stayed taken"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -56,6 +56,9 @@ pub trait Transport {
     async fn shutdown_write(&self) -> io::Result<()>;
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
+    /// Whether the peer has closed or reset the connection, asked without reading (what it
+    /// sent and this side has not read stays where it is): one `poll(2)` that does not wait.
+    fn peer_gone(&self) -> bool;
 }
 
 /// Reads and drops what the peer still sends, after this side's FIN, until the peer closes,
@@ -240,6 +243,18 @@ impl Transport for TcpTransport {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+
+    fn peer_gone(&self) -> bool {
+        let mut pollfd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: `pollfd` is one valid entry for the duration of the call, and its descriptor
+        // is open (owned by `self.stream`); a zero timeout never waits.
+        let ready = unsafe { libc::poll(&raw mut pollfd, 1, 0) };
+        ready > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
 }
 

@@ -220,6 +220,10 @@ impl Transport for MemoryTransport {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(PEER)
     }
+
+    fn peer_gone(&self) -> bool {
+        false
+    }
 }
 
 /// The test's end: what the client sends, and what it received.

@@ -25,6 +25,8 @@ use crate::server::upstream::UpstreamConn;
 
 /// The upstream read buffer: a response head must fit in it, and body pieces are read into it.
 const UPSTREAM_BUFFER: usize = 16 * 1024;
+/// How often a client waiting for the upstream's answer is looked at.
+const CLIENT_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most response fields from an upstream.
 const MAX_RESPONSE_FIELDS: usize = 128;
 
@@ -265,11 +267,10 @@ impl<T: Transport> Connection<T> {
             body.finish(self.stream.guard()).await?;
             conn = body.conn;
         }
-        let guard = self.stream.guard();
         let deadline = Instant::now() + config.upstream_timeout;
         let mut buf = Vec::with_capacity(UPSTREAM_BUFFER);
         loop {
-            let read = guard.within(deadline, conn.read_append(buf)).await;
+            let read = self.await_upstream(&conn, buf, deadline).await?;
             let Some((result, returned)) = read else {
                 tracing::warn!(upstream = %config.upstreams[upstream], "proxy: upstream_timeout before the response head");
                 return Ok(Attempt::Failed(upstream, 504));
@@ -334,6 +335,32 @@ impl<T: Transport> Connection<T> {
                     tracing::warn!(upstream = %config.upstreams[upstream], error = ?e, "proxy: invalid response head");
                     return Ok(Attempt::Failed(upstream, 502));
                 }
+            }
+        }
+    }
+
+    /// Reads from the upstream until `deadline` (`None` past it), looking at the client
+    /// every [`CLIENT_CHECK`]: a client that closed or reset its connection meanwhile ends the
+    /// exchange at once (its place in the connection counts goes with it), as nginx drops an
+    /// upstream request whose client went. The upstream's read stays pending across the looks.
+    async fn await_upstream(
+        &self,
+        conn: &UpstreamConn,
+        buf: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Option<(std::io::Result<usize>, Vec<u8>)>, Stop> {
+        let guard = self.stream.guard();
+        let mut read = std::pin::pin!(conn.read_append(buf));
+        loop {
+            let wake_at = (Instant::now() + CLIENT_CHECK).min(deadline);
+            if let Some(done) = guard.until(wake_at, read.as_mut()).await {
+                return Ok(Some(done));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            if self.stream.io().peer_gone() {
+                return Err(Stop::Close);
             }
         }
     }
