@@ -269,6 +269,9 @@ fn pooled_connections_are_reused_and_a_stale_one_never_surfaces_as_502() {
             1,
             "{driver}: one pooled connection for ten requests"
         );
+        let stats = server.stats();
+        assert_eq!(stats["proxy"]["upstream_connects"], 1, "{driver}: {stats}");
+        assert_eq!(stats["proxy"]["upstream_reuses"], 9, "{driver}: {stats}");
         // An upstream that closes idle connections 200 ms after each answer.
         let closing = RawUpstream::start("close-idle");
         let server = proxy(driver, &to(closing.addr()), "", "");

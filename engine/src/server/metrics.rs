@@ -161,6 +161,17 @@ pub struct WorkerCounters {
     pub closes: CodeCounters<{ CLOSE_CODES.len() }>,
     /// Broadcast deliveries, drops and slow-consumer closes.
     pub broadcast: BroadcastCounters,
+    /// Proxy routes' upstream connections opened, and requests sent on pooled ones.
+    pub proxy: ProxyCounters,
+}
+
+/// One worker's proxy counters: with both, the pool's reuse rate.
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Upstream connections opened.
+    pub connects: LocalCounter,
+    /// Requests sent on a pooled (kept-alive) upstream connection.
+    pub reuses: LocalCounter,
 }
 
 impl WorkerCounters {
@@ -171,6 +182,7 @@ impl WorkerCounters {
             refusals: CodeCounters::new(&REFUSAL_STATUSES),
             closes: CodeCounters::new(&CLOSE_CODES),
             broadcast: BroadcastCounters::default(),
+            proxy: ProxyCounters::default(),
         }
     }
 
@@ -268,6 +280,18 @@ impl Metrics {
             totals.slow_closed += b.slow_closed.get();
         }
         totals
+    }
+
+    /// Upstream connections opened and requests sent on pooled ones, over every worker.
+    pub fn proxy(&self) -> (u64, u64) {
+        self.workers
+            .iter()
+            .fold((0, 0), |(connects, reuses), worker| {
+                (
+                    connects + worker.proxy.connects.get(),
+                    reuses + worker.proxy.reuses.get(),
+                )
+            })
     }
 
     /// Seconds since the server started.

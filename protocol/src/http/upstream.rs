@@ -182,7 +182,8 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112_section_6_3() {
-        let cases: [(&[u8], bool, (u16, ResponseBody, bool)); 8] = [
+        type Case = (&'static [u8], bool, (u16, ResponseBody, bool));
+        let cases: [Case; 8] = [
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
                 false,

@@ -73,8 +73,6 @@ impl UpstreamPools {
                 .map(|_| Upstream::default())
                 .collect(),
             turn: 0,
-            connects: 0,
-            reuses: 0,
         })
     }
 
@@ -102,13 +100,6 @@ impl UpstreamPools {
     pub fn existing(&mut self, index: usize) -> Option<&mut RoutePool> {
         self.routes.get_mut(&index)
     }
-
-    /// Connections opened and pooled connections reused, over every route of this worker.
-    pub fn counts(&self) -> (u64, u64) {
-        self.routes
-            .values()
-            .fold((0, 0), |(c, r), pool| (c + pool.connects, r + pool.reuses))
-    }
 }
 
 /// One proxy route's upstreams on this worker.
@@ -117,10 +108,6 @@ pub struct RoutePool {
     upstreams: Vec<Upstream>,
     /// Where the next round-robin choice (or least-connections tie) starts.
     turn: usize,
-    /// Connections opened.
-    connects: u64,
-    /// Requests sent on a pooled connection.
-    reuses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -174,16 +161,10 @@ impl RoutePool {
         let idle = &mut self.upstreams[i].idle;
         while let Some((conn, since)) = idle.pop() {
             if now.duration_since(since) < config.pool_idle_timeout && !conn.is_stale() {
-                self.reuses += 1;
                 return Some(conn);
             }
         }
         None
-    }
-
-    /// Counts a connection opened to an upstream.
-    pub fn count_connect(&mut self) {
-        self.connects += 1;
     }
 
     /// Keeps `conn` to upstream `i` for the next request (the oldest one goes when the pool

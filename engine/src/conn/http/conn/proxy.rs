@@ -221,16 +221,16 @@ impl<T: Transport> Connection<T> {
         let guard = self.stream.guard();
         let reused = idle.is_some();
         let mut conn = match idle {
-            Some(conn) => conn,
+            Some(conn) => {
+                ctx.counters().proxy.reuses.add(1);
+                conn
+            }
             None => {
                 let addr = &config.upstreams[upstream];
                 let deadline = Instant::now() + config.connect_timeout;
                 match guard.within(deadline, UpstreamConn::connect(addr)).await {
                     Some(Ok(conn)) => {
-                        ctx.upstreams
-                            .borrow_mut()
-                            .route(route_index, config)
-                            .count_connect();
+                        ctx.counters().proxy.connects.add(1);
                         conn
                     }
                     Some(Err(e)) => {
