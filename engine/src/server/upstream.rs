@@ -47,6 +47,28 @@ impl UpstreamConn {
         (result, buf)
     }
 
+    /// Reads into `buf` until it holds a whole response head (up to its empty line) or
+    /// `limit` bytes: `Ok(true)` then, `Ok(false)` when the upstream closed first. For the
+    /// short answers of auth endpoints and health checks; a proxied response is read piece
+    /// by piece instead.
+    pub async fn read_head(&self, mut buf: Vec<u8>, limit: usize) -> (io::Result<bool>, Vec<u8>) {
+        loop {
+            if buf.len() >= limit || buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                return (Ok(true), buf);
+            }
+            if buf.len() == buf.capacity() {
+                buf.reserve(limit - buf.len());
+            }
+            let (read, returned) = self.read_append(buf).await;
+            buf = returned;
+            match read {
+                Ok(0) => return (Ok(false), buf),
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
     /// Writes all of `buf`.
     pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let BufResult(result, buf) = match &self.stream {

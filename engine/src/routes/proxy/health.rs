@@ -71,19 +71,14 @@ async fn check(config: &ProxyConfig, upstream: usize, path: &str) -> bool {
         if conn.write_all(head.into_bytes()).await.0.is_err() {
             return false;
         }
-        let mut buf = Vec::with_capacity(ANSWER_BUFFER);
-        loop {
-            let (read, returned) = conn.read_append(buf).await;
-            buf = returned;
-            if !matches!(read, Ok(n) if n > 0) {
-                return false;
-            }
-            let mut slots = [EMPTY_HEADER; 64];
-            match parse_response(&buf, &mut slots, false, ANSWER_BUFFER - 1) {
-                Ok(Some(head)) => return (200..400).contains(&head.status),
-                Ok(None) if buf.len() < buf.capacity() => {}
-                Ok(None) | Err(_) => return false,
-            }
+        let answer = Vec::with_capacity(ANSWER_BUFFER);
+        let (Ok(true), buf) = conn.read_head(answer, ANSWER_BUFFER).await else {
+            return false;
+        };
+        let mut slots = [EMPTY_HEADER; 64];
+        match parse_response(&buf, &mut slots, false, ANSWER_BUFFER - 1) {
+            Ok(Some(head)) => (200..400).contains(&head.status),
+            Ok(None) | Err(_) => false,
         }
     };
     timeout(limit, exchange).await.unwrap_or(false)

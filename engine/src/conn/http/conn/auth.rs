@@ -95,44 +95,45 @@ impl<T: Transport> Connection<T> {
             tracing::warn!(endpoint = %auth.endpoint, "auth: the question could not be sent");
             return Verdict::Failed;
         }
-        let mut buf = Vec::with_capacity(ANSWER_BUFFER);
-        loop {
-            let Some((result, returned)) = guard.within(deadline, conn.read_append(buf)).await
-            else {
-                tracing::warn!(endpoint = %auth.endpoint, "auth: no answer within auth_timeout");
-                return Verdict::Failed;
-            };
-            buf = returned;
-            if !matches!(result, Ok(n) if n > 0) {
+        let answer = Vec::with_capacity(ANSWER_BUFFER);
+        let buf = match guard
+            .within(deadline, conn.read_head(answer, ANSWER_BUFFER))
+            .await
+        {
+            Some((Ok(true), buf)) => buf,
+            Some(_) => {
                 tracing::warn!(endpoint = %auth.endpoint, "auth: the endpoint closed without an answer");
                 return Verdict::Failed;
             }
-            let mut slots = [EMPTY_HEADER; MAX_ANSWER_FIELDS];
-            match parse_response(&buf, &mut slots, false, ANSWER_BUFFER - 1) {
-                Ok(Some(head)) => {
-                    let answer = verdict(head.status, head.headers);
-                    if answer == Verdict::Failed {
-                        tracing::warn!(endpoint = %auth.endpoint, status = head.status, "auth: the endpoint answered neither 2xx, 401 nor 403");
-                    }
-                    // The connection is kept only when the answer's body is all here.
-                    let whole = match head.body {
-                        ResponseBody::None => buf.len() == head.head_len,
-                        ResponseBody::Length(n) => (buf.len() - head.head_len) as u64 == n,
-                        ResponseBody::Chunked | ResponseBody::UntilClose => false,
-                    };
-                    if head.keep_alive && whole {
-                        let now = Instant::now();
-                        ctx.upstreams
-                            .borrow_mut()
-                            .give_back_auth(route_index, conn, now);
-                    }
-                    return answer;
+            None => {
+                tracing::warn!(endpoint = %auth.endpoint, "auth: no answer within auth_timeout");
+                return Verdict::Failed;
+            }
+        };
+        let mut slots = [EMPTY_HEADER; MAX_ANSWER_FIELDS];
+        match parse_response(&buf, &mut slots, false, ANSWER_BUFFER - 1) {
+            Ok(Some(head)) => {
+                let answer = verdict(head.status, head.headers);
+                if answer == Verdict::Failed {
+                    tracing::warn!(endpoint = %auth.endpoint, status = head.status, "auth: the endpoint answered neither 2xx, 401 nor 403");
                 }
-                Ok(None) if buf.len() < buf.capacity() => {}
-                Ok(None) | Err(_) => {
-                    tracing::warn!(endpoint = %auth.endpoint, "auth: not an HTTP answer");
-                    return Verdict::Failed;
+                // The connection is kept only when the answer's body is all here.
+                let whole = match head.body {
+                    ResponseBody::None => buf.len() == head.head_len,
+                    ResponseBody::Length(n) => (buf.len() - head.head_len) as u64 == n,
+                    ResponseBody::Chunked | ResponseBody::UntilClose => false,
+                };
+                if head.keep_alive && whole {
+                    let now = Instant::now();
+                    ctx.upstreams
+                        .borrow_mut()
+                        .give_back_auth(route_index, conn, now);
                 }
+                answer
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(endpoint = %auth.endpoint, "auth: not an HTTP answer");
+                Verdict::Failed
             }
         }
     }
