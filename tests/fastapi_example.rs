@@ -12,7 +12,8 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::upstream::{Uvicorn, free_port, read_any_response, repo_root};
+use support::http_framing::read_any_response;
+use support::upstream::{Uvicorn, free_port, repo_root};
 use support::ws::{TEXT, connect_to, expect_close, frame, read_frame, upgrade_request};
 use support::{DRIVERS, PATIENCE, Response, Server, TempFile, read_response};
 

@@ -11,9 +11,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::upstream::{
-    RawUpstream, Uvicorn, big_body, read_any_response, record_headers, stream_body, write_chunked,
-};
+use support::http_framing::{read_any_response, write_chunked};
+use support::upstream::{RawUpstream, Uvicorn, big_body, record_headers, stream_body};
 use support::ws::upgrade_request;
 use support::{DRIVERS, Server, is_closed};
 
@@ -115,7 +114,7 @@ fn bodies_stream_both_ways_and_are_reframed() {
         stream
             .write_all(b"HEAD /api/big?bytes=1234 HTTP/1.1\r\nHost: h\r\n\r\n")
             .unwrap();
-        let head = support::upstream::read_response_head(&mut stream).unwrap();
+        let head = support::http_framing::read_response_head(&mut stream).unwrap();
         assert_eq!(
             (head.status, head.header("content-length")),
             (200, Some("1234")),
@@ -241,7 +240,7 @@ fn upstream_failures_answer_502_503_504_and_a_cut_body_closes_the_connection() {
         stream
             .write_all(b"GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n")
             .unwrap();
-        let head = support::upstream::read_response_head(&mut stream).unwrap();
+        let head = support::http_framing::read_response_head(&mut stream).unwrap();
         assert_eq!(head.header("content-length"), Some("100"), "{driver}");
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stream, &mut rest);

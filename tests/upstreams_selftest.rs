@@ -10,10 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use support::upstream::{
-    RawUpstream, Uvicorn, big_body, read_any_response, read_chunk, read_response_head,
-    record_headers, stream_body, write_chunk, write_chunked,
+use support::http_framing::{
+    read_any_response, read_chunk, read_response_head, write_chunk, write_chunked,
 };
+use support::upstream::{RawUpstream, Uvicorn, big_body, record_headers, stream_body};
 use support::{PATIENCE, is_closed};
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -96,4 +96,6 @@ pub fn summary(config: &ServerConfig) -> String {
 #[cfg(test)]
 mod documented_keys;
 #[cfg(test)]
+mod gateway_tests;
+#[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod files;
+pub mod http_framing;
 pub mod upstream;
 pub mod ws;
 
