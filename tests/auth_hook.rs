@@ -1,7 +1,7 @@
 //! The auth hook against the real binary on both drivers, with the app's endpoint on uvicorn
 //! (tests/upstreams/app.py): allowed, refused with 401 (its challenge passed on) or 403,
 //! failing and timing out (503, or allowed with `auth_failure = "open"`), answers kept per
-//! credential, and the topics a grant names.
+//! credential, the topics a grant names, and the client it names (`client_id = "auth"`).
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -10,7 +10,7 @@ use std::io::Write;
 
 use support::upstream::{RawUpstream, Uvicorn};
 use support::ws::{TEXT, connect_to, frame, upgrade_request};
-use support::{DRIVERS, Server, read_response};
+use support::{DRIVERS, Server, ask, read_response};
 
 /// Routes guarded by `auth` on `app`: a proxy to the app at `/api/`, a broadcast route, a
 /// route whose endpoint times out, one whose endpoint fails, and the same failing open.
@@ -191,5 +191,70 @@ fn answers_are_kept_per_credential_for_auth_cache() {
             Some("GET"),
             "{driver}"
         );
+    }
+}
+
+#[test]
+fn with_client_id_auth_the_client_the_app_names_is_held_to_its_own_limits() {
+    let app = Uvicorn::start();
+    let endpoint = format!("http://{}", app.addr());
+    for driver in DRIVERS {
+        let config = format!(
+            r#"
+[limits]
+client_id = "auth"
+exempt = []
+max_concurrent_connections = 1
+
+[[routes]]
+path = "/api/"
+kind = "proxy"
+upstreams = ["{app}"]
+auth = "{endpoint}/auth"
+[routes.limits]
+rate_limit_requests = 2
+
+[[routes]]
+path = "/ws/broadcast/{{topic}}"
+kind = "broadcast"
+auth = "{endpoint}/auth/topics"
+"#,
+            app = app.addr()
+        );
+        let server = Server::with_config(&config, &["--workers", "2", "--io-driver", driver]);
+        // One connection from one address carries two users: each has its own request rate.
+        let mut stream = server.connect();
+        let as_user = |token: &str| {
+            format!("GET /api/hello HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n\r\n")
+        };
+        for _ in 0..2 {
+            assert_eq!(ask(&mut stream, as_user("good-a")).status, 200, "{driver}");
+        }
+        let refused = ask(&mut stream, as_user("good-a"));
+        assert_eq!(
+            (refused.status, refused.header("retry-after")),
+            (429, Some("30")),
+            "{driver}"
+        );
+        assert_eq!(ask(&mut stream, as_user("good-b")).status, 200, "{driver}");
+        assert_eq!(ask(&mut stream, as_user("good-a")).status, 429, "{driver}");
+        drop(stream);
+
+        // Connections are counted per named client too: user-good-news holds its one.
+        let news = "Authorization: Bearer good-news\r\n";
+        let (member, answer) = connect_to(server.addr, "/ws/broadcast/news", news);
+        assert_eq!(answer.status, 101, "{driver}");
+        let mut again = server.connect();
+        again
+            .write_all(&upgrade_request("/ws/broadcast/news", news))
+            .unwrap();
+        assert_eq!(read_response(&mut again).unwrap().status, 429, "{driver}");
+        let chat = "Authorization: Bearer good-chat\r\n";
+        let (other, answer) = connect_to(server.addr, "/ws/broadcast/chat", chat);
+        assert_eq!(
+            answer.status, 101,
+            "{driver}: another user from the same address"
+        );
+        drop((member, other));
     }
 }

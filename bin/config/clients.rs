@@ -161,6 +161,8 @@ impl Checker<'_, '_> {
         };
         if text == "ip" {
             Ok(ClientIdSource::Ip)
+        } else if text == "auth" {
+            Ok(ClientIdSource::Auth)
         } else if let Some(name) = named("header:") {
             Ok(ClientIdSource::Header(name.to_ascii_lowercase()))
         } else if let Some(name) = named("query:") {
@@ -170,7 +172,7 @@ impl Checker<'_, '_> {
                 value.span(),
                 "limits.client_id",
                 format!(
-                    "{} is not a client identity (use \"ip\", \"header:NAME\" or \"query:NAME\")",
+                    "{} is not a client identity (use \"ip\", \"header:NAME\", \"query:NAME\" or \"auth\")",
                     self.source.written(value.span())
                 ),
             ))

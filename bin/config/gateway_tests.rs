@@ -150,6 +150,23 @@ fn auth_hooks_and_their_errors() {
 }
 
 #[test]
+fn clients_named_by_the_auth_hook_need_a_route_with_one() {
+    use ringstream_engine::limits::identity::ClientIdSource;
+    let config = parse(
+        "[limits]\nclient_id = \"auth\"\n[[routes]]\npath = \"/h\"\nkind = \"health\"\n\
+         auth = \"http://127.0.0.1:8000/auth\"\n",
+        "c",
+    )
+    .unwrap();
+    assert_eq!(config.clients.client_id, ClientIdSource::Auth);
+    assert_eq!(
+        error(&with_route("[limits]\nclient_id = \"auth\"")),
+        "config.toml:2: limits.client_id: \"auth\" names clients by the answer of a route's auth \
+         hook, and no route has `auth`"
+    );
+}
+
+#[test]
 fn proxy_health_checks() {
     let route = |keys: &str| {
         format!(

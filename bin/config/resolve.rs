@@ -11,6 +11,7 @@ use ringstream_engine::config::{
     ConnectionLimits, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup,
     Route, ServerConfig, WsLimits, bounds,
 };
+use ringstream_engine::limits::identity::ClientIdSource;
 use toml::Spanned;
 
 use super::checker::Checker;
@@ -92,6 +93,18 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         return Err(source.error_in_file(
             "routes",
             "at least one [[routes]] entry is required (e.g. path = \"/health\", kind = \"health\")"
+                .to_owned(),
+        ));
+    }
+    if clients.client_id == ClientIdSource::Auth
+        && !routes.iter().any(|route| route.auth.is_some())
+        && let Some(value) = &raw.limits.client_id
+    {
+        return Err(source.error_at(
+            value.span(),
+            "limits.client_id",
+            "\"auth\" names clients by the answer of a route's auth hook, and no route has \
+             `auth`"
                 .to_owned(),
         ));
     }

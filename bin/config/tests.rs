@@ -661,7 +661,7 @@ fn client_key_errors_name_the_key_and_line() {
     assert_eq!(
         error(&with_route("[limits]\nclient_id = \"cookie:x\"")),
         "config.toml:2: limits.client_id: \"cookie:x\" is not a client identity \
-         (use \"ip\", \"header:NAME\" or \"query:NAME\")"
+         (use \"ip\", \"header:NAME\", \"query:NAME\" or \"auth\")"
     );
     assert_eq!(
         error(&with_route("[limits]\nmode = \"dry\"")),

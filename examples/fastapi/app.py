@@ -18,7 +18,7 @@ Routes (ringstream exposes the `/api/` ones; `/auth` stays on loopback):
   `/stream/news/{topic}` through ringstream's `POST /publish/{topic}` (loopback only), answers
   ringstream's `{"topic", "subscribers", "local_reached"}` (needs a token that may use the topic).
 - `GET /auth`: ringstream's auth hook. `Authorization: Bearer <token>`: 200 with
-  `X-Allowed-Topics` for a known token, 403 for a suspended one, 401 with
+  `X-Allowed-Topics` and `X-Client-Id` (the user's name) for a known token, 403 for a suspended one, 401 with
   `WWW-Authenticate: Bearer` otherwise. ringstream also sends `X-Original-Method` and
   `X-Original-URI` (the request it is asking about); this app does not need them.
 
@@ -94,7 +94,12 @@ async def auth(authorization: Annotated[str | None, Header()] = None) -> Respons
     if user.suspended:
         return Response(status_code=403)
     # An empty list would allow no topic at all; ringstream answers 403 to any other topic.
-    return Response(status_code=200, headers={"X-Allowed-Topics": ", ".join(user.topics)})
+    # X-Client-Id: with client_id = "auth", ringstream counts this user's connections and
+    # rates as one client, whatever address each stream comes from.
+    return Response(
+        status_code=200,
+        headers={"X-Allowed-Topics": ", ".join(user.topics), "X-Client-Id": user.name},
+    )
 
 
 # --- business routes ----------------------------------------------------------------------

@@ -29,6 +29,9 @@ pub enum ClientIdSource {
     Header(String),
     /// `client_id = "query:NAME"`.
     Query(String),
+    /// `client_id = "auth"`: the `X-Client-Id` of the route's auth answer; its address on a
+    /// route without an auth hook (the name is given to [`ClientIdentity::named_key`]).
+    Auth,
 }
 
 /// The one forwarding header a trusted proxy is trusted to set (`forwarded_header` in the
@@ -178,7 +181,7 @@ impl ClientIdentity {
         query: Option<&'a str>,
     ) -> ClientKey {
         let named = match &self.source {
-            ClientIdSource::Ip => None,
+            ClientIdSource::Ip | ClientIdSource::Auth => None,
             ClientIdSource::Header(name) => header(name).filter(|v| !v.is_empty()),
             ClientIdSource::Query(name) => query
                 .and_then(|q| query_value(q, name))
@@ -186,9 +189,15 @@ impl ClientIdentity {
                 .map(str::as_bytes),
         };
         match named {
-            Some(value) => ClientKey::Named(self.secret.hash_one(value)),
+            Some(value) => self.named_key(value),
             None => self.address_key(address),
         }
+    }
+
+    /// The key of a client named `name` (a header or query value, or an auth answer's
+    /// `X-Client-Id`), hashed with the per-process secret.
+    pub fn named_key(&self, name: &[u8]) -> ClientKey {
+        ClientKey::Named(self.secret.hash_one(name))
     }
 
     /// A 64-bit fingerprint of `key`, to tell whether two requests name the same client
@@ -614,5 +623,25 @@ mod tests {
             q,
             by_query.key(ip("192.0.2.2"), |_| None, Some("token=xyz"))
         );
+    }
+
+    #[test]
+    fn auth_named_clients_are_their_address_until_an_answer_names_them() {
+        let id = ClientIdentity::new(
+            ClientIdSource::Auth,
+            CidrSet::default(),
+            ForwardedHeader::default(),
+            64,
+        );
+        let header = |_: &str| Some(&b"alpha"[..]);
+        assert_eq!(
+            id.key(ip("192.0.2.1"), header, Some("token=alpha")),
+            ClientKey::V4(0xc000_0201),
+            "headers and queries name nobody"
+        );
+        let named = id.named_key(b"user-7");
+        assert!(matches!(named, ClientKey::Named(_)));
+        assert_eq!(named, id.named_key(b"user-7"));
+        assert_ne!(named, id.named_key(b"user-8"));
     }
 }

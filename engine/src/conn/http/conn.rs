@@ -100,6 +100,9 @@ struct RequestInfo {
     /// For a connection whose client its heads name, when this head names another client than
     /// the one admitted so far (or the first): its admission.
     admission: Option<Result<ClientSlot, Refusal>>,
+    /// With `client_id = "auth"` on a route with an auth hook: the client's address, admitted
+    /// under the name the hook's answer gives (by this address when it gives none).
+    named_by_auth: Option<IpAddr>,
     /// The question for the route's auth endpoint, when it has one.
     auth: Option<Box<AuthAsk>>,
     /// Index of the matched route, `None` for a 404.
@@ -248,23 +251,20 @@ impl<T: Transport> Connection<T> {
                 self.client = Some(admission.map_err(|refusal| Stop::Limited(refusal, None))?);
             }
             ctx.counters().route(request.route).requests.add(1);
-            let rate_headers = match self.check_rate(&request)? {
-                Some(headers) => headers,
-                // Refused with a 429 that keeps the connection: on to the next request.
-                None => continue,
-            };
-            // The app says who may, before anything is answered, upgraded or forwarded.
-            if let (Some(ask), Some(route)) = (request.auth.take(), request.route) {
-                let grant = Box::pin(self.authorize(ask, route)).await?;
-                let within = |grant: &crate::routes::auth::Grant| {
-                    request
-                        .target
-                        .as_ref()
-                        .is_none_or(|(_, ask)| grant.allows(ask))
+            // A client the auth hook names is held to its rates once the answer named it.
+            let mut rate_headers = None;
+            if request.named_by_auth.is_none() {
+                rate_headers = match self.check_rate(&request)? {
+                    Some(headers) => headers,
+                    // Refused with a 429 that keeps the connection: on to the next request.
+                    None => continue,
                 };
-                if !grant.as_ref().is_none_or(within) {
-                    return Err(Stop::Refuse(403));
-                }
+            }
+            // The app says who may, before anything is answered, upgraded or forwarded.
+            if request.auth.is_some()
+                && !Box::pin(self.pass_auth(&mut request, &mut rate_headers)).await?
+            {
+                continue;
             }
             // The body is taken first (published, stored, or read and dropped); what to answer
             // is decided once it is in: the drain may have started while it arrived.

@@ -90,6 +90,50 @@ impl ClientGate {
         Some(self.admit(address, key, route))
     }
 
+    /// Whether a request on a route with an auth hook is admitted only once the hook's answer
+    /// named its client (`client_id = "auth"`).
+    pub fn names_by_auth(&self) -> bool {
+        self.limits.client_id == ClientIdSource::Auth
+    }
+
+    /// Before the auth hook of a request that its answer names the client of
+    /// ([`Self::names_by_auth`]): the client's address (after trusted proxies), held to the
+    /// allow and deny lists; the refusal of a client the lists keep out, or a proxy names by
+    /// no address (400).
+    pub fn before_auth(
+        &self,
+        peer: IpAddr,
+        request: &Request<'_, '_>,
+        route: &str,
+    ) -> Result<IpAddr, Refusal> {
+        let (address, _) = self.identify(peer, request, route)?;
+        match self.check_lists(address, route) {
+            Some(refusal) => Err(refusal),
+            None => Ok(address),
+        }
+    }
+
+    /// Admission once the auth hook answered, of the client at `address` that the answer
+    /// names `name` (by its address when it names nobody, or when a failure passed it): as
+    /// [`Self::on_request`], `None` when that is the `current` client again.
+    pub fn after_auth(
+        &self,
+        address: IpAddr,
+        name: Option<&[u8]>,
+        route: &str,
+        current: Option<&ClientSlot>,
+    ) -> Option<Result<ClientSlot, Refusal>> {
+        let key = match name.filter(|name| !name.is_empty()) {
+            Some(name) => self.identity.named_key(name),
+            None => self.identity.address_key(address),
+        };
+        let fingerprint = self.identity.fingerprint(&key);
+        if current.is_some_and(|slot| slot.address == address && slot.key == fingerprint) {
+            return None;
+        }
+        Some(self.admit(address, key, route))
+    }
+
     /// The address and key of the client `request` names (see [`Self::on_request`]).
     fn identify(
         &self,

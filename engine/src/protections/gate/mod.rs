@@ -2,9 +2,10 @@
 //! bans, and the per-client rules of PROTECTIONS.md (concurrent connections, connection rate,
 //! request rate, WebSocket message and byte rates across a client's connections).
 //!
-//! A connection is admitted once, at accept when its address names the client, or at its first
-//! request head when the client is named by a header, a query parameter or a trusted proxy's
-//! `Forwarded`. Admission yields a [`ClientSlot`] the connection keeps to its end: it holds
+//! A connection is admitted once, at accept when its address names the client, or at its
+//! request heads when the client is named by a header, a query parameter or a trusted proxy's
+//! forwarding header, or (`client_id = "auth"`) by the answer of the route's auth hook, once it
+//! came. Admission yields a [`ClientSlot`] the connection keeps to its end: it holds
 //! the client's place in the connection count (released on drop, on every path) and the
 //! client's shared state, so each later check is an atomic compare-and-swap, exact across
 //! cores. Every refusal is a violation: one log line and a counter (in shadow mode the same,

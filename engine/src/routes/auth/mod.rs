@@ -3,7 +3,8 @@
 //! `Authorization` and `Cookie`, who may. The app keeps its auth; the streaming stays here.
 //!
 //! A 2xx allows; its `X-Allowed-Topics` (comma-separated names) restricts which topics the
-//! client may join or publish to (403 for others). 401 and 403 go back to the client (with
+//! client may join or publish to (403 for others), and its `X-Client-Id` names the client for
+//! the per-client limits when `client_id = "auth"`. 401 and 403 go back to the client (with
 //! the app's `WWW-Authenticate`). Anything else, a failed connection or a timeout answers 503
 //! (`auth_failure = "closed"`) or allows (`"open"`). Answers are kept per credential (a
 //! SHA-256 of its `Authorization` and `Cookie` values) for `auth_cache` ([`cache`]).
@@ -22,6 +23,8 @@ use crate::routes::proxy::forward::Hop;
 
 /// Longest `X-Allowed-Topics` value read.
 const MAX_TOPICS_FIELD: usize = 8 * 1024;
+/// Longest `X-Client-Id` value kept (a longer one is cut: the name is only ever hashed).
+const MAX_CLIENT_ID: usize = 1024;
 
 /// A request's question to the auth endpoint, captured while its head was at hand.
 #[derive(Debug)]
@@ -93,6 +96,8 @@ pub enum Verdict {
 pub struct Grant {
     /// `X-Allowed-Topics`: the topics the client may join or publish to (`None`: any).
     pub topics: Option<Vec<Box<str>>>,
+    /// `X-Client-Id`: who the client is, for the per-client limits (`client_id = "auth"`).
+    pub client: Option<Box<[u8]>>,
 }
 
 impl Grant {
@@ -133,7 +138,11 @@ pub fn verdict(status: u16, headers: &[Header<'_>]) -> Verdict {
                     .map(Box::from)
                     .collect()
             });
-            Verdict::Allow(Grant { topics })
+            let client = field("x-client-id")
+                .map(|value| value.trim_ascii())
+                .filter(|value| !value.is_empty())
+                .map(|value| Box::from(&value[..value.len().min(MAX_CLIENT_ID)]));
+            Verdict::Allow(Grant { topics, client })
         }
         401 | 403 => Verdict::Deny {
             status,
@@ -204,6 +213,16 @@ mod tests {
             panic!("allowed");
         };
         assert_eq!(grant.topics, Some(vec!["news".into(), "chat".into()]));
+        assert_eq!(grant.client, None);
+        let Verdict::Allow(named) = verdict(200, &[h("x-client-id", b" user-7 ")]) else {
+            panic!("allowed");
+        };
+        assert_eq!(named.client.as_deref(), Some(&b"user-7"[..]));
+        assert_eq!(named.topics, None);
+        let Verdict::Allow(blank) = verdict(200, &[h("X-Client-Id", b"  ")]) else {
+            panic!("allowed");
+        };
+        assert_eq!(blank.client, None, "a blank name names nobody");
         let join = |topic: &str| {
             Ask::Upgrade(Ok(Upgrade {
                 accepted: crate::conn::ws::Accepted::for_tests(),

@@ -1,6 +1,7 @@
 //! The auth hook, from the connection's side: the kept answer for the credential, or the
 //! question sent to the app's endpoint (on a pooled connection when one is idle) and its
-//! answer read within `auth_timeout`; then the verdict applied (see [`crate::routes::auth`]).
+//! answer read within `auth_timeout`; then the verdict applied (see [`crate::routes::auth`]),
+//! and with `client_id = "auth"` the client it names admitted.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::time::Instant;
 use ringstream_protocol::http::{EMPTY_HEADER, ResponseBody, parse_response};
 
 use super::memory::BUSY;
-use super::{Connection, Stop};
+use super::{Connection, RequestInfo, Stop};
 use crate::config::{AuthConfig, AuthFailure};
+use crate::protections::gate::RateHeaders;
 use crate::routes::auth::{AuthAsk, Grant, Verdict, verdict};
 use crate::server::transport::Transport;
 use crate::server::upstream::UpstreamConn;
@@ -21,6 +23,49 @@ const ANSWER_BUFFER: usize = 16 * 1024;
 const MAX_ANSWER_FIELDS: usize = 64;
 
 impl<T: Transport> Connection<T> {
+    /// Puts `request` to its route's auth hook: `Err` with the answer when the hook refuses
+    /// it (or it asks for a topic the grant does not list: 403). With `client_id = "auth"`
+    /// the client the answer names is admitted, and `rate_headers` set by its request rate;
+    /// `Ok(false)` when that rate refused it with a 429 that keeps the connection.
+    pub(super) async fn pass_auth(
+        &mut self,
+        request: &mut RequestInfo,
+        rate_headers: &mut Option<RateHeaders>,
+    ) -> Result<bool, Stop> {
+        let (Some(ask), Some(route)) = (request.auth.take(), request.route) else {
+            return Ok(true);
+        };
+        let grant = self.authorize(ask, route).await?;
+        let within = |grant: &Grant| {
+            request
+                .target
+                .as_ref()
+                .is_none_or(|(_, ask)| grant.allows(ask))
+        };
+        if !grant.as_ref().is_none_or(within) {
+            return Err(Stop::Refuse(403));
+        }
+        let Some(address) = request.named_by_auth else {
+            return Ok(true);
+        };
+        let ctx = Rc::clone(&self.ctx);
+        let name = grant.as_ref().and_then(|grant| grant.client.as_deref());
+        let path = ctx.router.routes()[route].path.as_str();
+        if let Some(admission) = ctx
+            .gate
+            .after_auth(address, name, path, self.client.as_ref())
+        {
+            self.client = Some(admission.map_err(|refusal| Stop::Limited(refusal, None))?);
+        }
+        match self.check_rate(request)? {
+            Some(headers) => {
+                *rate_headers = headers;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Asks route `route_index`'s auth endpoint about a request; `Ok(None)` when it passes
     /// because the endpoint failed and failures are open.
     pub(super) async fn authorize(

@@ -243,10 +243,19 @@ fn describe(
     hop: &dyn Fn() -> Hop,
 ) -> RequestInfo {
     let route = ctx.router.find_index(request.path());
-    let admission = peer.and_then(|peer| {
-        let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
-        ctx.gate.on_request(peer, request, path, current)
-    });
+    let path = route.map_or("", |i| ctx.router.routes()[i].path.as_str());
+    let hooked = route.is_some_and(|i| ctx.router.routes()[i].auth.is_some());
+    let (admission, named_by_auth) = match peer {
+        // The auth hook's answer names the client: only the lists apply before it.
+        Some(peer) if hooked && ctx.gate.names_by_auth() => {
+            match ctx.gate.before_auth(peer, request, path) {
+                Ok(address) => (None, Some(address)),
+                Err(refusal) => (Some(Err(refusal)), None),
+            }
+        }
+        Some(peer) => (ctx.gate.on_request(peer, request, path, current), None),
+        None => (None, None),
+    };
     let target = route.map(|i| (i, ask(&ctx.router.routes()[i], request, hop)));
     let auth = route.and_then(|i| {
         let auth = ctx.router.routes()[i].auth.as_deref()?;
@@ -255,6 +264,7 @@ fn describe(
     RequestInfo {
         target,
         admission,
+        named_by_auth,
         auth,
         route,
         method: MethodClass::of(&request.method),
