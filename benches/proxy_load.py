@@ -203,10 +203,10 @@ def proxy_toml(upstream, rate_limit=None):
             f'upstreams = ["{upstream}"]\n{limits}')
 
 
-NGINX_CONF = """# The nginx peer of benches/proxy_load.py: one process in the foreground holding all
-# of nginx's CPU time (no master, no workers), proxying /api/ to one upstream over pooled
-# HTTP/1.1 keep-alive connections, setting the forwarding headers ringstream's proxy sets.
-daemon off;
+# What every nginx peer shares: one process in the foreground holding all of nginx's CPU
+# time (no master, no workers), its files in the run directory, no access log. The
+# `http` block is left open for the peer's own lines.
+NGINX_HEAD = """daemon off;
 master_process off;
 worker_processes 1;
 pid {run}/nginx.pid;
@@ -223,6 +223,11 @@ http {{
     fastcgi_temp_path {run}/fastcgi;
     uwsgi_temp_path {run}/uwsgi;
     scgi_temp_path {run}/scgi;
+"""
+
+NGINX_CONF = """# The nginx peer of benches/proxy_load.py: proxying /api/ to one upstream over pooled
+# HTTP/1.1 keep-alive connections, setting the forwarding headers ringstream's proxy sets.
+""" + NGINX_HEAD + """
     # The load generator keeps its connections for the whole run (nginx closes one after
     # 1000 requests by default, client side and upstream side).
     keepalive_requests 1000000;

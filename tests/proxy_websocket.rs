@@ -94,6 +94,24 @@ fn the_routes_protections_close_the_client_before_the_upstream_sees_the_frame() 
 }
 
 #[test]
+fn a_dropped_message_is_left_out_and_the_frames_behind_it_pass_whole() {
+    for driver in DRIVERS {
+        // 300 bytes a minute: 106 pass, the next 258 do not fit and are dropped, 56 still fit.
+        let (_upstream, proxy) = servers(driver, "bytes_per_minute = 300\non_limit = \"drop\"");
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        let mut batch = frame(true, 0, BINARY, &[b'a'; 100]);
+        batch.extend(frame(true, 0, BINARY, &[b'b'; 250]));
+        batch.extend(frame(true, 0, TEXT, &[b'c'; 50]));
+        ws.write_all(&batch).unwrap();
+        assert_eq!(next(&mut ws), (BINARY, vec![b'a'; 100]), "{driver}");
+        assert_eq!(next(&mut ws), (TEXT, vec![b'c'; 50]), "{driver}");
+        // Nothing else was passed on: a ping's pong is what comes next.
+        ws.write_all(&frame(true, 0, PING, b"p")).unwrap();
+        assert_eq!(next(&mut ws), (PONG, b"p".to_vec()), "{driver}");
+    }
+}
+
+#[test]
 fn an_upgrade_the_upstream_refuses_gets_its_answer_and_a_bad_handshake_never_leaves() {
     for driver in DRIVERS {
         let (_upstream, proxy) = servers(driver, "");

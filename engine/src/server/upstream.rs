@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::{TcpStream, UnixStream};
 
@@ -76,6 +77,15 @@ impl UpstreamConn {
             Stream::Unix(stream) => AsyncWriteExt::write_all(&mut &*stream, buf).await,
         };
         (result, buf)
+    }
+
+    /// Writes `buf[..len]` straight from `buf` (no copy) and gives it back.
+    pub async fn write_prefix(&self, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
+        let BufResult(result, slice) = match &self.stream {
+            Stream::Tcp(stream) => AsyncWriteExt::write_all(&mut &*stream, buf.slice(..len)).await,
+            Stream::Unix(stream) => AsyncWriteExt::write_all(&mut &*stream, buf.slice(..len)).await,
+        };
+        (result, slice.into_inner())
     }
 
     /// Shuts down the sending side (FIN) after everything queued has been sent.

@@ -45,6 +45,15 @@ pub struct UpstreamTunnel {
     pub active: ActiveExchange,
 }
 
+/// What [`Tunnel::take_client_frames`] did with the start of the client's buffer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Passed {
+    /// Bytes of whole frames read (the rest is a frame still arriving).
+    consumed: usize,
+    /// Bytes at the start of the buffer to pass to the upstream.
+    kept: usize,
+}
+
 /// How the tunnel ends.
 enum End {
     /// A protection or the drain: this close frame to both sides.
@@ -114,10 +123,7 @@ impl<T: Transport> Tunnel<'_, T> {
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + limits.heartbeat_interval;
         // What the client sent that is already here goes first.
-        let mut to_upstream = Vec::new();
-        let passed = self
-            .pass_client_frames(&mut cbuf, &mut to_upstream, &mut last_heard)
-            .await;
+        let passed = self.pass_client_frames(&mut cbuf, &mut last_heard).await;
         if let Err(end) = passed {
             return end;
         }
@@ -145,7 +151,7 @@ impl<T: Transport> Tunnel<'_, T> {
                         _ => return End::Closed,
                     }
                     let passed = self
-                        .pass_client_frames(&mut returned, &mut to_upstream, &mut last_heard)
+                        .pass_client_frames(&mut returned, &mut last_heard)
                         .await;
                     if let Err(end) = passed {
                         return end;
@@ -184,47 +190,53 @@ impl<T: Transport> Tunnel<'_, T> {
         }
     }
 
-    /// Passes the client's complete frames in `buf` to the upstream (`batch` is the reused
-    /// buffer they go in). The frames before one that ends the tunnel still reach it.
+    /// Passes the client's complete frames in `buf` to the upstream, written from `buf` itself
+    /// (no copy); the bytes of a frame not yet whole stay in `buf`. The frames before one that
+    /// ends the tunnel still reach the upstream.
     async fn pass_client_frames(
         &mut self,
         buf: &mut Vec<u8>,
-        batch: &mut Vec<u8>,
         last_heard: &mut Instant,
     ) -> Result<(), End> {
-        batch.clear();
-        let taken = self.take_client_frames(buf, batch, last_heard);
-        if !batch.is_empty() {
-            match self.to_upstream(std::mem::take(batch)).await {
-                Some(returned) => *batch = returned,
-                None => return Err(End::Closed),
+        let (taken, passed) = self.take_client_frames(buf, last_heard);
+        if passed.kept > 0 {
+            let deadline = *last_heard + self.route.limits.send_timeout;
+            let write = self.upstream.write_prefix(std::mem::take(buf), passed.kept);
+            match self.stream.guard().within(deadline, write).await {
+                Some((Ok(()), returned)) => *buf = returned,
+                _ => return Err(End::Closed),
             }
         }
+        buf.drain(..passed.consumed);
         taken
     }
 
-    /// Checks every complete frame of `buf` and appends it, masked again as the client sent
-    /// it, to `out`; the bytes of a frame not yet whole stay in `buf`.
+    /// Checks every complete frame of `buf`, masks it again as the client sent it and keeps
+    /// it, in order, at the start of `buf` (a dropped message is left out); what the frames
+    /// took and kept is in [`Passed`]. `last_heard` is the time of the read when a frame was
+    /// in it.
     fn take_client_frames(
         &mut self,
-        buf: &mut Vec<u8>,
-        out: &mut Vec<u8>,
+        buf: &mut [u8],
         last_heard: &mut Instant,
-    ) -> Result<(), End> {
-        let mut pos = 0;
+    ) -> (Result<(), End>, Passed) {
+        let mut passed = Passed::default();
         let result = loop {
-            let header = FrameHeader::parse(&buf[pos..]).ok().flatten();
-            let (event, consumed) = match self.session.read(&mut buf[pos..]) {
+            let unparsed = &mut buf[passed.consumed..];
+            let header = FrameHeader::parse(unparsed).ok().flatten();
+            let (event, len) = match self.session.read(unparsed) {
                 Ok(Some(found)) => found,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(End::Fail(e.close_code(), e.reason())),
             };
-            *last_heard = Instant::now();
-            let frame = pos..pos + consumed;
-            pos += consumed;
+            if passed.consumed == 0 {
+                *last_heard = Instant::now();
+            }
+            let frame = passed.consumed..passed.consumed + len;
+            passed.consumed += len;
             let traffic = self.ctx.counters().route(Some(self.route_index));
             traffic.messages_in.add(1);
-            traffic.bytes_in.add(consumed as u64);
+            traffic.bytes_in.add(len as u64);
             let whole_message = matches!(
                 event,
                 Event::Message {
@@ -240,7 +252,7 @@ impl<T: Transport> Tunnel<'_, T> {
                     gate,
                     self.client,
                     client_rates,
-                    consumed as u64,
+                    len as u64,
                     self.route,
                 );
                 if let Some(rule) = rule {
@@ -258,13 +270,16 @@ impl<T: Transport> Tunnel<'_, T> {
             {
                 apply_mask(&mut buf[frame.start + header_len..frame.end], key, 0);
             }
-            out.extend_from_slice(&buf[frame]);
+            // Behind a dropped message, the frames move up to close the gap.
+            if passed.kept != frame.start {
+                buf.copy_within(frame.clone(), passed.kept);
+            }
+            passed.kept += len;
             if matches!(event, Event::Message { .. }) {
                 self.session.finish_message();
             }
         };
-        buf.drain(..pos);
-        result
+        (result, passed)
     }
 
     /// Makes room in the client's buffer for the rest of the frame it holds, from the buffer
