@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Small-response HTTP load benchmark: ringstream (each io_uring set-up, and the poll driver)
-against the tokio epoll baseline, with wrk.
+"""Small-response HTTP load benchmark: ringstream (each io_uring set-up, the poll driver, and the
+default set-up with the access log on, in each format) against the tokio epoll baseline, with
+wrk.
 
 The server runs on one core (`taskset -c 0`, one worker), wrk on the other (`taskset -c 1`).
 Contenders are interleaved (A B C ... A B C ...), each run lasts --seconds, and the table gives
@@ -8,6 +9,7 @@ medians of requests/s and of server CPU time per request (utime + stime of the s
 from /proc, before and after the run). Every process this script starts is stopped by PID.
 
     python3 benches/http_load.py --runs 3 --seconds 10
+    python3 benches/http_load.py --only coop --only "access log" --base coop   # the log's cost
 
 Needs wrk (`apt-get install wrk`) and a release build (`cargo build --release --examples`).
 """
@@ -29,14 +31,21 @@ TICKS = os.sysconf("SC_CLK_TCK")
 ROUTES = '[[routes]]\npath = "/health"\nkind = "health"\n'
 
 
-def ringstream(setup=None, driver="uring"):
+def ringstream(setup=None, driver="uring", access_log=None):
+    """A one-worker ringstream; with `access_log` ("combined" or "json") it logs every request
+    to a file in the run's directory."""
     def start(config_dir):
         args = [os.path.join(RELEASE, "ringstream"), "serve", "--listen", "127.0.0.1:0",
                 "--workers", "1", "--io-driver", driver, "--log-level", "warn"]
         if setup:
-            path = os.path.join(config_dir, f"{setup}.toml")
+            name = f"{setup}-{access_log}" if access_log else setup
+            path = os.path.join(config_dir, f"{name}.toml")
+            log = ""
+            if access_log:
+                log_path = os.path.join(config_dir, f"{name}.log")
+                log = f'access_log = "{log_path}"\naccess_log_format = "{access_log}"\n'
             with open(path, "w") as f:
-                f.write(f'io_uring_setup = "{setup}"\n{ROUTES}')
+                f.write(f'io_uring_setup = "{setup}"\n{log}{ROUTES}')
             args += ["--config", path]
         return args
     return start
@@ -50,6 +59,9 @@ CONTENDERS = {
     "ringstream io_uring default": ringstream("default"),
     "ringstream io_uring coop_taskrun": ringstream("coop_taskrun"),
     "ringstream io_uring defer_taskrun": ringstream("defer_taskrun"),
+    "ringstream coop_taskrun, access log combined": ringstream("coop_taskrun",
+                                                               access_log="combined"),
+    "ringstream coop_taskrun, access log json": ringstream("coop_taskrun", access_log="json"),
     "ringstream poll (epoll)": ringstream(driver="poll"),
     "tokio current_thread (epoll) baseline": tokio_baseline,
 }
@@ -104,6 +116,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", action="append", help="substring of contender names to run")
+    parser.add_argument("--base", help="substring of the contender the ratios compare to "
+                                       "(default: the last one run)")
     args = parser.parse_args()
     names = [n for n in CONTENDERS if not args.only or any(o in n for o in args.only)]
     results = {name: [] for name in names}
@@ -116,9 +130,10 @@ def main():
                 print(f"run {run + 1}: {name}: {rate:,.0f} req/s, {us:.2f} us CPU/req, "
                       f"server core {load * 100:.0f}% busy, client and rest of machine "
                       f"{others * 100:.0f}% of a core", file=sys.stderr)
-    base = statistics.median(us for _, us, _ in results[names[-1]])
+    base_name = next((n for n in names if args.base and args.base in n), names[-1])
+    base = statistics.median(us for _, us, _ in results[base_name])
     print(f"\n| server | requests/s (median) | server CPU µs/request (median) | "
-          f"CPU/request vs {names[-1]} | server core busy |")
+          f"CPU/request vs {base_name} | server core busy |")
     print("|---|---:|---:|---:|---:|")
     for name in names:
         rate = statistics.median(r for r, _, _ in results[name])

@@ -7,7 +7,10 @@ Three tables, each of interleaved rounds (A B C A B C ...) with medians:
 1. `GET /api/hello` through a proxy to a fast upstream (ringstream serving `static_text`, one
    worker on core 1), the proxy on core 0, the load generator on core 1 beside the upstream:
    ringstream's proxy route, the same with a per-client request rate on (the accounting runs,
-   nothing is refused), nginx (`proxy_pass` to an `upstream` block with `keepalive 64`, one
+   nothing is refused), the same with a cold pool (`pool_size = 0`: every request opens its
+   upstream connection, what a connection costs when a worker's pool is cold; the share of
+   requests that reused a pooled connection is read from /stats for every ringstream row),
+   nginx (`proxy_pass` to an `upstream` block with `keepalive 64`, one
    process) and `examples/raw_relay.rs` (one upstream connection per client connection, bytes
    copied both ways, no HTTP: the floor). Closed loop with wrk (50 connections), and a fixed
    offered rate with oha (`-q`, latency corrected for coordinated omission) when oha is
@@ -188,10 +191,12 @@ body = "hello"
 """
 
 
-def proxy_toml(upstream, rate_limit=None):
-    """ringstream with one proxy route to `upstream`; with `rate_limit` (requests per client
-    per minute) loopback is not exempt, so every request goes through the client's budget
-    (and every connection through its count)."""
+def proxy_toml(upstream, rate_limit=None, pool_size=None):
+    """ringstream with one proxy route to `upstream` (and /stats, for the pool's counts);
+    with `rate_limit` (requests per client per minute) loopback is not exempt, so every
+    request goes through the client's budget (and every connection through its count); with
+    `pool_size` the route keeps that many idle upstream connections (0: a new one for every
+    request)."""
     top = 'listen = "127.0.0.1:0"\nworkers = 1\n'
     limits = ""
     if rate_limit:
@@ -199,8 +204,19 @@ def proxy_toml(upstream, rate_limit=None):
         # their proxied exchanges have.
         top += "\n[limits]\nexempt = []\nmax_concurrent_connections = 256\n"
         limits = f"\n[routes.limits]\nrate_limit_requests = {rate_limit}\nburst = 0\n"
-    return (f'{top}\n[[routes]]\npath = "/api/"\nkind = "proxy"\n'
-            f'upstreams = ["{upstream}"]\n{limits}')
+    pool = "" if pool_size is None else f"pool_size = {pool_size}\n"
+    return (f'{top}\n[[routes]]\npath = "/stats"\nkind = "stats"\n\n[[routes]]\n'
+            f'path = "/api/"\nkind = "proxy"\nupstreams = ["{upstream}"]\n{pool}{limits}')
+
+
+def pool_counts(addr):
+    """(upstream connections opened, idle ones reused) of a ringstream proxy, from /stats."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", "/stats")
+    proxy = json.loads(conn.getresponse().read())["proxy"]
+    conn.close()
+    return proxy["upstream_connects"], proxy["upstream_reuses"]
 
 
 # What every nginx peer shares: one process in the foreground holding all of nginx's CPU
@@ -411,6 +427,7 @@ def table1_servers(args, run_dir, upstream):
     binary, relay = args.binary, args.relay
     plain = write(run_dir, "proxy.toml", proxy_toml(upstream))
     limited = write(run_dir, "proxy-rate.toml", proxy_toml(upstream, rate_limit=60_000_000))
+    cold = write(run_dir, "proxy-cold.toml", proxy_toml(upstream, pool_size=0))
     commands = {}
 
     def ringstream():
@@ -421,6 +438,11 @@ def table1_servers(args, run_dir, upstream):
     def ringstream_rate():
         argv = [binary, "serve", "--config", limited, "--log-level", "warn"]
         commands["ringstream proxy + per-client rate"] = pinned(0, argv)
+        return launch(argv, 0, printing=True)
+
+    def ringstream_cold():
+        argv = [binary, "serve", "--config", cold, "--log-level", "warn"]
+        commands[COLD] = pinned(0, argv)
         return launch(argv, 0, printing=True)
 
     def nginx():
@@ -439,7 +461,8 @@ def table1_servers(args, run_dir, upstream):
         return launch(argv, 0, printing=True)
 
     servers = {"ringstream proxy": ringstream,
-               "ringstream proxy + per-client rate": ringstream_rate}
+               "ringstream proxy + per-client rate": ringstream_rate,
+               COLD: ringstream_cold}
     if nginx_binary():
         servers["nginx"] = nginx
     else:
@@ -448,6 +471,8 @@ def table1_servers(args, run_dir, upstream):
         servers["raw relay (floor)"] = relay_floor
     else:
         skip("raw relay", f"examples/raw_relay is not built (cargo build --examples)")
+    servers = {name: start for name, start in servers.items()
+               if not args.server or any(wanted in name for wanted in args.server)}
     return {name: checked(start) for name, start in servers.items()}, commands
 
 
@@ -474,12 +499,18 @@ def run_table1(args, run_dir):
 
             def measure():
                 wrk(url, 1, args.warmup_s, args.connections)
+                pooled = name.startswith("ringstream")
+                before = pool_counts(addr) if pooled else None
                 window = Window({"server": pid}, others={"upstream": up.pid})
                 if tool == "wrk":
                     result = wrk(url, 1, args.seconds, args.connections)
                 else:
                     result = oha(url, 1, args.seconds, args.connections, rate)
-                return window.close(result["requests"], result)
+                result = window.close(result["requests"], result)
+                if pooled:
+                    connects, reuses = (b - a for a, b in zip(before, pool_counts(addr)))
+                    result["upstream_connects"], result["upstream_reuses"] = connects, reuses
+                return result
 
             try:
                 return quiet(args, name, measure), None
@@ -541,7 +572,8 @@ def foreign_line(outcome, labels):
 def table1_markdown(outcome, workloads, names):
     headers = ["workload", "server", "requests/s", "server CPU µs/request", "rounds' range",
                "CPU/request vs nginx", "CPU/request vs relay", "p50 / p99 µs", "errors",
-               "core 0 busy (proxy)", "core 1 busy (upstream + load)"]
+               "core 0 busy (proxy)", "core 1 busy (upstream + load)",
+               "upstream connections reused"]
     rows = []
     for label, _ in workloads:
         med = {n: outcome.results.get((label, n), []) for n in names}
@@ -563,8 +595,19 @@ def table1_markdown(outcome, workloads, names):
                          cell(cpu / base_relay if cpu and base_relay else None, ".2f", "×"),
                          latency(runs), str(sum(r["errors"] for r in runs)),
                          cell(percent(median(runs, "core0_busy")), ".0f", "%"),
-                         cell(percent(median(runs, "core1_busy")), ".0f", "%")])
+                         cell(percent(median(runs, "core1_busy")), ".0f", "%"),
+                         reuse_rate(runs)])
     return markdown(headers, rows)
+
+
+def reuse_rate(runs):
+    """The share of proxied requests that went out on a pooled upstream connection, over
+    every run (ringstream only: "–" for the others)."""
+    connects = sum(r.get("upstream_connects", 0) for r in runs)
+    reuses = sum(r.get("upstream_reuses", 0) for r in runs)
+    if not connects + reuses:
+        return "–"
+    return f"{100 * reuses / (connects + reuses):.2f}%"
 
 
 def latency(runs):
@@ -578,6 +621,7 @@ def percent(x):
 # ---------------------------------------------------------------------------------------------
 # Tables 2 and 3: FastAPI directly and behind ringstream, with and without slowloris
 
+COLD = "ringstream proxy, cold pool (pool_size = 0)"
 DIRECT = "uvicorn + FastAPI, direct"
 HEADERS = "uvicorn + FastAPI, direct, with the proxy's forwarding headers"
 BEHIND = "ringstream proxy (per-client rate on) → uvicorn + FastAPI"
@@ -857,6 +901,8 @@ def main():
                         help="only these tables (proxy: table 1; app: tables 2 and 3)")
     parser.add_argument("--workload", action="append",
                         help="substring of table 1's workload labels to run")
+    parser.add_argument("--server", action="append",
+                        help="substring of table 1's server names to run")
     parser.add_argument("--max-foreign", type=float, default=0.1,
                         help="cores of foreign load (processes this script did not start) "
                              "past which a run is taken again")

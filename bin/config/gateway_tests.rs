@@ -1,5 +1,5 @@
 //! Loader tests of the gateway's keys: the buffer budget, proxy routes and their health
-//! checks, and the auth hook, each with the exact shape of its errors.
+//! checks, the auth hook and the access log, each with the exact shape of its errors.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -187,5 +187,39 @@ fn proxy_health_checks() {
         error(&route("health_check = \"healthz\"")),
         "config.toml:5: routes[0].health_check: \"healthz\" is not a path (it starts with '/' and \
          holds no spaces)"
+    );
+}
+
+#[test]
+fn access_logs_and_their_errors() {
+    use ringstream_engine::config::{AccessLogFormat, AccessLogTarget};
+    let config = parse(
+        &with_route("access_log = \"/var/log/rs.log\"\naccess_log_format = \"json\""),
+        "c",
+    )
+    .unwrap();
+    let log = config.access_log.unwrap();
+    assert_eq!(log.target, AccessLogTarget::File("/var/log/rs.log".into()));
+    assert_eq!(log.format, AccessLogFormat::Json);
+    let stdout = parse(&with_route("access_log = \"stdout\""), "c").unwrap();
+    assert_eq!(
+        stdout.access_log.map(|log| (log.target, log.format)),
+        Some((AccessLogTarget::Stdout, AccessLogFormat::Combined))
+    );
+    assert_eq!(parse(&with_route(""), "c").unwrap().access_log, None);
+    assert_eq!(
+        error(&with_route(
+            "access_log = \"stdout\"\naccess_log_format = \"clf\""
+        )),
+        "config.toml:2: access_log_format: \"clf\" is not one of: combined, json"
+    );
+    assert_eq!(
+        error(&with_route("access_log_format = \"json\"")),
+        "config.toml:1: access_log_format: access_log_format applies to an access log; set \
+         access_log = \"PATH\" or \"stdout\" as well"
+    );
+    assert_eq!(
+        error(&with_route("access_log = \"/var/log/\"")),
+        "config.toml:1: access_log: \"/var/log/\" is not a file path"
     );
 }

@@ -28,6 +28,10 @@ pub struct RawConfig {
     pub drain_timeout: Option<Spanned<Seconds>>,
     /// `allow_shared_port = false`.
     pub allow_shared_port: Option<bool>,
+    /// `access_log = "PATH" | "stdout"` (off when absent).
+    pub access_log: Option<Spanned<String>>,
+    /// `access_log_format = "combined" | "json"`.
+    pub access_log_format: Option<Spanned<String>>,
     /// `[limits]`: defaults for every route plus the server-wide keys.
     #[serde(default)]
     pub limits: RawLimits,

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ringstream_engine::config::{
-    ConnectionLimits, DEFAULT_BACKLOG, DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup,
-    Route, ServerConfig, WsLimits, bounds,
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, ConnectionLimits, DEFAULT_BACKLOG,
+    DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup, Route, ServerConfig, WsLimits, bounds,
 };
 use ringstream_engine::limits::identity::ClientIdSource;
 use toml::Spanned;
@@ -62,6 +62,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         Some(value) => checker.ring_setup(value)?,
         None => RingSetup::default(),
     };
+    let access_log = checker.access_log(raw)?;
     let drain_timeout = match &raw.drain_timeout {
         Some(value) => checker.duration(value, "drain_timeout", Duration::ZERO)?,
         None => DEFAULT_DRAIN_TIMEOUT,
@@ -109,6 +110,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         ));
     }
     let config = ServerConfig {
+        access_log,
         listen,
         workers,
         backlog,
@@ -295,6 +297,52 @@ impl Checker<'_, '_> {
                     &["default", "coop_taskrun", "defer_taskrun"],
                 )
             })
+    }
+
+    /// `access_log` (a file path or `"stdout"`) and `access_log_format`; off without
+    /// `access_log`, and a format without it is an error (it would log nothing).
+    fn access_log(&self, raw: &RawConfig) -> Result<Option<AccessLogConfig>, ConfigError> {
+        let format = match &raw.access_log_format {
+            Some(value) => match value.get_ref().as_str() {
+                "combined" => AccessLogFormat::Combined,
+                "json" => AccessLogFormat::Json,
+                _ => return Err(self.one_of(value, "access_log_format", &["combined", "json"])),
+            },
+            None => AccessLogFormat::default(),
+        };
+        let Some(target) = &raw.access_log else {
+            return match &raw.access_log_format {
+                Some(value) => Err(self.source.error_at(
+                    value.span(),
+                    "access_log_format",
+                    "access_log_format applies to an access log; set access_log = \"PATH\" or \
+                     \"stdout\" as well"
+                        .to_owned(),
+                )),
+                None => Ok(None),
+            };
+        };
+        let text = target.get_ref();
+        let target = match text.as_str() {
+            "stdout" => AccessLogTarget::Stdout,
+            "" => {
+                return Err(self.source.error_at(
+                    target.span(),
+                    "access_log",
+                    "\"\" is not a file path (\"stdout\", or leave access_log out to log nothing)"
+                        .to_owned(),
+                ));
+            }
+            path if path.ends_with('/') => {
+                return Err(self.source.error_at(
+                    target.span(),
+                    "access_log",
+                    format!("{} is not a file path", self.source.written(target.span())),
+                ));
+            }
+            path => AccessLogTarget::File(path.into()),
+        };
+        Ok(Some(AccessLogConfig { target, format }))
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Server {
     pub addr: SocketAddr,
     _config: Option<TempFile>,
     log: Option<TempFile>,
+    /// What the server writes to standard output after its first line (kept open: an access
+    /// log on stdout is read from it).
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -140,9 +143,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()?;
-        let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -157,7 +160,31 @@ impl Server {
             addr,
             _config: config,
             log: None,
+            stdout,
         })
+    }
+
+    /// The next line the server writes to standard output (without its `\n`); panics when
+    /// none comes within [`PATIENCE`].
+    pub fn stdout_line(&mut self) -> String {
+        use std::os::fd::AsRawFd;
+        if !self.stdout.buffer().contains(&b'\n') {
+            let mut pollfd = libc::pollfd {
+                fd: self.stdout.get_ref().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let millis = i32::try_from(PATIENCE.as_millis()).unwrap();
+            // SAFETY: one valid pollfd for the pipe this helper owns.
+            let ready = unsafe { libc::poll(&raw mut pollfd, 1, millis) };
+            assert_eq!(
+                ready, 1,
+                "no line on the server's stdout within {PATIENCE:?}"
+            );
+        }
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end_matches('\n').to_owned()
     }
 
     pub fn pid(&self) -> i32 {

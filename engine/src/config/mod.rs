@@ -6,6 +6,7 @@
 //! a route or a client is held to are in `limits`, the routes and their kinds in `routes`, and
 //! every type is named from here (`config::HttpLimits`, `config::RouteKind`).
 
+mod access_log;
 mod auth;
 mod limits;
 mod proxy;
@@ -14,6 +15,7 @@ mod routes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use access_log::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 pub use auth::{AuthConfig, AuthFailure};
 pub use limits::{
     Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub limits: HttpLimits,
     /// Routes in configuration order; the longest matching prefix wins.
     pub routes: Vec<Route>,
+    /// One line per HTTP request, when set.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl ServerConfig {
@@ -72,6 +76,7 @@ impl ServerConfig {
             clients: ClientLimits::default(),
             limits: HttpLimits::default(),
             routes: Vec::new(),
+            access_log: None,
         }
     }
 

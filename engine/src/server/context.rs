@@ -17,6 +17,7 @@ use crate::routes::broadcast::{Hub, LocalTopics, Topic};
 use crate::routes::proxy::pool::UpstreamPools;
 use crate::routes::router::Router;
 use crate::routes::state::RouteStates;
+use crate::server::access_log::{AccessLog, WorkerAccessLog};
 use crate::server::conn_count::ConnectionCounter;
 use crate::server::date_cache::DateCache;
 use crate::server::metrics::{Metrics, WorkerCounters};
@@ -57,21 +58,40 @@ pub struct WorkerContext {
     pub routes: RouteStates,
     /// This worker's connections to the upstreams of proxy routes.
     pub upstreams: RefCell<UpstreamPools>,
+    /// This worker's side of the access log, when it is on.
+    pub access_log: Option<WorkerAccessLog>,
     /// This worker's index (its block of counters).
     index: usize,
 }
 
+/// What every worker shares, handed to each worker's context.
+#[derive(Debug, Clone)]
+pub struct SharedState {
+    /// The server-wide connection count.
+    pub connections: Arc<ConnectionCounter>,
+    /// Per-client admission and rules.
+    pub gate: Arc<ClientGate>,
+    /// The server's counters.
+    pub metrics: Arc<Metrics>,
+    /// Broadcast topics and every worker's inbox.
+    pub hub: Arc<Hub>,
+    /// What routes share (sink files, files roots).
+    pub routes: RouteStates,
+    /// The access log, when it is on.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
 impl WorkerContext {
-    /// Builds a worker's context from the server configuration.
-    pub fn new(
-        config: &Arc<ServerConfig>,
-        index: usize,
-        connections: Arc<ConnectionCounter>,
-        gate: Arc<ClientGate>,
-        metrics: Arc<Metrics>,
-        hub: Arc<Hub>,
-        routes: RouteStates,
-    ) -> Self {
+    /// Builds worker `index`'s context from the server configuration and what workers share.
+    pub fn new(config: &Arc<ServerConfig>, index: usize, shared: SharedState) -> Self {
+        let SharedState {
+            connections,
+            gate,
+            metrics,
+            hub,
+            routes,
+            access_log,
+        } = shared;
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
             max_head_bytes: 0,
@@ -98,6 +118,7 @@ impl WorkerContext {
             hub,
             routes,
             upstreams: RefCell::default(),
+            access_log: access_log.map(WorkerAccessLog::new),
             topics: Rc::new(RefCell::new(LocalTopics::new(index))),
             index,
         }

@@ -6,6 +6,7 @@
 //!
 //! May use: `config`, the policy and protocol crates. Knows no route kind.
 
+pub mod access_log;
 pub mod buffer_budget;
 pub mod coarse_clock;
 pub mod conn_count;

@@ -11,6 +11,7 @@ use crate::error::EngineError;
 use crate::protections::gate::ClientGate;
 use crate::routes::broadcast::Hub;
 use crate::routes::state::{self, RouteStates};
+use crate::server::access_log::AccessLog;
 use crate::server::conn_count::ConnectionCounter;
 use crate::server::cpus::allowed_cpus;
 use crate::server::drain::DrainSignal;
@@ -33,6 +34,8 @@ pub struct Server {
     drain: Arc<DrainSignal>,
     /// What routes share (sink files are flushed once the workers are done).
     routes: RouteStates,
+    /// The access log, written out once the workers are done.
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Server {
@@ -63,6 +66,10 @@ impl Server {
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
         let routes = state::open(&config)?;
+        let access_log = match &config.access_log {
+            Some(log) => Some(Arc::new(AccessLog::open(log).map_err(EngineError::Io)?)),
+            None => None,
+        };
         let drain = Arc::new(DrainSignal::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut server = Self {
@@ -71,6 +78,7 @@ impl Server {
             workers: Vec::with_capacity(count),
             drain,
             routes,
+            access_log,
         };
         for (index, listener) in listeners.into_iter().enumerate() {
             let spec = WorkerSpec {
@@ -85,6 +93,7 @@ impl Server {
                 hub: Arc::clone(&hub),
                 routes: Arc::clone(&server.routes),
                 drain: Arc::clone(&server.drain),
+                access_log: server.access_log.clone(),
             };
             match worker::spawn(spec, ready_tx.clone()) {
                 Ok(handle) => server.workers.push(handle),
@@ -131,6 +140,14 @@ impl Server {
         self.drain.start();
     }
 
+    /// Opens the access log's file afresh (SIGUSR1, after logrotate moved it away).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+            tracing::info!("access log reopened");
+        }
+    }
+
     /// Whether every worker has finished.
     pub fn is_finished(&self) -> bool {
         self.workers.iter().all(JoinHandle::is_finished)
@@ -151,6 +168,9 @@ impl Server {
         for sink in self.routes.iter().filter_map(|r| r.sink.as_ref()) {
             sink.shutdown();
         }
+        if let Some(log) = &self.access_log {
+            log.shutdown();
+        }
         result
     }
 
@@ -163,6 +183,7 @@ impl Server {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.
+/// SIGUSR1 reopens the access log.
 /// `on_ready` is called with the bound address once every worker accepts connections.
 pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), EngineError> {
     let signals = TerminationSignals::block()?;
@@ -171,6 +192,10 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     let poll = Duration::from_millis(100);
     while !server.is_finished() {
         if let Some(signo) = signals.wait(poll) {
+            if signo == libc::SIGUSR1 {
+                server.reopen_logs();
+                continue;
+            }
             tracing::info!(
                 signal = signo,
                 "draining: no new connections, finishing requests"
@@ -181,6 +206,10 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     }
     while !server.is_finished() {
         if let Some(signo) = signals.wait(poll) {
+            if signo == libc::SIGUSR1 {
+                server.reopen_logs();
+                continue;
+            }
             tracing::warn!(
                 signal = signo,
                 "second signal: exiting without waiting for the drain"

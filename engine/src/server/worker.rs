@@ -20,8 +20,9 @@ use crate::error::EngineError;
 use crate::protections::gate::{Admission, ClientGate, ClientSlot, Refusal};
 use crate::routes::broadcast::Hub;
 use crate::routes::state::RouteStates;
+use crate::server::access_log::{AccessLog, FLUSH_INTERVAL};
 use crate::server::conn_count::{ConnSlot, ConnectionCounter};
-use crate::server::context::WorkerContext;
+use crate::server::context::{SharedState, WorkerContext};
 use crate::server::drain::DrainSignal;
 use crate::server::driver::{ChosenDriver, build_runtime};
 use crate::server::metrics::Metrics;
@@ -68,6 +69,8 @@ pub struct WorkerSpec {
     pub routes: RouteStates,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
+    /// The access log, when it is on.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// Starts the worker thread; it reports on `ready` once it accepts connections (or why it
@@ -102,17 +105,20 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
                 return;
             }
         };
-        let ctx = Rc::new(WorkerContext::new(
-            &spec.config,
-            index,
-            Arc::clone(&spec.counter),
-            Arc::clone(&spec.gate),
-            Arc::clone(&spec.metrics),
-            Arc::clone(&spec.hub),
-            Arc::clone(&spec.routes),
-        ));
+        let shared = SharedState {
+            connections: Arc::clone(&spec.counter),
+            gate: Arc::clone(&spec.gate),
+            metrics: Arc::clone(&spec.metrics),
+            hub: Arc::clone(&spec.hub),
+            routes: Arc::clone(&spec.routes),
+            access_log: spec.access_log.clone(),
+        };
+        let ctx = Rc::new(WorkerContext::new(&spec.config, index, shared));
         spawn_detached(sweep_forever(ctx.registry.clone()));
         spawn_detached(deliver_posts(Rc::clone(&ctx)));
+        if ctx.access_log.is_some() {
+            spawn_detached(flush_access_log(Rc::clone(&ctx)));
+        }
         crate::routes::proxy::health::spawn_checks(&ctx);
         if index == 0 {
             spawn_detached(sweep_clients(Arc::clone(&spec.gate)));
@@ -122,6 +128,9 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         accept_until_drain(&acceptor, &ctx, &spec.counter, &spec.drain).await;
         drop(acceptor);
         drain(&ctx, spec.config.drain_timeout, index).await;
+        if let Some(log) = &ctx.access_log {
+            log.flush();
+        }
     });
 }
 
@@ -279,6 +288,16 @@ async fn drain(ctx: &WorkerContext, drain_timeout: Duration, index: usize) {
         );
         ctx.registry.shutdown_all();
         wait_until_empty(ctx, Instant::now() + FORCED_CLOSE_GRACE).await;
+    }
+}
+
+/// Hands this worker's access log lines to the writer every [`FLUSH_INTERVAL`].
+async fn flush_access_log(ctx: Rc<WorkerContext>) {
+    loop {
+        sleep(FLUSH_INTERVAL).await;
+        if let Some(log) = &ctx.access_log {
+            log.flush();
+        }
     }
 }
 

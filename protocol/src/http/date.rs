@@ -59,6 +59,43 @@ impl fmt::Debug for HttpDate {
     }
 }
 
+/// `01/Dec/2026:20:15:02 +0000`: the time of an access log line in the Common Log Format
+/// (nginx's `$time_local`, in UTC), `secs` after 1970-01-01 00:00:00 UTC.
+pub fn common_log_time(secs: u64) -> [u8; 26] {
+    let secs = secs.min(MAX_SECS);
+    let in_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let mut out = *b"01/Jan/1970:00:00:00 +0000";
+    put_two_digits(&mut out[0..2], day);
+    out[3..6].copy_from_slice(MONTHS[(month - 1) as usize]);
+    put_two_digits(&mut out[7..9], year / 100);
+    put_two_digits(&mut out[9..11], year % 100);
+    put_two_digits(&mut out[12..14], in_day / 3600);
+    put_two_digits(&mut out[15..17], in_day / 60 % 60);
+    put_two_digits(&mut out[18..20], in_day % 60);
+    out
+}
+
+/// `2026-12-01T20:15:02.123Z`: an RFC 3339 UTC time to the millisecond, `millis` after
+/// 1970-01-01 00:00:00 UTC.
+pub fn rfc3339_millis(millis: u64) -> [u8; 24] {
+    let secs = (millis / 1000).min(MAX_SECS);
+    let in_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let mut out = *b"1970-01-01T00:00:00.000Z";
+    put_two_digits(&mut out[0..2], year / 100);
+    put_two_digits(&mut out[2..4], year % 100);
+    put_two_digits(&mut out[5..7], month);
+    put_two_digits(&mut out[8..10], day);
+    put_two_digits(&mut out[11..13], in_day / 3600);
+    put_two_digits(&mut out[14..16], in_day / 60 % 60);
+    put_two_digits(&mut out[17..19], in_day % 60);
+    let ms = millis % 1000;
+    out[20] = b'0' + (ms / 100) as u8;
+    put_two_digits(&mut out[21..23], ms % 100);
+    out
+}
+
 /// The Unix time of an HTTP-date (RFC 9110 §5.6.7), in any of its three forms:
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`)
 /// and asctime (`Sun Nov  6 08:49:37 1994`). `None` for anything else, or a date before 1970.
@@ -181,6 +218,23 @@ fn put_two_digits(out: &mut [u8], n: u64) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn access_log_times() {
+        // 2026-12-01 20:15:02.045 UTC.
+        let millis = 1_796_156_102_045;
+        assert_eq!(
+            &common_log_time(millis / 1000),
+            b"01/Dec/2026:20:15:02 +0000"
+        );
+        assert_eq!(&rfc3339_millis(millis), b"2026-12-01T20:15:02.045Z");
+        assert_eq!(&common_log_time(0), b"01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            &rfc3339_millis(951_782_400_999),
+            b"2000-02-29T00:00:00.999Z"
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

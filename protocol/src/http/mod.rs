@@ -25,7 +25,7 @@ mod upstream;
 pub use body::{BodyDecoder, BodyKind, Decoded};
 pub use chunked::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 pub use conditional::{file_etag, not_modified, range_applies};
-pub use date::{HttpDate, parse_http_date};
+pub use date::{HttpDate, common_log_time, parse_http_date, rfc3339_millis};
 pub use disposition::attachment;
 pub use error::{BodyError, RequestError};
 pub use file_path::{PathRefusal, file_path, percent_decode};

@@ -6,11 +6,13 @@
 //! (or from accept for the first request), `keepalive_timeout` between requests,
 //! `upload_timeout` and `min_upload_rate` for a body, `send_timeout` for each write.
 
+mod access;
 mod auth;
 mod memory;
 mod proxy;
 mod read;
 mod refusal;
+mod transfer;
 
 use read::check_route_limits;
 use refusal::HeaderList;
@@ -21,7 +23,6 @@ use std::time::Duration;
 
 use ringstream_protocol::http::BodyKind;
 
-use crate::config::RouteKind;
 use crate::conn::ws;
 use crate::conn::ws::tunnel::UpstreamTunnel;
 use crate::protections::gate::{ClientSlot, RateHeaders, Refusal};
@@ -30,12 +31,11 @@ use crate::routes::ask::{Ask, Upgrade};
 use crate::routes::auth::AuthAsk;
 use crate::routes::broadcast::publish::{self, PublishHead};
 use crate::routes::files::FileRequest;
-use crate::routes::files::respond as files;
 use crate::routes::observe;
 use crate::routes::plain::{self, MethodClass};
 use crate::routes::role::Attachment;
-use crate::routes::upload::request::{self as upload, UploadRequest};
-use crate::routes::upload::store::{Stored, Upload, WRITE_BATCH};
+use crate::routes::upload::request as upload;
+use crate::routes::upload::store::{Stored, Upload};
 use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
 use crate::server::registry::{ConnGuard, Registered};
@@ -170,6 +170,7 @@ pub fn serve<T: Transport>(
         send_timeout: ctx.limits.send_timeout,
         ctx,
         bandwidth: GcraState::default(),
+        log: None,
     };
     async move {
         // The server-wide place, held to the very end on every path.
@@ -177,7 +178,10 @@ pub fn serve<T: Transport>(
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
         let (route, attachment) = match conn.run().await {
-            Ok(Next::WebSocket(route, attachment)) => (route, attachment),
+            Ok(Next::WebSocket(route, attachment)) => {
+                conn.log_end(None);
+                (route, attachment)
+            }
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open
             // WebSocket would keep room for it (BENCHMARKS.md, idle memory); a proxy's tunnel
             // goes the same way, for the same reason.
@@ -213,6 +217,8 @@ struct Connection<T> {
     ctx: Rc<WorkerContext>,
     /// The `rate_limit_bandwidth` budget of this connection's file responses.
     bandwidth: GcraState,
+    /// The open request's access log line (allocated by the first request when the log is on).
+    log: Option<Box<access::AccessEntry>>,
 }
 
 impl<T: Transport> Connection<T> {
@@ -257,13 +263,17 @@ impl<T: Transport> Connection<T> {
                 rate_headers = match self.check_rate(&request)? {
                     Some(headers) => headers,
                     // Refused with a 429 that keeps the connection: on to the next request.
-                    None => continue,
+                    None => {
+                        self.log_end(None);
+                        continue;
+                    }
                 };
             }
             // The app says who may, before anything is answered, upgraded or forwarded.
             if request.auth.is_some()
                 && !Box::pin(self.pass_auth(&mut request, &mut rate_headers)).await?
             {
+                self.log_end(None);
                 continue;
             }
             // The body is taken first (published, stored, or read and dropped); what to answer
@@ -313,6 +323,7 @@ impl<T: Transport> Connection<T> {
                 || matches!(answer, Answer::Proxied(true));
             self.answer(answer, request.method, close, rate_headers.as_ref())
                 .await?;
+            self.log_end(None);
             if close {
                 self.flush().await?;
                 // FIN after the last response; a failure here changes nothing for the client.
@@ -320,86 +331,6 @@ impl<T: Transport> Connection<T> {
                 return Ok(Next::Done);
             }
         }
-    }
-
-    /// Answers a request on a files route: the head (with any answers queued before it) and
-    /// the file's bytes leave now; a body that could not be sent whole closes the connection.
-    async fn serve_file(
-        &mut self,
-        file: &FileRequest,
-        route: usize,
-        method: MethodClass,
-        close: bool,
-    ) -> Result<(), Stop> {
-        let ctx = Rc::clone(&self.ctx);
-        let exchange = files::Exchange {
-            io: self.stream.io(),
-            guard: self.stream.guard(),
-            ctx: &ctx,
-            route_index: route,
-            client: self.client.as_ref(),
-            close,
-            bandwidth: &mut self.bandwidth,
-        };
-        let out = std::mem::take(&mut self.out);
-        match files::answer(exchange, file, method, out).await {
-            Ok(out) => {
-                self.out = out;
-                Ok(())
-            }
-            Err(_) => Err(Stop::Close),
-        }
-    }
-
-    /// Stores the body of an upload request: the route admits it before a byte is read, the
-    /// body streams into its temporary file under the route's limits, and the route stores
-    /// it; the temporary file is deleted on every path that does not end in the rename.
-    async fn store_upload(
-        &mut self,
-        request: &RequestInfo,
-        upload: UploadRequest,
-        route_index: usize,
-    ) -> Result<Stored, Stop> {
-        let ctx = Rc::clone(&self.ctx);
-        let route = &ctx.router.routes()[route_index];
-        let (RouteKind::Upload(config), Some(dir)) = (
-            &route.kind,
-            ctx.routes.get(route_index).and_then(|s| s.upload.as_ref()),
-        ) else {
-            return Err(Stop::Refuse(500));
-        };
-        let address = match self.client.as_ref().map(ClientSlot::address) {
-            Some(address) => address,
-            None => self.stream.io().peer_addr().map_err(|_| Stop::Close)?.ip(),
-        };
-        let mut admitted = upload::admit(upload, config, dir, address).map_err(Stop::RefuseWith)?;
-        let mut limits = route.limits.clone();
-        limits.max_body_size = admitted.max_size;
-        // Large bodies are read in large pieces and written in large batches, if the buffer
-        // budget holds them; otherwise in the small pieces the connection has.
-        let large = UPLOAD_BUFFER.saturating_sub(self.buf.capacity()) + WRITE_BATCH;
-        let guard = self.stream.guard();
-        if guard.try_hold(guard.held() + large) {
-            self.buf
-                .reserve_exact(UPLOAD_BUFFER.saturating_sub(self.buf.len()));
-        } else {
-            admitted.file.write_unbatched();
-        }
-        let read = self
-            .read_body(request, &limits, BodyTarget::Upload(&mut admitted.file))
-            .await;
-        // The write batch was written or dropped, and an idle connection does not keep the
-        // large read buffer.
-        self.give_back_read_buffer();
-        read?;
-        let stored = upload::store(admitted.file, config, dir)
-            .await
-            .map_err(Stop::RefuseWith)?;
-        ctx.counters()
-            .route(Some(route_index))
-            .bytes_in
-            .add(stored.size);
-        Ok(stored)
     }
 
     /// Queues (or, for a file, sends) the answer of a request whose body was taken.

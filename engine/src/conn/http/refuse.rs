@@ -12,19 +12,6 @@ use crate::server::transport::{Transport, read_and_drop};
 const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes of a refused client's request are read and dropped at most.
 const LINGER_BYTES: usize = 256 * 1024;
-/// Sends `status` after whatever responses are already in `out`, then closes politely.
-pub async fn refuse<T: Transport>(
-    io: &T,
-    mut out: Vec<u8>,
-    status: u16,
-    headers: &[(&str, &[u8])],
-    date: &HttpDate,
-    send_timeout: Duration,
-) {
-    write_error_response(&mut out, status, date, headers);
-    send_then_linger(io, out, send_timeout).await;
-}
-
 /// Answers a connection refused at accept (503 for a full server, 403 or 429 from the client
 /// gate) with its status and `Retry-After`, without reading the request.
 pub async fn refuse_unread<T: Transport>(
@@ -43,7 +30,8 @@ pub async fn refuse_unread<T: Transport>(
     send_then_linger(&io, out, send_timeout).await;
 }
 
-async fn send_then_linger<T: Transport>(io: &T, out: Vec<u8>, send_timeout: Duration) {
+/// Sends `out` within `send_timeout`, then closes politely.
+pub async fn send_then_linger<T: Transport>(io: &T, out: Vec<u8>, send_timeout: Duration) {
     if !matches!(
         timeout(send_timeout, io.write_all(out)).await,
         Some((Ok(()), _))

@@ -15,7 +15,7 @@ use crate::protections::gate::{Admission, ClientGate};
 use crate::routes::broadcast::Hub;
 use crate::routes::state;
 use crate::server::conn_count::ConnectionCounter;
-use crate::server::context::WorkerContext;
+use crate::server::context::{SharedState, WorkerContext};
 use crate::server::driver::{ChosenDriver, build_runtime};
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
@@ -96,15 +96,15 @@ where
             config.connection_limits.max_buffered_bytes,
         );
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
-        let ctx = Rc::new(WorkerContext::new(
-            &config,
-            0,
-            Arc::clone(&counter),
-            Arc::clone(&gate),
-            Arc::clone(&metrics),
-            Arc::new(Hub::new(1)),
-            state::open(&config).unwrap(),
-        ));
+        let shared = SharedState {
+            connections: Arc::clone(&counter),
+            gate: Arc::clone(&gate),
+            metrics: Arc::clone(&metrics),
+            hub: Arc::new(Hub::new(1)),
+            routes: state::open(&config).unwrap(),
+            access_log: None,
+        };
+        let ctx = Rc::new(WorkerContext::new(&config, 0, shared));
         // As a worker does: one sweeper wakes the connections whose deadline passed.
         spawn_detached(sweep_forever(ctx.registry.clone()));
         let (io, end) = memory::pair();

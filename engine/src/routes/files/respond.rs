@@ -39,6 +39,9 @@ pub struct Exchange<'a, T> {
     pub close: bool,
     /// The connection's `rate_limit_bandwidth` budget, shared by its responses.
     pub bandwidth: &'a mut GcraState,
+    /// Bytes written to the client here (what stays queued in the returned buffer is not),
+    /// and the status of a head sent with them (0 when none was): for the access log.
+    pub written: &'a mut (u64, u16),
 }
 
 /// Answers `request`: queues the head (and any short body) in `out`, and for a `GET` that
@@ -86,13 +89,16 @@ pub async fn answer<T: Transport>(
         attachment,
         close: exchange.close,
     };
+    let head_start = out.len();
     answer::write_head(&mut out, &decision, facts, &parts, &date);
+    let status = crate::server::access_log::status_of(&out[head_start..]);
     let Decision::Send { range, .. } = decision else {
         return Ok(out);
     };
     if method == MethodClass::Head || range.is_empty() {
         return Ok(out);
     }
+    exchange.written.1 = status;
     stream(
         &mut exchange,
         route,
@@ -169,6 +175,7 @@ async fn stream<T: Transport>(
         .route(Some(exchange.route_index))
         .bytes_out
         .add(sent);
+    exchange.written.0 += sent;
     result.map_err(|cut| (cut, Vec::new()))
 }
 

@@ -85,12 +85,17 @@ fn stats_json(ctx: &WorkerContext) -> String {
     let _ = write!(
         s,
         "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{}}},\
-         \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},",
+         \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},\
+         \"access_log\":{{\"dropped_lines\":{}}},",
         budget.used(),
         budget.limit(),
         budget.pauses(),
         metrics.proxy().0,
-        metrics.proxy().1
+        metrics.proxy().1,
+        ctx.access_log
+            .as_ref()
+            .map_or(0, |log| log.log().dropped_lines()
+                + log.log().failed_lines())
     );
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());

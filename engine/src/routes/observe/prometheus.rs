@@ -17,7 +17,9 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
     let topics = ctx.hub.topics.live();
     let budget = ctx.connections.budget();
     let (proxy_connects, proxy_reuses) = metrics.proxy();
-    let single: [(&str, &str, &str, u64); 17] = [
+    let log = ctx.access_log.as_ref().map(|log| log.log());
+    let log_dropped = log.map_or(0, |log| log.dropped_lines() + log.failed_lines());
+    let single: [(&str, &str, &str, u64); 18] = [
         (
             "uptime_seconds",
             "gauge",
@@ -121,6 +123,12 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
             "counter",
             "Requests proxy routes sent on a pooled (kept-alive) upstream connection.",
             proxy_reuses,
+        ),
+        (
+            "access_log_dropped_lines_total",
+            "counter",
+            "Access log lines dropped: the writer was behind, or the file could not be written.",
+            log_dropped,
         ),
     ];
     for (name, kind, help, value) in single {

@@ -23,7 +23,7 @@ use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -76,6 +76,8 @@ struct Shared {
     rotations: AtomicU64,
     write_errors: AtomicU64,
     dropped_lines: AtomicU64,
+    /// Set by [`SinkWriter::reopen_soon`]: the next batch opens the path afresh.
+    reopen: AtomicBool,
 }
 
 /// Appends whole lines to a sink file from any worker thread, on one writer thread.
@@ -93,9 +95,15 @@ impl SinkWriter {
     /// left by a crash (truncates the file after its last `'\n'`, with a warning saying how
     /// many bytes were cut), and starts the writer thread `ringstream-sink`.
     pub fn open(config: SinkFileConfig) -> io::Result<SinkWriter> {
+        Self::open_named(config, "sink file")
+    }
+
+    /// [`SinkWriter::open`] for a file its errors and warnings call `label` (the access log
+    /// shares this writer).
+    pub fn open_named(config: SinkFileConfig, label: &'static str) -> io::Result<SinkWriter> {
         let context = |e: io::Error| {
             let path = config.path.display();
-            io::Error::new(e.kind(), format!("sink file {path}: {e}"))
+            io::Error::new(e.kind(), format!("{label} {path}: {e}"))
         };
         if config.keep == 0 {
             return Err(context(io::Error::new(
@@ -103,7 +111,7 @@ impl SinkWriter {
                 "keep must be at least 1",
             )));
         }
-        let (file, size, id) = open_repaired(&config.path).map_err(context)?;
+        let (file, size, id) = open_repaired(&config.path, label).map_err(context)?;
         let shared = Arc::new(Shared::default());
         let (sender, receiver) = mpsc::channel();
         let file = RotatingFile {
@@ -114,6 +122,7 @@ impl SinkWriter {
             last_check: Instant::now(),
             last_warning: None,
             config: config.clone(),
+            label,
         };
         let thread = std::thread::Builder::new()
             .name("ringstream-sink".into())
@@ -155,6 +164,12 @@ impl SinkWriter {
     /// reading from sink clients while this is false.
     pub fn has_room(&self) -> bool {
         self.backlog() < MAX_BACKLOG
+    }
+
+    /// Makes the writer open its path afresh before its next write (SIGUSR1: logrotate
+    /// moved the file away). A moved file is noticed within a second without it too.
+    pub fn reopen_soon(&self) {
+        self.shared.reopen.store(true, Relaxed);
     }
 
     /// Lines and bytes written, rotations and write errors so far.
@@ -202,6 +217,8 @@ struct RotatingFile {
     id: (u64, u64),
     last_check: Instant,
     last_warning: Option<Instant>,
+    /// What warnings call the file (`sink file`, `access log`).
+    label: &'static str,
 }
 
 impl RotatingFile {
@@ -247,7 +264,7 @@ impl RotatingFile {
                 }
             }
             if let Err(e) = self.write(&batch) {
-                self.warn("sink file write failed; batch dropped", &e);
+                self.warn("write failed; batch dropped", &e);
                 self.drop_batch(&batch);
             }
             self.shared.backlog.fetch_sub(batch.len(), Relaxed);
@@ -258,6 +275,9 @@ impl RotatingFile {
     /// needed, rotating it if that line would push it past `max_bytes`), and returns how many
     /// bytes one write may hold, or `None` if there is no file to write to.
     fn prepare(&mut self, len: usize) -> Option<usize> {
+        if self.shared.reopen.swap(false, Relaxed) {
+            self.file = None;
+        }
         if self.last_check.elapsed() >= CHECK_INTERVAL {
             self.last_check = Instant::now();
             let same =
@@ -276,7 +296,7 @@ impl RotatingFile {
                     self.shared.rotations.fetch_add(1, Relaxed);
                     self.reopen();
                 }
-                Err(e) => self.warn("sink file rotation failed; still appending", &e),
+                Err(e) => self.warn("rotation failed; still appending", &e),
             }
         }
         self.file.as_ref()?;
@@ -289,11 +309,11 @@ impl RotatingFile {
 
     /// Opens the path afresh (a new file after a rotation, or the file that replaced ours).
     fn reopen(&mut self) {
-        match open_repaired(&self.config.path) {
+        match open_repaired(&self.config.path, self.label) {
             Ok((file, size, id)) => (self.file, self.size, self.id) = (Some(file), size, id),
             Err(e) => {
                 self.file = None;
-                self.warn("sink file open failed", &e);
+                self.warn("open failed", &e);
             }
         }
     }
@@ -343,7 +363,8 @@ impl RotatingFile {
         {
             self.last_warning = Some(Instant::now());
             let path = self.config.path.display();
-            tracing::warn!(path = %path, error = %e, errors, "{what}");
+            let label = self.label;
+            tracing::warn!(path = %path, error = %e, errors, "{label} {what}");
         }
     }
 }
@@ -356,7 +377,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 }
 
 /// Opens `path` for appending and cuts a torn last line; returns the file, its size and id.
-fn open_repaired(path: &Path) -> io::Result<(File, u64, (u64, u64))> {
+fn open_repaired(path: &Path, label: &str) -> io::Result<(File, u64, (u64, u64))> {
     let file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -382,7 +403,7 @@ fn open_repaired(path: &Path) -> io::Result<(File, u64, (u64, u64))> {
     if whole < len {
         file.set_len(whole)?;
         let cut = len - whole;
-        tracing::warn!(path = %path.display(), bytes = cut, "sink file: cut a torn last line");
+        tracing::warn!(path = %path.display(), bytes = cut, "{label}: cut a torn last line");
     }
     Ok((file, whole, (meta.dev(), meta.ino())))
 }

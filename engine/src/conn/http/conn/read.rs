@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
+use super::access::AccessEntry;
 use super::memory::BUSY;
 use super::{BodyTarget, Connection, ReadOutcome, RequestInfo, Stop};
 use crate::config::{HttpLimits, bounds};
@@ -87,6 +88,11 @@ impl<T: Transport> Connection<T> {
                     Hop { peer, trusted }
                 };
                 let info = describe(&request, ctx, peer, self.client.as_ref(), &hop);
+                if ctx.access_log.is_some() {
+                    let target = info.target.as_ref().map(|(_, ask)| ask);
+                    let out_len = self.out.len();
+                    AccessEntry::begin(&mut self.log, out_len, &request, info.route, target, &hop);
+                }
                 self.pos += info.head_len;
                 Ok(Some(info))
             }
@@ -215,6 +221,7 @@ impl<T: Transport> Connection<T> {
         if self.out.is_empty() {
             return Ok(());
         }
+        self.log_sniff();
         let out = std::mem::take(&mut self.out);
         let deadline = Instant::now() + self.send_timeout;
         match self
@@ -224,6 +231,7 @@ impl<T: Transport> Connection<T> {
             .await
         {
             Some((Ok(()), mut out)) => {
+                self.log_sent(out.len());
                 out.clear();
                 self.out = out;
                 Ok(())

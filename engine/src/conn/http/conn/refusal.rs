@@ -1,9 +1,9 @@
 //! Refusals: the answer a stopped connection owes its client, and the request-rate check
 //! that can refuse a request while keeping the connection.
 
-use ringstream_protocol::http::BodyKind;
+use ringstream_protocol::http::{BodyKind, write_error_response};
 
-use super::{Connection, Next, RequestInfo, Stop};
+use super::{Connection, Next, RequestInfo, Stop, access};
 use crate::conn::http::refuse;
 use crate::protections::gate::{RateHeaders, RequestCheck};
 use crate::routes::ask::Ask;
@@ -13,10 +13,16 @@ use crate::server::transport::Transport;
 impl<T: Transport> Connection<T> {
     /// Ends a connection that did not become a WebSocket route's: nothing more, the refusal
     /// its last request earned, or a proxy route's tunnel.
-    pub(super) async fn finish(self, outcome: Result<Next, Stop>) {
+    pub(super) async fn finish(mut self, outcome: Result<Next, Stop>) {
         let (status, headers) = match outcome {
-            Ok(Next::Tunnel(route, tunnel)) => return self.tunnel(route, tunnel).await,
-            Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => return,
+            Ok(Next::Tunnel(route, tunnel)) => {
+                self.log_end(None);
+                return self.tunnel(route, tunnel).await;
+            }
+            Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => {
+                self.log_end(None);
+                return;
+            }
             Err(Stop::Refuse(status)) => (status, &[][..]),
             Err(Stop::RefuseWith(refused)) => (refused.status, refused.headers),
             Err(Stop::Unauthorized(status, challenge)) => {
@@ -24,20 +30,12 @@ impl<T: Transport> Connection<T> {
                 if let Some(challenge) = &challenge {
                     headers.push("WWW-Authenticate", challenge);
                 }
-                let date = self.ctx.date.now();
-                self.ctx.counters().refusals.count(status);
-                refuse::refuse(
-                    self.stream.io(),
-                    self.out,
-                    status,
-                    headers.as_slice(),
-                    &date,
-                    self.send_timeout,
-                )
-                .await;
+                return self.refuse(status, headers.as_slice()).await;
+            }
+            Err(Stop::Limited(refusal, _)) if refusal.silent => {
+                self.log_end(Some(access::CLOSED_SILENTLY));
                 return;
             }
-            Err(Stop::Limited(refusal, _)) if refusal.silent => return,
             Err(Stop::Limited(refusal, rate)) => {
                 let retry_after = refusal.retry_after_header();
                 let mut headers = HeaderList::default();
@@ -47,31 +45,20 @@ impl<T: Transport> Connection<T> {
                 if let Some(rate) = &rate {
                     headers.push_rate(rate);
                 }
-                let date = self.ctx.date.now();
-                self.ctx.counters().refusals.count(refusal.status);
-                refuse::refuse(
-                    self.stream.io(),
-                    self.out,
-                    refusal.status,
-                    headers.as_slice(),
-                    &date,
-                    self.send_timeout,
-                )
-                .await;
-                return;
+                return self.refuse(refusal.status, headers.as_slice()).await;
             }
         };
+        self.refuse(status, headers).await;
+    }
+
+    /// Answers `status` with `headers` after the answers already queued, logs it, and closes
+    /// politely.
+    async fn refuse(mut self, status: u16, headers: &[(&str, &[u8])]) {
         let date = self.ctx.date.now();
         self.ctx.counters().refusals.count(status);
-        refuse::refuse(
-            self.stream.io(),
-            self.out,
-            status,
-            headers,
-            &date,
-            self.send_timeout,
-        )
-        .await;
+        write_error_response(&mut self.out, status, &date, headers);
+        self.log_end(Some(status));
+        refuse::send_then_linger(self.stream.io(), self.out, self.send_timeout).await;
     }
 }
 
