@@ -99,7 +99,7 @@ impl SinkWriter {
     }
 
     /// [`SinkWriter::open`] for a file its errors and warnings call `label` (the access log
-    /// shares this writer).
+    /// shares this writer; its thread is `ringstream-log`).
     pub fn open_named(config: SinkFileConfig, label: &'static str) -> io::Result<SinkWriter> {
         let context = |e: io::Error| {
             let path = config.path.display();
@@ -125,7 +125,14 @@ impl SinkWriter {
             label,
         };
         let thread = std::thread::Builder::new()
-            .name("ringstream-sink".into())
+            .name(
+                if label == "sink file" {
+                    "ringstream-sink"
+                } else {
+                    "ringstream-log"
+                }
+                .into(),
+            )
             .spawn(move || file.run(receiver))
             .map_err(context)?;
         Ok(SinkWriter {

@@ -41,15 +41,28 @@ impl RequestLine<'_> {
     /// `127.0.0.1 - - [01/Dec/2026:20:15:02 +0000] "GET / HTTP/1.1" 200 5 "-" "curl" rt=0.000 id=- route=/`.
     /// Quotes, backslashes and bytes outside printable ASCII are written `\xHH`.
     pub fn write_combined(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{} - - [", self.client);
-        out.extend_from_slice(&common_log_time(self.unix_ms / 1000));
-        let _ = write!(out, "] \"{} ", self.method);
+        out.reserve(160 + self.variable_len());
+        address(out, self.client);
+        out.extend_from_slice(b" - - [");
+        out.extend_from_slice(&clf_time(self.unix_ms / 1000));
+        out.extend_from_slice(b"] \"");
+        escaped(out, self.method.as_bytes());
+        out.push(b' ');
         escaped(out, self.target);
-        let _ = write!(out, " {}\" {} {} \"", self.version, self.status, self.bytes);
+        out.push(b' ');
+        out.extend_from_slice(self.version.as_bytes());
+        out.extend_from_slice(b"\" ");
+        number(out, u64::from(self.status));
+        out.push(b' ');
+        number(out, self.bytes);
+        out.extend_from_slice(b" \"");
         escaped_or_dash(out, self.referer);
         out.extend_from_slice(b"\" \"");
         escaped_or_dash(out, self.user_agent);
-        let _ = write!(out, "\" rt={:.6} id=", self.duration.as_secs_f64());
+        out.extend_from_slice(b"\" rt=");
+        let micros = u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX);
+        fraction(out, micros, 1_000_000);
+        out.extend_from_slice(b" id=");
         escaped_or_dash(out, self.request_id);
         out.extend_from_slice(b" route=");
         escaped_or_dash(out, self.route.as_bytes());
@@ -60,20 +73,25 @@ impl RequestLine<'_> {
     /// `method`, `target`, `version`, `status`, `bytes`, `duration_ms`, `referer`,
     /// `user_agent`, `request_id`, `route` (absent fields are empty strings).
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(240 + self.variable_len());
         out.extend_from_slice(b"{\"time\":\"");
         out.extend_from_slice(&rfc3339_millis(self.unix_ms));
-        let _ = write!(out, "\",\"client\":\"{}\",\"method\":", self.client);
+        out.extend_from_slice(b"\",\"client\":\"");
+        address(out, self.client);
+        out.extend_from_slice(b"\",\"method\":");
         json_string(out, self.method.as_bytes());
         out.extend_from_slice(b",\"target\":");
         json_string(out, self.target);
-        let _ = write!(
-            out,
-            ",\"version\":\"{}\",\"status\":{},\"bytes\":{},\"duration_ms\":{:.3},\"referer\":",
-            self.version,
-            self.status,
-            self.bytes,
-            self.duration.as_secs_f64() * 1000.0
-        );
+        out.extend_from_slice(b",\"version\":\"");
+        out.extend_from_slice(self.version.as_bytes());
+        out.extend_from_slice(b"\",\"status\":");
+        number(out, u64::from(self.status));
+        out.extend_from_slice(b",\"bytes\":");
+        number(out, self.bytes);
+        out.extend_from_slice(b",\"duration_ms\":");
+        let micros = u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX);
+        fraction(out, micros, 1000);
+        out.extend_from_slice(b",\"referer\":");
         json_string(out, self.referer);
         out.extend_from_slice(b",\"user_agent\":");
         json_string(out, self.user_agent);
@@ -85,11 +103,93 @@ impl RequestLine<'_> {
     }
 }
 
+thread_local! {
+    /// The last second formatted for a `combined` line, and its text: a worker's lines come
+    /// thousands to the second.
+    static CLF_TIME: std::cell::Cell<(u64, [u8; 26])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 26])) };
+}
+
+/// [`common_log_time`] of `secs`, formatted once per second per thread.
+fn clf_time(secs: u64) -> [u8; 26] {
+    CLF_TIME.with(|last| {
+        let (cached, text) = last.get();
+        if cached == secs {
+            return text;
+        }
+        let text = common_log_time(secs);
+        last.set((secs, text));
+        text
+    })
+}
+
+impl RequestLine<'_> {
+    /// Bytes of the fields whose length varies (before any escaping).
+    fn variable_len(&self) -> usize {
+        self.target.len()
+            + self.referer.len()
+            + self.user_agent.len()
+            + self.request_id.len()
+            + self.route.len()
+    }
+}
+
+/// An address as `Display` writes it, without the formatting machinery for IPv4.
+fn address(out: &mut Vec<u8>, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `units` as a decimal number of `per` units with as many decimals as `per` has zeros
+/// (`fraction(1500, 1000)` is `1.500`): integer arithmetic, no float formatting.
+fn fraction(out: &mut Vec<u8>, units: u64, per: u64) {
+    number(out, units / per);
+    out.push(b'.');
+    let mut digits = [b'0'; 20];
+    let count = per.ilog10() as usize;
+    let mut rest = units % per;
+    for digit in digits[..count].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits[..count]);
+}
+
+/// Whether a byte is written as it is in a `combined` field.
+fn plain(b: u8) -> bool {
+    b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 /// `bytes` with quotes, backslashes and anything outside printable ASCII as `\xHH` (nginx's
 /// escaping), so a line can never be split or its quoted fields closed early.
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &b in bytes {
-        if b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if plain(b) {
             out.push(b);
         } else {
             let _ = write!(out, "\\x{b:02X}");
@@ -108,7 +208,14 @@ fn escaped_or_dash(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A JSON string of `bytes` (invalid UTF-8 replaced).
 fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    json::escape_into(out, &String::from_utf8_lossy(bytes));
+    if bytes
+        .iter()
+        .all(|&b| b.is_ascii() && b >= 0x20 && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(bytes);
+    } else {
+        json::escape_into(out, &String::from_utf8_lossy(bytes));
+    }
     out.push(b'"');
 }
 
@@ -158,6 +265,22 @@ mod tests {
              \"bytes\":1234,\"duration_ms\":1.500,\"referer\":\"\",\
              \"user_agent\":\"curl/8.5 \u{fffd}\",\"request_id\":\"abc123\",\"route\":\"/api/\"}\n"
         );
+    }
+
+    #[test]
+    fn durations_are_written_with_integer_arithmetic() {
+        let mut out = Vec::new();
+        fraction(&mut out, 1_500, 1000);
+        out.push(b' ');
+        fraction(&mut out, 2_000_007, 1_000_000);
+        out.push(b' ');
+        fraction(&mut out, 0, 1000);
+        assert_eq!(out, b"1.500 2.000007 0.000");
+        let mut out = Vec::new();
+        address(&mut out, "::1".parse().unwrap());
+        out.push(b' ');
+        address(&mut out, "10.0.200.3".parse().unwrap());
+        assert_eq!(out, b"::1 10.0.200.3");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `combined` format or as JSON ([`line`]), written off the workers.
 //!
 //! Each worker formats its lines into a batch of its own ([`WorkerAccessLog`]) and hands the
-//! batch to one writer thread for the whole server when it passes [`BATCH_BYTES`], and at
+//! batch to one writer thread for the whole server when it passes [`BATCH_BYTES`] (one wake-up
+//! of the writer and one `write(2)` per few hundred lines), and at
 //! least every [`FLUSH_INTERVAL`] (the worker's deadline sweep), so a quiet server's lines
 //! are on disk within a fraction of a second. A file is written by the sink's line writer
 //! ([`SinkWriter`]: whole lines, one `write(2)` per gathered batch, the file reopened when
@@ -26,7 +27,7 @@ use crate::routes::sink::file::{MAX_BACKLOG, SinkFileConfig, SinkWriter};
 pub use line::RequestLine;
 
 /// A worker hands its batch to the writer once it holds this many bytes.
-pub const BATCH_BYTES: usize = 16 * 1024;
+pub const BATCH_BYTES: usize = 64 * 1024;
 /// A worker hands over what it holds at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
