@@ -180,6 +180,8 @@ pub fn serve<T: Transport>(
         let (route, attachment) = match conn.run().await {
             Ok(Next::WebSocket(route, attachment)) => {
                 conn.log_end(None);
+                // Not kept for the WebSocket's whole life.
+                conn.log = None;
                 (route, attachment)
             }
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open

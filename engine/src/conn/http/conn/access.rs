@@ -16,6 +16,9 @@ use crate::server::transport::Transport;
 
 /// Longest field copied into a line (a target, a user agent); longer ones are cut.
 const MAX_FIELD: usize = 2048;
+/// A field's buffer larger than this is freed once its line is written, so that an idle
+/// connection holds little whatever its last request sent.
+const KEPT_FIELD: usize = 256;
 /// The status logged for a request that ended before any answer went out (nginx's 499,
 /// "client closed request").
 pub(super) const NO_ANSWER: u16 = 499;
@@ -163,6 +166,16 @@ impl<T: Transport> Connection<T> {
             request_id: &entry.request_id,
             route,
         });
+        for field in [
+            &mut entry.target,
+            &mut entry.referer,
+            &mut entry.user_agent,
+            &mut entry.request_id,
+        ] {
+            if field.capacity() > KEPT_FIELD {
+                *field = Vec::new();
+            }
+        }
     }
 }
 
