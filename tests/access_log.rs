@@ -1,7 +1,8 @@
 //! The access log against the real binary on both drivers: one JSON line per request with
 //! every field checked (status, the bytes the client received, the route, a refusal, a 404,
-//! a pipelined pair, a WebSocket upgrade, a file), nginx's `combined` format on stdout, and
-//! the file reopened on SIGUSR1 after it was moved away.
+//! a pipelined pair, a WebSocket upgrade, a file); nginx's `combined` format on stdout; the
+//! file reopened on SIGUSR1 after it was moved away; a proxied request logged with the request
+//! id its app received.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -10,6 +11,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use support::upstream::{RawUpstream, record_headers};
 use support::ws::connect_to;
 use support::{DRIVERS, PATIENCE, Server, TempFile};
 
@@ -230,5 +232,46 @@ fn sigusr1_reopens_the_file_logrotate_moved_away() {
         let before = std::fs::read_to_string(&moved.path).unwrap();
         assert!(before.contains("GET /health?before "), "{driver}: {before}");
         assert!(!before.contains("after"), "{driver}: {before}");
+    }
+}
+
+#[test]
+fn a_proxied_request_is_logged_with_the_request_id_the_app_received() {
+    let upstream = RawUpstream::start("record");
+    for driver in DRIVERS {
+        let log = TempFile::new("log", b"");
+        let toml = format!(
+            "access_log = \"{}\"\naccess_log_format = \"json\"\n\n[[routes]]\npath = \"/api/\"\n\
+             kind = \"proxy\"\nupstreams = [\"{}\"]\n",
+            log.path.display(),
+            upstream.addr()
+        );
+        let server = Server::with_config(&toml, &["--io-driver", driver]);
+        let before = upstream.requests().len();
+        let got = exchange(
+            &server,
+            b"GET /api/items HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        let line = json(&lines(&log.path, 1)[0]);
+        let records = upstream
+            .wait_for_records(|r| r.iter().filter(|r| r.get("method").is_some()).count() > before);
+        let asked = records
+            .iter()
+            .filter(|r| r.get("method").is_some())
+            .nth(before)
+            .unwrap();
+        let sent_id = record_headers(asked)
+            .into_iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))
+            .map(|(_, value)| value)
+            .unwrap();
+        assert_eq!(line["request_id"], sent_id.as_str(), "{driver}");
+        assert_eq!(sent_id.len(), 32, "{driver}");
+        assert_eq!(
+            (line["status"].clone(), line["route"].clone()),
+            (200.into(), "/api/".into()),
+            "{driver}"
+        );
+        assert_eq!(line["bytes"], got.len(), "{driver}");
     }
 }
