@@ -271,6 +271,25 @@ NGINX_CONF = """# The nginx peer of benches/proxy_load.py: proxying /api/ to one
 """
 
 
+def launch_ringstream(binary, config, name, commands):
+    """ringstream serving `config` on core 0, its command kept in `commands[name]`."""
+    argv = [binary, "serve", "--config", config, "--log-level", "warn"]
+    commands[name] = pinned(0, argv)
+    return launch(argv, 0, printing=True)
+
+
+def launch_nginx(run_dir, prefix, upstream, commands):
+    """nginx proxying /api/ to `upstream` on core 0, in a directory of its own under
+    `run_dir`; its command kept in `commands["nginx"]`."""
+    port = free_port()
+    run = os.path.join(run_dir, f"{prefix}-{port}")
+    os.makedirs(run, exist_ok=True)
+    conf = write(run, "nginx.conf", NGINX_CONF.format(run=run, port=port, upstream=upstream))
+    argv = [nginx_binary(), "-p", run, "-e", os.path.join(run, "error.log"), "-c", conf]
+    commands["nginx"] = pinned(0, argv)
+    return launch_on_port(argv, 0, port)
+
+
 def nginx_binary():
     return shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
                                      else None)
@@ -430,39 +449,25 @@ def table1_servers(args, run_dir, upstream):
     cold = write(run_dir, "proxy-cold.toml", proxy_toml(upstream, pool_size=0))
     commands = {}
 
-    def ringstream():
-        argv = [binary, "serve", "--config", plain, "--log-level", "warn"]
-        commands["ringstream proxy"] = pinned(0, argv)
-        return launch(argv, 0, printing=True)
-
-    def ringstream_rate():
-        argv = [binary, "serve", "--config", limited, "--log-level", "warn"]
-        commands["ringstream proxy + per-client rate"] = pinned(0, argv)
-        return launch(argv, 0, printing=True)
-
-    def ringstream_cold():
-        argv = [binary, "serve", "--config", cold, "--log-level", "warn"]
-        commands[COLD] = pinned(0, argv)
-        return launch(argv, 0, printing=True)
+    def ringstream(name, config):
+        def start():
+            return launch_ringstream(binary, config, name, commands)
+        start.__name__ = name
+        return start
 
     def nginx():
-        port = free_port()
-        run = os.path.join(run_dir, f"nginx-{port}")
-        os.makedirs(run, exist_ok=True)
-        conf = write(run, "nginx.conf", NGINX_CONF.format(run=run, port=port,
-                                                          upstream=upstream))
-        argv = [nginx_binary(), "-p", run, "-e", os.path.join(run, "error.log"), "-c", conf]
-        commands["nginx"] = pinned(0, argv)
-        return launch_on_port(argv, 0, port)
+        return launch_nginx(run_dir, "nginx", upstream, commands)
 
     def relay_floor():
         argv = [relay, "127.0.0.1:0", upstream]
         commands["raw relay (floor)"] = pinned(0, argv)
         return launch(argv, 0, printing=True)
 
-    servers = {"ringstream proxy": ringstream,
-               "ringstream proxy + per-client rate": ringstream_rate,
-               COLD: ringstream_cold}
+    servers = {name: ringstream(name, config) for name, config in [
+        ("ringstream proxy", plain),
+        ("ringstream proxy + per-client rate", limited),
+        (COLD, cold),
+    ]}
     if nginx_binary():
         servers["nginx"] = nginx
     else:
@@ -669,19 +674,10 @@ def app_servers(args, run_dir):
 
     def ringstream(upstream):
         conf = write(run_dir, "proxy-app.toml", proxy_toml(upstream, rate_limit=args.app_rate))
-        argv = [args.binary, "serve", "--config", conf, "--log-level", "warn"]
-        commands["ringstream"] = pinned(0, argv)
-        return launch(argv, 0, printing=True)
+        return launch_ringstream(args.binary, conf, "ringstream", commands)
 
     def nginx(upstream):
-        port = free_port()
-        run = os.path.join(run_dir, f"nginx-app-{port}")
-        os.makedirs(run, exist_ok=True)
-        conf = write(run, "nginx.conf", NGINX_CONF.format(run=run, port=port,
-                                                          upstream=upstream))
-        argv = [nginx_binary(), "-p", run, "-e", os.path.join(run, "error.log"), "-c", conf]
-        commands["nginx"] = pinned(0, argv)
-        return launch_on_port(argv, 0, port)
+        return launch_nginx(run_dir, "nginx-app", upstream, commands)
 
     setups = {DIRECT: with_app(None), HEADERS: with_app(None), BEHIND: with_app(ringstream)}
     if nginx_binary():

@@ -97,17 +97,14 @@ impl AccessLog {
 
     /// Queues `batch` (whole lines, `lines` of them), or drops it while the writer is behind.
     fn hand_over(&self, batch: Vec<u8>, lines: u64) {
-        let room = match &self.writer {
-            Writer::File(file) => file.has_room(),
-            Writer::Stdout(stdout) => stdout.backlog.load(Relaxed) < MAX_BACKLOG,
-        };
-        if !room {
-            self.dropped.fetch_add(lines, Relaxed);
-            return;
-        }
         match &self.writer {
-            Writer::File(file) => file.append(batch),
-            Writer::Stdout(stdout) => stdout.append(batch),
+            Writer::File(file) if file.has_room() => file.append(batch),
+            Writer::Stdout(stdout) if stdout.backlog.load(Relaxed) < MAX_BACKLOG => {
+                stdout.append(batch);
+            }
+            _ => {
+                self.dropped.fetch_add(lines, Relaxed);
+            }
         }
     }
 }

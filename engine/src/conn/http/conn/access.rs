@@ -86,11 +86,14 @@ impl AccessEntry {
                     copy(&mut entry.request_id, id);
                 }
             }
-            // Asked of the kernel only when there is an id to keep.
-            _ if request.header("x-request-id").is_some() && hop().trusted => {
-                copy(&mut entry.request_id, field("x-request-id"));
+            _ => {
+                // The peer is asked of the kernel only when there is an id to keep.
+                if let Some(id) = request.header("x-request-id")
+                    && hop().trusted
+                {
+                    copy(&mut entry.request_id, id);
+                }
             }
-            _ => {}
         }
         entry.route = route;
         entry.mark = entry.sent + out_len as u64;
