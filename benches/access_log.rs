@@ -25,6 +25,7 @@ fn line() -> RequestLine<'static> {
         user_agent: b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0",
         request_id: b"3f0c9a1b2c3d4e5f60718293a4b5c6d7",
         route: "/api/",
+        session: None,
     }
 }
 

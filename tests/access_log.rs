@@ -2,7 +2,8 @@
 //! every field checked (status, the bytes the client received, the route, a refusal, a 404,
 //! a pipelined pair, a WebSocket upgrade, a file); nginx's `combined` format on stdout; the
 //! file reopened on SIGUSR1 after it was moved away; a proxied request logged with the request
-//! id its app received.
+//! id its app received; one line per WebSocket session at its end (messages and bytes each
+//! way, the close code and who closed), on a route and through a proxy route's tunnel.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::upstream::{RawUpstream, record_headers};
-use support::ws::connect_to;
+use support::ws::{TEXT, close_frame, connect_to, expect_close, frame, read_frame};
 use support::{DRIVERS, PATIENCE, Server, TempFile};
 
 fn config(log: &str, format: &str, files: &Path) -> String {
@@ -40,6 +41,12 @@ root = "{}"
 [[routes]]
 path = "/ws/echo"
 kind = "echo"
+
+[[routes]]
+path = "/ws/quiet"
+kind = "echo"
+[routes.limits]
+timeout = "1s"
 "#,
         files.display()
     )
@@ -172,6 +179,13 @@ fn every_request_gets_one_json_line_with_its_status_and_bytes() {
         let upgrade = find("/ws/echo");
         assert_eq!(upgrade["status"], 101, "{driver}");
         assert!(upgrade["bytes"].as_u64().unwrap() > 0, "{driver}");
+        // Dropped without a close frame: the client ended it, with no code.
+        assert_eq!(
+            upgrade["websocket"],
+            serde_json::json!({"messages_in": 0, "bytes_in": 0, "messages_out": 0,
+                "bytes_out": 0, "close_code": null, "closed_by": "client"}),
+            "{driver}"
+        );
     }
 }
 
@@ -199,6 +213,117 @@ fn combined_lines_go_to_stdout() {
         );
         assert!(rest.starts_with(&expected), "{driver}: {line}");
         assert!(rest.ends_with(" id=- route=/text"), "{driver}: {line}");
+
+        // A session's line, at its end: 2 messages and a close in (8 + 8 + 8 bytes), 2 echoes
+        // out (4 + 4 bytes), closed by the client with 1000.
+        let (mut ws, answer) = connect_to(server.addr, "/ws/echo", "User-Agent: ws-test\r\n");
+        assert_eq!(answer.status, 101, "{driver}");
+        for message in [&b"hi"[..], b"yo"] {
+            ws.write_all(&frame(true, 0, TEXT, message)).unwrap();
+            assert_eq!(read_frame(&mut ws).unwrap().payload, message, "{driver}");
+        }
+        ws.write_all(&close_frame(1000, "")).unwrap();
+        assert_eq!(expect_close(&mut ws).0, 1000, "{driver}");
+        let line = server.stdout_line();
+        assert!(
+            line.contains("\"GET /ws/echo HTTP/1.1\" 101 ") && line.contains("\"ws-test\" rt="),
+            "{driver}: {line}"
+        );
+        assert!(
+            line.ends_with(" route=/ws/echo ws_in=3/24 ws_out=2/8 close=1000 closed_by=client"),
+            "{driver}: {line}"
+        );
+        let bytes: u64 = line
+            .split(" 101 ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let head: usize = "HTTP/1.1 101 Switching Protocols\r\n\r\n".len()
+            + answer
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 4)
+                .sum::<usize>();
+        assert_eq!(
+            bytes,
+            head as u64 + 8,
+            "{driver}: the 101 and the echoes: {line}"
+        );
+    }
+}
+
+/// Upgrades on `path`, has `message` echoed, waits for the idle timeout's close and answers it.
+fn echo_once_then_idle(addr: std::net::SocketAddr, path: &str, message: &[u8]) {
+    let (mut ws, _) = connect_to(addr, path, "");
+    ws.write_all(&frame(true, 0, TEXT, message)).unwrap();
+    assert_eq!(read_frame(&mut ws).unwrap().payload, message);
+    assert_eq!(expect_close(&mut ws), (1000, "idle timeout".to_owned()));
+    ws.write_all(&close_frame(1000, "")).unwrap();
+}
+
+#[test]
+fn a_websocket_session_is_logged_at_its_end_with_who_closed_it() {
+    let files = Files::new();
+    for driver in DRIVERS {
+        let log = TempFile::new("log", b"");
+        let toml = config(log.path.to_str().unwrap(), "json", &files.0);
+        let server = Server::with_config(&toml, &["--io-driver", driver]);
+        // The idle timeout: ringstream closes with 1000.
+        echo_once_then_idle(server.addr, "/ws/quiet", b"once");
+        let line = json(&lines(&log.path, 1)[0]);
+        assert_eq!(
+            (
+                line["target"].clone(),
+                line["status"].clone(),
+                line["route"].clone()
+            ),
+            ("/ws/quiet".into(), 101.into(), "/ws/quiet".into()),
+            "{driver}"
+        );
+        assert_eq!(
+            line["websocket"],
+            serde_json::json!({"messages_in": 1, "bytes_in": 10, "messages_out": 1,
+                "bytes_out": 6, "close_code": 1000, "closed_by": "server"}),
+            "{driver}"
+        );
+        assert!(
+            line["duration_ms"].as_f64().unwrap() >= 1000.0,
+            "{driver}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_tunnels_session_is_logged_with_the_upstreams_close() {
+    for driver in DRIVERS {
+        // The app (a second ringstream's echo route) closes idle sessions after 1 s.
+        let app = Server::with_config(
+            "[[routes]]\npath = \"/ws/echo\"\nkind = \"echo\"\n[routes.limits]\ntimeout = \"1s\"\n",
+            &["--io-driver", driver],
+        );
+        let log = TempFile::new("log", b"");
+        let toml = format!(
+            "access_log = \"{}\"\naccess_log_format = \"json\"\n\n[[routes]]\npath = \"/ws/\"\n\
+             kind = \"proxy\"\nupstreams = [\"{}\"]\n",
+            log.path.display(),
+            app.addr
+        );
+        let proxy = Server::with_config(&toml, &["--io-driver", driver]);
+        echo_once_then_idle(proxy.addr, "/ws/echo", b"abc");
+        let line = json(&lines(&log.path, 1)[0]);
+        assert_eq!(line["status"], 101, "{driver}");
+        // In: the message and the close answer; out: the echo (5 bytes) and the app's close
+        // frame (2 + 2 + 12 bytes).
+        assert_eq!(
+            line["websocket"],
+            serde_json::json!({"messages_in": 2, "bytes_in": 17, "messages_out": 1,
+                "bytes_out": 21, "close_code": 1000, "closed_by": "upstream"}),
+            "{driver}"
+        );
     }
 }
 

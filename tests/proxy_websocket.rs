@@ -2,7 +2,8 @@
 //! second ringstream with an echo route. Messages pass both ways as sent, the route's
 //! protections close the client before the upstream sees what broke them, close codes pass
 //! both ways, an upgrade the upstream refuses is answered with its status, and the drain and
-//! the idle timeout close the tunnel.
+//! the idle timeout close the tunnel; a heartbeat never lands inside an upstream frame that
+//! arrives in parts.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -150,5 +151,58 @@ fn the_idle_timeout_and_the_drain_close_the_tunnel() {
         proxy.signal(libc::SIGTERM);
         assert_eq!(expect_close(&mut ws).0, 1001, "{driver}");
         assert!(proxy.wait_exit(support::PATIENCE).success(), "{driver}");
+    }
+}
+
+/// A one-connection upstream that answers the upgrade, then sends a 10-byte binary message in
+/// two parts `pause` apart.
+fn stalling_upstream(pause: std::time::Duration) -> std::net::SocketAddr {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            support::ws::ACCEPT
+        );
+        conn.write_all(answer.as_bytes()).unwrap();
+        conn.write_all(&[0x82, 10, 0, 1, 2]).unwrap();
+        std::thread::sleep(pause);
+        conn.write_all(&[3, 4, 5, 6, 7, 8, 9]).unwrap();
+        // Held open until the proxy is done with it.
+        let _ = conn.read(&mut byte);
+    });
+    addr
+}
+
+#[test]
+fn a_heartbeat_never_lands_inside_an_upstream_frame() {
+    for driver in DRIVERS {
+        let upstream = stalling_upstream(std::time::Duration::from_millis(1200));
+        let config = format!(
+            "[[routes]]\npath = \"/ws/\"\nkind = \"proxy\"\nupstreams = [\"{upstream}\"]\n\
+             [routes.limits]\nheartbeat_interval = \"200ms\"\n"
+        );
+        let proxy = Server::with_config(&config, &["--io-driver", driver]);
+        let (mut ws, _) = connect_to(proxy.addr, "/ws/echo", "");
+        let first = read_frame(&mut ws).expect("a frame");
+        assert_eq!(
+            (first.opcode, first.payload),
+            (BINARY, (0..10).collect::<Vec<u8>>()),
+            "{driver}: the upstream's message arrives whole, before any ping"
+        );
+        // Once it is whole, heartbeats go on.
+        assert_eq!(
+            read_frame(&mut ws).expect("a ping").opcode,
+            PING,
+            "{driver}"
+        );
     }
 }

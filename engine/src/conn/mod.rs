@@ -5,6 +5,7 @@
 //!
 //! May use: `server`, `protections`, `routes`.
 
+pub(crate) mod access_entry;
 pub mod http;
 pub mod ws;
 

@@ -17,7 +17,6 @@ use crate::routes::handler::{Link, RequestHead, Signal, WebSocket, WsHandler};
 use crate::routes::sink::member::SinkMember;
 use crate::routes::state::RouteState;
 use crate::server::context::WorkerContext;
-use crate::server::metrics::Traffic;
 use crate::server::registry::ConnGuard;
 use crate::server::transport::Transport;
 
@@ -80,8 +79,9 @@ pub trait RoleIo {
     fn guard(&self) -> &ConnGuard;
     /// The route's `send_timeout`.
     fn send_timeout(&self) -> Duration;
-    /// The route's counters.
-    fn traffic(&self) -> &Traffic;
+    /// Counts `messages` in `bytes` of frames sent to the client (the route's counters, and
+    /// the session's access log line).
+    fn count_out(&self, messages: u64, bytes: usize);
     /// Writes encoded frames within `send_timeout`; gives the buffer back.
     async fn send(&self, frames: Vec<u8>) -> Result<Vec<u8>, ()>;
     /// The drain check, then the heartbeat: ends the connection with 1001 when the server

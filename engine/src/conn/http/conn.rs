@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use ringstream_protocol::http::BodyKind;
 
+use crate::conn::access_entry::AccessEntry;
 use crate::conn::ws;
 use crate::conn::ws::tunnel::UpstreamTunnel;
 use crate::protections::gate::{ClientSlot, RateHeaders, Refusal};
@@ -177,12 +178,10 @@ pub fn serve<T: Transport>(
         let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
-        let (route, attachment) = match conn.run().await {
+        let (route, attachment, session_log) = match conn.run().await {
             Ok(Next::WebSocket(route, attachment)) => {
-                conn.log_end(None);
-                // Not kept for the WebSocket's whole life.
-                conn.log = None;
-                (route, attachment)
+                // The request's line waits for the session's end.
+                (route, attachment, conn.log_upgrade())
             }
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open
             // WebSocket would keep room for it (BENCHMARKS.md, idle memory); a proxy's tunnel
@@ -197,7 +196,17 @@ pub fn serve<T: Transport>(
             ctx,
             ..
         } = conn;
-        ws::serve(stream, ctx, route, attachment, client, buf, pos).await;
+        ws::serve(
+            stream,
+            ctx,
+            route,
+            attachment,
+            client,
+            buf,
+            pos,
+            session_log,
+        )
+        .await;
     }
 }
 
@@ -220,16 +229,17 @@ struct Connection<T> {
     /// The `rate_limit_bandwidth` budget of this connection's file responses.
     bandwidth: GcraState,
     /// The open request's access log line (allocated by the first request when the log is on).
-    log: Option<Box<access::AccessEntry>>,
+    log: Option<Box<AccessEntry>>,
 }
 
 impl<T: Transport> Connection<T> {
     /// The connection as a tunnel to the upstream of proxy route `route`, after its 101.
     pub(super) fn tunnel(
-        self,
+        mut self,
         route: usize,
         tunnel: Box<UpstreamTunnel>,
     ) -> impl Future<Output = ()> {
+        let session_log = self.log_upgrade();
         let Connection {
             stream,
             client,
@@ -238,7 +248,7 @@ impl<T: Transport> Connection<T> {
             ctx,
             ..
         } = self;
-        ws::tunnel::serve(stream, ctx, route, client, buf, pos, tunnel)
+        ws::tunnel::serve(stream, ctx, route, client, buf, pos, tunnel, session_log)
     }
 
     async fn run(&mut self) -> Result<Next, Stop> {

@@ -36,10 +36,12 @@ use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
 use crate::config::{OnLimit, Route, RouteKind};
+use crate::conn::ws::session_log::SessionLog;
 use crate::protections::frame_quotas::{FrameRates, close_reason};
 use crate::protections::gate::ClientSlot;
 use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};
 use crate::routes::role::{Attachment, Role, RoleEnd, RoleIo, Wake};
+use crate::server::access_log::ClosedBy;
 use crate::server::context::WorkerContext;
 use crate::server::metrics::Traffic;
 use crate::server::registry::{Activity, ConnGuard, Registered};
@@ -97,6 +99,7 @@ pub fn serve<T: Transport>(
     client: Option<ClientSlot>,
     mut buf: Vec<u8>,
     pos: usize,
+    log: Option<Box<SessionLog>>,
 ) -> impl Future<Output = ()> {
     // Set up here and not in an `async fn`: an `async fn` moves its arguments into locals of
     // its future and keeps both, and every open WebSocket keeps that future. The block below
@@ -132,6 +135,7 @@ pub fn serve<T: Transport>(
         check_client_rates: ctx.gate.has_frame_rates(),
         client,
         route_index,
+        log,
         ctx,
     };
     async move { conn.serve(buf).await }
@@ -161,6 +165,8 @@ struct WsConnection<T> {
     send_timeout: Duration,
     /// The admitted client: holds its place in the client's connection count until the end.
     client: Option<ClientSlot>,
+    /// The session's access log line, when the log is on.
+    log: Option<Box<SessionLog>>,
 }
 
 impl<T> Drop for WsConnection<T> {
@@ -204,6 +210,12 @@ impl<T: Transport> WsConnection<T> {
             End::Gone => close_code::ABNORMAL,
         };
         self.role.finish(ctx.routes.get(self.route_index), code);
+        // Who ended the session, for its access log line.
+        let end_side = match &end {
+            End::Close(code, _) | End::Fail(code, _) => Some((ClosedBy::Server, Some(*code))),
+            End::Answered(code) => Some((ClosedBy::Client, Some(*code))),
+            End::Gone => None,
+        };
         match end {
             End::Close(code, reason) => {
                 self.ctx.counters().closes.count(code);
@@ -221,6 +233,13 @@ impl<T: Transport> WsConnection<T> {
                 }
             }
             End::Gone => {}
+        }
+        if let (Some(log), Some(access_log)) = (self.log.take(), &ctx.access_log) {
+            let (closed_by, code) = match end_side {
+                Some(side) => side,
+                None => (ClosedBy::Client, None),
+            };
+            log.finish(access_log, &route.path, closed_by, code);
         }
     }
 

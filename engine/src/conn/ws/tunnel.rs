@@ -15,13 +15,16 @@ use futures_util::future::{Either, select};
 
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{
-    FrameHeader, OpCode, apply_mask, close_code, write_close_frame, write_frame_header,
+    FrameFollower, FrameHeader, OpCode, apply_mask, close_code, write_close_frame,
+    write_frame_header,
 };
 
 use crate::config::{OnLimit, Route};
+use crate::conn::ws::session_log::SessionLog;
 use crate::protections::frame_quotas::{FrameRates, close_reason, frame_rule};
 use crate::protections::gate::ClientSlot;
 use crate::routes::proxy::pool::ActiveExchange;
+use crate::server::access_log::ClosedBy;
 use crate::server::context::WorkerContext;
 use crate::server::registry::{Activity, Registered};
 use crate::server::transport::{Transport, read_and_drop};
@@ -60,13 +63,18 @@ enum End {
     Close(u16, Cow<'static, str>),
     /// The client broke the protocol: its close code to both sides, nothing more read.
     Fail(u16, &'static str),
-    /// One side closed its connection (after its close frame, or without): the other side's
-    /// sending half is shut once what it was sent has left.
-    Closed,
+    /// One side (the client or the upstream) closed its connection (after its close frame,
+    /// or without), or stopped reading: the other side's sending half is shut once what it
+    /// was sent has left.
+    Closed(ClosedBy),
 }
 
 /// Serves the tunnel of proxy route `route_index`: `buf[pos..]` holds what the client sent
-/// after its handshake.
+/// after its handshake; `log` is the session's access log line.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the whole state of an upgraded connection"
+)]
 pub async fn serve<T: Transport>(
     stream: Registered<T>,
     ctx: Rc<WorkerContext>,
@@ -75,6 +83,7 @@ pub async fn serve<T: Transport>(
     mut buf: Vec<u8>,
     pos: usize,
     tunnel: Box<UpstreamTunnel>,
+    log: Option<Box<SessionLog>>,
 ) {
     stream.guard().set_activity(Activity::WebSocket);
     buf.drain(..pos);
@@ -96,14 +105,24 @@ pub async fn serve<T: Transport>(
         }),
         rates: FrameRates::new(&route.ws),
         client: client.as_ref(),
+        log,
+        upstream_frames: FrameFollower::default(),
     };
+    tunnel.follow_upstream(&rest);
     let end = if rest.is_empty() || tunnel.to_client(rest).await.is_some() {
         tunnel.run(buf).await
     } else {
-        End::Closed
+        End::Closed(ClosedBy::Client)
+    };
+    let ended = match &end {
+        End::Close(code, _) | End::Fail(code, _) => (ClosedBy::Server, Some(*code)),
+        End::Closed(side) => (*side, None),
     };
     tunnel.finish(end).await;
     drop(active);
+    if let (Some(log), Some(access_log)) = (tunnel.log.take(), &ctx.access_log) {
+        log.finish(access_log, &route.path, ended.0, ended.1);
+    }
 }
 
 struct Tunnel<'a, T> {
@@ -115,9 +134,27 @@ struct Tunnel<'a, T> {
     session: Session,
     rates: FrameRates,
     client: Option<&'a ClientSlot>,
+    /// The session's access log line, when the log is on.
+    log: Option<Box<SessionLog>>,
+    /// Where the upstream's bytes are in its frames.
+    upstream_frames: FrameFollower,
 }
 
 impl<T: Transport> Tunnel<'_, T> {
+    /// Follows what the upstream sent before it goes to the client: its frame boundaries (a
+    /// heartbeat or a close frame of ringstream's never lands inside a frame) and, for the
+    /// session's access log line, its messages and its close frame.
+    fn follow_upstream(&mut self, bytes: &[u8]) {
+        let before = self.upstream_frames.messages();
+        self.upstream_frames.follow(bytes);
+        if let Some(log) = &self.log {
+            log.count_out(self.upstream_frames.messages() - before, bytes.len());
+            if let Some(code) = self.upstream_frames.close() {
+                log.saw_close(ClosedBy::Upstream, code);
+            }
+        }
+    }
+
     async fn run(&mut self, mut cbuf: Vec<u8>) -> End {
         let limits = &self.route.ws;
         let mut last_heard = Instant::now();
@@ -148,7 +185,7 @@ impl<T: Transport> Tunnel<'_, T> {
                 Some(Either::Left(((result, mut returned), _))) => {
                     match result {
                         Ok(n) if n > 0 => {}
-                        _ => return End::Closed,
+                        _ => return End::Closed(ClosedBy::Client),
                     }
                     let passed = self
                         .pass_client_frames(&mut returned, &mut last_heard)
@@ -164,10 +201,11 @@ impl<T: Transport> Tunnel<'_, T> {
                 Some(Either::Right(((result, returned), _))) => {
                     match result {
                         Ok(n) if n > 0 => {}
-                        _ => return End::Closed,
+                        _ => return End::Closed(ClosedBy::Upstream),
                     }
+                    self.follow_upstream(&returned);
                     let Some(mut returned) = self.to_client(returned).await else {
-                        return End::Closed;
+                        return End::Closed(ClosedBy::Client);
                     };
                     returned.clear();
                     upstream_read.set(self.upstream.read_append(returned));
@@ -179,10 +217,14 @@ impl<T: Transport> Tunnel<'_, T> {
                     }
                     if now >= next_ping {
                         next_ping = now + limits.heartbeat_interval;
-                        let mut ping = Vec::with_capacity(2);
-                        write_frame_header(&mut ping, OpCode::Ping, true, 0);
-                        if self.to_client(ping).await.is_none() {
-                            return End::Closed;
+                        // Never inside a frame the upstream has not finished: that
+                        // heartbeat is skipped.
+                        if self.upstream_frames.at_boundary() {
+                            let mut ping = Vec::with_capacity(2);
+                            write_frame_header(&mut ping, OpCode::Ping, true, 0);
+                            if self.to_client(ping).await.is_none() {
+                                return End::Closed(ClosedBy::Client);
+                            }
                         }
                     }
                 }
@@ -204,7 +246,7 @@ impl<T: Transport> Tunnel<'_, T> {
             let write = self.upstream.write_prefix(std::mem::take(buf), passed.kept);
             match self.stream.guard().within(deadline, write).await {
                 Some((Ok(()), returned)) => *buf = returned,
-                _ => return Err(End::Closed),
+                _ => return Err(End::Closed(ClosedBy::Upstream)),
             }
         }
         buf.drain(..passed.consumed);
@@ -237,6 +279,12 @@ impl<T: Transport> Tunnel<'_, T> {
             let traffic = self.ctx.counters().route(Some(self.route_index));
             traffic.messages_in.add(1);
             traffic.bytes_in.add(len as u64);
+            if let Some(log) = &self.log {
+                log.count_in(len);
+                if let Event::Close { code, .. } = event {
+                    log.saw_close(ClosedBy::Client, code);
+                }
+            }
             let whole_message = matches!(
                 event,
                 Event::Message {
@@ -341,13 +389,17 @@ impl<T: Transport> Tunnel<'_, T> {
         let close = match end {
             End::Close(code, reason) => Some((code, reason)),
             End::Fail(code, reason) => Some((code, Cow::Borrowed(reason))),
-            End::Closed => None,
+            End::Closed(_) => None,
         };
         if let Some((code, reason)) = close {
             self.ctx.counters().closes.count(code);
-            let mut to_client = Vec::with_capacity(4 + reason.len());
-            write_close_frame(&mut to_client, Some(code), reason.as_bytes());
-            let _ = self.to_client(to_client).await;
+            // Not inside a frame the upstream has not finished (the client could not read
+            // it): the client then sees its connection end.
+            if self.upstream_frames.at_boundary() {
+                let mut to_client = Vec::with_capacity(4 + reason.len());
+                write_close_frame(&mut to_client, Some(code), reason.as_bytes());
+                let _ = self.to_client(to_client).await;
+            }
             let _ = self.to_upstream(masked_close(code, &reason)).await;
         }
         let _ = self.upstream.shutdown_write().await;

@@ -79,11 +79,8 @@ impl BroadcastMember {
             if batch.is_empty() {
                 break;
             }
-            let traffic = conn.traffic();
-            traffic.messages_out.add(batch.len() as u64);
-            traffic
-                .bytes_out
-                .add(batch.iter().map(|f| f.len() as u64).sum());
+            let bytes = batch.iter().map(|f| f.len()).sum();
+            conn.count_out(batch.len() as u64, bytes);
             let deadline = Instant::now() + conn.send_timeout();
             let mut write = pin!(conn.io().write_frames(batch));
             let closed = poll_fn(|cx| member.poll_closed(cx));

@@ -16,9 +16,7 @@ pub async fn on_signal<C: RoleIo>(conn: &C, link: &Link, signal: Signal) -> Resu
     let mut frames = Vec::new();
     let messages = link.take_outbound(&mut frames);
     if !frames.is_empty() {
-        let traffic = conn.traffic();
-        traffic.messages_out.add(messages);
-        traffic.bytes_out.add(frames.len() as u64);
+        conn.count_out(messages, frames.len());
         let frames = conn.send(frames).await.map_err(|()| RoleEnd::Gone)?;
         link.recycle_outbound(frames);
     }

@@ -34,6 +34,49 @@ pub struct RequestLine<'a> {
     pub request_id: &'a [u8],
     /// The matched route's path, empty for a 404.
     pub route: &'a str,
+    /// For a WebSocket session (status 101), what it carried and how it ended.
+    pub session: Option<SessionFields>,
+}
+
+/// What a WebSocket session's line adds to its upgrade request's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFields {
+    /// Messages (and control frames) the client sent, and their frame bytes.
+    pub messages_in: u64,
+    /// Frame bytes the client sent.
+    pub bytes_in: u64,
+    /// Messages sent to the client.
+    pub messages_out: u64,
+    /// Frame bytes sent to the client.
+    pub bytes_out: u64,
+    /// The close code of the closing handshake, `None` when the connection ended without one
+    /// (1006 in RFC 6455's terms) or the close frame had no code (1005).
+    pub close_code: Option<u16>,
+    /// Which side closed first.
+    pub closed_by: ClosedBy,
+}
+
+/// Which side ended a WebSocket session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The client: its close frame, or its connection ended (or stopped reading).
+    #[default]
+    Client,
+    /// ringstream: a protection, the idle timeout, the drain, or the route's handler.
+    Server,
+    /// A proxy route's upstream: its close frame, or its connection ended.
+    Upstream,
+}
+
+impl ClosedBy {
+    /// The name written in a line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+            Self::Upstream => "upstream",
+        }
+    }
 }
 
 impl RequestLine<'_> {
@@ -66,6 +109,23 @@ impl RequestLine<'_> {
         escaped_or_dash(out, self.request_id);
         out.extend_from_slice(b" route=");
         escaped_or_dash(out, self.route.as_bytes());
+        if let Some(ws) = &self.session {
+            out.extend_from_slice(b" ws_in=");
+            number(out, ws.messages_in);
+            out.push(b'/');
+            number(out, ws.bytes_in);
+            out.extend_from_slice(b" ws_out=");
+            number(out, ws.messages_out);
+            out.push(b'/');
+            number(out, ws.bytes_out);
+            out.extend_from_slice(b" close=");
+            match ws.close_code {
+                Some(code) => number(out, u64::from(code)),
+                None => out.push(b'-'),
+            }
+            out.extend_from_slice(b" closed_by=");
+            out.extend_from_slice(ws.closed_by.name().as_bytes());
+        }
         out.push(b'\n');
     }
 
@@ -99,6 +159,24 @@ impl RequestLine<'_> {
         json_string(out, self.request_id);
         out.extend_from_slice(b",\"route\":");
         json_string(out, self.route.as_bytes());
+        if let Some(ws) = &self.session {
+            out.extend_from_slice(b",\"websocket\":{\"messages_in\":");
+            number(out, ws.messages_in);
+            out.extend_from_slice(b",\"bytes_in\":");
+            number(out, ws.bytes_in);
+            out.extend_from_slice(b",\"messages_out\":");
+            number(out, ws.messages_out);
+            out.extend_from_slice(b",\"bytes_out\":");
+            number(out, ws.bytes_out);
+            out.extend_from_slice(b",\"close_code\":");
+            match ws.close_code {
+                Some(code) => number(out, u64::from(code)),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"closed_by\":\"");
+            out.extend_from_slice(ws.closed_by.name().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
         out.extend_from_slice(b"}\n");
     }
 }
@@ -238,6 +316,7 @@ mod tests {
             user_agent: b"curl/8.5 \xff",
             request_id: b"abc123",
             route: "/api/",
+            session: None,
         }
     }
 
@@ -293,5 +372,42 @@ mod tests {
         let mut out = Vec::new();
         entry.write_json(&mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+
+    #[test]
+    fn a_websocket_sessions_line_adds_its_traffic_and_its_close() {
+        let mut entry = line();
+        entry.status = 101;
+        entry.session = Some(SessionFields {
+            messages_in: 3,
+            bytes_in: 60,
+            messages_out: 2,
+            bytes_out: 44,
+            close_code: Some(1000),
+            closed_by: ClosedBy::Client,
+        });
+        let mut out = Vec::new();
+        entry.write_combined(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(" route=/api/ ws_in=3/60 ws_out=2/44 close=1000 closed_by=client\n"),
+            "{text}"
+        );
+        entry.session = entry.session.map(|s| SessionFields {
+            close_code: None,
+            closed_by: ClosedBy::Upstream,
+            ..s
+        });
+        let mut out = Vec::new();
+        entry.write_json(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "\"route\":\"/api/\",\"websocket\":{\"messages_in\":3,\"bytes_in\":60,\
+                 \"messages_out\":2,\"bytes_out\":44,\"close_code\":null,\
+                 \"closed_by\":\"upstream\"}}\n"
+            ),
+            "{text}"
+        );
     }
 }

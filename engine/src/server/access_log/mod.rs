@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 use crate::routes::sink::file::{MAX_BACKLOG, SinkFileConfig, SinkWriter};
 
-pub use line::RequestLine;
+pub use line::{ClosedBy, RequestLine, SessionFields};
 
 /// A worker hands its batch to the writer once it holds this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;

@@ -1,105 +1,23 @@
-//! The access log, from the connection's side: what a request head said, kept until its
-//! answer has gone out; the status read from the answer's head as it leaves; one line per
-//! request ([`crate::server::access_log`]). Nothing here runs when the log is off.
+//! The access log, from the HTTP connection's side: the status read from an answer's head as
+//! it leaves, the bytes sent, and one line per request ([`crate::conn::access_entry`]); a
+//! request that becomes a WebSocket hands its entry to the session, whose end writes the
+//! line. Nothing here runs when the log is off.
 
 use std::net::IpAddr;
-use std::time::Instant;
-
-use ringstream_protocol::http::{Request, Version};
 
 use super::Connection;
-use crate::routes::ask::Ask;
-use crate::routes::proxy::ProxyAsk;
-use crate::routes::proxy::forward::Hop;
-use crate::server::access_log::{RequestLine, status_of};
+use crate::conn::ws::session_log::SessionLog;
+use crate::server::access_log::status_of;
 use crate::server::transport::Transport;
 
-/// Longest field copied into a line (a target, a user agent); longer ones are cut.
-const MAX_FIELD: usize = 2048;
-/// A field's buffer larger than this is freed once its line is written, so that an idle
-/// connection holds little whatever its last request sent.
-const KEPT_FIELD: usize = 256;
 /// The status logged for a request that ended before any answer went out (nginx's 499,
 /// "client closed request").
 pub(super) const NO_ANSWER: u16 = 499;
 /// The status logged for a request closed without an answer on purpose (`deny_action =
 /// "close"`: nginx's 444).
 pub(super) const CLOSED_SILENTLY: u16 = 444;
-
-/// One request's line in the making, reused by the connection's requests.
-#[derive(Debug, Default)]
-pub(super) struct AccessEntry {
-    /// Whether a request is waiting for its line.
-    open: bool,
-    started: Option<Instant>,
-    unix_ms: u64,
-    method: String,
-    target: Vec<u8>,
-    version: &'static str,
-    referer: Vec<u8>,
-    user_agent: Vec<u8>,
-    request_id: Vec<u8>,
-    route: Option<usize>,
-    /// Where this request's answer starts in the bytes the connection sends.
-    mark: u64,
-    /// Bytes the connection has written to the client so far.
-    sent: u64,
-    /// The answer's status, once its head was seen (0 before).
-    status: u16,
-}
-
-impl AccessEntry {
-    /// Notes what `request` says, for its line (when the access log is on).
-    /// `out_len` is what the connection holds unsent; free of the connection, as the head
-    /// still borrows its buffer.
-    pub(super) fn begin(
-        log: &mut Option<Box<Self>>,
-        out_len: usize,
-        request: &Request<'_, '_>,
-        route: Option<usize>,
-        target: Option<&Ask>,
-        hop: &dyn Fn() -> Hop,
-    ) {
-        let entry = log.get_or_insert_with(Box::default);
-        let field = |name: &str| request.header(name).unwrap_or_default();
-        let copy = |into: &mut Vec<u8>, value: &[u8]| {
-            into.clear();
-            into.extend_from_slice(&value[..value.len().min(MAX_FIELD)]);
-        };
-        entry.open = true;
-        entry.started = Some(Instant::now());
-        entry.unix_ms = wall_clock_ms();
-        entry.method.clear();
-        entry.method.push_str(request.method.as_str());
-        copy(&mut entry.target, request.target.as_bytes());
-        entry.version = match request.version {
-            Version::Http10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
-        copy(&mut entry.referer, field("referer"));
-        copy(&mut entry.user_agent, field("user-agent"));
-        // The id sent upstream, or a trusted proxy's.
-        entry.request_id.clear();
-        match target {
-            Some(Ask::Proxy(ProxyAsk::Forward(forward))) => {
-                if let Some(id) = field_of(&forward.head, b"\r\nX-Request-Id: ") {
-                    copy(&mut entry.request_id, id);
-                }
-            }
-            _ => {
-                // The peer is asked of the kernel only when there is an id to keep.
-                if let Some(id) = request.header("x-request-id")
-                    && hop().trusted
-                {
-                    copy(&mut entry.request_id, id);
-                }
-            }
-        }
-        entry.route = route;
-        entry.mark = entry.sent + out_len as u64;
-        entry.status = 0;
-    }
-}
+/// The status of an upgrade.
+const SWITCHING_PROTOCOLS: u16 = 101;
 
 impl<T: Transport> Connection<T> {
     /// Sees the bytes about to leave (`self.out`) for the open request's status.
@@ -135,87 +53,58 @@ impl<T: Transport> Connection<T> {
     /// queued.
     pub(super) fn log_end(&mut self, status: Option<u16>) {
         self.log_sniff();
+        if !self.log.as_ref().is_some_and(|entry| entry.open) {
+            return;
+        }
+        let client = self.log_client();
         let (Some(log), Some(entry)) = (&self.ctx.access_log, self.log.as_deref_mut()) else {
             return;
         };
-        if !entry.open {
-            return;
-        }
-        entry.open = false;
         let queued = entry.sent + self.out.len() as u64;
-        let client = self
-            .client
+        let route = entry
+            .route
+            .map_or("", |i| self.ctx.router.routes()[i].path.as_str());
+        let status = status
+            .or((entry.status != 0).then_some(entry.status))
+            .unwrap_or(NO_ANSWER);
+        entry.record(
+            log,
+            client,
+            status,
+            queued.saturating_sub(entry.mark),
+            route,
+            None,
+        );
+    }
+
+    /// The entry of a request answered 101, for its session's line (the connection keeps
+    /// nothing of the log while it is a WebSocket); `None` when the log is off.
+    pub(super) fn log_upgrade(&mut self) -> Option<Box<SessionLog>> {
+        self.log_sniff();
+        if !self.log.as_ref().is_some_and(|entry| entry.open) {
+            self.log = None;
+            return None;
+        }
+        let client = self.log_client();
+        let entry = self.log.take()?;
+        if entry.status != SWITCHING_PROTOCOLS {
+            // Not an upgrade after all: the request's own line.
+            self.log = Some(entry);
+            self.log_end(None);
+            self.log = None;
+            return None;
+        }
+        let head_bytes = (entry.sent + self.out.len() as u64).saturating_sub(entry.mark);
+        Some(Box::new(SessionLog::new(entry, client, head_bytes)))
+    }
+
+    /// The client a line names (after trusted proxies).
+    fn log_client(&self) -> IpAddr {
+        self.client
             .as_ref()
             .map(|slot| slot.address())
             .or(self.peer)
             .or_else(|| self.stream.io().peer_addr().ok().map(|a| a.ip()))
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let route = entry
-            .route
-            .map_or("", |i| self.ctx.router.routes()[i].path.as_str());
-        log.record(&RequestLine {
-            client,
-            unix_ms: entry.unix_ms,
-            method: &entry.method,
-            target: &entry.target,
-            version: entry.version,
-            status: status
-                .or((entry.status != 0).then_some(entry.status))
-                .unwrap_or(NO_ANSWER),
-            bytes: queued.saturating_sub(entry.mark),
-            duration: entry.started.map(|t| t.elapsed()).unwrap_or_default(),
-            referer: &entry.referer,
-            user_agent: &entry.user_agent,
-            request_id: &entry.request_id,
-            route,
-        });
-        for field in [
-            &mut entry.target,
-            &mut entry.referer,
-            &mut entry.user_agent,
-            &mut entry.request_id,
-        ] {
-            if field.capacity() > KEPT_FIELD {
-                *field = Vec::new();
-            }
-        }
-    }
-}
-
-/// Milliseconds since 1970-01-01 UTC to the kernel's last tick (`CLOCK_REALTIME_COARSE`: a
-/// read of the vDSO page, a third of a precise clock read; a line's time is its request's
-/// arrival within 1-4 ms).
-fn wall_clock_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes one `timespec` through the valid, exclusive pointer it is
-    // given; CLOCK_REALTIME_COARSE exists on every Linux since 2.6.32.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &raw mut ts) } != 0 {
-        return 0;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let millis = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000;
-    secs.saturating_mul(1000).saturating_add(millis)
-}
-
-/// The value of the field `name` (given as `\r\nName: `) in a head this server wrote.
-fn field_of<'h>(head: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
-    let start = head.windows(name.len()).position(|w| w == name)? + name.len();
-    let rest = &head[start..];
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    Some(&rest[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fields_of_a_written_head() {
-        let head = b"GET / HTTP/1.1\r\nX-Request-Id: abc\r\nHost: h\r\n\r\n";
-        assert_eq!(field_of(head, b"\r\nX-Request-Id: "), Some(&b"abc"[..]));
-        assert_eq!(field_of(head, b"\r\nX-Other: "), None);
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use ringstream_protocol::http::{BodyDecoder, BodyKind, Request, parse_request};
 
-use super::access::AccessEntry;
 use super::memory::BUSY;
 use super::{BodyTarget, Connection, ReadOutcome, RequestInfo, Stop};
 use crate::config::{HttpLimits, bounds};
+use crate::conn::access_entry::AccessEntry;
 use crate::protections::gate::ClientSlot;
 use crate::routes::ask::ask;
 use crate::routes::auth::AuthAsk;

@@ -16,7 +16,6 @@ impl<T: Transport> Connection<T> {
     pub(super) async fn finish(mut self, outcome: Result<Next, Stop>) {
         let (status, headers) = match outcome {
             Ok(Next::Tunnel(route, tunnel)) => {
-                self.log_end(None);
                 return self.tunnel(route, tunnel).await;
             }
             Ok(Next::Done | Next::WebSocket(..)) | Err(Stop::Close) => {

@@ -49,6 +49,9 @@ impl<T: Transport> WsConnection<T> {
             let traffic = self.traffic();
             traffic.messages_in.add(1);
             traffic.bytes_in.add(consumed as u64);
+            if let Some(log) = &self.log {
+                log.count_in(consumed);
+            }
             // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
             // A close is never dropped: it ends the connection either way.
             if !matches!(event, Event::Close { .. })
@@ -89,7 +92,7 @@ impl<T: Transport> WsConnection<T> {
                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
                     let frame = start + range.start..start + range.end;
                     let frame = rewrite_in_place(buf, frame, opcode);
-                    self.count_out(frame.len());
+                    self.count_out(1, frame.len());
                     self.in_place.push(frame);
                 }
                 Event::Ping(range) => {
@@ -112,7 +115,7 @@ impl<T: Transport> WsConnection<T> {
                     write_frame_header(&mut self.out, opcode, true, len);
                     self.out.extend_from_slice(prefix);
                     self.out.extend_from_slice(body);
-                    self.count_out(self.out.len() - before);
+                    self.count_out(1, self.out.len() - before);
                     self.session.finish_message();
                 }
                 Event::Close { code, reason } => {
@@ -144,11 +147,14 @@ impl<T: Transport> WsConnection<T> {
         self.ctx.counters().route(Some(self.route_index))
     }
 
-    /// Counts one message of `bytes` (frame included) sent.
-    pub(super) fn count_out(&self, bytes: usize) {
+    /// Counts `messages` in `bytes` of frames sent.
+    pub(super) fn count_out(&self, messages: u64, bytes: usize) {
         let traffic = self.traffic();
-        traffic.messages_out.add(1);
+        traffic.messages_out.add(messages);
         traffic.bytes_out.add(bytes as u64);
+        if let Some(log) = &self.log {
+            log.count_out(messages, bytes);
+        }
     }
 
     /// Whether an echo of `len` payload bytes goes in place: the first of a read always (it

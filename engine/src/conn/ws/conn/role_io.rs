@@ -18,8 +18,8 @@ impl<T: Transport> RoleIo for WsConnection<T> {
         self.send_timeout
     }
 
-    fn traffic(&self) -> &Traffic {
-        WsConnection::traffic(self)
+    fn count_out(&self, messages: u64, bytes: usize) {
+        WsConnection::count_out(self, messages, bytes);
     }
 
     async fn send(&self, frames: Vec<u8>) -> Result<Vec<u8>, ()> {
