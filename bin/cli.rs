@@ -1,4 +1,5 @@
-//! The command line: `ringstream serve` and `ringstream check-config`.
+//! The command line: `ringstream serve`, `ringstream check-config`, `ringstream reload` and
+//! `ringstream bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file: print a one-line summary (exit 0) or the error (exit 2).
     CheckConfig(CheckConfigArgs),
+    /// Ask a running server to read its config file again (sends SIGHUP; the outcome is in
+    /// its log and in /metrics as ringstream_config_reloads_total).
+    Reload(ReloadArgs),
     /// Load generator: WebSocket echo, handshakes and broadcast, file downloads, and the raw-TCP
     /// ceiling (loopback use).
     Bench(crate::bench::BenchArgs),
@@ -69,6 +73,10 @@ pub struct ServeArgs {
     /// default]
     #[arg(long, value_name = "DIR")]
     pub upload_dir: Option<PathBuf>,
+    /// Write the server's process id to FILE once it listens (removed when it exits), for
+    /// `ringstream reload --pid-file FILE`
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or directives such as
     /// `info,ringstream_engine=debug` [default: $RUST_LOG, else info]
     #[arg(long, value_name = "LEVEL", value_parser = parse_log_filter)]
@@ -81,6 +89,18 @@ pub struct CheckConfigArgs {
     /// The TOML config file to check
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// `ringstream reload`: which server.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ReloadArgs {
+    /// The server's process id
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: Option<i32>,
+    /// The file `serve --pid-file` wrote
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// `--io-driver` values.

@@ -39,4 +39,5 @@ pub use ringstream_limits as limits;
 
 pub use error::EngineError;
 pub use server::driver::ChosenDriver;
-pub use server::{Server, run};
+pub use server::reload::ReloadSource;
+pub use server::{Server, run, run_reloadable};

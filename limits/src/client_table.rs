@@ -11,7 +11,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::bans::{BanPolicy, BanState};
@@ -125,8 +125,40 @@ pub struct ClientState {
     /// in the cache then misses once, not twice.
     inline: [AtomicGcraState; INLINE_BUCKETS],
     /// Buckets past the inline ones (routes with their own request budgets); usually empty,
-    /// which allocates nothing.
-    extra: Box<[AtomicGcraState]>,
+    /// which allocates nothing. Grown when a reloaded configuration numbers more.
+    extra: MoreBuckets,
+}
+
+/// Rate buckets past the inline ones: those the table numbered when the client was first
+/// seen, then, if a later configuration numbers more, a further block allocated once, when
+/// first asked for (so a client known before a reload is held to the rules it added).
+#[derive(Debug, Default)]
+struct MoreBuckets {
+    buckets: Box<[AtomicGcraState]>,
+    more: OnceLock<Box<MoreBuckets>>,
+}
+
+impl MoreBuckets {
+    fn new(count: usize) -> Self {
+        Self {
+            buckets: (0..count).map(|_| AtomicGcraState::default()).collect(),
+            more: OnceLock::new(),
+        }
+    }
+
+    /// Bucket `index` of this block and those after it, allocated if it is past them.
+    fn get(&self, mut index: usize) -> &AtomicGcraState {
+        let mut block = self;
+        loop {
+            match block.buckets.get(index) {
+                Some(bucket) => return bucket,
+                None => {
+                    index -= block.buckets.len();
+                    block = block.more.get_or_init(|| Box::new(Self::new(index + 1)));
+                }
+            }
+        }
+    }
 }
 
 /// Rate buckets kept inline: the server's request budget and the WebSocket message and byte
@@ -140,9 +172,7 @@ impl ClientState {
             connects: AtomicGcraState::default(),
             ban: Mutex::new(BanState::default()),
             inline: Default::default(),
-            extra: (INLINE_BUCKETS..buckets)
-                .map(|_| AtomicGcraState::default())
-                .collect(),
+            extra: MoreBuckets::new(buckets.saturating_sub(INLINE_BUCKETS)),
         }
     }
 
@@ -151,20 +181,14 @@ impl ClientState {
         self.connections.load(Ordering::Acquire)
     }
 
-    /// Takes `cost` cells of `quota` from bucket `bucket` (the table was built with the
-    /// buckets the caller numbers); an unknown bucket allows everything.
+    /// Takes `cost` cells of `quota` from bucket `bucket` (numbered by the caller; a bucket
+    /// past those the table was built with is allocated when first asked for).
     pub fn check(&self, bucket: usize, quota: &Gcra, now: u64, cost: u64) -> Decision {
         let state = match bucket.checked_sub(INLINE_BUCKETS) {
-            None => self.inline.get(bucket),
+            None => &self.inline[bucket],
             Some(extra) => self.extra.get(extra),
         };
-        match state {
-            Some(state) => state.check(quota, now, cost),
-            None => Decision::Allow {
-                remaining: quota.burst(),
-                reset_after: Duration::ZERO,
-            },
-        }
+        state.check(quota, now, cost)
     }
 
     /// The time left on the client's ban at `now`, if banned.
@@ -265,7 +289,8 @@ type Shard = KeyedTable<ClientKey, Arc<ClientState>>;
 pub struct ClientTable {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    buckets: usize,
+    /// Rate buckets a client's state is created with.
+    buckets: AtomicUsize,
     /// Clients with at least one connection open.
     connected_clients: Arc<AtomicUsize>,
 }
@@ -285,14 +310,14 @@ impl ClientTable {
                 .map(|_| Mutex::new(KeyedTable::new(per_shard, idle_ns)))
                 .collect(),
             hasher: RandomState::new(),
-            buckets,
+            buckets: AtomicUsize::new(buckets),
             connected_clients: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// The state of client `key`, created if new; marks it seen at `now`.
     pub fn client(&self, key: ClientKey, now: u64) -> Arc<ClientState> {
-        let buckets = self.buckets;
+        let buckets = self.buckets.load(Ordering::Relaxed);
         let mut shard = self.shard(&key);
         let state = shard.entry_with(
             key,
@@ -301,6 +326,12 @@ impl ClientTable {
             has_connections,
         );
         Arc::clone(state)
+    }
+
+    /// Creates the clients first seen from now on with at least `buckets` rate buckets (those
+    /// seen before get theirs when first asked for).
+    pub fn reserve_buckets(&self, buckets: usize) {
+        self.buckets.fetch_max(buckets, Ordering::Relaxed);
     }
 
     /// Counts a new connection of `client` and checks it against `policy`. The pass is
@@ -469,7 +500,14 @@ mod tests {
             b.check(1, &quota, 0, 3).is_allowed(),
             "bucket 1 is separate"
         );
-        assert!(a.check(5, &quota, 0, 100).is_allowed(), "no such bucket");
+        assert!(
+            a.check(5, &quota, 0, 3).is_allowed(),
+            "a bucket numbered later"
+        );
+        assert!(
+            !b.check(5, &quota, 0, 1).is_allowed(),
+            "is shared and limited too"
+        );
     }
 
     #[test]
@@ -482,7 +520,12 @@ mod tests {
             assert!(a.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
             assert!(!b.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
         }
-        assert!(a.check(INLINE_BUCKETS + 2, &quota, 0, 5).is_allowed());
+        // Buckets numbered after the client was first seen (a reload) are added, twice over.
+        for bucket in [INLINE_BUCKETS + 2, INLINE_BUCKETS + 3, INLINE_BUCKETS + 9] {
+            assert!(a.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
+            assert!(!b.check(bucket, &quota, 0, 1).is_allowed(), "{bucket}");
+        }
+        assert!(!a.check(INLINE_BUCKETS + 2, &quota, 0, 1).is_allowed());
     }
 
     #[test]

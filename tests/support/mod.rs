@@ -55,6 +55,19 @@ impl Server {
         Self::spawn(&all, Some(file))
     }
 
+    /// `ringstream serve --config PATH` plus `args`, with its log captured ([`Server::log`]):
+    /// the test owns the file and may rewrite it (a reload).
+    pub fn with_config_file(path: &std::path::Path, args: &[&str]) -> Self {
+        let mut all = vec!["--config", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut command = serve_command(&all);
+        let log = TempFile::new("log", b"");
+        command.stderr(std::fs::File::create(&log.path).unwrap());
+        let mut server = Self::spawn_command(command, None);
+        server.log = Some(log);
+        server
+    }
+
     fn spawn(args: &[&str], config: Option<TempFile>) -> Self {
         Self::spawn_command(serve_command(args), config)
     }

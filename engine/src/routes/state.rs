@@ -1,13 +1,17 @@
-//! What routes need beyond their configuration, opened once at start-up and shared by every
+//! What routes need beyond their configuration, opened at start-up and shared by every
 //! worker: a sink route's file writer, a files route's root directory and its route-wide
-//! bandwidth budget, an upload route's directory.
+//! bandwidth budget, an upload route's directory, an auth hook's cache. On reload a route
+//! whose resources did not change keeps its state (the same writer, budget and cache), and an
+//! upload directory already open stays the one open (its uploads in progress go on).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ringstream_limits::gcra::{AtomicGcraState, Gcra};
 
-use crate::config::{RouteKind, ServerConfig};
+use std::path::Path;
+
+use crate::config::{Route, RouteKind, ServerConfig};
 use crate::error::EngineError;
 use crate::routes::auth::cache::AuthCache;
 use crate::routes::files::root::FileRoot;
@@ -15,7 +19,7 @@ use crate::routes::sink::file::SinkWriter;
 use crate::routes::upload::store::UploadDir;
 
 /// The state of every route, by route index.
-pub type RouteStates = Arc<[RouteState]>;
+pub type RouteStates = Arc<[Arc<RouteState>]>;
 
 /// One route's shared state (empty for most kinds).
 #[derive(Debug, Default)]
@@ -54,8 +58,22 @@ impl SharedRate {
 /// Opens what each route needs: sink files (a torn last line is cut), files roots (a missing
 /// optional root is logged once and served as empty).
 pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
+    reopen(config, &[])
+}
+
+/// What each route of a reloaded `config` needs: the state of a route of `before` (earlier
+/// configurations with their states, the latest first) with the same path and resources is
+/// kept, an upload directory open in one of them is shared, and the rest is opened.
+pub fn reopen(
+    config: &ServerConfig,
+    before: &[(&ServerConfig, &RouteStates)],
+) -> Result<RouteStates, EngineError> {
     let mut states = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
+        if let Some(kept) = kept_state(route, before) {
+            states.push(kept);
+            continue;
+        }
         let mut state = RouteState::default();
         if let Some(auth) = route.auth.as_ref().filter(|auth| !auth.cache.is_zero()) {
             state.auth_cache = Some(AuthCache::new(auth.cache));
@@ -90,6 +108,9 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
                 let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
                 state.global_bandwidth = SharedRate::new(rate, burst);
             }
+            RouteKind::Upload(upload) if let Some(dir) = open_upload_dir(&upload.dir, before) => {
+                state.upload = Some(dir);
+            }
             RouteKind::Upload(upload) => {
                 let (dir, removed) = UploadDir::open(&upload.dir).map_err(|e| {
                     EngineError::Io(std::io::Error::new(
@@ -112,7 +133,75 @@ pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
             }
             _ => {}
         }
-        states.push(state);
+        states.push(Arc::new(state));
     }
     Ok(states.into())
+}
+
+/// The state a route of an earlier configuration had, when it had the same path, kind,
+/// bandwidth and auth hook (so the same files, writer, budget and cache).
+fn kept_state(route: &Route, before: &[(&ServerConfig, &RouteStates)]) -> Option<Arc<RouteState>> {
+    let (config, states) = before.first()?;
+    let index = config.routes.iter().position(|old| {
+        old.path == route.path
+            && old.kind == route.kind
+            && old.auth == route.auth
+            && old.limits.bandwidth == route.limits.bandwidth
+    })?;
+    states.get(index).cloned()
+}
+
+/// An upload directory at `path` one of the earlier configurations opened.
+fn open_upload_dir(
+    path: &Path,
+    before: &[(&ServerConfig, &RouteStates)],
+) -> Option<Arc<UploadDir>> {
+    before.iter().find_map(|(_, states)| {
+        states
+            .iter()
+            .filter_map(|state| state.upload.as_ref())
+            .find(|dir| dir.path() == path)
+            .cloned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::config::{FilesConfig, UploadConfig};
+
+    #[test]
+    fn a_reload_keeps_unchanged_states_and_shares_open_upload_directories() {
+        let dir = std::env::temp_dir().join(format!("ringstream-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let upload = || RouteKind::Upload(Box::new(UploadConfig::new(dir.clone())));
+        let files = || RouteKind::Files(Box::new(FilesConfig::new(dir.clone())));
+        let mut first = ServerConfig::new(([127, 0, 0, 1], 0).into());
+        first = first.route("/files/", files()).route("/up/", upload());
+        let before = open(&first).unwrap();
+        // An upload in progress has its temporary file in the directory.
+        let temp = dir.join(".ringstream-upload-1.part");
+        std::fs::write(&temp, b"half").unwrap();
+
+        let mut next = ServerConfig::new(([127, 0, 0, 1], 0).into());
+        next = next.route("/files/", files()).route("/other-up/", upload());
+        next.routes[0].limits.bandwidth.global = 1000;
+        let third = next.clone().route("/more-files/", files());
+        let after = reopen(&next, &[(&first, &before)]).unwrap();
+        assert!(
+            !Arc::ptr_eq(&after[0], &before[0]),
+            "a new global bandwidth is a new budget"
+        );
+        let before_dir = before[1].upload.as_ref().unwrap();
+        assert!(Arc::ptr_eq(after[1].upload.as_ref().unwrap(), before_dir));
+        assert!(temp.exists(), "the upload in progress keeps its file");
+        let again = reopen(&third, &[(&next, &after)]).unwrap();
+        assert!(
+            Arc::ptr_eq(&again[0], &after[0]),
+            "unchanged: the same state"
+        );
+        assert!(Arc::ptr_eq(&again[1], &after[1]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,5 +1,10 @@
 //! What every connection on one worker shares: routes, limits, the date cache, the registry of
 //! open connections and whether the server is draining.
+//!
+//! A worker has one context per configuration generation ([`crate::server::generation`]): a
+//! reload gives it a new one for the connections it accepts from then on, sharing the
+//! registry, the drain flag, the topics and the access log batch with the one before, which
+//! lives on while connections that started with it do.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,12 +21,26 @@ use crate::routes::broadcast::local::Delivery;
 use crate::routes::broadcast::{Hub, LocalTopics, Topic};
 use crate::routes::proxy::pool::UpstreamPools;
 use crate::routes::router::Router;
-use crate::routes::state::RouteStates;
+use crate::routes::state::{RouteState, RouteStates};
 use crate::server::access_log::{AccessLog, WorkerAccessLog};
 use crate::server::conn_count::ConnectionCounter;
 use crate::server::date_cache::DateCache;
-use crate::server::metrics::{Metrics, WorkerCounters};
+use crate::server::generation::Generation;
+use crate::server::metrics::{Metrics, Traffic, WorkerCounters};
 use crate::server::registry::ConnRegistry;
+use crate::server::route_traffic::RouteSlots;
+
+/// What a worker keeps across configurations.
+struct Worker {
+    registry: ConnRegistry,
+    draining: Rc<Cell<bool>>,
+    refusals_in_flight: Rc<Cell<usize>>,
+    topics: Rc<RefCell<LocalTopics>>,
+    access_log: Option<Rc<WorkerAccessLog>>,
+    connections: Arc<ConnectionCounter>,
+    metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
+}
 
 /// One worker's shared, single-threaded state.
 #[derive(Debug)]
@@ -39,9 +58,9 @@ pub struct WorkerContext {
     /// Open connections, for the drain.
     pub registry: ConnRegistry,
     /// Set when the drain starts: idle connections close, responses carry `Connection: close`.
-    pub draining: Cell<bool>,
+    pub draining: Rc<Cell<bool>>,
     /// Connections currently being refused at accept (bounded so a flood cannot pile them up).
-    pub refusals_in_flight: Cell<usize>,
+    pub refusals_in_flight: Rc<Cell<usize>>,
     /// Per-client admission and rules, shared by every worker.
     pub gate: Arc<ClientGate>,
     /// The server's counters.
@@ -59,39 +78,80 @@ pub struct WorkerContext {
     /// This worker's connections to the upstreams of proxy routes.
     pub upstreams: RefCell<UpstreamPools>,
     /// This worker's side of the access log, when it is on.
-    pub access_log: Option<WorkerAccessLog>,
+    pub access_log: Option<Rc<WorkerAccessLog>>,
+    /// The counters of this configuration's routes.
+    pub route_traffic: RouteSlots,
+    /// The configuration generation this context serves.
+    pub generation: u64,
+    /// Set when a reload replaced this context's configuration (its background tasks stop).
+    pub retired: Cell<bool>,
     /// This worker's index (its block of counters).
     index: usize,
 }
 
-/// What every worker shares, handed to each worker's context.
+/// What every worker shares whatever the configuration, handed to each worker's context.
 #[derive(Debug, Clone)]
 pub struct SharedState {
     /// The server-wide connection count.
     pub connections: Arc<ConnectionCounter>,
-    /// Per-client admission and rules.
-    pub gate: Arc<ClientGate>,
     /// The server's counters.
     pub metrics: Arc<Metrics>,
     /// Broadcast topics and every worker's inbox.
     pub hub: Arc<Hub>,
-    /// What routes share (sink files, files roots).
-    pub routes: RouteStates,
     /// The access log, when it is on.
     pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl WorkerContext {
-    /// Builds worker `index`'s context from the server configuration and what workers share.
-    pub fn new(config: &Arc<ServerConfig>, index: usize, shared: SharedState) -> Self {
+    /// Builds worker `index`'s first context, for `generation`, with what workers share.
+    pub fn new(generation: &Generation, index: usize, shared: SharedState) -> Self {
         let SharedState {
             connections,
-            gate,
             metrics,
             hub,
-            routes,
             access_log,
         } = shared;
+        let registry = ConnRegistry::new(Arc::clone(connections.budget()));
+        Self::build(
+            generation,
+            index,
+            Worker {
+                registry,
+                draining: Rc::default(),
+                refusals_in_flight: Rc::default(),
+                topics: Rc::new(RefCell::new(LocalTopics::new(index))),
+                access_log: access_log.map(|log| Rc::new(WorkerAccessLog::new(log))),
+                connections,
+                metrics,
+                hub,
+            },
+        )
+    }
+
+    /// This worker's context for a reloaded `generation`: what the worker keeps (its
+    /// connections, the drain, its topic members, its access log batch, the counters) is
+    /// shared with this one; this one's upstream pools keep nothing idle from now on.
+    pub fn reloaded(&self, generation: &Generation) -> Self {
+        self.retired.set(true);
+        self.upstreams.borrow_mut().retire();
+        Self::build(
+            generation,
+            self.index,
+            Worker {
+                registry: self.registry.clone(),
+                draining: Rc::clone(&self.draining),
+                refusals_in_flight: Rc::clone(&self.refusals_in_flight),
+                topics: Rc::clone(&self.topics),
+                access_log: self.access_log.clone(),
+                connections: Arc::clone(&self.connections),
+                metrics: Arc::clone(&self.metrics),
+                hub: Arc::clone(&self.hub),
+            },
+        )
+    }
+
+    fn build(generation: &Generation, index: usize, worker: Worker) -> Self {
+        let config = &generation.config;
         let all = std::iter::once(&config.limits).chain(config.routes.iter().map(|r| &r.limits));
         let mut head_limits = HeadLimits {
             max_head_bytes: 0,
@@ -103,25 +163,50 @@ impl WorkerContext {
             head_limits.max_headers = head_limits.max_headers.max(limits.max_headers);
             head_limits.max_uri_bytes = head_limits.max_uri_bytes.max(limits.max_uri_bytes);
         }
+        let Worker {
+            registry,
+            draining,
+            refusals_in_flight,
+            topics,
+            access_log,
+            connections,
+            metrics,
+            hub,
+        } = worker;
         Self {
             router: Router::new(config.routes.clone()),
             limits: config.limits.clone(),
             head_limits,
             date: DateCache::new(),
-            registry: ConnRegistry::new(Arc::clone(connections.budget())),
-            draining: Cell::new(false),
-            refusals_in_flight: Cell::new(0),
+            registry,
+            draining,
+            refusals_in_flight,
             connections,
-            gate,
+            gate: Arc::clone(&generation.gate),
+            route_traffic: metrics
+                .routes()
+                .for_routes(config.routes.iter().map(|r| r.path.as_str())),
             metrics,
             config: Arc::clone(config),
             hub,
-            routes,
+            routes: Arc::clone(&generation.routes),
             upstreams: RefCell::default(),
-            access_log: access_log.map(WorkerAccessLog::new),
-            topics: Rc::new(RefCell::new(LocalTopics::new(index))),
+            access_log,
+            topics,
+            generation: generation.number,
+            retired: Cell::new(false),
             index,
         }
+    }
+
+    /// What route `index` shares with the other workers.
+    pub fn route_state(&self, index: usize) -> Option<&RouteState> {
+        self.routes.get(index).map(Arc::as_ref)
+    }
+
+    /// This worker's counters of route `index` (`None`: no route matched).
+    pub fn route_traffic(&self, index: Option<usize>) -> &Traffic {
+        self.route_traffic.get(index).worker(self.index)
     }
 
     /// This worker's index.

@@ -12,6 +12,7 @@ use std::time::Instant;
 use ringstream_limits::client_table::Rule;
 
 use crate::config::LimitMode;
+use crate::server::route_traffic::RouteCounters;
 
 /// A counter written by one thread only and read by any: `add` is a load and a store, which
 /// is exact as long as the single-writer rule holds.
@@ -70,7 +71,8 @@ pub struct TrafficTotals {
 }
 
 impl TrafficTotals {
-    fn add(&mut self, traffic: &Traffic) {
+    /// Adds one block's counts.
+    pub fn add(&mut self, traffic: &Traffic) {
         self.requests += traffic.requests.get();
         self.upgrades += traffic.upgrades.get();
         self.messages_in += traffic.messages_in.get();
@@ -80,7 +82,8 @@ impl TrafficTotals {
         self.dropped += traffic.dropped.get();
     }
 
-    fn merge(&mut self, other: &Self) {
+    /// Adds another sum.
+    pub fn merge(&mut self, other: &Self) {
         self.requests += other.requests;
         self.upgrades += other.upgrades;
         self.messages_in += other.messages_in;
@@ -153,8 +156,6 @@ impl<const N: usize> CodeCounters<N> {
 pub struct WorkerCounters {
     /// Connections accepted (refused ones included).
     pub accepted: LocalCounter,
-    /// Per route, in configuration order; the last entry counts requests no route matched.
-    pub routes: Box<[Traffic]>,
     /// Refusals per HTTP status ([`REFUSAL_STATUSES`]).
     pub refusals: CodeCounters<{ REFUSAL_STATUSES.len() }>,
     /// Server-sent WebSocket closes per code ([`CLOSE_CODES`]).
@@ -175,21 +176,14 @@ pub struct ProxyCounters {
 }
 
 impl WorkerCounters {
-    fn new(routes: usize) -> Self {
+    fn new() -> Self {
         Self {
             accepted: LocalCounter::default(),
-            routes: (0..=routes).map(|_| Traffic::default()).collect(),
             refusals: CodeCounters::new(&REFUSAL_STATUSES),
             closes: CodeCounters::new(&CLOSE_CODES),
             broadcast: BroadcastCounters::default(),
             proxy: ProxyCounters::default(),
         }
-    }
-
-    /// The counters of route `index` (`None`: no route matched).
-    pub fn route(&self, index: Option<usize>) -> &Traffic {
-        let unmatched = self.routes.len() - 1;
-        &self.routes[index.unwrap_or(unmatched).min(unmatched)]
     }
 }
 
@@ -197,20 +191,26 @@ impl WorkerCounters {
 #[derive(Debug)]
 pub struct Metrics {
     workers: Box<[WorkerCounters]>,
+    /// Every route's traffic, by path.
+    routes: RouteCounters,
     /// Per rule: [enforced, shadow].
     violations: [[AtomicU64; 2]; Rule::ALL.len()],
     /// Violation log lines left out by the log's own rate limit.
     pub suppressed_logs: AtomicU64,
+    /// Configuration reloads: [taken, refused].
+    reloads: [AtomicU64; 2],
     started: Instant,
 }
 
 impl Metrics {
-    /// Counters for `workers` workers serving `routes` routes.
-    pub fn new(workers: usize, routes: usize) -> Self {
+    /// Counters for `workers` workers.
+    pub fn new(workers: usize) -> Self {
         Self {
-            workers: (0..workers).map(|_| WorkerCounters::new(routes)).collect(),
+            workers: (0..workers).map(|_| WorkerCounters::new()).collect(),
+            routes: RouteCounters::new(workers),
             violations: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
             suppressed_logs: AtomicU64::new(0),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             started: Instant::now(),
         }
     }
@@ -240,23 +240,14 @@ impl Metrics {
         self.workers.iter().map(|w| w.accepted.get()).sum()
     }
 
-    /// Route `index`'s totals over all workers (`None`: requests no route matched).
-    pub fn route_totals(&self, index: Option<usize>) -> TrafficTotals {
-        let mut totals = TrafficTotals::default();
-        for worker in self.workers.iter() {
-            totals.add(worker.route(index));
-        }
-        totals
+    /// Every route's counters, by path.
+    pub fn routes(&self) -> &RouteCounters {
+        &self.routes
     }
 
-    /// Totals over every route and worker.
+    /// Totals over every route (every route the server has had) and worker.
     pub fn totals(&self) -> TrafficTotals {
-        let routes = self.workers.first().map_or(0, |w| w.routes.len());
-        let mut totals = TrafficTotals::default();
-        for index in 0..routes {
-            totals.merge(&self.route_totals(Some(index)));
-        }
-        totals
+        self.routes.totals()
     }
 
     /// Refusals per HTTP status over all workers, in [`REFUSAL_STATUSES`] order.
@@ -294,6 +285,19 @@ impl Metrics {
             })
     }
 
+    /// Counts a reload that took over (`true`) or was refused.
+    pub fn count_reload(&self, taken: bool) {
+        self.reloads[usize::from(!taken)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads so far: (taken, refused).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
+    }
+
     /// Seconds since the server started.
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -319,13 +323,14 @@ mod tests {
 
     #[test]
     fn workers_count_apart_and_readers_sum() {
-        let metrics = Metrics::new(2, 1);
-        metrics.worker(0).route(Some(0)).messages_in.add(3);
-        metrics.worker(1).route(Some(0)).messages_in.add(4);
-        metrics.worker(1).route(None).requests.add(1);
+        let metrics = Metrics::new(2);
+        let routes = metrics.routes().for_routes(["/a"]);
+        routes.get(Some(0)).worker(0).messages_in.add(3);
+        routes.get(Some(0)).worker(1).messages_in.add(4);
+        routes.get(None).worker(1).requests.add(1);
         metrics.worker(0).accepted.add(2);
-        assert_eq!(metrics.route_totals(Some(0)).messages_in, 7);
-        assert_eq!(metrics.route_totals(None).requests, 1);
+        assert_eq!(routes.get(Some(0)).totals().messages_in, 7);
+        assert_eq!(routes.get(None).totals().requests, 1);
         assert_eq!(metrics.totals().messages_in, 7);
         assert_eq!(metrics.totals().requests, 1);
         assert_eq!(metrics.accepted(), 2);
@@ -337,7 +342,7 @@ mod tests {
 
     #[test]
     fn refusals_and_closes_are_counted_per_code() {
-        let metrics = Metrics::new(2, 0);
+        let metrics = Metrics::new(2);
         metrics.worker(0).refusals.count(431);
         metrics.worker(1).refusals.count(431);
         metrics.worker(1).refusals.count(404);

@@ -1,5 +1,5 @@
 //! The server core: what runs connections, whatever their route. Start-up and the signal
-//! loop, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
+//! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
 //! named, with `runtime` and `driver`), each worker's connection registry (deadlines and the
 //! drain), the clocks, the worker context and the counters.
@@ -15,10 +15,13 @@ pub mod cpus;
 pub mod date_cache;
 pub mod drain;
 pub mod driver;
+pub mod generation;
 pub mod listener;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 pub mod rlimit;
+pub mod route_traffic;
 pub mod runtime;
 pub mod signals;
 pub mod start;
@@ -26,4 +29,4 @@ pub mod transport;
 pub mod upstream;
 pub mod worker;
 
-pub use start::{Server, run};
+pub use start::{Server, run, run_reloadable};

@@ -1,5 +1,5 @@
-//! Termination signals (SIGTERM, SIGINT), and SIGUSR1 (reopen the access log), taken
-//! synchronously by the thread that runs the server.
+//! Termination signals (SIGTERM, SIGINT), SIGHUP (reload the configuration) and SIGUSR1
+//! (reopen the access log), taken synchronously by the thread that runs the server.
 //!
 //! The signals are blocked before any worker starts, so every thread inherits the mask and
 //! only the waiting thread ever receives them: no async-signal-safety concerns, no handler.
@@ -14,7 +14,7 @@ pub struct TerminationSignals {
 }
 
 impl TerminationSignals {
-    /// Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread (and so in threads it starts
+    /// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 in the calling thread (and so in threads it starts
     /// later).
     pub fn block() -> io::Result<Self> {
         // SAFETY: all-zero is a valid `sigset_t` for `sigemptyset` to initialise.
@@ -25,6 +25,7 @@ impl TerminationSignals {
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
         };
         if rc != 0 {

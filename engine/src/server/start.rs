@@ -1,8 +1,8 @@
 //! Starting the workers, and running the server until a signal drains it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,8 +16,10 @@ use crate::server::conn_count::ConnectionCounter;
 use crate::server::cpus::allowed_cpus;
 use crate::server::drain::DrainSignal;
 use crate::server::driver::{self, ChosenDriver};
+use crate::server::generation::{Generation, Generations};
 use crate::server::listener::bind_reuseport;
 use crate::server::metrics::Metrics;
+use crate::server::reload::{self, ReloadSource};
 use crate::server::rlimit::raise_nofile;
 use crate::server::signals::TerminationSignals;
 use crate::server::worker::{self, WorkerSpec};
@@ -32,8 +34,12 @@ pub struct Server {
     driver: ChosenDriver,
     workers: Vec<JoinHandle<()>>,
     drain: Arc<DrainSignal>,
-    /// What routes share (sink files are flushed once the workers are done).
-    routes: RouteStates,
+    /// The configuration new connections get, and its replacements.
+    generations: Arc<Generations>,
+    /// What the routes of every generation share (sink files are flushed once the workers
+    /// are done), the latest last.
+    routes: Mutex<Vec<RouteStates>>,
+    metrics: Arc<Metrics>,
     /// The access log, written out once the workers are done.
     access_log: Option<Arc<AccessLog>>,
 }
@@ -62,10 +68,16 @@ impl Server {
             config.connection_limits.max_connections,
             config.connection_limits.max_buffered_bytes,
         );
-        let metrics = Arc::new(Metrics::new(count, config.routes.len()));
+        let metrics = Arc::new(Metrics::new(count));
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let hub = Arc::new(Hub::new(count));
         let routes = state::open(&config)?;
+        let generations = Arc::new(Generations::new(Generation {
+            number: 0,
+            config: Arc::clone(&config),
+            routes: Arc::clone(&routes),
+            gate,
+        }));
         let access_log = match &config.access_log {
             Some(log) => Some(Arc::new(AccessLog::open(log).map_err(EngineError::Io)?)),
             None => None,
@@ -77,7 +89,9 @@ impl Server {
             driver,
             workers: Vec::with_capacity(count),
             drain,
-            routes,
+            generations,
+            routes: Mutex::new(vec![routes]),
+            metrics: Arc::clone(&metrics),
             access_log,
         };
         for (index, listener) in listeners.into_iter().enumerate() {
@@ -86,12 +100,10 @@ impl Server {
                 core: Some(cpus[index % cpus.len()]),
                 listener,
                 driver,
-                config: Arc::clone(&config),
+                generations: Arc::clone(&server.generations),
                 counter: Arc::clone(&counter),
-                gate: Arc::clone(&gate),
                 metrics: Arc::clone(&metrics),
                 hub: Arc::clone(&hub),
-                routes: Arc::clone(&server.routes),
                 drain: Arc::clone(&server.drain),
                 access_log: server.access_log.clone(),
             };
@@ -148,6 +160,33 @@ impl Server {
         }
     }
 
+    /// Replaces the configuration with `next` for the connections accepted from now on (open
+    /// ones keep theirs): routes, limits, file roots, tokens, upstreams and auth settings.
+    /// Keys that need a restart keep their running values and are named in the answer.
+    /// A route state that cannot be opened (a missing root, an unwritable sink file) refuses
+    /// the whole reload and changes nothing.
+    pub fn reload(&self, mut next: ServerConfig) -> Result<Vec<&'static str>, EngineError> {
+        let current = self.generations.current();
+        limit_connections_to_fds(&mut next);
+        let kept = reload::keep_restart_keys(&current.config, &mut next);
+        let mut all = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let routes = state::reopen(&next, &[(&current.config, &current.routes)])?;
+        let gate = Arc::new(current.gate.reloaded(&next));
+        all.push(Arc::clone(&routes));
+        self.generations.publish(Generation {
+            number: current.number + 1,
+            config: Arc::new(next),
+            routes,
+            gate,
+        });
+        Ok(kept)
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Whether every worker has finished.
     pub fn is_finished(&self) -> bool {
         self.workers.iter().all(JoinHandle::is_finished)
@@ -165,7 +204,12 @@ impl Server {
             }
         }
         // Every line the workers queued reaches the file before the process exits.
-        for sink in self.routes.iter().filter_map(|r| r.sink.as_ref()) {
+        let generations = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        for sink in generations
+            .iter()
+            .flat_map(|routes| routes.iter())
+            .filter_map(|r| r.sink.as_ref())
+        {
             sink.shutdown();
         }
         if let Some(log) = &self.access_log {
@@ -183,9 +227,22 @@ impl Server {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.
-/// SIGUSR1 reopens the access log.
+/// SIGUSR1 reopens the access log. A server run this way has no configuration to read again:
+/// SIGHUP is logged and ignored (see [`run_reloadable`]).
 /// `on_ready` is called with the bound address once every worker accepts connections.
 pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), EngineError> {
+    run_reloadable(config, on_ready, &mut || {
+        Err("this server was given its configuration in code: nothing to read again".into())
+    })
+}
+
+/// [`run`], and SIGHUP reloads: `source` reads the configuration again
+/// ([`crate::server::reload`]).
+pub fn run_reloadable(
+    config: ServerConfig,
+    on_ready: impl FnOnce(SocketAddr),
+    source: &mut ReloadSource<'_>,
+) -> Result<(), EngineError> {
     let signals = TerminationSignals::block()?;
     let server = Server::start(config)?;
     on_ready(server.local_addr());
@@ -194,6 +251,10 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         if let Some(signo) = signals.wait(poll) {
             if signo == libc::SIGUSR1 {
                 server.reopen_logs();
+                continue;
+            }
+            if signo == libc::SIGHUP {
+                reload::reload(&server, source);
                 continue;
             }
             tracing::info!(
@@ -208,6 +269,10 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         if let Some(signo) = signals.wait(poll) {
             if signo == libc::SIGUSR1 {
                 server.reopen_logs();
+                continue;
+            }
+            if signo == libc::SIGHUP {
+                tracing::warn!("reload ignored: the server is draining");
                 continue;
             }
             tracing::warn!(

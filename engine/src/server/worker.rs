@@ -14,17 +14,16 @@ use futures_util::future::{Either, select};
 use ringstream_limits::client_table::Rule;
 
 use crate::config::LimitMode;
-use crate::config::ServerConfig;
 use crate::conn::http;
 use crate::error::EngineError;
 use crate::protections::gate::{Admission, ClientGate, ClientSlot, Refusal};
 use crate::routes::broadcast::Hub;
-use crate::routes::state::RouteStates;
 use crate::server::access_log::{AccessLog, FLUSH_INTERVAL};
 use crate::server::conn_count::{ConnSlot, ConnectionCounter};
 use crate::server::context::{SharedState, WorkerContext};
 use crate::server::drain::DrainSignal;
 use crate::server::driver::{ChosenDriver, build_runtime};
+use crate::server::generation::Generations;
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
 use crate::server::runtime::{TcpAcceptor, sleep, spawn_detached};
@@ -55,18 +54,14 @@ pub struct WorkerSpec {
     pub listener: std::net::TcpListener,
     /// The driver chosen at start-up.
     pub driver: ChosenDriver,
-    /// The configuration.
-    pub config: Arc<ServerConfig>,
+    /// The configuration, and its replacements on reload.
+    pub generations: Arc<Generations>,
     /// The server-wide connection count.
     pub counter: Arc<ConnectionCounter>,
-    /// Per-client admission and rules, shared by every worker.
-    pub gate: Arc<ClientGate>,
     /// The server's counters.
     pub metrics: Arc<Metrics>,
     /// Broadcast topics and every worker's inbox.
     pub hub: Arc<Hub>,
-    /// What routes share (sink files, files roots).
-    pub routes: RouteStates,
     /// Set when the server starts draining.
     pub drain: Arc<DrainSignal>,
     /// The access log, when it is on.
@@ -107,13 +102,12 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         };
         let shared = SharedState {
             connections: Arc::clone(&spec.counter),
-            gate: Arc::clone(&spec.gate),
             metrics: Arc::clone(&spec.metrics),
             hub: Arc::clone(&spec.hub),
-            routes: Arc::clone(&spec.routes),
             access_log: spec.access_log.clone(),
         };
-        let ctx = Rc::new(WorkerContext::new(&spec.config, index, shared));
+        let first = spec.generations.current();
+        let ctx = Rc::new(WorkerContext::new(&first, index, shared));
         spawn_detached(sweep_forever(ctx.registry.clone()));
         spawn_detached(deliver_posts(Rc::clone(&ctx)));
         if ctx.access_log.is_some() {
@@ -121,32 +115,49 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         }
         crate::routes::proxy::health::spawn_checks(&ctx);
         if index == 0 {
-            spawn_detached(sweep_clients(Arc::clone(&spec.gate)));
+            // The clients, their table and the loopback watch are every generation's.
+            spawn_detached(sweep_clients(Arc::clone(&first.gate)));
         }
+        drop(first);
         let _ = ready.send(Ok(()));
         tracing::debug!(worker = index, core = ?spec.core, "accepting");
-        accept_until_drain(&acceptor, &ctx, &spec.counter, &spec.drain).await;
+        let ctx = accept_until_drain(
+            &acceptor,
+            ctx,
+            &spec.generations,
+            &spec.counter,
+            &spec.drain,
+        )
+        .await;
         drop(acceptor);
-        drain(&ctx, spec.config.drain_timeout, index).await;
+        let drain_timeout = ctx.config.drain_timeout;
+        drain(&ctx, drain_timeout, index).await;
         if let Some(log) = &ctx.access_log {
             log.flush();
         }
     });
 }
 
+/// Accepts connections until the drain starts; returns the context of the latest
+/// configuration.
 async fn accept_until_drain(
     acceptor: &TcpAcceptor,
-    ctx: &Rc<WorkerContext>,
+    mut ctx: Rc<WorkerContext>,
+    generations: &Generations,
     counter: &Arc<ConnectionCounter>,
     drain: &DrainSignal,
-) {
+) -> Rc<WorkerContext> {
     let mut drain_started = pin!(drain.wait());
     let mut last_fd_warning: Option<Instant> = None;
     loop {
         let accepted = match select(pin!(acceptor.accept()), drain_started.as_mut()).await {
             Either::Left((accepted, _)) => accepted,
-            Either::Right(((), _)) => return,
+            Either::Right(((), _)) => return ctx,
         };
+        if generations.number() != ctx.generation {
+            ctx = take_up(&ctx, generations);
+        }
+        let ctx = &ctx;
         let (transport, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) if is_fd_exhaustion(&e) => {
@@ -185,6 +196,20 @@ async fn accept_until_drain(
         };
         serve(transport, ctx, conn_slot, client);
     }
+}
+
+/// This worker's context for the configuration a reload published: the connections accepted
+/// from now on get it; the open ones keep theirs.
+fn take_up(ctx: &Rc<WorkerContext>, generations: &Generations) -> Rc<WorkerContext> {
+    let generation = generations.current();
+    let next = Rc::new(ctx.reloaded(&generation));
+    crate::routes::proxy::health::spawn_checks(&next);
+    tracing::debug!(
+        worker = ctx.index(),
+        generation = generation.number,
+        "worker took up the reloaded configuration"
+    );
+    next
 }
 
 /// 503 + `Retry-After` for a connection past `max_connections`.

@@ -268,7 +268,7 @@ impl<T: Transport> Connection<T> {
             if let Some(admission) = request.admission.take() {
                 self.client = Some(admission.map_err(|refusal| Stop::Limited(refusal, None))?);
             }
-            ctx.counters().route(request.route).requests.add(1);
+            ctx.route_traffic(request.route).requests.add(1);
             // A client the auth hook names is held to its rates once the answer named it.
             let mut rate_headers = None;
             if request.named_by_auth.is_none() {
@@ -435,7 +435,7 @@ impl<T: Transport> Connection<T> {
             })
             .map_err(|_| Stop::Close)?;
         self.flush().await?;
-        ctx.counters().route(Some(route)).upgrades.add(1);
+        ctx.route_traffic(Some(route)).upgrades.add(1);
         Ok(Next::WebSocket(route, attachment))
     }
 }

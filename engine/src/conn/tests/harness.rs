@@ -17,6 +17,7 @@ use crate::routes::state;
 use crate::server::conn_count::ConnectionCounter;
 use crate::server::context::{SharedState, WorkerContext};
 use crate::server::driver::{ChosenDriver, build_runtime};
+use crate::server::generation::Generation;
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
 use crate::server::runtime::{spawn_detached, timeout};
@@ -90,7 +91,7 @@ where
     let runtime = build_runtime(ChosenDriver::Poll, None).unwrap();
     runtime.block_on(async move {
         let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::new(1, config.routes.len()));
+        let metrics = Arc::new(Metrics::new(1));
         let counter = ConnectionCounter::new(
             config.connection_limits.max_connections,
             config.connection_limits.max_buffered_bytes,
@@ -98,13 +99,17 @@ where
         let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
         let shared = SharedState {
             connections: Arc::clone(&counter),
-            gate: Arc::clone(&gate),
             metrics: Arc::clone(&metrics),
             hub: Arc::new(Hub::new(1)),
-            routes: state::open(&config).unwrap(),
             access_log: None,
         };
-        let ctx = Rc::new(WorkerContext::new(&config, 0, shared));
+        let generation = Generation {
+            number: 0,
+            routes: state::open(&config).unwrap(),
+            gate: Arc::clone(&gate),
+            config: Arc::clone(&config),
+        };
+        let ctx = Rc::new(WorkerContext::new(&generation, 0, shared));
         // As a worker does: one sweeper wakes the connections whose deadline passed.
         spawn_detached(sweep_forever(ctx.registry.clone()));
         let (io, end) = memory::pair();

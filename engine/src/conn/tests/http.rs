@@ -102,7 +102,7 @@ fn a_chunked_body_split_at_every_offset_is_read_whole() {
         let served = serve(config(|_| {}), script(chunks, Then::Eof));
         // The request after the body is read from where the body ended.
         assert_eq!(served.output(), format!("{PUBLISHED}{HEALTH}"));
-        let publish = served.metrics.route_totals(Some(1));
+        let publish = served.metrics.routes().totals_of("/publish");
         assert_eq!((publish.messages_in, publish.bytes_in), (1, 13));
     }
 }

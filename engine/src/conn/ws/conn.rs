@@ -118,7 +118,7 @@ pub fn serve<T: Transport>(
             .or_else(|| stream.io().peer_addr().ok().map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     };
-    let role = Role::start(route, ctx.routes.get(route_index), attachment, peer);
+    let role = Role::start(route, ctx.route_state(route_index), attachment, peer);
     let mut conn = WsConnection {
         stream,
         session: Session::new(SessionLimits {
@@ -209,7 +209,7 @@ impl<T: Transport> WsConnection<T> {
             End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
             End::Gone => close_code::ABNORMAL,
         };
-        self.role.finish(ctx.routes.get(self.route_index), code);
+        self.role.finish(ctx.route_state(self.route_index), code);
         // Who ended the session, for its access log line.
         let end_side = match &end {
             End::Close(code, _) | End::Fail(code, _) => Some((ClosedBy::Server, Some(*code))),
@@ -300,7 +300,7 @@ impl<T: Transport> WsConnection<T> {
             buf.drain(..pos);
             pos = 0;
             if !matches!(self.role, Role::Echo) {
-                let state = self.ctx.routes.get(self.route_index);
+                let state = self.ctx.route_state(self.route_index);
                 self.role.hand_over(state);
                 if !self.role.has_room(state) {
                     // Boxed: sink and handler states stay out of the future every echo

@@ -276,7 +276,7 @@ impl<T: Transport> Tunnel<'_, T> {
             }
             let frame = passed.consumed..passed.consumed + len;
             passed.consumed += len;
-            let traffic = self.ctx.counters().route(Some(self.route_index));
+            let traffic = self.ctx.route_traffic(Some(self.route_index));
             traffic.messages_in.add(1);
             traffic.bytes_in.add(len as u64);
             if let Some(log) = &self.log {
@@ -369,7 +369,7 @@ impl<T: Transport> Tunnel<'_, T> {
     /// Writes `bytes` to the client within `send_timeout`; gives the buffer back.
     async fn to_client(&self, bytes: Vec<u8>) -> Option<Vec<u8>> {
         let deadline = Instant::now() + self.route.limits.send_timeout;
-        let traffic = self.ctx.counters().route(Some(self.route_index));
+        let traffic = self.ctx.route_traffic(Some(self.route_index));
         traffic.bytes_out.add(bytes.len() as u64);
         match self
             .stream

@@ -18,6 +18,7 @@
 //! `refusal` (what a refused client gets, with its `Retry-After`).
 
 mod admission;
+mod buckets;
 mod frames;
 mod refusal;
 mod requests;
@@ -42,17 +43,21 @@ pub use admission::{Admission, ClientSlot};
 pub use refusal::Refusal;
 pub use requests::{RateHeaders, RequestCheck};
 
+use buckets::{BucketNumbers, BucketRule};
 use requests::RequestQuota;
 
 /// Clients unseen for this long are forgotten (unless their bans or quotas need longer).
 const MIN_CLIENT_MEMORY: Duration = Duration::from_secs(120);
 
-/// The server's per-client admission and rules.
+/// The server's per-client admission and rules. A reloaded configuration gets a gate of its
+/// own ([`ClientGate::reloaded`]) that shares the clients (their counts, rates and bans), the
+/// bucket numbering and the violation log's budget with the one before.
 #[derive(Debug)]
 pub struct ClientGate {
     limits: ClientLimits,
     identity: ClientIdentity,
-    table: ClientTable,
+    table: Arc<ClientTable>,
+    buckets: Arc<BucketNumbers>,
     connections: ConnectionPolicy,
     bans: Option<BanPolicy>,
     /// Per route, then one for requests no route matched.
@@ -62,26 +67,82 @@ pub struct ClientGate {
     /// Per route: a files route's `client_bandwidth` budget, with its bucket.
     bandwidth: Box<[Option<(usize, Gcra)>]>,
     metrics: Arc<Metrics>,
-    log_budget: AtomicGcraState,
+    log_budget: Arc<AtomicGcraState>,
     log_quota: Option<Gcra>,
-    loopback: LoopbackWatch,
+    loopback: Arc<LoopbackWatch>,
 }
 
 impl ClientGate {
     /// The gate for `config`, counting into `metrics`.
     pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Self {
+        let limits = &config.clients;
+        let memory = MIN_CLIENT_MEMORY
+            .max(limits.ban_window)
+            .max(limits.ban_duration);
+        let buckets = Arc::new(BucketNumbers::default());
+        // Numbered first, so that these budgets sit in a client's inline buckets.
+        for rule in [
+            BucketRule::ServerRequests,
+            BucketRule::Messages,
+            BucketRule::Bytes,
+        ] {
+            buckets.number(rule);
+        }
+        let table = Arc::new(ClientTable::new(
+            limits.max_tracked_clients,
+            nanos(memory),
+            buckets.count(),
+        ));
+        let loopback = Arc::new(LoopbackWatch::new(
+            limits.trusted_proxies.is_empty(),
+            limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
+                || limits
+                    .exempt
+                    .contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        ));
+        Self::with_clients(
+            config,
+            metrics,
+            table,
+            buckets,
+            Arc::new(AtomicGcraState::default()),
+            loopback,
+        )
+    }
+
+    /// The gate of a reloaded `config`: the clients (their connection counts, rates and
+    /// bans), the bucket numbering, the counters and the violation log's budget carry over.
+    /// `max_tracked_clients` and how long idle clients are remembered stay as they were.
+    pub fn reloaded(&self, config: &ServerConfig) -> Self {
+        Self::with_clients(
+            config,
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.table),
+            Arc::clone(&self.buckets),
+            Arc::clone(&self.log_budget),
+            Arc::clone(&self.loopback),
+        )
+    }
+
+    fn with_clients(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        table: Arc<ClientTable>,
+        buckets: Arc<BucketNumbers>,
+        log_budget: Arc<AtomicGcraState>,
+        loopback: Arc<LoopbackWatch>,
+    ) -> Self {
         let limits = config.clients.clone();
         let minute = Duration::from_secs(60);
-        let (requests, next_bucket) = requests::request_quotas(config);
+        let requests = requests::request_quotas(config, &buckets);
         let messages = Gcra::new(limits.client_messages_per_minute, minute, {
             limits.client_messages_per_minute
         })
-        .map(|q| (next_bucket, q));
+        .map(|q| (buckets.number(BucketRule::Messages), q));
         let bytes = Gcra::new(limits.client_bytes_per_minute, minute, {
             limits.client_bytes_per_minute
         })
-        .map(|q| (next_bucket + 1, q));
-        let mut buckets = next_bucket + 2;
+        .map(|q| (buckets.number(BucketRule::Bytes), q));
         let bandwidth: Box<[Option<(usize, Gcra)>]> = config
             .routes
             .iter()
@@ -92,18 +153,18 @@ impl ClientGate {
                 let rate = route.limits.bandwidth.per_client;
                 let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
                 let quota = Gcra::new(rate, Duration::from_secs(1), burst)?;
-                buckets += 1;
-                Some((buckets - 1, quota))
+                Some((
+                    buckets.number(BucketRule::Bandwidth(route.path.clone())),
+                    quota,
+                ))
             })
             .collect();
+        table.reserve_buckets(buckets.count());
         let bans = (limits.ban_after_violations > 0).then(|| BanPolicy {
             after_violations: limits.ban_after_violations,
             window_ns: nanos(limits.ban_window),
             duration_ns: nanos(limits.ban_duration),
         });
-        let memory = MIN_CLIENT_MEMORY
-            .max(limits.ban_window)
-            .max(limits.ban_duration);
         Self {
             identity: ClientIdentity::new(
                 limits.client_id.clone(),
@@ -111,7 +172,8 @@ impl ClientGate {
                 limits.forwarded_header,
                 limits.ipv6_prefix,
             ),
-            table: ClientTable::new(limits.max_tracked_clients, nanos(memory), buckets),
+            table,
+            buckets,
             connections: ConnectionPolicy {
                 max_concurrent: limits.max_concurrent_connections,
                 rate: Gcra::new(
@@ -127,15 +189,9 @@ impl ClientGate {
             bytes,
             bandwidth,
             metrics,
-            log_budget: AtomicGcraState::default(),
+            log_budget,
             log_quota: violations::log_quota(),
-            loopback: LoopbackWatch::new(
-                limits.trusted_proxies.is_empty(),
-                limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
-                    || limits
-                        .exempt
-                        .contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-            ),
+            loopback,
             limits,
         }
     }

@@ -9,12 +9,10 @@ use ringstream_limits::gcra::{Decision, Gcra};
 
 use super::ClientGate;
 use super::admission::ClientSlot;
+use super::buckets::{BucketNumbers, BucketRule};
 use super::refusal::{Refusal, whole_seconds};
 use crate::config::{LimitMode, RequestRate, ServerConfig};
 
-/// Rate buckets of a client: the server-wide request budget, one per route with its own
-/// quota, and the WebSocket message and byte budgets.
-const SERVER_REQUESTS_BUCKET: usize = 0;
 /// The window of `rate_limit_requests` and the `w` of its `RateLimit-Policy`.
 const REQUEST_WINDOW: Duration = Duration::from_secs(60);
 
@@ -53,7 +51,10 @@ pub enum RequestCheck {
 /// The request quotas of `config`, one per route then one for requests no route matched, and
 /// the first bucket they leave free. A route that inherits the server-wide quota shares its
 /// bucket; a route with its own quota gets a bucket of its own.
-pub(super) fn request_quotas(config: &ServerConfig) -> (Box<[Option<RequestQuota>]>, usize) {
+pub(super) fn request_quotas(
+    config: &ServerConfig,
+    numbers: &BucketNumbers,
+) -> Box<[Option<RequestQuota>]> {
     let quota = |rate: &RequestRate| {
         let at_once = if rate.burst > 0 {
             rate.burst
@@ -66,9 +67,9 @@ pub(super) fn request_quotas(config: &ServerConfig) -> (Box<[Option<RequestQuota
             u64::from(at_once),
         )
     };
-    let mut next_bucket = SERVER_REQUESTS_BUCKET + 1;
+    let server_bucket = numbers.number(BucketRule::ServerRequests);
     let server_quota = quota(&config.limits.request_rate).map(|q| RequestQuota {
-        bucket: SERVER_REQUESTS_BUCKET,
+        bucket: server_bucket,
         quota: q,
         rate: config.limits.request_rate,
         mode: config.limits.mode,
@@ -77,10 +78,9 @@ pub(super) fn request_quotas(config: &ServerConfig) -> (Box<[Option<RequestQuota
     for route in &config.routes {
         let rate = route.limits.request_rate;
         let bucket = if rate.own_budget {
-            next_bucket += 1;
-            next_bucket - 1
+            numbers.number(BucketRule::RouteRequests(route.path.clone()))
         } else {
-            SERVER_REQUESTS_BUCKET
+            server_bucket
         };
         requests.push(quota(&rate).map(|q| RequestQuota {
             bucket,
@@ -90,7 +90,7 @@ pub(super) fn request_quotas(config: &ServerConfig) -> (Box<[Option<RequestQuota
         }));
     }
     requests.push(server_quota);
-    (requests.into_boxed_slice(), next_bucket)
+    requests.into_boxed_slice()
 }
 
 impl ClientGate {

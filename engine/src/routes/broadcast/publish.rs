@@ -86,7 +86,7 @@ pub fn deliver(
         }
         None => (0, 0),
     };
-    let traffic = ctx.counters().route(Some(route_index));
+    let traffic = ctx.route_traffic(Some(route_index));
     traffic.messages_in.add(1);
     traffic.bytes_in.add(body.len() as u64);
     Ok(Published {

@@ -56,7 +56,7 @@ pub async fn answer<T: Transport>(
     let ctx = exchange.ctx;
     let route = &ctx.router.routes()[exchange.route_index];
     let (crate::config::RouteKind::Files(files), Some(state)) =
-        (&route.kind, ctx.routes.get(exchange.route_index))
+        (&route.kind, ctx.route_state(exchange.route_index))
     else {
         return Ok(out);
     };
@@ -171,8 +171,7 @@ async fn stream<T: Transport>(
     if cork {
         exchange.io.set_cork(false);
     }
-    ctx.counters()
-        .route(Some(exchange.route_index))
+    ctx.route_traffic(Some(exchange.route_index))
         .bytes_out
         .add(sent);
     exchange.written.0 += sent;

@@ -86,7 +86,7 @@ fn stats_json(ctx: &WorkerContext) -> String {
         s,
         "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{}}},\
          \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},\
-         \"access_log\":{{\"dropped_lines\":{}}},",
+         \"access_log\":{{\"dropped_lines\":{}}},\"reloads\":{{\"ok\":{},\"failed\":{}}},",
         budget.used(),
         budget.limit(),
         budget.pauses(),
@@ -95,7 +95,9 @@ fn stats_json(ctx: &WorkerContext) -> String {
         ctx.access_log
             .as_ref()
             .map_or(0, |log| log.log().dropped_lines()
-                + log.log().failed_lines())
+                + log.log().failed_lines()),
+        metrics.reloads().0,
+        metrics.reloads().1
     );
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());
@@ -133,10 +135,10 @@ fn stats_json(ctx: &WorkerContext) -> String {
         if i > 0 {
             s.push(',');
         }
-        route_json(&mut s, route, &metrics.route_totals(Some(i)));
+        route_json(&mut s, route, &ctx.route_traffic.get(Some(i)).totals());
     }
     s.push_str("],\"unrouted\":");
-    traffic_json(&mut s, &metrics.route_totals(None));
+    traffic_json(&mut s, &ctx.route_traffic.get(None).totals());
     s.push_str("}\n");
     s
 }

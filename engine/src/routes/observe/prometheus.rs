@@ -142,10 +142,10 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| (label(&r.path), metrics.route_totals(Some(i))))
+        .map(|(i, r)| (label(&r.path), ctx.route_traffic.get(Some(i)).totals()))
         .chain(std::iter::once((
             "(none)".to_owned(),
-            metrics.route_totals(None),
+            ctx.route_traffic.get(None).totals(),
         )))
         .collect();
     type Pick = fn(&TrafficTotals) -> u64;
@@ -277,6 +277,14 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
             "ringstream_violations_total{{rule=\"{key}\",action=\"shadow\"}} {shadow}"
         );
     }
+    let (reloaded, refused) = metrics.reloads();
+    let _ = write!(
+        s,
+        "# HELP ringstream_config_reloads_total Configuration reloads (SIGHUP): taken, or refused \
+         and the running configuration kept.\n# TYPE ringstream_config_reloads_total counter\n\
+         ringstream_config_reloads_total{{result=\"ok\"}} {reloaded}\n\
+         ringstream_config_reloads_total{{result=\"failed\"}} {refused}\n"
+    );
     s
 }
 

@@ -28,7 +28,8 @@ pub fn spawn_checks(ctx: &Rc<WorkerContext>) {
     }
 }
 
-/// Checks route `index`'s upstreams every `health_interval` until the worker stops.
+/// Checks route `index`'s upstreams every `health_interval` until the worker stops or a
+/// reload replaces the configuration.
 async fn check_forever(ctx: Rc<WorkerContext>, index: usize) {
     let RouteKind::Proxy(config) = &ctx.router.routes()[index].kind else {
         return;
@@ -37,7 +38,8 @@ async fn check_forever(ctx: Rc<WorkerContext>, index: usize) {
         return;
     };
     loop {
-        if ctx.draining.get() {
+        // A reloaded configuration checks its own upstreams.
+        if ctx.draining.get() || ctx.retired.get() {
             return;
         }
         for upstream in 0..config.upstreams.len() {

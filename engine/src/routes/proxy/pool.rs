@@ -61,11 +61,14 @@ const AUTH_POOL_SIZE: usize = 16;
 pub struct UpstreamPools {
     routes: HashMap<usize, RoutePool>,
     auth: HashMap<usize, Vec<(UpstreamConn, Instant)>>,
+    /// Set once a reloaded configuration took over: nothing is kept idle any more.
+    retired: bool,
 }
 
 impl UpstreamPools {
     /// The pool of route `index`, made on first use.
     pub fn route(&mut self, index: usize, config: &ProxyConfig) -> &mut RoutePool {
+        let retired = self.retired;
         self.routes.entry(index).or_insert_with(|| RoutePool {
             upstreams: config
                 .upstreams
@@ -73,7 +76,21 @@ impl UpstreamPools {
                 .map(|_| Upstream::default())
                 .collect(),
             turn: 0,
+            retired,
         })
+    }
+
+    /// Closes every idle connection and keeps none from now on: the pools of a configuration
+    /// a reload replaced (its requests still in flight finish on their connections).
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.auth.clear();
+        for pool in self.routes.values_mut() {
+            pool.retired = true;
+            for upstream in &mut pool.upstreams {
+                upstream.idle.clear();
+            }
+        }
     }
 
     /// An idle connection to the auth endpoint of route `index`, still fit to use.
@@ -89,6 +106,9 @@ impl UpstreamPools {
 
     /// Keeps a connection to the auth endpoint of route `index` for the next question.
     pub fn give_back_auth(&mut self, index: usize, conn: UpstreamConn, now: Instant) {
+        if self.retired {
+            return;
+        }
         let idle = self.auth.entry(index).or_default();
         if idle.len() >= AUTH_POOL_SIZE {
             idle.remove(0);
@@ -108,6 +128,8 @@ pub struct RoutePool {
     upstreams: Vec<Upstream>,
     /// Where the next round-robin choice (or least-connections tie) starts.
     turn: usize,
+    /// See [`UpstreamPools::retire`].
+    retired: bool,
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +193,7 @@ impl RoutePool {
     /// is full).
     pub fn give_back(&mut self, i: usize, conn: UpstreamConn, now: Instant, config: &ProxyConfig) {
         let idle = &mut self.upstreams[i].idle;
-        if config.pool_size == 0 {
+        if config.pool_size == 0 || self.retired {
             return;
         }
         if idle.len() >= config.pool_size {

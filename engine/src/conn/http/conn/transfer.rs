@@ -63,7 +63,7 @@ impl<T: Transport> Connection<T> {
         let route = &ctx.router.routes()[route_index];
         let (RouteKind::Upload(config), Some(dir)) = (
             &route.kind,
-            ctx.routes.get(route_index).and_then(|s| s.upload.as_ref()),
+            ctx.route_state(route_index).and_then(|s| s.upload.as_ref()),
         ) else {
             return Err(Stop::Refuse(500));
         };
@@ -94,8 +94,7 @@ impl<T: Transport> Connection<T> {
         let stored = upload::store(admitted.file, config, dir)
             .await
             .map_err(Stop::RefuseWith)?;
-        ctx.counters()
-            .route(Some(route_index))
+        ctx.route_traffic(Some(route_index))
             .bytes_in
             .add(stored.size);
         Ok(stored)

@@ -144,7 +144,7 @@ impl<T: Transport> WsConnection<T> {
 
     /// This connection's route counters.
     pub(super) fn traffic(&self) -> &Traffic {
-        self.ctx.counters().route(Some(self.route_index))
+        self.ctx.route_traffic(Some(self.route_index))
     }
 
     /// Counts `messages` in `bytes` of frames sent.
