@@ -19,7 +19,12 @@ use ringstream::config;
 /// ringstream: a thread-per-core io_uring HTTP/1.1 and WebSocket streaming server with abuse
 /// protections.
 #[derive(Debug, Parser)]
-#[command(name = "ringstream", version, propagate_version = true)]
+// `--version` names the commit too (`ringstream 0.1.0 (abc1234 2026-12-01)`; build.rs).
+#[command(
+    name = "ringstream",
+    version = env!("RINGSTREAM_VERSION"),
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
