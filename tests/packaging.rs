@@ -1,8 +1,15 @@
 //! What the packages promise (README "Installing"): `ringstream --version` names the commit it
-//! was built from.
+//! was built from, and the container image starts under a container runtime's default seccomp
+//! profile, which refuses io_uring with `EPERM`: the server runs on the poll driver after one
+//! log line.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod support;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+
+use support::{PATIENCE, TempFile};
 
 /// `ringstream VERSION`, then ` (HASH DATE)` or ` (HASH)` where the build knew its commit.
 #[test]
@@ -72,4 +79,127 @@ fn checkout_head() -> Option<String> {
     (output.status.success() && top == std::fs::canonicalize(root).ok()?)
         .then(|| lines.next().map(str::to_owned))
         .flatten()
+}
+
+/// Docker's default seccomp profile (moby 25 and later, and runtimes that copy it) has no
+/// `io_uring_*` system call in its allow list: they fail with `EPERM`. `auto` takes the poll
+/// driver, says so once at the default log level, and serves.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn under_a_container_seccomp_profile_auto_serves_on_poll_after_one_line() {
+    let log = TempFile::new("log", b"");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringstream"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log.path).unwrap());
+    deny_io_uring_like_a_container(&mut command);
+    let mut child = KillOnDrop(command.spawn().unwrap());
+
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}; log: {}", read(&log)));
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let response = support::read_response(&mut stream).expect("a response");
+    assert_eq!(response.status, 200);
+
+    let log = read(&log);
+    let about_drivers: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("io_uring") || l.contains("poll driver"))
+        .collect();
+    assert_eq!(about_drivers.len(), 1, "one line: {log}");
+    let line = about_drivers[0];
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("running on the poll driver"), "{line}");
+    assert!(
+        line.contains("Operation not permitted"),
+        "the EPERM: {line}"
+    );
+    assert!(log.contains("driver=poll"), "started on poll: {log}");
+}
+
+fn read(file: &TempFile) -> String {
+    std::fs::read_to_string(&file.path).unwrap()
+}
+
+/// A child killed and reaped when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Installs, in the child before exec, a seccomp filter under which `io_uring_setup`,
+/// `io_uring_enter` and `io_uring_register` fail with `EPERM`, as under Docker's default
+/// profile, and every other system call is allowed.
+#[cfg(target_arch = "x86_64")]
+fn deny_io_uring_like_a_container(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    // struct seccomp_data: `nr` at offset 0, `arch` at offset 4.
+    const NR_OFFSET: u32 = 0;
+    const ARCH_OFFSET: u32 = 4;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump_if = |k: i64, jt: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf: 0,
+        k: k as u32,
+    };
+    let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let allow = stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW);
+    let eperm = stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    );
+    let filter = [
+        load(ARCH_OFFSET),
+        // Another architecture's numbers name other calls: allow them; x86_64 skips `allow`.
+        jump_if(i64::from(AUDIT_ARCH_X86_64), 1),
+        allow,
+        load(NR_OFFSET),
+        // Each match jumps to the `eperm` four instructions down, past the rest and `allow`.
+        jump_if(libc::SYS_io_uring_setup, 3),
+        jump_if(libc::SYS_io_uring_enter, 2),
+        jump_if(libc::SYS_io_uring_register, 1),
+        allow,
+        eperm,
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl(2)
+    // system calls on data that lives on its stack (async-signal-safe, no allocation).
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &raw const program,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
