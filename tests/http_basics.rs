@@ -218,7 +218,7 @@ fn auto_falls_back_to_poll_where_io_uring_is_forbidden_and_uring_refuses_to_star
 
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringstream"));
     command.args(["serve", "--listen", "127.0.0.1:0", "--io-driver", "uring"]);
-    support::deny_io_uring(&mut command);
+    support::deny_io_uring(&mut command, libc::ENOSYS);
     let (code, stderr) = support::run_command(&mut command);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("io_uring is not available"), "{stderr}");

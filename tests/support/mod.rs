@@ -77,7 +77,7 @@ impl Server {
     #[cfg(target_arch = "x86_64")]
     pub fn start_without_io_uring(args: &[&str]) -> Self {
         let mut command = serve_command(args);
-        deny_io_uring(&mut command);
+        deny_io_uring(&mut command, libc::ENOSYS);
         let log = TempFile::new("log", b"");
         command.stderr(std::fs::File::create(&log.path).unwrap());
         let mut server = Self::spawn_command(command, None);
@@ -257,37 +257,47 @@ fn serve_command(args: &[&str]) -> Command {
     command
 }
 
-/// Installs, in the child before exec, a seccomp filter under which `io_uring_setup` fails with
-/// `ENOSYS` and every other system call is allowed.
+/// Installs, in the child before exec, a seccomp filter under which `io_uring_setup`,
+/// `io_uring_enter` and `io_uring_register` fail with `errno` (`EPERM` under Docker's default
+/// profile, `ENOSYS` where a kernel or filter does not know them), and every other system call
+/// is allowed.
 #[cfg(target_arch = "x86_64")]
-pub fn deny_io_uring(command: &mut Command) {
+pub fn deny_io_uring(command: &mut Command, errno: i32) {
     use std::os::unix::process::CommandExt;
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const ARCH_OFFSET: u32 = 4;
+    // struct seccomp_data: `nr` at offset 0, `arch` at offset 4.
     const NR_OFFSET: u32 = 0;
+    const ARCH_OFFSET: u32 = 4;
     let stmt = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
         jt: 0,
         jf: 0,
         k,
     };
-    let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+    let jump_if = |k: i64, jt: u8| libc::sock_filter {
         code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
         jt,
-        jf,
-        k,
+        jf: 0,
+        k: k as u32,
     };
+    let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let allow = stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW);
+    let refuse = stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_ERRNO | errno as u32,
+    );
     let filter = [
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, ARCH_OFFSET),
-        jump(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
-        jump(libc::SYS_io_uring_setup as u32, 0, 1),
-        stmt(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        ),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        load(ARCH_OFFSET),
+        // Another architecture's numbers name other calls: allow them; x86_64 skips `allow`.
+        jump_if(i64::from(AUDIT_ARCH_X86_64), 1),
+        allow,
+        load(NR_OFFSET),
+        // Each match jumps to `refuse`, past the rest and `allow`.
+        jump_if(libc::SYS_io_uring_setup, 3),
+        jump_if(libc::SYS_io_uring_enter, 2),
+        jump_if(libc::SYS_io_uring_register, 1),
+        allow,
+        refuse,
     ];
     // SAFETY: the closure runs in the forked child before exec and only makes two prctl(2)
     // system calls on data that lives on its stack (async-signal-safe, no allocation).
@@ -301,7 +311,7 @@ pub fn deny_io_uring(command: &mut Command) {
                 || libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER,
-                    &program as *const libc::sock_fprog,
+                    &raw const program,
                 ) != 0
             {
                 return Err(std::io::Error::last_os_error());
