@@ -6,7 +6,12 @@
 //! its client's `Arc` and every check (a request, a WebSocket message) is a compare-and-swap on
 //! one integer, with no lock and no cross-core traffic unless the same client is busy on two
 //! cores at once. Each shard is a [`KeyedTable`]: bounded, least recently seen forgotten first,
-//! and clients with open connections pinned so their counts survive.
+//! and clients with open connections pinned so their counts survive. [`ranking`] finds the
+//! busiest clients for reports.
+
+mod ranking;
+
+pub use ranking::{ClientRank, RateBudget, TopClients};
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -154,16 +159,25 @@ impl ClientState {
     /// Takes `cost` cells of `quota` from bucket `bucket` (the table was built with the
     /// buckets the caller numbers); an unknown bucket allows everything.
     pub fn check(&self, bucket: usize, quota: &Gcra, now: u64, cost: u64) -> Decision {
-        let state = match bucket.checked_sub(INLINE_BUCKETS) {
-            None => self.inline.get(bucket),
-            Some(extra) => self.extra.get(extra),
-        };
-        match state {
+        match self.bucket(bucket) {
             Some(state) => state.check(quota, now, cost),
             None => Decision::Allow {
                 remaining: quota.burst(),
                 reset_after: Duration::ZERO,
             },
+        }
+    }
+
+    /// Cells of `quota` in use in bucket `bucket` at `now` (0 for an unknown bucket).
+    pub fn used(&self, bucket: usize, quota: &Gcra, now: u64) -> u64 {
+        self.bucket(bucket)
+            .map_or(0, |state| state.used(quota, now))
+    }
+
+    fn bucket(&self, bucket: usize) -> Option<&AtomicGcraState> {
+        match bucket.checked_sub(INLINE_BUCKETS) {
+            None => self.inline.get(bucket),
+            Some(extra) => self.extra.get(extra),
         }
     }
 
