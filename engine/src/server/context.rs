@@ -108,7 +108,10 @@ impl WorkerContext {
             limits: config.limits.clone(),
             head_limits,
             date: DateCache::new(),
-            registry: ConnRegistry::new(Arc::clone(connections.budget())),
+            registry: ConnRegistry::new(
+                Arc::clone(connections.budget()),
+                metrics.open_gauge(index),
+            ),
             draining: Cell::new(false),
             refusals_in_flight: Cell::new(0),
             connections,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringstream_limits::client_table::{Denial, Rule};
+use ringstream_limits::client_table::{Denial, RateBudget, Rule};
 use ringstream_limits::gcra::{Decision, Gcra};
 
 use super::ClientGate;
@@ -14,7 +14,7 @@ use crate::config::{LimitMode, RequestRate, ServerConfig};
 
 /// Rate buckets of a client: the server-wide request budget, one per route with its own
 /// quota, and the WebSocket message and byte budgets.
-const SERVER_REQUESTS_BUCKET: usize = 0;
+pub(super) const SERVER_REQUESTS_BUCKET: usize = 0;
 /// The window of `rate_limit_requests` and the `w` of its `RateLimit-Policy`.
 const REQUEST_WINDOW: Duration = Duration::from_secs(60);
 
@@ -25,6 +25,16 @@ pub(super) struct RequestQuota {
     quota: Gcra,
     rate: RequestRate,
     mode: LimitMode,
+}
+
+impl RequestQuota {
+    /// The budget's bucket and quota, for reports.
+    pub(super) fn budget(&self) -> RateBudget {
+        RateBudget {
+            bucket: self.bucket,
+            quota: self.quota,
+        }
+    }
 }
 
 /// The `RateLimit-Policy` and `RateLimit` header values of one answer.

@@ -1,6 +1,7 @@
 //! `/stats` (JSON) and `/metrics` (Prometheus text format 0.0.4): the server's counters, its
 //! clients and its configured limits. Written by hand: a few dozen lines of formatting need no
-//! registry, no global state and no dependency.
+//! registry, no global state and no dependency. `live` writes the parts of `/stats` that
+//! describe the moment (connections per worker, the top clients, the transfers in progress).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use crate::server::metrics::TrafficTotals;
 const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
 
+mod live;
 mod prometheus;
 use prometheus::prometheus_text;
 
@@ -97,6 +99,9 @@ fn stats_json(ctx: &WorkerContext) -> String {
             .map_or(0, |log| log.log().dropped_lines()
                 + log.log().failed_lines())
     );
+    live::workers_json(&mut s, metrics);
+    live::top_clients_json(&mut s, ctx);
+    live::transfers_json(&mut s, metrics.transfers());
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());
     codes_json(&mut s, "http_refusals", &metrics.refusals());
