@@ -74,12 +74,13 @@ impl Best {
     }
 }
 
-/// Parts per million of `burst` that `used` is.
+/// Parts per million of `burst` that `used` is (0 for nothing used or no burst). `used` is at
+/// most the burst, which is far below `u64::MAX / 1_000_000` for any configured quota.
 fn share(used: u64, burst: u64) -> u64 {
-    if burst == 0 {
+    if used == 0 || burst == 0 {
         return 0;
     }
-    u64::try_from(u128::from(used) * 1_000_000 / u128::from(burst)).unwrap_or(u64::MAX)
+    used.saturating_mul(1_000_000) / burst
 }
 
 impl ClientTable {

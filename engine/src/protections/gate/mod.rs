@@ -14,12 +14,14 @@
 //! This file builds the [`ClientGate`] from the configuration and keeps what every check
 //! shares; the checks are one file each: `admission` (at accept and at the first request),
 //! `requests` (request rates and their `RateLimit` headers), `frames` (WebSocket rates across
-//! a client's connections), `violations` (counting and logging what a rule refused), and
-//! `refusal` (what a refused client gets, with its `Retry-After`).
+//! a client's connections), `violations` (counting and logging what a rule refused),
+//! `refusal` (what a refused client gets, with its `Retry-After`), and `report` (the top
+//! clients, for `/stats`).
 
 mod admission;
 mod frames;
 mod refusal;
+mod report;
 mod requests;
 mod violations;
 
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringstream_limits::bans::BanPolicy;
-use ringstream_limits::client_table::{ClientTable, ConnectionPolicy, RateBudget, TopClients};
+use ringstream_limits::client_table::{ClientTable, ConnectionPolicy};
 use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 use ringstream_limits::identity::ClientIdentity;
@@ -40,6 +42,7 @@ use crate::server::metrics::Metrics;
 
 pub use admission::{Admission, ClientSlot};
 pub use refusal::Refusal;
+pub use report::BudgetName;
 pub use requests::{RateHeaders, RequestCheck};
 
 use requests::RequestQuota;
@@ -65,6 +68,8 @@ pub struct ClientGate {
     log_budget: AtomicGcraState,
     log_quota: Option<Gcra>,
     loopback: LoopbackWatch,
+    /// The last top-clients report, reused for a while (see `report`).
+    top: report::TopCache,
 }
 
 impl ClientGate {
@@ -129,6 +134,7 @@ impl ClientGate {
             metrics,
             log_budget: AtomicGcraState::default(),
             log_quota: violations::log_quota(),
+            top: report::TopCache::default(),
             loopback: LoopbackWatch::new(
                 limits.trusted_proxies.is_empty(),
                 limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
@@ -173,50 +179,4 @@ impl ClientGate {
     pub fn now(&self) -> u64 {
         coarse_clock::now_ns()
     }
-
-    /// The `n` clients with the most open connections and the `n` using the largest share of
-    /// a rate budget, with the budgets in the order each client's use of them is listed: the
-    /// request budgets (the server's, then routes' own), the WebSocket message and byte
-    /// budgets, and the files routes' `client_bandwidth`. Walks the whole table: for reports.
-    pub fn top_clients(&self, n: usize) -> (Vec<(BudgetName, RateBudget)>, TopClients) {
-        let mut budgets: Vec<(BudgetName, RateBudget)> = Vec::new();
-        let routes = self.requests.len().saturating_sub(1);
-        for (index, quota) in self.requests.iter().enumerate().take(routes) {
-            let Some(budget) = quota.as_ref().map(|q| q.budget()) else {
-                continue;
-            };
-            if budgets.iter().all(|(_, b)| b.bucket != budget.bucket) {
-                let name = if budget.bucket == requests::SERVER_REQUESTS_BUCKET {
-                    BudgetName::Requests(None)
-                } else {
-                    BudgetName::Requests(Some(index))
-                };
-                budgets.push((name, budget));
-            }
-        }
-        let named = |name, budget: &Option<(usize, Gcra)>| {
-            budget.map(|(bucket, quota)| (name, RateBudget { bucket, quota }))
-        };
-        budgets.extend(named(BudgetName::Messages, &self.messages));
-        budgets.extend(named(BudgetName::Bytes, &self.bytes));
-        for (index, budget) in self.bandwidth.iter().enumerate() {
-            budgets.extend(named(BudgetName::Bandwidth(index), budget));
-        }
-        let rates: Vec<RateBudget> = budgets.iter().map(|(_, b)| *b).collect();
-        let top = self.table.top_clients(n, &rates, self.now());
-        (budgets, top)
-    }
-}
-
-/// What a per-client rate budget limits, as reports name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetName {
-    /// `rate_limit_requests`: the server's budget (`None`), or route `index`'s own.
-    Requests(Option<usize>),
-    /// `client_messages_per_minute`.
-    Messages,
-    /// `client_bytes_per_minute`.
-    Bytes,
-    /// `client_bandwidth` of files route `index`.
-    Bandwidth(usize),
 }

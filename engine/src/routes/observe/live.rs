@@ -33,11 +33,11 @@ pub fn workers_json(s: &mut String, metrics: &Metrics) {
 /// `"top_clients":{"budgets":[..],"by_connections":[..],"by_rate":[..]},`: the clients of the
 /// per-client table (exempt clients are not in it) with the most open connections and with
 /// the largest share of a rate budget in use; each client lists its use of every budget, in
-/// the order of `budgets`.
+/// the order of `budgets`. The report may be up to a second old (it is shared by readers).
 pub fn top_clients_json(s: &mut String, ctx: &WorkerContext) {
-    let (budgets, top) = ctx.gate.top_clients(TOP_CLIENTS);
+    let report = ctx.gate.top_clients(TOP_CLIENTS);
     s.push_str("\"top_clients\":{\"budgets\":[");
-    for (i, (name, budget)) in budgets.iter().enumerate() {
+    for (i, (name, budget)) in report.budgets.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
@@ -47,9 +47,9 @@ pub fn top_clients_json(s: &mut String, ctx: &WorkerContext) {
     }
     let prefix = ctx.config.clients.ipv6_prefix;
     s.push_str("],\"by_connections\":");
-    ranks_json(s, &top.by_connections, prefix);
+    ranks_json(s, &report.top.by_connections, prefix);
     s.push_str(",\"by_rate\":");
-    ranks_json(s, &top.by_rate, prefix);
+    ranks_json(s, &report.top.by_rate, prefix);
     s.push_str("},");
 }
 
