@@ -31,8 +31,9 @@ const BIG: usize = 4 * 1024 * 1024;
 
 /// A server on `driver` with every client limited (so loopback clients are in the per-client
 /// table), a request and a message budget, the routes of the per-client tests, the dashboard
-/// at `/dashboard` and one only `10.0.0.0/8` may read, and a slow files route.
+/// at `/dashboard` and one only `10.0.0.0/8` may read, an upload route and a slow files route.
 fn server(tree: &Tree, driver: &str) -> Server {
+    std::fs::create_dir_all(tree.0.join("up")).unwrap();
     let routes = format!(
         r#"
 [[routes]]
@@ -45,12 +46,18 @@ kind = "dashboard"
 allowed_clients = ["10.0.0.0/8"]
 
 [[routes]]
+path = "/upload/"
+kind = "upload"
+upload_dir = "{}"
+
+[[routes]]
 path = "/files/"
 kind = "files"
 root = "{}"
 [routes.limits]
 rate_limit_bandwidth = "64KiB"
 "#,
+        tree.0.join("up").display(),
         tree.root().display()
     );
     let limits = "exempt = []\nrate_limit_requests = 600\nclient_messages_per_minute = 60000";
@@ -110,14 +117,25 @@ fn the_page_and_its_data_answer_allowed_clients_only() {
         echo.write_all(&frame(true, 0, TEXT, b"hi")).unwrap();
         assert_eq!(read_frame(&mut echo).unwrap().payload, b"hi");
         let _download = slow_download(&server);
+        let mut uploading = server.connect();
+        uploading
+            .write_all(
+                b"PUT /upload/part.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+            )
+            .unwrap();
+        uploading.write_all(&[7; 1000]).unwrap();
         let deadline = Instant::now() + PATIENCE;
         let stats = loop {
             let stats = dashboard_stats(&server);
             // The top clients are a report shared by readers for up to a second.
             let top = &stats["top_clients"];
-            if stats["transfers"]["in_progress"] == 1
+            let uploaded = stats["transfers"]["list"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|t| t["bytes"] == 1000));
+            if stats["transfers"]["in_progress"] == 2
+                && uploaded
                 && stats["totals"]["messages_in"] == 1
-                && top["by_connections"][0]["connections"].as_u64() >= Some(3)
+                && top["by_connections"][0]["connections"].as_u64() >= Some(4)
                 && top["by_rate"][0]["client"] == "127.0.0.1"
             {
                 break stats;
@@ -129,8 +147,8 @@ fn the_page_and_its_data_answer_allowed_clients_only() {
         assert_eq!(per_worker.len(), 2, "{stats}");
         let open: u64 = per_worker.iter().map(|n| n.as_u64().unwrap()).sum();
         assert!(
-            open >= 3,
-            "the echo, the download and this request: {stats}"
+            open >= 4,
+            "the echo, the download, the upload and this request: {stats}"
         );
         let top = &stats["top_clients"];
         assert_eq!(
@@ -140,17 +158,24 @@ fn the_page_and_its_data_answer_allowed_clients_only() {
                 {"name": "messages", "burst": 60000}
             ])
         );
-        let first = &top["by_connections"][0];
-        assert_eq!(first["client"], "127.0.0.1", "{stats}");
-        assert!(first["connections"].as_u64().unwrap() >= 3, "{stats}");
+        assert_eq!(top["by_connections"][0]["client"], "127.0.0.1", "{stats}");
         assert_eq!(top["by_rate"][0]["client"], "127.0.0.1", "{stats}");
-        let transfer = &stats["transfers"]["list"][0];
-        assert_eq!(transfer["direction"], "download");
-        assert_eq!(transfer["route"], "/files/");
-        assert_eq!(transfer["name"], "big.bin");
-        assert_eq!(transfer["client"], "127.0.0.1");
-        assert_eq!(transfer["size"], BIG as u64);
-        assert!(transfer["bytes"].as_u64().unwrap() < BIG as u64, "{stats}");
+        let transfers = stats["transfers"]["list"].as_array().unwrap();
+        let download = transfers.iter().find(|t| t["direction"] == "download");
+        let download = download.expect("the download is listed");
+        assert_eq!(download["route"], "/files/");
+        assert_eq!(download["name"], "big.bin");
+        assert_eq!(download["client"], "127.0.0.1");
+        assert_eq!(download["size"], BIG as u64);
+        assert!(download["bytes"].as_u64().unwrap() < BIG as u64, "{stats}");
+        let upload = transfers.iter().find(|t| t["direction"] == "upload");
+        let upload = upload.expect("the upload is listed");
+        assert_eq!(upload["route"], "/upload/");
+        assert_eq!(upload["name"], "part.bin");
+        assert_eq!(
+            (upload["bytes"].as_u64(), upload["size"].as_u64()),
+            (Some(1000), Some(1_000_000))
+        );
         // The old fields are all still there.
         for field in [
             "connections",
