@@ -338,6 +338,7 @@ allowed_clients = ["10.0.0.0/8"]
     let text = String::from_utf8(metrics.body).unwrap();
     for line in [
         "# TYPE ringstream_connections_active gauge",
+        "# TYPE ringstream_worker_connections gauge",
         "ringstream_websocket_messages_total{route=\"/ws/echo\",direction=\"in\"} 3",
         "ringstream_websocket_bytes_total{route=\"/ws/echo\",direction=\"out\"} 18",
         "ringstream_websocket_upgrades_total{route=\"/ws/echo\"} 1",

@@ -1,6 +1,6 @@
 //! Checking the per-client keys: who a client is, the lists, bans and per-client rates of
-//! `[limits]`, the request rate and mode of any limits table, the `stats` and `metrics` kinds,
-//! and the `allowed_clients` of a route.
+//! `[limits]`, the request rate and mode of any limits table, the `stats`, `metrics` and
+//! `dashboard` kinds, and the `allowed_clients` of a route.
 
 use ringstream_engine::config::{
     ClientLimits, DenyAction, HttpLimits, LimitMode, RouteKind, loopback,
@@ -140,7 +140,18 @@ impl Checker<'_, '_> {
         })
     }
 
-    /// A route's `allowed_clients` (stats, metrics, publish): loopback when not set.
+    /// The `dashboard` kind with its allowlist.
+    pub(super) fn dashboard_kind(
+        &self,
+        key: &str,
+        raw: &RawRoute,
+    ) -> Result<RouteKind, ConfigError> {
+        Ok(RouteKind::Dashboard {
+            allowed_clients: self.allowed_clients(key, raw)?,
+        })
+    }
+
+    /// A route's `allowed_clients` (stats, metrics, dashboard, publish): loopback when not set.
     pub(super) fn allowed_clients(
         &self,
         key: &str,

@@ -223,7 +223,7 @@ pub struct RawRoute {
     pub response_prefix: Option<Spanned<String>>,
     /// WebSocket kinds: subprotocols offered, in order of preference.
     pub subprotocols: Option<Spanned<Vec<String>>>,
-    /// `stats`, `metrics` and `publish`: CIDRs allowed to use them.
+    /// `stats`, `metrics`, `dashboard` and `publish`: CIDRs allowed to use them.
     pub allowed_clients: Option<Spanned<Vec<String>>>,
     /// `broadcast` and `publish`: the one topic of the route (instead of `{topic}` in the path).
     pub topic: Option<Spanned<String>>,

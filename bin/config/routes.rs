@@ -26,7 +26,7 @@ pub(super) struct Kind {
 }
 
 /// Every route kind this build serves, in the order messages list them.
-pub(super) const KINDS: [Kind; 11] = [
+pub(super) const KINDS: [Kind; 12] = [
     Kind {
         name: "health",
         keys: &[],
@@ -114,6 +114,11 @@ pub(super) const KINDS: [Kind; 11] = [
         keys: &[Key::AllowedClients],
         resolve: |checker, key, raw| checker.metrics_kind(key, raw),
     },
+    Kind {
+        name: "dashboard",
+        keys: &[Key::AllowedClients],
+        resolve: |checker, key, raw| checker.dashboard_kind(key, raw),
+    },
 ];
 
 /// The kind named `name`; the error is the message to show at the `kind` value.
@@ -138,7 +143,7 @@ pub(super) enum Key {
     ResponsePrefix,
     /// `subprotocols` (the WebSocket kinds).
     Subprotocols,
-    /// `allowed_clients` (stats, metrics, publish).
+    /// `allowed_clients` (stats, metrics, dashboard, publish).
     AllowedClients,
     /// `topic` (broadcast, publish).
     Topic,
@@ -299,7 +304,7 @@ impl Key {
             Key::Body | Key::ContentType => "static_text routes",
             Key::ResponsePrefix => "echo routes",
             Key::Subprotocols => "WebSocket routes",
-            Key::AllowedClients => "stats, metrics and publish routes",
+            Key::AllowedClients => "stats, metrics, dashboard and publish routes",
             Key::Topic => "broadcast and publish routes",
             Key::EchoToSender => "broadcast routes",
             Key::Token => "publish routes",

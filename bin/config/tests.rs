@@ -66,6 +66,15 @@ fn embedded_default_is_the_documented_defaults() {
                     auth: None,
                 },
                 Route {
+                    path: "/dashboard".into(),
+                    kind: RouteKind::Dashboard {
+                        allowed_clients: loopback(),
+                    },
+                    limits: HttpLimits::default(),
+                    ws: WsLimits::default(),
+                    auth: None,
+                },
+                Route {
                     path: "/ws/echo".into(),
                     kind: RouteKind::Echo {
                         response_prefix: Vec::new(),
@@ -123,8 +132,9 @@ fn embedded_default_is_the_documented_defaults() {
     assert_eq!(
         summary(&config),
         "listen 0.0.0.0:8080, workers one per CPU, io_driver auto, max_connections 100000, \
-         8 routes: /health (health), /stats (stats), /metrics (metrics), /ws/echo (echo), \
-         /ws/broadcast/ (broadcast), /publish/ (publish), /ws/sink (sink), /files/ (files)"
+         9 routes: /health (health), /stats (stats), /metrics (metrics), /dashboard (dashboard), \
+         /ws/echo (echo), /ws/broadcast/ (broadcast), /publish/ (publish), /ws/sink (sink), \
+         /files/ (files)"
     );
 }
 
@@ -491,7 +501,8 @@ fn route_kinds() {
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = \"helth\"\n"),
         "config.toml:3: routes[0].kind: unknown route kind `helth` (expected one of: health, \
-         static_text, echo, broadcast, publish, sink, files, upload, proxy, stats, metrics)"
+         static_text, echo, broadcast, publish, sink, files, upload, proxy, stats, metrics, \
+         dashboard)"
     );
     assert_eq!(
         error("[[routes]]\npath = \"/\"\nkind = 3\n"),
@@ -693,8 +704,8 @@ fn client_key_errors_name_the_key_and_line() {
     );
     assert_eq!(
         error("[[routes]]\npath = \"/a\"\nkind = \"health\"\nallowed_clients = []\n"),
-        "config.toml:4: routes[0].allowed_clients: only stats, metrics and publish routes take \
-         allowed_clients"
+        "config.toml:4: routes[0].allowed_clients: only stats, metrics, dashboard and publish \
+         routes take allowed_clients"
     );
 }
 

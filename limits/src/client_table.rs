@@ -6,7 +6,12 @@
 //! its client's `Arc` and every check (a request, a WebSocket message) is a compare-and-swap on
 //! one integer, with no lock and no cross-core traffic unless the same client is busy on two
 //! cores at once. Each shard is a [`KeyedTable`]: bounded, least recently seen forgotten first,
-//! and clients with open connections pinned so their counts survive.
+//! and clients with open connections pinned so their counts survive. [`ranking`] finds the
+//! busiest clients for reports.
+
+mod ranking;
+
+pub use ranking::{ClientRank, RateBudget, TopClients};
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -146,6 +151,20 @@ impl MoreBuckets {
         }
     }
 
+    /// Bucket `index` of this block and those after it, if allocated.
+    fn find(&self, mut index: usize) -> Option<&AtomicGcraState> {
+        let mut block = self;
+        loop {
+            match block.buckets.get(index) {
+                Some(bucket) => return Some(bucket),
+                None => {
+                    index -= block.buckets.len();
+                    block = block.more.get()?;
+                }
+            }
+        }
+    }
+
     /// Bucket `index` of this block and those after it, allocated if it is past them.
     fn get(&self, mut index: usize) -> &AtomicGcraState {
         let mut block = self;
@@ -189,6 +208,20 @@ impl ClientState {
             Some(extra) => self.extra.get(extra),
         };
         state.check(quota, now, cost)
+    }
+
+    /// Cells of `quota` in use in bucket `bucket` at `now` (0 for an unknown bucket).
+    pub fn used(&self, bucket: usize, quota: &Gcra, now: u64) -> u64 {
+        self.bucket(bucket)
+            .map_or(0, |state| state.used(quota, now))
+    }
+
+    /// Bucket `bucket` if it exists (none is allocated here).
+    fn bucket(&self, bucket: usize) -> Option<&AtomicGcraState> {
+        match bucket.checked_sub(INLINE_BUCKETS) {
+            None => self.inline.get(bucket),
+            Some(extra) => self.extra.find(extra),
+        }
     }
 
     /// The time left on the client's ban at `now`, if banned.

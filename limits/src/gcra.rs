@@ -134,6 +134,15 @@ impl AtomicGcraState {
     pub fn is_at_rest(&self, now: u64) -> bool {
         self.tat.load(Ordering::Acquire) <= now
     }
+
+    /// Cells of `quota` in use at `now`: taken and not yet earned back (0 at rest, the burst
+    /// when the next cell would be refused). A read, for reports; it changes nothing.
+    pub fn used(&self, quota: &Gcra, now: u64) -> u64 {
+        self.tat
+            .load(Ordering::Relaxed)
+            .saturating_sub(now)
+            .div_ceil(quota.emission_interval)
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,11 @@ impl<K: Hash + Eq + Copy, V> KeyedTable<K, V> {
         dropped
     }
 
+    /// Every tracked key with its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.nodes.iter().map(|(_, node)| (&node.key, &node.value))
+    }
+
     /// Every tracked value, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.nodes.iter().map(|(_, node)| &node.value)

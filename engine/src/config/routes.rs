@@ -99,6 +99,12 @@ pub enum RouteKind {
         /// Addresses allowed to read it (403 for others).
         allowed_clients: CidrSet,
     },
+    /// `/dashboard`: one self-contained page that shows the `/stats` document live, and that
+    /// document itself below the route (`/dashboard/stats`), so the page needs no other route.
+    Dashboard {
+        /// Addresses allowed to read it (403 for others).
+        allowed_clients: CidrSet,
+    },
 }
 
 impl RouteKind {
@@ -125,6 +131,7 @@ impl RouteKind {
             Self::Proxy(_) => "proxy",
             Self::Stats { .. } => "stats",
             Self::Metrics { .. } => "metrics",
+            Self::Dashboard { .. } => "dashboard",
         }
     }
 
@@ -158,7 +165,8 @@ impl RouteKind {
             | Self::Upload(_)
             | Self::Proxy(_)
             | Self::Stats { .. }
-            | Self::Metrics { .. } => &[],
+            | Self::Metrics { .. }
+            | Self::Dashboard { .. } => &[],
         }
     }
 }

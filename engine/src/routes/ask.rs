@@ -11,6 +11,7 @@ use super::Refused;
 use super::broadcast::publish::{self, PublishHead};
 use super::files::FileRequest;
 use super::handler::{RequestHead, WsHandler};
+use super::observe;
 use super::proxy::ProxyAsk;
 use super::proxy::forward::Hop;
 use super::upload::request::UploadRequest;
@@ -25,8 +26,9 @@ use crate::server::context::WorkerContext;
 pub enum Ask {
     /// An answer from the route's configuration alone (`health`, `static_text`).
     Plain,
-    /// The server's counters (`stats`, `metrics`), for the allowed clients only.
-    Observe,
+    /// The server's counters (`stats`, `metrics`, `dashboard`), for the allowed clients only:
+    /// which of the route's documents.
+    Observe(observe::View),
     /// A WebSocket upgrade on a WebSocket route: accepted, with what the connection brings to
     /// its role, or refused with a status.
     Upgrade(Result<Upgrade, Refused>),
@@ -111,7 +113,9 @@ pub fn ask(route: &Route, request: &Request<'_, '_>, hop: &dyn Fn() -> Hop) -> A
     };
     match &route.kind {
         RouteKind::Health | RouteKind::StaticText { .. } => Ask::Plain,
-        RouteKind::Stats { .. } | RouteKind::Metrics { .. } => Ask::Observe,
+        RouteKind::Stats { .. } | RouteKind::Metrics { .. } | RouteKind::Dashboard { .. } => {
+            Ask::Observe(observe::view(route, request.path()))
+        }
         RouteKind::Echo { .. } => upgrade(&|| Ok(Joins::Echo)),
         RouteKind::Sink { .. } => upgrade(&|| Ok(Joins::Sink)),
         RouteKind::Handler { handler, .. } => upgrade(&|| {

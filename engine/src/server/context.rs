@@ -111,7 +111,8 @@ impl WorkerContext {
             hub,
             access_log,
         } = shared;
-        let registry = ConnRegistry::new(Arc::clone(connections.budget()));
+        let registry =
+            ConnRegistry::new(Arc::clone(connections.budget()), metrics.open_gauge(index));
         Self::build(
             generation,
             index,

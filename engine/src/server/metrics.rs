@@ -4,15 +4,19 @@
 //! store, no locked instruction, no cache line shared with another core), and a reader sums
 //! the blocks. Violations are rare and counted in shared atomics. Every refusal a protection
 //! answers (an HTTP status, or a WebSocket close code the server sends) is counted per status
-//! or code, so each row of PROTECTIONS.md has a counter.
+//! or code, so each row of PROTECTIONS.md has a counter. Each worker also publishes how many
+//! connections it holds ([`OpenGauge`]), and the uploads and downloads in progress are listed
+//! in [`Transfers`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ringstream_limits::client_table::Rule;
 
 use crate::config::LimitMode;
 use crate::server::route_traffic::RouteCounters;
+use crate::server::transfers::Transfers;
 
 /// A counter written by one thread only and read by any: `add` is a load and a store, which
 /// is exact as long as the single-writer rule holds.
@@ -164,6 +168,8 @@ pub struct WorkerCounters {
     pub broadcast: BroadcastCounters,
     /// Proxy routes' upstream connections opened, and requests sent on pooled ones.
     pub proxy: ProxyCounters,
+    /// Connections open on this worker now, stored by its registry ([`OpenGauge`]).
+    open: AtomicUsize,
 }
 
 /// One worker's proxy counters: with both, the pool's reuse rate.
@@ -183,6 +189,7 @@ impl WorkerCounters {
             closes: CodeCounters::new(&CLOSE_CODES),
             broadcast: BroadcastCounters::default(),
             proxy: ProxyCounters::default(),
+            open: AtomicUsize::new(0),
         }
     }
 }
@@ -200,6 +207,27 @@ pub struct Metrics {
     /// Configuration reloads: [taken, refused].
     reloads: [AtomicU64; 2],
     started: Instant,
+    /// Uploads and downloads in progress.
+    transfers: Arc<Transfers>,
+}
+
+/// Where one worker's connection registry publishes how many connections it holds: a relaxed
+/// store of the registry's length each time a connection opens or closes, on that worker
+/// only, so the reader of `/stats` on any worker sees every worker's count.
+#[derive(Debug, Clone)]
+pub struct OpenGauge {
+    metrics: Arc<Metrics>,
+    index: usize,
+}
+
+impl OpenGauge {
+    /// Records that the worker holds `open` connections now.
+    pub fn set(&self, open: usize) {
+        self.metrics
+            .worker(self.index)
+            .open
+            .store(open, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -212,7 +240,29 @@ impl Metrics {
             suppressed_logs: AtomicU64::new(0),
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             started: Instant::now(),
+            transfers: Arc::default(),
         }
+    }
+
+    /// The gauge worker `index`'s registry keeps its count of open connections in.
+    pub fn open_gauge(self: &Arc<Self>, index: usize) -> OpenGauge {
+        OpenGauge {
+            metrics: Arc::clone(self),
+            index,
+        }
+    }
+
+    /// Connections open on each worker, in worker order.
+    pub fn open_per_worker(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .map(|w| w.open.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Uploads and downloads in progress.
+    pub fn transfers(&self) -> &Arc<Transfers> {
+        &self.transfers
     }
 
     /// The block worker `index` writes.
@@ -352,5 +402,14 @@ mod tests {
         assert_eq!(metrics.refusals().iter().map(|r| r.1).sum::<u64>(), 2);
         assert!(metrics.closes().contains(&(1009, 1)));
         assert_eq!(metrics.closes().iter().map(|r| r.1).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn each_worker_publishes_its_open_connections() {
+        let metrics = Arc::new(Metrics::new(3));
+        metrics.open_gauge(0).set(4);
+        metrics.open_gauge(2).set(1);
+        metrics.open_gauge(0).set(3);
+        assert_eq!(metrics.open_per_worker(), vec![3, 0, 1]);
     }
 }

@@ -2,7 +2,7 @@
 //! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
 //! named, with `runtime` and `driver`), each worker's connection registry (deadlines and the
-//! drain), the clocks, the worker context and the counters.
+//! drain), the clocks, the worker context, the counters and the transfers in progress.
 //!
 //! May use: `config`, the policy and protocol crates. Knows no route kind.
 
@@ -25,6 +25,7 @@ pub mod route_traffic;
 pub mod runtime;
 pub mod signals;
 pub mod start;
+pub mod transfers;
 pub mod transport;
 pub mod upstream;
 pub mod worker;

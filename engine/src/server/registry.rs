@@ -7,7 +7,8 @@
 //! operation. Timeouts therefore fire between their deadline and one sweep interval later.
 //!
 //! Each entry also holds the connection's share of the server-wide [`BufferBudget`], given back
-//! when its guard drops.
+//! when its guard drops. The registry's length is published to the worker's [`OpenGauge`]
+//! (one relaxed store per connection opened or closed), for `/stats`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::server::buffer_budget::BufferBudget;
+use crate::server::metrics::OpenGauge;
 
 /// How often the sweeper checks deadlines: the granularity of every connection timeout.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -61,15 +63,28 @@ pub struct ConnRegistry {
 struct Shared {
     entries: RefCell<Slab<Entry>>,
     budget: Arc<BufferBudget>,
+    /// Where the number of entries is published (none in unit tests).
+    open: Option<OpenGauge>,
+}
+
+impl Shared {
+    /// Publishes the number of open connections, after one came or went.
+    fn publish_len(&self, entries: &Slab<Entry>) {
+        if let Some(open) = &self.open {
+            open.set(entries.len());
+        }
+    }
 }
 
 impl ConnRegistry {
-    /// An empty registry whose connections take buffered bytes from `budget`.
-    pub fn new(budget: Arc<BufferBudget>) -> Self {
+    /// An empty registry whose connections take buffered bytes from `budget`, and that keeps
+    /// their number in `open`.
+    pub fn new(budget: Arc<BufferBudget>, open: OpenGauge) -> Self {
         Self {
             shared: Rc::new(Shared {
                 entries: RefCell::default(),
                 budget,
+                open: Some(open),
             }),
         }
     }
@@ -82,7 +97,8 @@ impl ConnRegistry {
     /// Records a new connection; the returned guard removes it when dropped. Keep it with the
     /// stream that owns `fd` in a [`Registered`], which drops it first.
     pub fn register(&self, fd: RawFd) -> ConnGuard {
-        let key = self.shared.entries.borrow_mut().insert(Entry {
+        let mut entries = self.shared.entries.borrow_mut();
+        let key = entries.insert(Entry {
             fd,
             activity: Activity::Idle,
             deadline: None,
@@ -91,6 +107,8 @@ impl ConnRegistry {
             waker: None,
             held: 0,
         });
+        self.shared.publish_len(&entries);
+        drop(entries);
         ConnGuard {
             registry: self.clone(),
             key,
@@ -289,12 +307,11 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let removed = self
-            .registry
-            .shared
-            .entries
-            .borrow_mut()
-            .try_remove(self.key);
+        let shared = &self.registry.shared;
+        let mut entries = shared.entries.borrow_mut();
+        let removed = entries.try_remove(self.key);
+        shared.publish_len(&entries);
+        drop(entries);
         if let Some(entry) = removed {
             self.registry.budget().give_back(entry.held);
         }
@@ -410,9 +427,11 @@ mod tests {
     #[test]
     fn a_connections_share_of_the_buffer_budget_goes_back_when_it_ends() {
         let budget = std::sync::Arc::new(BufferBudget::new(1000));
-        let registry = ConnRegistry::new(std::sync::Arc::clone(&budget));
+        let metrics = std::sync::Arc::new(crate::server::metrics::Metrics::new(1));
+        let registry = ConnRegistry::new(std::sync::Arc::clone(&budget), metrics.open_gauge(0));
         let a = registry.register(-1);
         let b = registry.register(-1);
+        assert_eq!(metrics.open_per_worker(), vec![2]);
         assert!(a.try_hold(700));
         assert!(!b.try_hold(400), "700 + 400 > 1000");
         assert_eq!((b.held(), budget.used()), (0, 700));
@@ -425,6 +444,7 @@ mod tests {
         );
         drop(a);
         assert_eq!(budget.used(), 600);
+        assert_eq!(metrics.open_per_worker(), vec![1]);
         drop(b);
         assert_eq!(budget.used(), 0);
     }

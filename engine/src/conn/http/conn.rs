@@ -33,7 +33,7 @@ use crate::routes::auth::AuthAsk;
 use crate::routes::broadcast::publish::{self, PublishHead};
 use crate::routes::files::FileRequest;
 use crate::routes::observe;
-use crate::routes::plain::{self, MethodClass};
+use crate::routes::plain::{self, MethodClass, Page};
 use crate::routes::role::Attachment;
 use crate::routes::upload::request as upload;
 use crate::routes::upload::store::{Stored, Upload};
@@ -125,8 +125,8 @@ enum Answer {
     Stored(usize, Stored),
     /// A file of this route.
     File(usize, Box<FileRequest>),
-    /// The counters, on this route.
-    Observe(usize),
+    /// The counters, on this route: which of its documents.
+    Observe(usize, observe::View),
     /// The route's configured answer.
     Plain(usize),
     /// Relayed from a proxy route's upstream as it came; `true` when the connection closes
@@ -317,9 +317,9 @@ impl<T: Transport> Connection<T> {
                     self.discard_body(&request, limits).await?;
                     Answer::File(route, file)
                 }
-                Some((route, Ask::Observe)) => {
+                Some((route, Ask::Observe(view))) => {
                     self.discard_body(&request, limits).await?;
-                    Answer::Observe(route)
+                    Answer::Observe(route, view)
                 }
                 Some((route, Ask::Plain)) => {
                     self.discard_body(&request, limits).await?;
@@ -364,10 +364,16 @@ impl<T: Transport> Connection<T> {
             Answer::File(route, file) => {
                 Box::pin(self.serve_file(&file, route, method, close)).await?;
             }
-            Answer::Observe(route) => {
+            Answer::Observe(route, view) => {
                 let address = self.client.as_ref().map(ClientSlot::address);
                 let kind = &ctx.router.routes()[route].kind;
-                observe::respond(kind, &ctx, address, method, &date, close, &mut self.out)
+                let page = Page {
+                    method,
+                    date: &date,
+                    close,
+                    extra: &[],
+                };
+                observe::respond(kind, view, &ctx, address, page, &mut self.out)
                     .map_err(Stop::RefuseWith)?;
             }
             Answer::Plain(route) => {

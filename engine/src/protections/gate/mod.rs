@@ -14,13 +14,15 @@
 //! This file builds the [`ClientGate`] from the configuration and keeps what every check
 //! shares; the checks are one file each: `admission` (at accept and at the first request),
 //! `requests` (request rates and their `RateLimit` headers), `frames` (WebSocket rates across
-//! a client's connections), `violations` (counting and logging what a rule refused), and
-//! `refusal` (what a refused client gets, with its `Retry-After`).
+//! a client's connections), `violations` (counting and logging what a rule refused),
+//! `refusal` (what a refused client gets, with its `Retry-After`), and `report` (the top
+//! clients, for `/stats`).
 
 mod admission;
 mod buckets;
 mod frames;
 mod refusal;
+mod report;
 mod requests;
 mod violations;
 
@@ -41,6 +43,7 @@ use crate::server::metrics::Metrics;
 
 pub use admission::{Admission, ClientSlot};
 pub use refusal::Refusal;
+pub use report::BudgetName;
 pub use requests::{RateHeaders, RequestCheck};
 
 use buckets::{BucketNumbers, BucketRule};
@@ -70,6 +73,8 @@ pub struct ClientGate {
     log_budget: Arc<AtomicGcraState>,
     log_quota: Option<Gcra>,
     loopback: Arc<LoopbackWatch>,
+    /// The last top-clients report, reused for a while (see `report`).
+    top: report::TopCache,
 }
 
 impl ClientGate {
@@ -192,6 +197,7 @@ impl ClientGate {
             log_budget,
             log_quota: violations::log_quota(),
             loopback,
+            top: report::TopCache::default(),
             limits,
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringstream_limits::client_table::{Denial, Rule};
+use ringstream_limits::client_table::{Denial, RateBudget, Rule};
 use ringstream_limits::gcra::{Decision, Gcra};
 
 use super::ClientGate;
@@ -13,6 +13,9 @@ use super::buckets::{BucketNumbers, BucketRule};
 use super::refusal::{Refusal, whole_seconds};
 use crate::config::{LimitMode, RequestRate, ServerConfig};
 
+/// The bucket of the server-wide request budget: [`BucketRule::ServerRequests`] is numbered
+/// first ([`ClientGate::new`]).
+pub(super) const SERVER_REQUESTS_BUCKET: usize = 0;
 /// The window of `rate_limit_requests` and the `w` of its `RateLimit-Policy`.
 const REQUEST_WINDOW: Duration = Duration::from_secs(60);
 
@@ -23,6 +26,16 @@ pub(super) struct RequestQuota {
     quota: Gcra,
     rate: RequestRate,
     mode: LimitMode,
+}
+
+impl RequestQuota {
+    /// The budget's bucket and quota, for reports.
+    pub(super) fn budget(&self) -> RateBudget {
+        RateBudget {
+            bucket: self.bucket,
+            quota: self.quota,
+        }
+    }
 }
 
 /// The `RateLimit-Policy` and `RateLimit` header values of one answer.

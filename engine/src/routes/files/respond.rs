@@ -16,6 +16,7 @@ use crate::routes::plain::{self, MethodClass, Page};
 use crate::routes::state::RouteState;
 use crate::server::context::WorkerContext;
 use crate::server::registry::ConnGuard;
+use crate::server::transfers::{Direction, NewTransfer, Progress};
 use crate::server::transport::{FileSource, Transport};
 use ringstream_limits::gcra::GcraState;
 
@@ -99,26 +100,31 @@ pub async fn answer<T: Transport>(
         return Ok(out);
     }
     exchange.written.1 = status;
-    stream(
-        &mut exchange,
-        route,
-        files,
-        state,
-        FileSource::new(file),
+    let listed = ctx.metrics.transfers().begin(NewTransfer {
+        direction: Direction::Download,
+        route: &route.path,
+        name: &String::from_utf8_lossy(request.path.as_deref().unwrap_or_default()),
+        client: exchange.client.map(ClientSlot::address),
+        size: Some(range.end - range.start),
+    });
+    let progress = Progress::new(out.len() as u64, listed);
+    let source = FileSource::new(file);
+    let body = Body {
+        file: &source,
         range,
-        out,
-    )
-    .await
+    };
+    stream(&mut exchange, route, files, state, body, progress, out).await
 }
 
-/// Sends `range` of the file after the head in `out`, under the route's caps and timeouts.
+/// Sends `body` after the head in `out`, under the route's caps and timeouts, counting what
+/// leaves in `progress`.
 async fn stream<T: Transport>(
     exchange: &mut Exchange<'_, T>,
     route: &Route,
     files: &FilesConfig,
     state: &RouteState,
-    source: FileSource,
-    range: std::ops::Range<u64>,
+    body: Body<'_>,
+    mut progress: Progress,
     out: Vec<u8>,
 ) -> Result<Vec<u8>, (Cut, Vec<u8>)> {
     let ctx = exchange.ctx;
@@ -128,7 +134,9 @@ async fn stream<T: Transport>(
     // A body of one chunk or less leaves with its head in one write (one system call where
     // sendfile would take four); sendfile holds no buffer, so its pieces can be larger.
     let path = match files.send {
-        SendPath::Sendfile if range.end - range.start <= files.chunk_size as u64 => SendPath::Copy,
+        SendPath::Sendfile if body.range.end - body.range.start <= files.chunk_size as u64 => {
+            SendPath::Copy
+        }
         path => path,
     };
     let piece = match path {
@@ -153,11 +161,6 @@ async fn stream<T: Transport>(
     if cork {
         exchange.io.set_cork(true);
     }
-    let mut sent = 0;
-    let body = Body {
-        file: &source,
-        range,
-    };
     let result = send::stream_body(
         exchange.io,
         exchange.guard,
@@ -165,7 +168,7 @@ async fn stream<T: Transport>(
         &mut pacer,
         deadlines,
         out,
-        &mut sent,
+        &mut progress,
     )
     .await;
     if cork {
@@ -173,8 +176,8 @@ async fn stream<T: Transport>(
     }
     ctx.route_traffic(Some(exchange.route_index))
         .bytes_out
-        .add(sent);
-    exchange.written.0 += sent;
+        .add(progress.written);
+    exchange.written.0 += progress.written;
     result.map_err(|cut| (cut, Vec::new()))
 }
 

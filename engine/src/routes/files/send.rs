@@ -9,6 +9,7 @@ use super::pace::Pacer;
 use crate::config::SendPath;
 use crate::server::coarse_clock;
 use crate::server::registry::ConnGuard;
+use crate::server::transfers::Progress;
 use crate::server::transport::{FileSource, Transport};
 
 /// Why a body was not sent whole (the connection must close: the client was promised
@@ -44,7 +45,7 @@ pub struct Body<'a> {
 }
 
 /// Sends `body` after what `out` already holds (the response head, and any answers before
-/// it); returns `out`, emptied, for reuse. Adds the bytes written to `sent`.
+/// it); returns `out`, emptied, for reuse. Counts the bytes written in `sent`.
 pub async fn stream_body<T: Transport>(
     io: &T,
     guard: &ConnGuard,
@@ -52,7 +53,7 @@ pub async fn stream_body<T: Transport>(
     pacer: &mut Pacer<'_>,
     deadlines: Deadlines,
     mut out: Vec<u8>,
-    sent: &mut u64,
+    sent: &mut Progress,
 ) -> Result<Vec<u8>, Cut> {
     let Body { file, range } = body;
     let mut offset = range.start;
@@ -76,7 +77,7 @@ pub async fn stream_body<T: Transport>(
                 Some(Ok(0)) | Some(Err(_)) => return Err(Cut::File),
                 Some(Ok(n)) => {
                     offset += n as u64;
-                    *sent += n as u64;
+                    sent.add(n as u64);
                     continue;
                 }
                 None if Instant::now() >= deadlines.download => return Err(Cut::Timeout),
@@ -101,7 +102,7 @@ async fn write<T: Transport>(
     out: Vec<u8>,
     deadline: Instant,
     deadlines: Deadlines,
-    sent: &mut u64,
+    sent: &mut Progress,
 ) -> Result<Vec<u8>, Cut> {
     if out.is_empty() {
         return Ok(out);
@@ -119,7 +120,7 @@ async fn write<T: Transport>(
             None => return Err(Cut::Client),
         }
     };
-    *sent += out.len() as u64;
+    sent.add(out.len() as u64);
     out.clear();
     Ok(out)
 }

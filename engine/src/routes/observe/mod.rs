@@ -1,54 +1,81 @@
-//! `/stats` (JSON) and `/metrics` (Prometheus text format 0.0.4): the server's counters, its
-//! clients and its configured limits. Written by hand: a few dozen lines of formatting need no
-//! registry, no global state and no dependency.
+//! `/stats` (JSON), `/metrics` (Prometheus text format 0.0.4) and `/dashboard` (a page that
+//! shows `/stats` live): the server's counters, its clients and its configured limits. Written
+//! by hand: a few dozen lines of formatting need no registry, no global state and no
+//! dependency. `live` writes the parts of `/stats` that describe the moment (connections per
+//! worker, the top clients, the transfers in progress); `dashboard` holds the page.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ringstream_limits::client_table::Rule;
-use ringstream_protocol::http::HttpDate;
 use ringstream_protocol::json;
 
 use crate::config::{LimitMode, Route, RouteKind};
 use crate::routes::Refused;
-use crate::routes::plain::{MethodClass, Page};
+use crate::routes::plain::{self, Page};
 use crate::server::context::WorkerContext;
 use crate::server::metrics::TrafficTotals;
 
 const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
+const NO_STORE: (&str, &[u8]) = ("Cache-Control", b"no-store");
 
+mod dashboard;
+mod live;
 mod prometheus;
 use prometheus::prometheus_text;
 
-/// Appends the answer of a `stats` or `metrics` route to the client at `client`: 403 unless
-/// the route's `allowed_clients` hold it.
+/// What a request on an observe route (`stats`, `metrics`, `dashboard`) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The route's own document: `/stats`'s JSON, `/metrics`'s text, the dashboard's page.
+    Own,
+    /// The `/stats` document below a dashboard route (`/dashboard/stats`): the page's data,
+    /// behind the same `allowed_clients` as the page, whatever other routes there are.
+    Stats,
+    /// Anything else below a dashboard route: 404.
+    Missing,
+}
+
+/// What `path` asks of `route`, an observe route.
+pub fn view(route: &Route, path: &str) -> View {
+    match route.kind {
+        RouteKind::Dashboard { .. } => dashboard::view(&route.path, path),
+        _ => View::Own,
+    }
+}
+
+/// Appends the answer of an observe route to the client at `client`: 403 unless the route's
+/// `allowed_clients` hold it; `page` is what every answer of the request shares.
 pub fn respond(
     kind: &RouteKind,
+    view: View,
     ctx: &WorkerContext,
     client: Option<IpAddr>,
-    method: MethodClass,
-    date: &HttpDate,
-    close: bool,
+    page: Page<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), Refused> {
-    let (RouteKind::Stats { allowed_clients } | RouteKind::Metrics { allowed_clients }) = kind
+    let (RouteKind::Stats { allowed_clients }
+    | RouteKind::Metrics { allowed_clients }
+    | RouteKind::Dashboard { allowed_clients }) = kind
     else {
         return Err(Refused::status(404));
     };
     if !client.is_some_and(|address| allowed_clients.contains(address)) {
         return Err(Refused::status(403));
     }
-    let page = Page {
-        method,
-        date,
-        close,
-        extra: &[("Cache-Control", b"no-store")],
+    let no_store = [NO_STORE];
+    let counters = Page {
+        extra: &no_store,
+        ..page
     };
-    if matches!(kind, RouteKind::Stats { .. }) {
-        page.read_only(stats_json(ctx).as_bytes(), JSON, out);
-    } else {
-        page.read_only(prometheus_text(ctx).as_bytes(), PROMETHEUS, out);
+    match (kind, view) {
+        (_, View::Missing) => plain::not_found(page.method, page.date, page.close, out),
+        (RouteKind::Metrics { .. }, _) => {
+            counters.read_only(prometheus_text(ctx).as_bytes(), PROMETHEUS, out);
+        }
+        (RouteKind::Dashboard { .. }, View::Own) => dashboard::write_page(page, out),
+        _ => counters.read_only(stats_json(ctx).as_bytes(), JSON, out),
     }
     Ok(())
 }
@@ -99,6 +126,9 @@ fn stats_json(ctx: &WorkerContext) -> String {
         metrics.reloads().0,
         metrics.reloads().1
     );
+    live::workers_json(&mut s, metrics);
+    live::top_clients_json(&mut s, ctx);
+    live::transfers_json(&mut s, metrics.transfers());
     s.push_str("\"totals\":");
     traffic_json(&mut s, &metrics.totals());
     codes_json(&mut s, "http_refusals", &metrics.refusals());

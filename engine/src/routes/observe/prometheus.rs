@@ -137,6 +137,16 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
             "# HELP ringstream_{name} {help}\n# TYPE ringstream_{name} {kind}\nringstream_{name} {value}\n"
         );
     }
+    s.push_str(
+        "# HELP ringstream_worker_connections Open connections on each worker.\n\
+         # TYPE ringstream_worker_connections gauge\n",
+    );
+    for (worker, open) in metrics.open_per_worker().iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "ringstream_worker_connections{{worker=\"{worker}\"}} {open}"
+        );
+    }
     let routes: Vec<(String, TrafficTotals)> = ctx
         .config
         .routes

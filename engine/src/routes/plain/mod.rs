@@ -51,8 +51,8 @@ pub fn respond(
             page.read_only(body.as_bytes(), content_type.as_bytes(), out);
         }
         // Upgrades are answered before a route's response is written; a request that gets
-        // here on a WebSocket route was refused by the upgrade decision already. `/stats` and
-        // `/metrics` are answered by `observe`, publish routes by `publish`, proxy routes by
+        // here on a WebSocket route was refused by the upgrade decision already. `/stats`,
+        // `/metrics` and `/dashboard` are answered by `observe`, publish routes by `publish`, proxy routes by
         // their upstream.
         RouteKind::Echo { .. }
         | RouteKind::Handler { .. }
@@ -63,7 +63,8 @@ pub fn respond(
         | RouteKind::Upload(_)
         | RouteKind::Proxy(_)
         | RouteKind::Stats { .. }
-        | RouteKind::Metrics { .. } => {}
+        | RouteKind::Metrics { .. }
+        | RouteKind::Dashboard { .. } => {}
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
+use crate::server::transfers::Transfer;
 use crate::server::transport::FileSink;
 
 /// Prefix and suffix of temporary upload files.
@@ -137,6 +138,7 @@ impl UploadDir {
             size: 0,
             pending: Vec::new(),
             batch: WRITE_BATCH,
+            listed: None,
         })
     }
 
@@ -234,12 +236,24 @@ pub struct Upload {
     pending: Vec<u8>,
     /// Bytes gathered before one write: [`WRITE_BATCH`], or none at all.
     batch: usize,
+    /// Its entry among the transfers in progress, when it has one.
+    listed: Option<Transfer>,
 }
 
 impl Upload {
     /// The directory's path, for logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The name it will be stored as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counts the body's bytes in `listed` as they come, until the upload ends.
+    pub fn list(&mut self, listed: Option<Transfer>) {
+        self.listed = listed;
     }
 
     /// Writes each piece of the body as it comes rather than in batches (when the memory
@@ -251,6 +265,9 @@ impl Upload {
     /// Takes body bytes; writes them to the file in batches.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.hasher.update(data);
+        if let Some(listed) = &self.listed {
+            listed.add(data.len() as u64);
+        }
         // The batch never grows past its size: what would not fit goes after a write.
         if !self.pending.is_empty() && self.pending.len() + data.len() > self.batch {
             self.flush().await?;

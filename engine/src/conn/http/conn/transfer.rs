@@ -11,7 +11,9 @@ use crate::routes::files::respond as files;
 use crate::routes::plain::MethodClass;
 use crate::routes::upload::request::{self as upload, UploadRequest};
 use crate::routes::upload::store::{Stored, WRITE_BATCH};
+use crate::server::transfers::{Direction, NewTransfer};
 use crate::server::transport::Transport;
+use ringstream_protocol::http::BodyKind;
 
 impl<T: Transport> Connection<T> {
     /// Answers a request on a files route: the head (with any answers queued before it) and
@@ -72,6 +74,17 @@ impl<T: Transport> Connection<T> {
             None => self.stream.io().peer_addr().map_err(|_| Stop::Close)?.ip(),
         };
         let mut admitted = upload::admit(upload, config, dir, address).map_err(Stop::RefuseWith)?;
+        let listed = ctx.metrics.transfers().begin(NewTransfer {
+            direction: Direction::Upload,
+            route: &route.path,
+            name: admitted.file.name(),
+            client: Some(address),
+            size: match request.body {
+                BodyKind::Length(size) => Some(size),
+                BodyKind::None | BodyKind::Chunked => None,
+            },
+        });
+        admitted.file.list(listed);
         let mut limits = route.limits.clone();
         limits.max_body_size = admitted.max_size;
         // Large bodies are read in large pieces and written in large batches, if the buffer
