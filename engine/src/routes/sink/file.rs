@@ -19,7 +19,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, IoSlice, Write as _};
 use std::net::IpAddr;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -78,6 +78,31 @@ struct Shared {
     dropped_lines: AtomicU64,
     /// Set by [`SinkWriter::reopen_soon`]: the next batch opens the path afresh.
     reopen: AtomicBool,
+    /// Written batches' buffers, emptied, for the next batches ([`SinkWriter::buffer`]): a
+    /// fresh allocation for each batch costs page faults and zeroing on one side and giving
+    /// the pages back on the other.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Batches gathered into one write at most (`IOV_MAX` is 1024).
+const MAX_PARTS: usize = 64;
+/// Emptied buffers kept for reuse at most.
+const MAX_SPARE: usize = 16;
+/// A buffer larger than this is not kept (one batch was unusually large).
+const MAX_SPARE_CAPACITY: usize = 1024 * 1024;
+
+impl Shared {
+    /// Keeps `buffer`, emptied, for a later batch (unless enough are kept).
+    fn recycle(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > MAX_SPARE_CAPACITY {
+            return;
+        }
+        buffer.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < MAX_SPARE {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// Appends whole lines to a sink file from any worker thread, on one writer thread.
@@ -162,6 +187,18 @@ impl SinkWriter {
         }
     }
 
+    /// An empty buffer for a batch of lines: one a written batch left, or a new one of
+    /// `capacity` bytes.
+    pub fn buffer(&self, capacity: usize) -> Vec<u8> {
+        let kept = self
+            .shared
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        kept.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
     /// Bytes queued and not yet written.
     pub fn backlog(&self) -> usize {
         self.shared.backlog.load(Relaxed)
@@ -232,49 +269,52 @@ impl RotatingFile {
     /// Writes batches until every sender is gone and the queue is empty.
     fn run(mut self, receiver: Receiver<Vec<u8>>) {
         let mut held = None;
+        let mut parts: Vec<Vec<u8>> = Vec::new();
         loop {
             let Some(mut batch) = held.take().or_else(|| receiver.recv().ok()) else {
                 return;
             };
-            let first_line = batch
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(batch.len(), |i| i + 1);
+            let first_line = memchr::memchr(b'\n', &batch).map_or(batch.len(), |i| i + 1);
             let Some(room) = self.prepare(first_line) else {
                 // The file could not be opened (counted and logged): the batch is dropped.
                 self.drop_batch(&batch);
                 self.shared.backlog.fetch_sub(batch.len(), Relaxed);
+                self.shared.recycle(batch);
                 continue;
             };
-            // Gather what is already queued into the same write, as long as it fits the
-            // current file; the first batch that does not is held for the next write.
-            while batch.len() < room {
-                match receiver.try_recv() {
-                    Ok(more) if batch.len() + more.len() <= room => batch.extend(more),
-                    Ok(more) => {
-                        held = Some(more);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
             // What does not fit goes to the next file, split after a whole line (a single
             // line longer than `max_bytes` gets a file of its own).
             if batch.len() > room {
-                let cut = batch[..room]
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(first_line, |i| i + 1);
+                let cut = memchr::memrchr(b'\n', &batch[..room]).map_or(first_line, |i| i + 1);
                 let rest = batch.split_off(cut);
                 if !rest.is_empty() {
                     held = Some(rest);
                 }
             }
-            if let Err(e) = self.write(&batch) {
-                self.warn("write failed; batch dropped", &e);
-                self.drop_batch(&batch);
+            // What is already queued goes into the same (vectored) write, as long as it fits
+            // the current file; the first batch that does not is held for the next write.
+            let mut total = batch.len();
+            parts.push(batch);
+            while held.is_none() && total < room && parts.len() < MAX_PARTS {
+                match receiver.try_recv() {
+                    Ok(more) if total + more.len() <= room => {
+                        total += more.len();
+                        parts.push(more);
+                    }
+                    Ok(more) => held = Some(more),
+                    Err(_) => break,
+                }
             }
-            self.shared.backlog.fetch_sub(batch.len(), Relaxed);
+            if let Err(e) = self.write(&parts) {
+                self.warn("write failed; batch dropped", &e);
+                for part in &parts {
+                    self.drop_batch(part);
+                }
+            }
+            self.shared.backlog.fetch_sub(total, Relaxed);
+            for part in parts.drain(..) {
+                self.shared.recycle(part);
+            }
         }
     }
 
@@ -337,27 +377,45 @@ impl RotatingFile {
         std::fs::rename(path, rotated(path, 1))
     }
 
-    /// Appends one gathered batch to the file [`RotatingFile::prepare`] made ready; on failure cuts the file back to its last whole line and
-    /// drops the descriptor so the next batch reopens the path.
-    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+    /// Appends the gathered batches to the file [`RotatingFile::prepare`] made ready, in one
+    /// vectored write (more while it writes part); on failure cuts the file back to its last
+    /// whole line and drops the descriptor so the next batch reopens the path.
+    fn write(&mut self, parts: &[Vec<u8>]) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        if let Err(e) = file.write_all(batch) {
-            let _ = file.set_len(self.size);
-            self.file = None;
-            return Err(e);
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let written = match file.write_vectored(rest) {
+                Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) => {
+                    let _ = file.set_len(self.size);
+                    self.file = None;
+                    return Err(e);
+                }
+            }
         }
-        self.size += batch.len() as u64;
-        let lines = batch.iter().filter(|&&b| b == b'\n').count();
+        let bytes: usize = parts.iter().map(Vec::len).sum();
+        let lines: usize = parts
+            .iter()
+            .map(|p| memchr::memchr_iter(b'\n', p).count())
+            .sum();
+        self.size += bytes as u64;
         self.shared.lines.fetch_add(lines as u64, Relaxed);
-        self.shared.bytes.fetch_add(batch.len() as u64, Relaxed);
+        self.shared.bytes.fetch_add(bytes as u64, Relaxed);
         Ok(())
     }
 
     /// Counts the lines of a batch that was not written.
     fn drop_batch(&self, batch: &[u8]) {
-        let lines = batch.iter().filter(|&&b| b == b'\n').count();
+        let lines = memchr::memchr_iter(b'\n', batch).count();
         self.shared.dropped_lines.fetch_add(lines as u64, Relaxed);
     }
 

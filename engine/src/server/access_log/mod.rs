@@ -80,6 +80,15 @@ impl AccessLog {
         }
     }
 
+    /// An empty buffer for a worker's next batch: one the file's writer is done with, when
+    /// it has one.
+    fn buffer(&self) -> Vec<u8> {
+        match &self.writer {
+            Writer::File(file) => file.buffer(BATCH_BYTES),
+            Writer::Stdout(_) => Vec::with_capacity(BATCH_BYTES),
+        }
+    }
+
     /// Reopens the file at its path before the next write (SIGUSR1, after logrotate).
     pub fn reopen(&self) {
         if let Writer::File(file) = &self.writer {
@@ -154,7 +163,7 @@ impl WorkerAccessLog {
             if batch.1 == 0 {
                 return;
             }
-            let bytes = std::mem::replace(&mut batch.0, Vec::with_capacity(BATCH_BYTES));
+            let bytes = std::mem::replace(&mut batch.0, self.log.buffer());
             (bytes, std::mem::take(&mut batch.1))
         };
         self.log.hand_over(bytes, lines);
