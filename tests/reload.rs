@@ -1,6 +1,6 @@
 //! Reload on SIGHUP against the real binary on both drivers: new connections get the new
 //! routes and limits while a WebSocket opened before stays open across two reloads; per-client
-//! counts survive; a broken file is refused with its `file:line: key: message` error, counted,
+//! counts and rates survive; a broken file is refused with its `file:line: key: message` error, counted,
 //! and the running configuration kept; a key that needs a restart keeps its running value
 //! with a log line; `ringstream reload --pid-file` sends the signal.
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -15,18 +15,25 @@ use support::{
     DRIVERS, PATIENCE, Server, TempFile, ask, clients, connect_from, read_response, run_binary,
 };
 
-/// A config whose `/a` answers `body` (with the health, echo, stats and metrics routes),
-/// every client capped at two connections, and `extra` routes.
+/// A config whose `/a` answers `body` five times a minute per client (with the health, echo,
+/// stats and metrics routes), every client capped at two connections, and `extra` routes.
 fn config(body: &str, extra: &str) -> String {
-    let routes =
-        format!("\n[[routes]]\npath = \"/a\"\nkind = \"static_text\"\nbody = \"{body}\"\n{extra}");
+    let routes = format!(
+        "\n[[routes]]\npath = \"/a\"\nkind = \"static_text\"\nbody = \"{body}\"\n\
+         [routes.limits]\nrate_limit_requests = 5\n{extra}"
+    );
     clients::config("exempt = []\nmax_concurrent_connections = 2", &routes)
 }
 
 /// The status and body of `GET path` on a new connection from 127.0.0.2 (another client than
 /// the WebSockets' 127.0.0.1, which is at its cap).
 fn get(server: &Server, path: &str) -> (u16, String) {
-    let mut stream = connect_from(server, 2);
+    get_from(server, 2, path)
+}
+
+/// The status and body of `GET path` on a new connection from 127.0.0.`host`.
+fn get_from(server: &Server, host: u8, path: &str) -> (u16, String) {
+    let mut stream = connect_from(server, host);
     let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let response = ask(&mut stream, raw);
     (
@@ -85,6 +92,11 @@ fn sighup_swaps_the_configuration_for_new_connections_and_keeps_open_ones() {
         let (mut second, _) = connect_to(server.addr, "/ws/echo", "");
         echoes(&mut first, b"before", driver);
         assert_eq!(third_upgrade(&server), 429, "{driver}: at the cap");
+        // Another client spends its budget on /a.
+        for _ in 0..5 {
+            assert_eq!(get_from(&server, 3, "/a").0, 200, "{driver}");
+        }
+        assert_eq!(get_from(&server, 3, "/a").0, 429, "{driver}");
 
         // A new body, a new route; sent through `ringstream reload`.
         let next = config("two", "\n[[routes]]\npath = \"/b\"\nkind = \"health\"\n");
@@ -99,6 +111,11 @@ fn sighup_swaps_the_configuration_for_new_connections_and_keeps_open_ones() {
             third_upgrade(&server),
             429,
             "{driver}: the client's two connections are still counted"
+        );
+        assert_eq!(
+            get_from(&server, 3, "/a").0,
+            429,
+            "{driver}: what the other client spent of /a's rate stays spent"
         );
 
         // A broken file: refused with its line, counted, the running configuration kept.
