@@ -1,8 +1,8 @@
 //! Reload on SIGHUP against the real binary on both drivers: new connections get the new
 //! routes and limits while a WebSocket opened before stays open across two reloads; per-client
-//! counts and rates survive; a broken file is refused with its `file:line: key: message` error, counted,
-//! and the running configuration kept; a key that needs a restart keeps its running value
-//! with a log line; `ringstream reload --pid-file` sends the signal.
+//! counts and rates survive; a broken file is refused with its `file:line: key: message`
+//! error, counted, and the running configuration kept; a key that needs a restart keeps its
+//! running value with a log line; `ringstream reload --pid-file` sends the signal.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -10,6 +10,7 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use support::upstream::RawUpstream;
 use support::ws::{TEXT, connect_to, frame, read_frame, upgrade_request};
 use support::{
     DRIVERS, PATIENCE, Server, TempFile, ask, clients, connect_from, read_response, run_binary,
@@ -161,5 +162,38 @@ fn sighup_swaps_the_configuration_for_new_connections_and_keeps_open_ones() {
             assert!(Instant::now() < deadline, "{driver}: the count never fell");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[test]
+fn a_keep_alive_connection_from_before_a_reload_still_reuses_upstream_connections() {
+    let upstream = RawUpstream::start("record");
+    for driver in DRIVERS {
+        let proxy = format!(
+            "\n[[routes]]\npath = \"/api/\"\nkind = \"proxy\"\nupstreams = [\"{}\"]\n",
+            upstream.addr()
+        );
+        let file = TempFile::new("toml", config("one", &proxy).as_bytes());
+        let server =
+            Server::with_config_file(&file.path, &["--workers", "1", "--io-driver", driver]);
+        let mut kept = connect_from(&server, 4);
+        let request = "GET /api/x HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(ask(&mut kept, request).status, 200, "{driver}");
+        std::fs::write(&file.path, config("two", &proxy)).unwrap();
+        server.signal(libc::SIGHUP);
+        wait_for_reloads(&server, 1, 0);
+        let reuses = |server: &Server| {
+            let (_, body) = get(server, "/stats");
+            let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+            stats["proxy"]["upstream_reuses"].as_u64().unwrap()
+        };
+        let before = reuses(&server);
+        for _ in 0..3 {
+            assert_eq!(ask(&mut kept, request).status, 200, "{driver}");
+        }
+        assert!(
+            reuses(&server) >= before + 2,
+            "{driver}: the connection's requests reuse an upstream connection after the reload"
+        );
     }
 }

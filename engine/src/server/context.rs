@@ -131,10 +131,11 @@ impl WorkerContext {
 
     /// This worker's context for a reloaded `generation`: what the worker keeps (its
     /// connections, the drain, its topic members, its access log batch, the counters) is
-    /// shared with this one; this one's upstream pools keep nothing idle from now on.
+    /// shared with this one; this one's idle upstream connections are closed (its client
+    /// connections still reuse upstream connections while they last).
     pub fn reloaded(&self, generation: &Generation) -> Self {
         self.retired.set(true);
-        self.upstreams.borrow_mut().retire();
+        self.upstreams.borrow_mut().close_idle();
         Self::build(
             generation,
             self.index,

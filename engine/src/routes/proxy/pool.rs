@@ -61,14 +61,11 @@ const AUTH_POOL_SIZE: usize = 16;
 pub struct UpstreamPools {
     routes: HashMap<usize, RoutePool>,
     auth: HashMap<usize, Vec<(UpstreamConn, Instant)>>,
-    /// Set once a reloaded configuration took over: nothing is kept idle any more.
-    retired: bool,
 }
 
 impl UpstreamPools {
     /// The pool of route `index`, made on first use.
     pub fn route(&mut self, index: usize, config: &ProxyConfig) -> &mut RoutePool {
-        let retired = self.retired;
         self.routes.entry(index).or_insert_with(|| RoutePool {
             upstreams: config
                 .upstreams
@@ -76,17 +73,16 @@ impl UpstreamPools {
                 .map(|_| Upstream::default())
                 .collect(),
             turn: 0,
-            retired,
         })
     }
 
-    /// Closes every idle connection and keeps none from now on: the pools of a configuration
-    /// a reload replaced (its requests still in flight finish on their connections).
-    pub fn retire(&mut self) {
-        self.retired = true;
+    /// Closes every idle connection: the pools of a configuration a reload replaced. The
+    /// client connections that started before the reload still use them (and keep at most
+    /// `pool_size` idle again), so they go on reusing upstream connections; the pools go
+    /// with the last of those.
+    pub fn close_idle(&mut self) {
         self.auth.clear();
         for pool in self.routes.values_mut() {
-            pool.retired = true;
             for upstream in &mut pool.upstreams {
                 upstream.idle.clear();
             }
@@ -106,9 +102,6 @@ impl UpstreamPools {
 
     /// Keeps a connection to the auth endpoint of route `index` for the next question.
     pub fn give_back_auth(&mut self, index: usize, conn: UpstreamConn, now: Instant) {
-        if self.retired {
-            return;
-        }
         let idle = self.auth.entry(index).or_default();
         if idle.len() >= AUTH_POOL_SIZE {
             idle.remove(0);
@@ -128,8 +121,6 @@ pub struct RoutePool {
     upstreams: Vec<Upstream>,
     /// Where the next round-robin choice (or least-connections tie) starts.
     turn: usize,
-    /// See [`UpstreamPools::retire`].
-    retired: bool,
 }
 
 #[derive(Debug, Default)]
@@ -193,7 +184,7 @@ impl RoutePool {
     /// is full).
     pub fn give_back(&mut self, i: usize, conn: UpstreamConn, now: Instant, config: &ProxyConfig) {
         let idle = &mut self.upstreams[i].idle;
-        if config.pool_size == 0 || self.retired {
+        if config.pool_size == 0 {
             return;
         }
         if idle.len() >= config.pool_size {
