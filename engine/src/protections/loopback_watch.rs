@@ -15,7 +15,7 @@ const MIN_ADMISSIONS: u64 = 100;
 #[derive(Debug)]
 pub struct LoopbackWatch {
     /// False when a proxy is trusted or loopback is not exempt: nothing to watch.
-    enabled: bool,
+    enabled: AtomicBool,
     admitted: AtomicU64,
     from_loopback: AtomicU64,
     warned: AtomicBool,
@@ -34,16 +34,23 @@ impl LoopbackWatch {
     /// Watches only when no proxy is trusted and loopback is exempt.
     pub fn new(no_trusted_proxies: bool, loopback_exempt: bool) -> Self {
         Self {
-            enabled: no_trusted_proxies && loopback_exempt,
+            enabled: AtomicBool::new(no_trusted_proxies && loopback_exempt),
             admitted: AtomicU64::new(0),
             from_loopback: AtomicU64::new(0),
             warned: AtomicBool::new(false),
         }
     }
 
+    /// Follows a reloaded configuration: watches only when no proxy is trusted and loopback is
+    /// exempt.
+    pub fn reconfigure(&self, no_trusted_proxies: bool, loopback_exempt: bool) {
+        self.enabled
+            .store(no_trusted_proxies && loopback_exempt, Ordering::Relaxed);
+    }
+
     /// Counts one admission from `address`, `exempt` from per-client rules or not.
     pub fn record(&self, address: IpAddr, exempt: bool) {
-        if !self.enabled || self.warned.load(Ordering::Relaxed) {
+        if !self.enabled.load(Ordering::Relaxed) || self.warned.load(Ordering::Relaxed) {
             return;
         }
         self.admitted.fetch_add(1, Ordering::Relaxed);
@@ -54,7 +61,7 @@ impl LoopbackWatch {
 
     /// Ends a window: its figures, once per process, when most admissions were loopback.
     pub fn end_window(&self) -> Option<LoopbackShare> {
-        if !self.enabled || self.warned.load(Ordering::Relaxed) {
+        if !self.enabled.load(Ordering::Relaxed) || self.warned.load(Ordering::Relaxed) {
             return None;
         }
         let share = LoopbackShare {
@@ -113,5 +120,16 @@ mod tests {
         let not_exempt = LoopbackWatch::new(true, false);
         not_exempt.record(LOCAL, false);
         assert_eq!(not_exempt.end_window(), None);
+    }
+
+    #[test]
+    fn a_reload_that_trusts_a_proxy_stops_the_watch() {
+        let watch = LoopbackWatch::new(true, true);
+        watch.reconfigure(false, true);
+        admit(&watch, 1000, 0);
+        assert_eq!(watch.end_window(), None);
+        watch.reconfigure(true, true);
+        admit(&watch, 1000, 0);
+        assert!(watch.end_window().is_some());
     }
 }

@@ -49,6 +49,12 @@ pub use requests::{RateHeaders, RequestCheck};
 use buckets::{BucketNumbers, BucketRule};
 use requests::RequestQuota;
 
+/// Whether `exempt` holds the loopback addresses.
+fn loopback_exempt(exempt: &ringstream_limits::cidr::CidrSet) -> bool {
+    exempt.contains(IpAddr::from([127, 0, 0, 1]))
+        || exempt.contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+}
+
 /// Clients unseen for this long are forgotten (unless their bans or quotas need longer).
 const MIN_CLIENT_MEMORY: Duration = Duration::from_secs(120);
 
@@ -100,10 +106,7 @@ impl ClientGate {
         ));
         let loopback = Arc::new(LoopbackWatch::new(
             limits.trusted_proxies.is_empty(),
-            limits.exempt.contains(IpAddr::from([127, 0, 0, 1]))
-                || limits
-                    .exempt
-                    .contains(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            loopback_exempt(&limits.exempt),
         ));
         Self::with_clients(
             config,
@@ -119,6 +122,11 @@ impl ClientGate {
     /// bans), the bucket numbering, the counters and the violation log's budget carry over.
     /// `max_tracked_clients` and how long idle clients are remembered stay as they were.
     pub fn reloaded(&self, config: &ServerConfig) -> Self {
+        let limits = &config.clients;
+        self.loopback.reconfigure(
+            limits.trusted_proxies.is_empty(),
+            loopback_exempt(&limits.exempt),
+        );
         Self::with_clients(
             config,
             Arc::clone(&self.metrics),
