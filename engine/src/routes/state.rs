@@ -58,19 +58,21 @@ impl SharedRate {
 /// Opens what each route needs: sink files (a torn last line is cut), files roots (a missing
 /// optional root is logged once and served as empty).
 pub fn open(config: &ServerConfig) -> Result<RouteStates, EngineError> {
-    reopen(config, &[])
+    reopen(config, None, &[])
 }
 
-/// What each route of a reloaded `config` needs: the state of a route of `before` (earlier
-/// configurations with their states, the latest first) with the same path and resources is
-/// kept, an upload directory open in one of them is shared, and the rest is opened.
+/// What each route of a reloaded `config` needs: the state of a route of `latest` (the
+/// configuration it replaces, with its states) with the same path and resources is kept, an
+/// upload directory an earlier generation opened (`earlier`: the states of every generation
+/// since start-up, whose connections may still upload) is shared, and the rest is opened.
 pub fn reopen(
     config: &ServerConfig,
-    before: &[(&ServerConfig, &RouteStates)],
+    latest: Option<(&ServerConfig, &RouteStates)>,
+    earlier: &[RouteStates],
 ) -> Result<RouteStates, EngineError> {
     let mut states = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
-        if let Some(kept) = kept_state(route, before) {
+        if let Some(kept) = latest.and_then(|latest| kept_state(route, latest)) {
             states.push(kept);
             continue;
         }
@@ -108,7 +110,7 @@ pub fn reopen(
                 let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
                 state.global_bandwidth = SharedRate::new(rate, burst);
             }
-            RouteKind::Upload(upload) if let Some(dir) = open_upload_dir(&upload.dir, before) => {
+            RouteKind::Upload(upload) if let Some(dir) = open_upload_dir(&upload.dir, earlier) => {
                 state.upload = Some(dir);
             }
             RouteKind::Upload(upload) => {
@@ -138,10 +140,12 @@ pub fn reopen(
     Ok(states.into())
 }
 
-/// The state a route of an earlier configuration had, when it had the same path, kind,
-/// bandwidth and auth hook (so the same files, writer, budget and cache).
-fn kept_state(route: &Route, before: &[(&ServerConfig, &RouteStates)]) -> Option<Arc<RouteState>> {
-    let (config, states) = before.first()?;
+/// The state a route of `latest` had, when it had the same path, kind, bandwidth and auth
+/// hook (so the same files, writer, budget and cache).
+fn kept_state(
+    route: &Route,
+    (config, states): (&ServerConfig, &RouteStates),
+) -> Option<Arc<RouteState>> {
     let index = config.routes.iter().position(|old| {
         old.path == route.path
             && old.kind == route.kind
@@ -151,18 +155,19 @@ fn kept_state(route: &Route, before: &[(&ServerConfig, &RouteStates)]) -> Option
     states.get(index).cloned()
 }
 
-/// An upload directory at `path` one of the earlier configurations opened.
-fn open_upload_dir(
-    path: &Path,
-    before: &[(&ServerConfig, &RouteStates)],
-) -> Option<Arc<UploadDir>> {
-    before.iter().find_map(|(_, states)| {
-        states
-            .iter()
-            .filter_map(|state| state.upload.as_ref())
-            .find(|dir| dir.path() == path)
-            .cloned()
-    })
+/// An upload directory at `path` that a generation still alive opened: its uploads in
+/// progress keep their temporary files, which opening it again would delete.
+fn open_upload_dir(path: &Path, alive: &[RouteStates]) -> Option<Arc<UploadDir>> {
+    alive
+        .iter()
+        .flat_map(|states| states.iter())
+        .find_map(|state| {
+            state
+                .upload
+                .as_ref()
+                .filter(|dir| dir.path() == path)
+                .cloned()
+        })
 }
 
 #[cfg(test)]
@@ -188,7 +193,7 @@ mod tests {
         next = next.route("/files/", files()).route("/other-up/", upload());
         next.routes[0].limits.bandwidth.global = 1000;
         let third = next.clone().route("/more-files/", files());
-        let after = reopen(&next, &[(&first, &before)]).unwrap();
+        let after = reopen(&next, Some((&first, &before)), &[Arc::clone(&before)]).unwrap();
         assert!(
             !Arc::ptr_eq(&after[0], &before[0]),
             "a new global bandwidth is a new budget"
@@ -196,7 +201,8 @@ mod tests {
         let before_dir = before[1].upload.as_ref().unwrap();
         assert!(Arc::ptr_eq(after[1].upload.as_ref().unwrap(), before_dir));
         assert!(temp.exists(), "the upload in progress keeps its file");
-        let again = reopen(&third, &[(&next, &after)]).unwrap();
+        let alive = [Arc::clone(&before), Arc::clone(&after)];
+        let again = reopen(&third, Some((&next, &after)), &alive).unwrap();
         assert!(
             Arc::ptr_eq(&again[0], &after[0]),
             "unchanged: the same state"

@@ -170,7 +170,8 @@ impl Server {
         limit_connections_to_fds(&mut next);
         let kept = reload::keep_restart_keys(&current.config, &mut next);
         let mut all = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        let routes = state::reopen(&next, &[(&current.config, &current.routes)])?;
+        let latest = Some((&*current.config, &current.routes));
+        let routes = state::reopen(&next, latest, &all)?;
         let gate = Arc::new(current.gate.reloaded(&next));
         all.push(Arc::clone(&routes));
         self.generations.publish(Generation {
