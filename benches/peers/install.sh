@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Installs the peers, idempotently; with names (python, bun, nginx), only those:
+# Installs the peers, idempotently; with names (python, bun, nginx, redis), only those:
 # - python: .env (ignored by git) with uvicorn, uvloop, httptools, Starlette, FastAPI and
 #   BustAPI, from PyPI;
 # - bun: node_modules (ignored by git) with Bun (uWebSockets inside), from npm;
 # - nginx: the file-download peer, from Debian's packages (nginx-light where the release still
 #   has it, else nginx), through sudo unless run as root. download_load.py runs it as the
 #   current user with its own config; the package's service is not used.
+# - redis: redis-server and redis-cli from Debian's packages, for the cluster's tests and
+#   benchmark (each starts its own redis-server on a free loopback port; the package's service
+#   is not used).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(python bun nginx)
+[ ${#wanted[@]} -gt 0 ] || wanted=(python bun nginx redis)
 
 want() {
   local name
@@ -19,8 +22,8 @@ want() {
 
 for name in "${wanted[@]}"; do
   case "$name" in
-    python|bun|nginx) ;;
-    *) echo "install.sh: unknown peer '$name' (python, bun, nginx)" >&2; exit 2 ;;
+    python|bun|nginx|redis) ;;
+    *) echo "install.sh: unknown peer '$name' (python, bun, nginx, redis)" >&2; exit 2 ;;
   esac
 done
 
@@ -54,4 +57,15 @@ if want nginx; then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$package" >/dev/null
   fi
   echo "peers: $( (command -v nginx >/dev/null && nginx -v || /usr/sbin/nginx -v) 2>&1)"
+fi
+
+if want redis; then
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+  fi
+  echo "peers: $(redis-server --version)"
 fi
