@@ -16,7 +16,7 @@ use crate::config::{DenyAction, LimitMode};
 
 /// `Retry-After` of a 503 while Redis is away under `on_redis_error = "closed"`: about
 /// the longest the link waits between two attempts to reconnect.
-const REDIS_AWAY_RETRY: u64 = 3;
+pub(super) const REDIS_AWAY_RETRY: u64 = 3;
 
 /// What admission decided.
 #[derive(Debug)]

@@ -24,6 +24,7 @@ mod frames;
 mod refusal;
 mod report;
 mod requests;
+mod shared;
 mod violations;
 
 use std::net::IpAddr;
@@ -84,6 +85,8 @@ pub struct ClientGate {
     top: report::TopCache,
     /// The other nodes' counts and bans, when the node is one of several.
     cluster: Option<Arc<Cluster>>,
+    /// Per bucket, the name its rule is shared under across nodes (`None`: kept per node).
+    shared: Box<[Option<Arc<str>>]>,
 }
 
 impl ClientGate {
@@ -192,6 +195,7 @@ impl ClientGate {
             })
             .collect();
         table.reserve_buckets(buckets.count());
+        let shared = buckets.shared_names();
         let bans = (limits.ban_after_violations > 0).then(|| BanPolicy {
             after_violations: limits.ban_after_violations,
             window_ns: nanos(limits.ban_window),
@@ -226,6 +230,7 @@ impl ClientGate {
             loopback,
             top: report::TopCache::default(),
             cluster: None,
+            shared,
             limits,
         }
     }
