@@ -411,3 +411,30 @@ fn a_request_rate_is_one_budget_across_nodes() {
         );
     }
 }
+
+#[test]
+fn new_connections_per_minute_are_one_budget_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    for driver in DRIVERS {
+        flush(&redis);
+        let limits = "connections_per_minute = 10";
+        let a = node(&redis, "a", driver, limits, "");
+        let b = node(&redis, "b", driver, limits, "");
+        a.wait_for_stats(|s| s["cluster"]["nodes"] == 2);
+        let statuses: Vec<u16> = (0..30)
+            .map(|i| open_from(if i % 2 == 0 { &a } else { &b }, 22).1)
+            .collect();
+        let allowed = statuses.iter().filter(|&&s| s == 200).count();
+        assert_eq!(
+            allowed + statuses.iter().filter(|&&s| s == 429).count(),
+            30,
+            "{driver}: {statuses:?}"
+        );
+        // Ten a minute in all (two nodes deciding alone would allow 20), give or take a
+        // chunk of debt per node; fewer when leases come late.
+        assert!(
+            (5..=13).contains(&allowed),
+            "{driver}: {allowed}: {statuses:?}"
+        );
+    }
+}

@@ -19,6 +19,9 @@ pub(super) enum BucketRule {
     Bytes,
     /// A files route's `client_bandwidth`, by its path.
     Bandwidth(String),
+    /// `connections_per_minute` as a lease, when the node is one of a cluster (alone, the
+    /// client's own connection-rate state is used).
+    Connections,
 }
 
 /// Bucket numbers, given out in the order rules are first seen.
@@ -52,6 +55,7 @@ impl BucketNumbers {
                 BucketRule::RouteRequests(path) => Some(format!("requests:{path}").into()),
                 BucketRule::Messages => Some("messages".into()),
                 BucketRule::Bytes => Some("bytes".into()),
+                BucketRule::Connections => Some("connections".into()),
                 BucketRule::Bandwidth(_) => None,
             };
         }

@@ -87,6 +87,8 @@ pub struct ClientGate {
     cluster: Option<Arc<Cluster>>,
     /// Per bucket, the name its rule is shared under across nodes (`None`: kept per node).
     shared: Box<[Option<Arc<str>>]>,
+    /// `connections_per_minute` shared across nodes, with its bucket (a cluster only).
+    connection_rate: Option<(usize, Gcra)>,
 }
 
 impl ClientGate {
@@ -141,8 +143,11 @@ impl ClientGate {
             Arc::clone(&self.log_budget),
             Arc::clone(&self.loopback),
         );
-        gate.cluster.clone_from(&self.cluster);
         gate.identity = gate.identity.with_secret_of(&self.identity);
+        if self.cluster.is_some() {
+            gate.cluster.clone_from(&self.cluster);
+            gate.share_connection_rate();
+        }
         gate
     }
 
@@ -151,7 +156,19 @@ impl ClientGate {
     pub fn with_cluster(mut self, cluster: Arc<Cluster>, secret: &[u8]) -> Self {
         self.identity = self.identity.with_shared_secret(secret);
         self.cluster = Some(cluster);
+        self.share_connection_rate();
         self
+    }
+
+    /// In a cluster, `connections_per_minute` is decided from a lease in a bucket of its own
+    /// (`admission`), not from the client's own connection-rate state.
+    fn share_connection_rate(&mut self) {
+        if let Some(rate) = self.connections.rate.take() {
+            let bucket = self.buckets.number(BucketRule::Connections);
+            self.table.reserve_buckets(self.buckets.count());
+            self.shared = self.buckets.shared_names();
+            self.connection_rate = Some((bucket, rate));
+        }
     }
 
     /// The shared client table, for the cluster's link.
@@ -230,6 +247,7 @@ impl ClientGate {
             loopback,
             top: report::TopCache::default(),
             cluster: None,
+            connection_rate: None,
             shared,
             limits,
         }
