@@ -402,7 +402,10 @@ fn a_request_rate_is_one_budget_across_nodes() {
         );
         let stats = a.stats();
         assert!(
-            stats["cluster"]["leases"]["decisions"].as_u64().unwrap() >= 30,
+            stats["cluster"]["leases"]["cells_granted"]
+                .as_u64()
+                .unwrap()
+                >= 5,
             "{stats}"
         );
         assert!(

@@ -94,8 +94,9 @@ pub struct ClusterCounters {
     pub bans_received: AtomicU64,
     /// Lease requests sent to Redis (one script call each).
     pub lease_calls: AtomicU64,
-    /// Per-client rate decisions taken from leases.
-    pub leased_decisions: AtomicU64,
+    /// Cells Redis granted to leases (about one per decision allowed from a lease; counted by
+    /// the link, so decisions pay nothing for it).
+    pub lease_cells: AtomicU64,
 }
 
 /// What this node shares with the others, and the link that does it.

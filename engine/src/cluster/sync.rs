@@ -209,6 +209,10 @@ impl Link {
                 _ => (0, 0),
             };
             book.granted(ask.id, cells, wait, now);
+            self.cluster
+                .counters
+                .lease_cells
+                .fetch_add(cells, Ordering::Relaxed);
         }
         self.cluster
             .counters

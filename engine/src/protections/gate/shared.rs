@@ -68,10 +68,6 @@ impl ClientGate {
                 RedisErrorPolicy::Closed => return Taken::RedisAway,
             }
         }
-        cluster
-            .counters
-            .leased_decisions
-            .fetch_add(1, Ordering::Relaxed);
         let terms = cluster.lease_terms(quota);
         match client.take_leased(bucket, cost, terms) {
             Leased::Allow { remaining, renew } => {

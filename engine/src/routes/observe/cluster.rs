@@ -22,7 +22,7 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
          \"lost\":{{\"queue_full\":{},\"redis_away\":{},\"lagged\":{}}},\
          \"redis_changes\":{{\"reachable\":{},\"away\":{}}},\
          \"without_redis\":{{\"decided_alone\":{},\"refused\":{}}},\"bans_received\":{},\
-         \"leases\":{{\"decisions\":{},\"redis_calls\":{}}}}},",
+         \"leases\":{{\"cells_granted\":{},\"redis_calls\":{}}}}},",
         cluster.is_reachable(),
         cluster.nodes(),
         cluster.clients_elsewhere(),
@@ -36,7 +36,7 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
         read(&c.decided_alone),
         read(&c.refused_redis_away),
         read(&c.bans_received),
-        read(&c.leased_decisions),
+        read(&c.lease_cells),
         read(&c.lease_calls),
     );
 }
@@ -109,10 +109,10 @@ pub(super) fn prometheus_text(s: &mut String, cluster: &Cluster) {
         (
             "lease_total",
             "counter",
-            "Per-client rate decisions taken from leases, and the Redis script calls that granted \
-             them.",
+            "Cells Redis granted to per-client rate leases (about one per decision allowed), and \
+             the script calls that granted them.",
             &[
-                ("kind=\"decision\"", read(&c.leased_decisions)),
+                ("kind=\"cell\"", read(&c.lease_cells)),
                 ("kind=\"redis_call\"", read(&c.lease_calls)),
             ],
         ),
