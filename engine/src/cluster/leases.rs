@@ -20,7 +20,8 @@ use super::wire;
 
 /// Takes up to ARGV[3] cells of a GCRA quota (emission interval ARGV[1] µs, tolerance ARGV[2]
 /// µs) from the state in KEYS[1], at Redis's time; answers the cells taken and, when fewer
-/// than asked, the microseconds until the next one.
+/// than asked, the microseconds until the rest would be there (asking again sooner would get
+/// a cell or two per call).
 pub const LEASE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -35,7 +36,7 @@ if cells < 0 then cells = 0 end
 tat = tat + cells * interval
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1)
 local wait = 0
-if cells < want then wait = tat + interval - now - tau end
+if cells < want then wait = tat + (want - cells) * interval - now - tau end
 if wait < 0 then wait = 0 end
 return {cells, wait}
 ";
