@@ -4,8 +4,18 @@
 //! Every connection is open and upgraded (its 101 read, so the server counts it as a member)
 //! before the first message is published. Publishers are members too and get their own
 //! messages back (`echo_to_sender`): each keeps at most `window` of its messages outstanding
-//! (sent, not yet received back), which bounds what a subscriber that keeps up has queued at
-//! the server to about `window × size` bytes per publisher, well under `max_backpressure`.
+//! (sent, and not yet back at the publisher or not yet at the first subscriber), which bounds
+//! what a subscriber that keeps up has queued at the server to about `window × size` bytes per
+//! publisher, well under `max_backpressure`.
+//!
+//! The subscribers may be on another address than the publishers (`--subscribe-url`): another
+//! node of a cluster, whose members get the publishers' messages through the cluster's broker
+//! while the publishers get theirs back from their own node. `--broker-pid` then reports the
+//! broker's CPU time per delivery beside the nodes' (`--server-pid` once per node).
+//!
+//! `--socketio` speaks to a Socket.IO server instead ([`socketio`]: engine.io's framing over
+//! the same WebSocket, each message an event whose argument is the payload), with the same
+//! messages and the same checks.
 //!
 //! Every member checks every message it receives ([`message`]: per publisher in order, no
 //! gap, payload intact); subscribers also time it (receive time minus the send time the
@@ -17,13 +27,17 @@
 
 //! - `message`: the message layout (publisher, sequence number, send time) and its verifier.
 //! - `member`: one connection, its read buffer, the frames it reads and writes.
+//! - `socketio`: the Socket.IO packets a member reads and writes, without IO.
 //! - `roles`: what a subscriber and a publisher do on their connection.
+//! - `watch`: how far the first subscriber got, which closes the publishers' windows.
 //! - `connect`: opening every connection before the run.
 
 mod connect;
 mod member;
 mod message;
 mod roles;
+mod socketio;
+mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -37,9 +51,10 @@ use super::stats::Stats;
 use super::window::{Window, join_within};
 use super::ws::Target;
 use connect::connect_all;
-use member::Member;
+use member::{Framing, Member};
 use message::{MESSAGE_HEADER_LEN, Verifier};
 use roles::{publish, subscribe};
+use watch::Watch;
 
 /// How long opening every connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,9 +65,24 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `ringstream bench broadcast`.
 #[derive(Debug, Args)]
 pub struct BroadcastArgs {
-    /// ws://IP:PORT/PATH of a broadcast topic, e.g. ws://127.0.0.1:8080/ws/broadcast/bench.
+    /// ws://IP:PORT/PATH of a broadcast topic, e.g. ws://127.0.0.1:8080/ws/broadcast/bench;
+    /// the publishers connect here, and the subscribers too unless --subscribe-url is given.
     #[arg(long)]
     url: String,
+    /// ws://IP:PORT/PATH of the same topic where the subscribers connect, e.g. on another node
+    /// of a cluster.
+    #[arg(long)]
+    subscribe_url: Option<String>,
+    /// Speak Socket.IO (engine.io 4 over a WebSocket, e.g. --url
+    /// 'ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket&room=bench'): each message is
+    /// an event `m` whose argument is the payload, as a Buffer (binary) or as a hexadecimal
+    /// string (text).
+    #[arg(long, value_enum)]
+    socketio: Option<socketio::Payload>,
+    /// The PID of a broker between the servers (the Redis of a cluster): its CPU time per
+    /// delivery is reported apart from the servers'.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Connections that only read.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -78,6 +108,8 @@ struct Shared {
     stats: RefCell<Stats>,
     /// Messages published while measuring.
     published: Cell<u64>,
+    /// How far the first subscriber got, per publisher.
+    watch: Watch,
     publishers: usize,
     size: usize,
     window: usize,
@@ -100,27 +132,51 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     if args.subscribers == 0 || args.publishers == 0 || args.window == 0 {
         bail!("--subscribers, --publishers and --window must be at least 1");
     }
-    let target = Target::from_url(&args.url).map_err(anyhow::Error::msg)?;
+    let publish_target = Target::from_url(&args.url).map_err(anyhow::Error::msg)?;
+    let subscribe_url = args.subscribe_url.as_deref().unwrap_or(&args.url);
+    let subscribe_target = Target::from_url(subscribe_url).map_err(anyhow::Error::msg)?;
+    let framing = args.socketio.map_or(Framing::WebSocket, Framing::SocketIo);
     let shared = Rc::new(Shared {
         start: Instant::now(),
         phase: Cell::new(Phase::Warmup),
         stats: RefCell::new(Stats::new()),
         published: Cell::new(0),
+        watch: Watch::new(args.publishers),
         publishers: args.publishers,
         size: args.size,
         window: args.window,
     });
+    // Subscribers first: every one is a member before a publisher can send.
+    let clients = compio::time::timeout(CONNECT_TIMEOUT, async {
+        let subscribers = connect_all(&subscribe_target, framing, args.subscribers)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening {} subscribers to {subscribe_url}",
+                    args.subscribers
+                )
+            })?;
+        let publishers = connect_all(&publish_target, framing, args.publishers)
+            .await
+            .with_context(|| format!("opening {} publishers to {}", args.publishers, args.url))?;
+        anyhow::Ok((subscribers, publishers))
+    });
     let connections = args.subscribers + args.publishers;
-    let mut clients = compio::time::timeout(CONNECT_TIMEOUT, connect_all(&target, connections))
-        .await
-        .map_err(|_| anyhow!("opening {connections} connections took over {CONNECT_TIMEOUT:?}"))?
-        .with_context(|| format!("opening {connections} connections to {}", args.url))?;
-    let member = |client| Member::new(client, Verifier::new(shared.publishers, shared.size));
-    let publishers = clients.split_off(args.subscribers);
+    let (subscribers, publishers) = clients.await.map_err(|_| {
+        anyhow!("opening {connections} connections took over {CONNECT_TIMEOUT:?}")
+    })??;
+    let member = |client| {
+        Member::new(
+            client,
+            framing,
+            Verifier::new(shared.publishers, shared.size),
+        )
+    };
     let mut tasks = Vec::with_capacity(connections);
-    for client in clients {
+    for (i, client) in subscribers.into_iter().enumerate() {
         tasks.push(compio::runtime::spawn(subscribe(
             member(client),
+            i == 0,
             Rc::clone(&shared),
         )));
     }
@@ -132,7 +188,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         )));
     }
 
-    let window = Window::run(&args.measure, &shared.phase).await;
+    let window = Window::run_with(&args.measure, &shared.phase, args.broker_pid).await;
     let stuck = join_within(tasks, DRAIN_TIMEOUT).await;
     if stuck > 0 {
         shared.stats.borrow_mut().error(format!(
@@ -159,9 +215,22 @@ fn report(
     let deliveries = stats.ops;
     let rate = deliveries as f64 / window.seconds;
     let server_cpu_us = window.server_cpu_us_per(deliveries);
+    let broker_cpu_us = window.broker_cpu_us_per(deliveries);
     let own_cpu_pct = window.own_cpu_pct();
     let (p50, p99) = (stats.percentile_us(0.5), stats.percentile_us(0.99));
-    let label = format!("broadcast {} B, window {}", args.size, args.window);
+    let over = match args.socketio {
+        Some(payload) => format!(" over Socket.IO ({})", payload.name()),
+        None => String::new(),
+    };
+    let across = if args.subscribe_url.is_some() {
+        ", subscribers on another address"
+    } else {
+        ""
+    };
+    let label = format!(
+        "broadcast {} B{over}, window {}{across}",
+        args.size, args.window
+    );
     let (subscribers, publishers) = (args.subscribers, args.publishers);
     if args.measure.json {
         println!(
@@ -169,22 +238,26 @@ fn report(
              \"publishers\":{publishers},\"seconds\":{},\"ops\":{deliveries},\
              \"ops_per_sec\":{rate:.0},\"published\":{published},\"errors\":{},\
              \"p50_us\":{p50},\"p99_us\":{p99},\"server_cpu_us_per_op\":{},\
-             \"client_cpu_pct\":{}}}",
+             \"broker_cpu_us_per_op\":{},\"client_cpu_pct\":{}}}",
             subscribers + publishers,
             args.measure.seconds,
             stats.errors,
             server_cpu_us.map_or("null".into(), |v| format!("{v:.3}")),
+            broker_cpu_us.map_or("null".into(), |v| format!("{v:.3}")),
             own_cpu_pct.map_or("null".into(), |v| format!("{v:.0}")),
         );
     } else {
         println!(
             "{label}: {subscribers} subscribers, {publishers} publishers, {:.0} s: \
              {published} published, {deliveries} deliveries, {rate:.0} deliveries/s, \
-             p50 {p50} µs, p99 {p99} µs, {} errors{}{}",
+             p50 {p50} µs, p99 {p99} µs, {} errors{}{}{}",
             args.measure.seconds,
             stats.errors,
             server_cpu_us.map_or(String::new(), |v| format!(
                 ", server CPU {v:.3} µs/delivery"
+            )),
+            broker_cpu_us.map_or(String::new(), |v| format!(
+                ", broker CPU {v:.3} µs/delivery"
             )),
             own_cpu_pct.map_or(String::new(), |v| format!(", bench CPU {v:.0}%")),
         );

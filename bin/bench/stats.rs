@@ -3,8 +3,32 @@
 
 use std::time::Duration;
 
-/// Latencies are kept per microsecond up to this bound; slower ones share the last bucket.
-const HISTOGRAM_US: usize = 100_000;
+/// Latencies are kept per microsecond below this bound...
+const FINE_US: usize = 100_000;
+/// ...then per millisecond...
+const COARSE_STEP_US: usize = 1_000;
+/// ...up to this bound; slower ones share the last bucket.
+const MAX_US: usize = 10_000_000;
+/// Buckets of the histogram.
+const BUCKETS: usize = FINE_US + (MAX_US - FINE_US) / COARSE_STEP_US + 1;
+
+/// The bucket of a latency of `us` microseconds.
+fn bucket(us: usize) -> usize {
+    if us < FINE_US {
+        us
+    } else {
+        FINE_US + (us.min(MAX_US) - FINE_US) / COARSE_STEP_US
+    }
+}
+
+/// The lowest latency, in microseconds, that falls in bucket `b`.
+fn bucket_floor_us(b: usize) -> usize {
+    if b < FINE_US {
+        b
+    } else {
+        FINE_US + (b - FINE_US) * COARSE_STEP_US
+    }
+}
 
 /// Counters of one run (single-threaded: the client runs on one core).
 #[derive(Debug)]
@@ -25,15 +49,15 @@ impl Stats {
             ops: 0,
             errors: 0,
             first_error: None,
-            histogram: vec![0; HISTOGRAM_US + 1],
+            histogram: vec![0; BUCKETS],
         }
     }
 
     /// Counts one verified operation that took `latency`.
     pub fn record(&mut self, latency: Duration) {
         self.ops += 1;
-        let us = usize::try_from(latency.as_micros()).unwrap_or(HISTOGRAM_US);
-        self.histogram[us.min(HISTOGRAM_US)] += 1;
+        let us = usize::try_from(latency.as_micros()).unwrap_or(MAX_US);
+        self.histogram[bucket(us)] += 1;
     }
 
     /// Counts one failure.
@@ -53,17 +77,18 @@ impl Stats {
         Ok(())
     }
 
-    /// The latency under which `fraction` of the operations completed, in microseconds.
+    /// The latency under which `fraction` of the operations completed, in microseconds (to
+    /// the microsecond below 100 ms, to the millisecond below 10 s, 10 s past it).
     pub fn percentile_us(&self, fraction: f64) -> usize {
         let target = (self.ops as f64 * fraction).ceil() as u64;
         let mut seen = 0u64;
-        for (us, &count) in self.histogram.iter().enumerate() {
+        for (b, &count) in self.histogram.iter().enumerate() {
             seen += u64::from(count);
             if seen >= target.max(1) {
-                return us;
+                return bucket_floor_us(b);
             }
         }
-        HISTOGRAM_US
+        MAX_US
     }
 }
 
@@ -151,8 +176,23 @@ mod tests {
         }
         assert_eq!(stats.percentile_us(0.5), 50);
         assert_eq!(stats.percentile_us(0.99), 99);
-        stats.record(Duration::from_secs(5));
-        assert_eq!(stats.percentile_us(1.0), HISTOGRAM_US);
+        stats.record(Duration::from_secs(50));
+        assert_eq!(stats.percentile_us(1.0), MAX_US);
+    }
+
+    #[test]
+    fn slow_latencies_are_kept_to_the_millisecond() {
+        let mut stats = Stats::new();
+        for ms in [99, 100, 250, 2_500, 9_999] {
+            stats.record(Duration::from_micros(ms * 1000 + 999));
+        }
+        let got: Vec<usize> = [0.2, 0.4, 0.6, 0.8, 1.0]
+            .iter()
+            .map(|&f| stats.percentile_us(f))
+            .collect();
+        assert_eq!(got, [99_999, 100_000, 250_000, 2_500_000, 9_999_000]);
+        assert_eq!(bucket(MAX_US), BUCKETS - 1);
+        assert_eq!(bucket_floor_us(bucket(MAX_US)), MAX_US);
     }
 
     #[test]
