@@ -3,10 +3,11 @@
 // (?room=NAME), and every event `m` a client emits goes back out with io.to(room).emit, which
 // reaches the room's members on this node directly and, through the Redis adapter (a PUBLISH
 // per event, every node PSUBSCRIBEd), on every other node on the same Redis; the sender gets
-// it too (ringstream's echo_to_sender = true). WebSocket transport only (no HTTP
-// long-polling, no upgrade), no compression, Socket.IO's default ws engine. Prints
-// `listening on 127.0.0.1:PORT` once Redis is connected and the port is open.
-// Usage: node socketio_broadcast.js PORT REDIS_URL
+// it too (ringstream's echo_to_sender = true). Without REDIS_URL the node stands alone
+// (Socket.IO's in-memory adapter). WebSocket transport only (no HTTP long-polling, no
+// upgrade), no compression, Socket.IO's default ws engine. Prints `listening on
+// 127.0.0.1:PORT` once Redis is connected and the port is open (PORT 0 picks a free one).
+// Usage: node socketio_broadcast.js PORT [REDIS_URL]
 const { createServer } = require("node:http");
 const { Server } = require("socket.io");
 const { createAdapter } = require("@socket.io/redis-adapter");
@@ -14,13 +15,14 @@ const { createClient } = require("redis");
 
 const port = Number(process.argv[2]);
 const redisUrl = process.argv[3];
-if (!Number.isInteger(port) || !redisUrl) {
-  console.error("usage: node socketio_broadcast.js PORT REDIS_URL");
+if (!Number.isInteger(port) || process.argv.length > 4) {
+  console.error("usage: node socketio_broadcast.js PORT [REDIS_URL]");
   process.exit(2);
 }
 
-async function main() {
-  const pub = createClient({ url: redisUrl });
+// The Redis adapter on two connections (publish, subscribe), once both are up.
+async function redisAdapter(url) {
+  const pub = createClient({ url });
   const sub = pub.duplicate();
   for (const client of [pub, sub]) {
     client.on("error", (e) => {
@@ -29,14 +31,19 @@ async function main() {
     });
   }
   await Promise.all([pub.connect(), sub.connect()]);
-  const http = createServer();
-  const io = new Server(http, {
+  return createAdapter(pub, sub);
+}
+
+async function main() {
+  const options = {
     transports: ["websocket"],
     serveClient: false,
     perMessageDeflate: false,
     maxHttpBufferSize: 64 * 1024,
-    adapter: createAdapter(pub, sub),
-  });
+  };
+  if (redisUrl) options.adapter = await redisAdapter(redisUrl);
+  const http = createServer();
+  const io = new Server(http, options);
   io.on("connection", (socket) => {
     const room = socket.handshake.query.room;
     if (typeof room !== "string" || room.length === 0) {
@@ -46,7 +53,9 @@ async function main() {
     socket.join(room);
     socket.on("m", (data) => io.to(room).emit("m", data));
   });
-  http.listen(port, "127.0.0.1", () => console.log(`listening on 127.0.0.1:${port}`));
+  http.listen(port, "127.0.0.1", () => {
+    console.log(`listening on 127.0.0.1:${http.address().port}`);
+  });
 }
 
 main().catch((e) => {

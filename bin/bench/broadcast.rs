@@ -10,8 +10,10 @@
 //!
 //! The subscribers may be on another address than the publishers (`--subscribe-url`): another
 //! node of a cluster, whose members get the publishers' messages through the cluster's broker
-//! while the publishers get theirs back from their own node. `--broker-pid` then reports the
-//! broker's CPU time per delivery beside the nodes' (`--server-pid` once per node).
+//! while the publishers get theirs back from their own node. Before the run the first
+//! publisher sends probes until the first subscriber gets one (the subscribers' node has
+//! joined the topic). `--broker-pid` reports the broker's CPU time per delivery beside the
+//! nodes' (`--server-pid` once per node).
 //!
 //! `--socketio` speaks to a Socket.IO server instead ([`socketio`]: engine.io's framing over
 //! the same WebSocket, each message an event whose argument is the payload), with the same
@@ -50,7 +52,7 @@ use super::Phase;
 use super::stats::Stats;
 use super::window::{Window, join_within};
 use super::ws::Target;
-use connect::connect_all;
+use connect::{connect_all, wait_for_join};
 use member::{Framing, Member};
 use message::{MESSAGE_HEADER_LEN, Verifier};
 use roles::{publish, subscribe};
@@ -58,6 +60,8 @@ use watch::Watch;
 
 /// How long opening every connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the subscribers' node may take to join the topic across the cluster.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the connections get, once the measurement ends, to receive the end markers and
 /// close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -172,17 +176,29 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
             Verifier::new(shared.publishers, shared.size),
         )
     };
+    let mut subscribers: Vec<Member> = subscribers.into_iter().map(member).collect();
+    let mut publishers: Vec<Member> = publishers.into_iter().map(member).collect();
+    if let (Some(_), [publisher, ..], [subscriber, ..]) = (
+        &args.subscribe_url,
+        &mut publishers[..],
+        &mut subscribers[..],
+    ) {
+        compio::time::timeout(JOIN_TIMEOUT, wait_for_join(publisher, subscriber))
+            .await
+            .map_err(|_| anyhow!("no probe reached {subscribe_url} within {JOIN_TIMEOUT:?}"))?
+            .with_context(|| format!("probing from {} to {subscribe_url}", args.url))?;
+    }
     let mut tasks = Vec::with_capacity(connections);
-    for (i, client) in subscribers.into_iter().enumerate() {
+    for (i, member) in subscribers.into_iter().enumerate() {
         tasks.push(compio::runtime::spawn(subscribe(
-            member(client),
+            member,
             i == 0,
             Rc::clone(&shared),
         )));
     }
-    for (id, client) in publishers.into_iter().enumerate() {
+    for (id, member) in publishers.into_iter().enumerate() {
         tasks.push(compio::runtime::spawn(publish(
-            member(client),
+            member,
             id as u64,
             Rc::clone(&shared),
         )));

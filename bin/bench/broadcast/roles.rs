@@ -59,7 +59,7 @@ async fn receive(member: &mut Member, watched: bool, shared: &Shared) -> io::Res
                         ));
                     }
                 }
-                Ok(Received::End { .. }) => {}
+                Ok(Received::End { .. } | Received::Probe) => {}
                 Err(violation) => stats.error(violation.to_string()),
             })?;
         }
