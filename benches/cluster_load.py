@@ -303,7 +303,7 @@ def main():
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--publishers", type=int, default=1)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--only", action="append", help="substring of server names to run")
     parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--smoke", action="store_true",
