@@ -246,15 +246,20 @@ def table(outcome, names):
     return headers, rows
 
 
-def machine_line(build):
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def machine_line(build, load_before):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "unknown CPU")
     commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                             capture_output=True, text=True).stdout.strip()
     now = datetime.datetime.now(datetime.timezone.utc)
     return (f"`benches/cluster_load.py` on {now:%Y-%m-%d %H:%M} UTC: {cpu}, {os.cpu_count()} "
-            f"cores, Linux {platform.release()}; ringstream {commit} ({build} build); "
-            f"{versions()}.")
+            f"cores, Linux {platform.release()}; load average {load_before} before, "
+            f"{load_average()} after; ringstream {commit} ({build} build); {versions()}.")
 
 
 def versions():
@@ -318,6 +323,7 @@ def main():
     if not shutil.which("redis-server"):
         sys.exit("redis-server is missing (benches/peers/install.sh socketio)")
     shape = Shape(args.subscribers, args.publishers, args.size, args.window)
+    load_before = load_average()
     redis, redis_url = start_redis()
     try:
         with tempfile.TemporaryDirectory(prefix="ringstream-cluster-") as directory:
@@ -334,7 +340,7 @@ def main():
           f"{shape.window}; medians of {args.rounds} round{'s' if args.rounds > 1 else ''} of "
           f"{args.seconds:g} s.\n")
     print(markdown(*table(outcome, found)), end="")
-    print(f"\n{machine_line(args.build)}")
+    print(f"\n{machine_line(args.build, load_before)}")
     print("Nodes A, B and C of the server under test and redis-server on core 0, the load "
           "generator on core 1.")
     commands = {}
