@@ -38,7 +38,7 @@ the load generator runs on core 1; idle nodes cost nothing measurable. Rounds ar
 gives medians, every process is stopped by PID, every run is bounded in time, and everything
 listens on loopback only.
 
-    cargo build --release --bins && benches/peers/install.sh socketio
+    cargo build --release --bins && benches/peers/install.sh redis socketio
     python3 benches/cluster_load.py --rounds 3 --seconds 4
 
 A server that is not installed, or does not start, is skipped with one line. `--smoke` (50
@@ -321,7 +321,7 @@ def main():
     if not os.path.exists(binary):
         sys.exit(f"{binary} is missing (cargo build --bins)")
     if not shutil.which("redis-server"):
-        sys.exit("redis-server is missing (benches/peers/install.sh socketio)")
+        sys.exit("redis-server is missing (benches/peers/install.sh redis)")
     shape = Shape(args.subscribers, args.publishers, args.size, args.window)
     load_before = load_average()
     redis, redis_url = start_redis()

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Installs the peers, idempotently; with names (python, bun, nginx, socketio), only those:
+# Installs the peers, idempotently; with names (python, bun, nginx, redis, socketio), only those:
 # - python: .env (ignored by git) with uvicorn, uvloop, httptools, Starlette, FastAPI and
 #   BustAPI, from PyPI;
 # - bun: node_modules (ignored by git) with Bun (uWebSockets inside), from npm;
-# - socketio: node_modules with Socket.IO 4, its Redis adapter and the redis client, from npm
-#   (run by the system's Node.js, 18 or later), and redis-server from Debian's packages when it
-#   is missing (cluster_load.py starts its own, as the current user);
 # - nginx: the file-download peer, from Debian's packages (nginx-light where the release still
 #   has it, else nginx), through sudo unless run as root. download_load.py runs it as the
 #   current user with its own config; the package's service is not used.
+# - redis: redis-server and redis-cli from Debian's packages, for the cluster's tests and
+#   benchmark (each starts its own redis-server on a free loopback port; the package's service
+#   is not used);
+# - socketio: node_modules with Socket.IO 4, its Redis adapter and the redis client, from npm
+#   (run by the system's Node.js, 18 or later), for benches/cluster_load.py (with redis).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(python bun nginx socketio)
+[ ${#wanted[@]} -gt 0 ] || wanted=(python bun nginx redis socketio)
 # npm packages of each peer in node_modules. npm without a package.json removes what its
 # command line does not name, so every install names the other peers' packages that are there.
 bun_packages=(bun)
@@ -26,8 +28,8 @@ want() {
 
 for name in "${wanted[@]}"; do
   case "$name" in
-    python|bun|nginx|socketio) ;;
-    *) echo "install.sh: unknown peer '$name' (python, bun, nginx, socketio)" >&2; exit 2 ;;
+    python|bun|nginx|redis|socketio) ;;
+    *) echo "install.sh: unknown peer '$name' (python, bun, nginx, redis, socketio)" >&2; exit 2 ;;
   esac
 done
 
@@ -76,15 +78,18 @@ if want nginx; then
   echo "peers: $( (command -v nginx >/dev/null && nginx -v || /usr/sbin/nginx -v) 2>&1)"
 fi
 
+if want redis; then
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_add redis-server redis-tools
+  fi
+  echo "peers: $(redis-server --version)"
+fi
+
 if want socketio; then
   if [ ! -d "$here/node_modules/@socket.io/redis-adapter" ] || [ ! -d "$here/node_modules/redis" ]; then
     npm_add "${socketio_packages[@]}"
   fi
-  if ! command -v redis-server >/dev/null; then
-    apt_add redis-server
-  fi
   version() { node -p "require('$here/node_modules/$1/package.json').version"; }
   echo "peers: node $(node --version), socket.io $(version socket.io)," \
-    "@socket.io/redis-adapter $(version @socket.io/redis-adapter), redis $(version redis)," \
-    "$(redis-server --version | cut -d' ' -f1-3)"
+    "@socket.io/redis-adapter $(version @socket.io/redis-adapter), redis $(version redis)"
 fi

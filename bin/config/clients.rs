@@ -99,6 +99,9 @@ impl Checker<'_, '_> {
         if let Some(value) = &raw.mode {
             out.mode = self.mode(value, &name("mode"))?;
         }
+        if let Some(value) = &raw.on_redis_error {
+            out.on_redis_error = Some(self.redis_error_policy(value, &name("on_redis_error"))?);
+        }
         Ok(out)
     }
 

@@ -15,6 +15,7 @@ mod auth;
 mod broadcast;
 mod checker;
 mod clients;
+mod cluster;
 mod error;
 mod files;
 mod proxy;
@@ -98,4 +99,4 @@ mod documented_keys;
 #[cfg(test)]
 mod gateway_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

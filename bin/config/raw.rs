@@ -38,6 +38,22 @@ pub struct RawConfig {
     /// `[[routes]]`, in file order; each spans its `[[routes]]` header.
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    /// `[cluster]`: topics and per-client limits shared through Redis.
+    pub cluster: Option<Spanned<RawCluster>>,
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `redis = "redis://127.0.0.1:6379"`.
+    pub redis: Option<Spanned<String>>,
+    /// `node_id = "web-1"` (default: host name and pid).
+    pub node_id: Option<Spanned<String>>,
+    /// `on_redis_error = "local" | "open" | "closed"`.
+    pub on_redis_error: Option<Spanned<String>>,
+    /// `secret = "..."`: what named clients are hashed with (default: the `redis` URL).
+    pub secret: Option<Spanned<String>>,
 }
 
 /// One `[limits]` or `[routes.limits]` table; absent keys inherit.
@@ -145,6 +161,8 @@ pub struct RawLimits {
     pub client_messages_per_minute: Option<Spanned<Int>>,
     /// WebSocket bytes per client per minute across its connections; server-wide only.
     pub client_bytes_per_minute: Option<Spanned<Size>>,
+    /// What the per-client rules do while Redis is away (`[cluster]`); server-wide only.
+    pub on_redis_error: Option<Spanned<String>>,
 }
 
 /// Keys of `[limits]` that make no sense per route: the connection count, and the timeouts
@@ -170,6 +188,7 @@ pub const SERVER_WIDE_LIMITS: &[&str] = &[
     "ban_duration",
     "client_messages_per_minute",
     "client_bytes_per_minute",
+    "on_redis_error",
     // The alias of max_concurrent_connections (reported under that name).
     "ws_max_connections_per_user",
 ];
@@ -199,6 +218,7 @@ impl RawLimits {
             self.ban_duration.as_ref().map(Spanned::span),
             self.client_messages_per_minute.as_ref().map(Spanned::span),
             self.client_bytes_per_minute.as_ref().map(Spanned::span),
+            self.on_redis_error.as_ref().map(Spanned::span),
         ];
         SERVER_WIDE_LIMITS
             .iter()

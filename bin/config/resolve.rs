@@ -63,6 +63,16 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         None => RingSetup::default(),
     };
     let access_log = checker.access_log(raw)?;
+    let cluster = checker.cluster(raw.cluster.as_ref())?;
+    if let (None, Some(value)) = (&cluster, &raw.limits.on_redis_error) {
+        return Err(source.error_at(
+            value.span(),
+            "limits.on_redis_error",
+            "on_redis_error says what per-client rules do while Redis is away; it needs a \
+             [cluster] section"
+                .to_owned(),
+        ));
+    }
     let drain_timeout = match &raw.drain_timeout {
         Some(value) => checker.duration(value, "drain_timeout", Duration::ZERO)?,
         None => DEFAULT_DRAIN_TIMEOUT,
@@ -125,6 +135,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         clients,
         limits,
         routes,
+        cluster,
     };
     buffer_budget(config, &raw.limits, &checker)
 }

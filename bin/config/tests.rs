@@ -36,6 +36,7 @@ fn embedded_default_is_the_documented_defaults() {
             drain_timeout: Duration::from_secs(10),
             allow_shared_port: false,
             access_log: None,
+            cluster: None,
             connection_limits: ConnectionLimits::default(),
             clients: ClientLimits::default(),
             limits: HttpLimits::default(),
@@ -290,7 +291,7 @@ fn unknown_key_at_the_top() {
             "listen = \"0.0.0.0:1\"\nworkers = 1\nlistn = 3"
         )),
         "config.toml:3: unknown key 'listn' (expected one of: listen, workers, backlog, \
-         io_driver, io_uring_setup, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes)"
+         io_driver, io_uring_setup, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes, cluster)"
     );
 }
 

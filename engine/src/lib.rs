@@ -19,6 +19,7 @@
 //! The public API is [`config`], [`run`] / [`Server`], the WebSocket [`handler`] API with its
 //! [`task`]s, and the few route types the command line needs.
 
+mod cluster;
 pub mod config;
 mod routes;
 pub mod server;

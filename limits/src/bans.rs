@@ -44,6 +44,12 @@ impl BanState {
         self.banned_until = now.saturating_add(policy.duration_ns);
         Some(policy.duration_ns)
     }
+
+    /// Bans the client for `duration_ns` from `now`, unless a longer ban already runs (a ban
+    /// another node decided).
+    pub fn impose(&mut self, now: u64, duration_ns: u64) {
+        self.banned_until = self.banned_until.max(now.saturating_add(duration_ns));
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +84,17 @@ mod tests {
         for i in 0..100 {
             assert_eq!(state.record_violation(&POLICY, i * 6 * SECOND), None, "{i}");
         }
+    }
+
+    #[test]
+    fn an_imposed_ban_never_shortens_a_running_one() {
+        let mut state = BanState::default();
+        state.impose(0, 10 * SECOND);
+        assert_eq!(state.banned_for(SECOND), Some(9 * SECOND));
+        state.impose(SECOND, 2 * SECOND);
+        assert_eq!(state.banned_for(SECOND), Some(9 * SECOND));
+        state.impose(5 * SECOND, 20 * SECOND);
+        assert_eq!(state.banned_for(5 * SECOND), Some(20 * SECOND));
     }
 
     #[test]

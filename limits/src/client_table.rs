@@ -10,8 +10,10 @@
 //! busiest clients for reports.
 
 mod ranking;
+mod watch;
 
 pub use ranking::{ClientRank, RateBudget, TopClients};
+pub use watch::CountWatcher;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -23,6 +25,7 @@ use crate::bans::{BanPolicy, BanState};
 use crate::gcra::{AtomicGcraState, Decision, Gcra};
 use crate::identity::ClientKey;
 use crate::table::KeyedTable;
+use watch::TableShared;
 
 /// Shards of the client table: enough that two cores rarely wait on the same lock.
 pub const SHARDS: usize = 64;
@@ -236,24 +239,30 @@ impl ClientState {
             .map(Duration::from_nanos)
     }
 
-    /// Counts a new connection and checks it against `policy`. The pass is returned either
-    /// way, so that a rule in shadow mode still counts the connection; to refuse, drop it.
+    /// Bans the client for `duration` from `now` (a ban another node decided), unless a
+    /// longer one already runs.
+    pub fn impose_ban(&self, now: u64, duration: Duration) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.ban_state().impose(now, nanos);
+    }
+
+    /// Counts a new connection and checks it against `policy`, with `elsewhere` more
+    /// connections of the client open on other nodes. The pass is returned either way, so
+    /// that a rule in shadow mode still counts the connection; to refuse, drop it.
     fn admit_connection(
         self: &Arc<Self>,
+        key: ClientKey,
         policy: &ConnectionPolicy,
         now: u64,
-        connected_clients: &Arc<AtomicUsize>,
+        elsewhere: u32,
+        table: &Arc<TableShared>,
     ) -> (ConnectionPass, Option<Denial>) {
-        let open = self
-            .connections
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        if open == 1 {
-            connected_clients.fetch_add(1, Ordering::AcqRel);
-        }
+        let before = self.connections.fetch_add(1, Ordering::AcqRel);
+        table.opened(key, self, before);
+        let open = before.saturating_add(1).saturating_add(elsewhere);
         let pass = ConnectionPass {
             client: Arc::clone(self),
-            connected_clients: Arc::clone(connected_clients),
+            table: Arc::clone(table),
         };
         if let Some(left) = self.banned_for(now) {
             let denial = Denial {
@@ -297,7 +306,7 @@ impl ClientState {
 #[derive(Debug)]
 pub struct ConnectionPass {
     client: Arc<ClientState>,
-    connected_clients: Arc<AtomicUsize>,
+    table: Arc<TableShared>,
 }
 
 impl ConnectionPass {
@@ -309,9 +318,8 @@ impl ConnectionPass {
 
 impl Drop for ConnectionPass {
     fn drop(&mut self) {
-        if self.client.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.connected_clients.fetch_sub(1, Ordering::AcqRel);
-        }
+        let before = self.client.connections.fetch_sub(1, Ordering::AcqRel);
+        self.table.closed(&self.client, before);
     }
 }
 
@@ -324,8 +332,8 @@ pub struct ClientTable {
     hasher: RandomState,
     /// Rate buckets a client's state is created with.
     buckets: AtomicUsize,
-    /// Clients with at least one connection open.
-    connected_clients: Arc<AtomicUsize>,
+    /// The connected clients' count and the count watcher, shared with every pass.
+    shared: Arc<TableShared>,
 }
 
 /// A client with a connection open (someone else holds its `Arc`) must not be forgotten.
@@ -344,7 +352,7 @@ impl ClientTable {
                 .collect(),
             hasher: RandomState::new(),
             buckets: AtomicUsize::new(buckets),
-            connected_clients: Arc::new(AtomicUsize::new(0)),
+            shared: Arc::default(),
         }
     }
 
@@ -367,21 +375,30 @@ impl ClientTable {
         self.buckets.fetch_max(buckets, Ordering::Relaxed);
     }
 
-    /// Counts a new connection of `client` and checks it against `policy`. The pass is
-    /// returned either way, so that a rule in shadow mode still counts the connection; to
-    /// refuse, drop the pass.
+    /// Counts a new connection of `client` (kept under `key`) and checks it against `policy`, with `elsewhere`
+    /// more connections of the client open on other nodes (0 on a server of its own). The
+    /// pass is returned either way, so that a rule in shadow mode still counts the
+    /// connection; to refuse, drop the pass.
     pub fn admit_connection(
         &self,
+        key: ClientKey,
         client: &Arc<ClientState>,
         policy: &ConnectionPolicy,
         now: u64,
+        elsewhere: u32,
     ) -> (ConnectionPass, Option<Denial>) {
-        client.admit_connection(policy, now, &self.connected_clients)
+        client.admit_connection(key, policy, now, elsewhere, &self.shared)
+    }
+
+    /// Tells `watcher` of every change of a client's connection count from now on. A table
+    /// has one watcher at most: `false` when one was set before (this one is not).
+    pub fn watch_counts(&self, watcher: Arc<dyn CountWatcher>) -> bool {
+        self.shared.watch(watcher)
     }
 
     /// Clients with at least one connection open, across all workers.
     pub fn connected_clients(&self) -> usize {
-        self.connected_clients.load(Ordering::Acquire)
+        self.shared.connected_clients()
     }
 
     /// Clients tracked now (connected or remembered for their rates and bans).
@@ -444,7 +461,7 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..25 {
                         let client = table.client(key(7), SECOND);
-                        match table.admit_connection(&client, &policy, SECOND) {
+                        match table.admit_connection(key(7), &client, &policy, SECOND, 0) {
                             (pass, None) => passes.lock().unwrap().push(pass),
                             (_, Some(denial)) => {
                                 assert_eq!(denial.rule, Rule::ConcurrentConnections);
@@ -463,6 +480,51 @@ mod tests {
         assert_eq!(client.connections(), 0);
     }
 
+    #[derive(Debug, Default)]
+    struct Seen(Mutex<Vec<(Option<ClientKey>, u32)>>);
+
+    impl CountWatcher for Seen {
+        fn opened(&self, key: ClientKey, client: &Arc<ClientState>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((Some(key), client.connections()));
+        }
+
+        fn closed(&self, client: &Arc<ClientState>) {
+            self.0.lock().unwrap().push((None, client.connections()));
+        }
+    }
+
+    #[test]
+    fn connections_elsewhere_count_against_the_cap_and_every_change_is_watched() {
+        let table = ClientTable::new(1000, 60 * SECOND, 0);
+        let seen = Arc::new(Seen::default());
+        assert!(table.watch_counts(Arc::clone(&seen) as Arc<dyn CountWatcher>));
+        assert!(!table.watch_counts(Arc::new(Seen::default())));
+        let policy = ConnectionPolicy {
+            max_concurrent: 3,
+            ..ConnectionPolicy::default()
+        };
+        let client = table.client(key(9), 0);
+        let (first, denial) = table.admit_connection(key(9), &client, &policy, 0, 2);
+        assert!(denial.is_none(), "1 here + 2 elsewhere = 3: at the cap");
+        let (refused, denial) = table.admit_connection(key(9), &client, &policy, 0, 2);
+        let denial = denial.unwrap();
+        assert_eq!(
+            (denial.rule, denial.observed),
+            (Rule::ConcurrentConnections, 4)
+        );
+        drop(refused);
+        drop(first);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [(Some(key(9)), 1), (Some(key(9)), 2), (None, 1), (None, 0)]
+        );
+        client.impose_ban(SECOND, Duration::from_secs(5));
+        assert_eq!(client.banned_for(2 * SECOND), Some(Duration::from_secs(4)));
+    }
+
     #[test]
     fn connection_rate_and_bans() {
         let table = ClientTable::new(1000, 600 * SECOND, 0);
@@ -476,9 +538,19 @@ mod tests {
             }),
         };
         let client = table.client(key(1), 0);
-        assert!(table.admit_connection(&client, &policy, 0).1.is_none());
-        assert!(table.admit_connection(&client, &policy, 0).1.is_none());
-        let (_, denial) = table.admit_connection(&client, &policy, 0);
+        assert!(
+            table
+                .admit_connection(key(1), &client, &policy, 0, 0)
+                .1
+                .is_none()
+        );
+        assert!(
+            table
+                .admit_connection(key(1), &client, &policy, 0, 0)
+                .1
+                .is_none()
+        );
+        let (_, denial) = table.admit_connection(key(1), &client, &policy, 0, 0);
         let denial = denial.unwrap();
         assert_eq!(denial.rule, Rule::ConnectionRate);
         assert_eq!(denial.retry_after, Some(Duration::from_secs(30)));
@@ -487,7 +559,7 @@ mod tests {
             client.record_violation(&policy.bans.unwrap(), SECOND),
             Some(Duration::from_secs(300))
         );
-        let (_, denial) = table.admit_connection(&client, &policy, 2 * SECOND);
+        let (_, denial) = table.admit_connection(key(1), &client, &policy, 2 * SECOND, 0);
         assert_eq!(denial.unwrap().rule, Rule::Banned);
         assert_eq!(
             client.banned_for(2 * SECOND),
@@ -501,7 +573,7 @@ mod tests {
         let table = ClientTable::new(SHARDS, SECOND, 1);
         let policy = ConnectionPolicy::default();
         let kept = table.client(key(0), 0);
-        let (pass, _) = table.admit_connection(&kept, &policy, 0);
+        let (pass, _) = table.admit_connection(key(0), &kept, &policy, 0, 0);
         assert_eq!(table.connected_clients(), 1);
         drop(kept);
         for n in 1..10_000 {
@@ -565,7 +637,7 @@ mod tests {
     fn idle_clients_are_swept_unless_connected() {
         let table = ClientTable::new(1000, 10 * SECOND, 0);
         let policy = ConnectionPolicy::default();
-        let (pass, _) = table.admit_connection(&table.client(key(1), 0), &policy, 0);
+        let (pass, _) = table.admit_connection(key(1), &table.client(key(1), 0), &policy, 0, 0);
         table.client(key(2), 0);
         assert_eq!(table.sweep(20 * SECOND, usize::MAX), 1);
         assert_eq!(table.len(), 1);

@@ -91,7 +91,29 @@ pub struct ClientIdentity {
     trusted_proxies: CidrSet,
     forwarded_header: ForwardedHeader,
     ipv6_prefix: u8,
-    secret: RandomState,
+    secret: Secret,
+}
+
+/// What named clients' keys and fingerprints are hashed with.
+#[derive(Debug, Clone)]
+enum Secret {
+    /// A per-process random key (a server of its own).
+    Process(RandomState),
+    /// A key derived from a secret every node of a cluster shares.
+    Shared(siphasher::sip::SipHasher13),
+}
+
+impl Secret {
+    fn hash<T: std::hash::Hash + ?Sized>(&self, value: &T) -> u64 {
+        match self {
+            Self::Process(state) => state.hash_one(value),
+            Self::Shared(keyed) => {
+                let mut hasher = *keyed;
+                value.hash(&mut hasher);
+                std::hash::Hasher::finish(&hasher)
+            }
+        }
+    }
 }
 
 impl ClientIdentity {
@@ -108,8 +130,30 @@ impl ClientIdentity {
             trusted_proxies,
             forwarded_header,
             ipv6_prefix: ipv6_prefix.min(128),
-            secret: RandomState::new(),
+            secret: Secret::Process(RandomState::new()),
         }
+    }
+
+    /// These identities with named clients hashed under `secret`, so that every node of a
+    /// cluster given the same secret keeps one named client under one key.
+    pub fn with_shared_secret(mut self, secret: &[u8]) -> Self {
+        let derive = |label: u8| {
+            let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, u64::from(label));
+            std::hash::Hasher::write(&mut hasher, secret);
+            std::hash::Hasher::finish(&hasher)
+        };
+        self.secret = Secret::Shared(siphasher::sip::SipHasher13::new_with_keys(
+            derive(1),
+            derive(2),
+        ));
+        self
+    }
+
+    /// These identities with the secret of `earlier` (a reloaded configuration keeps its
+    /// named clients' keys).
+    pub fn with_secret_of(mut self, earlier: &Self) -> Self {
+        self.secret = earlier.secret.clone();
+        self
     }
 
     /// What identifies clients.
@@ -197,7 +241,7 @@ impl ClientIdentity {
     /// The key of a client named `name` (a header or query value, or an auth answer's
     /// `X-Client-Id`), hashed with the per-process secret.
     pub fn named_key(&self, name: &[u8]) -> ClientKey {
-        ClientKey::Named(self.secret.hash_one(name))
+        ClientKey::Named(self.secret.hash(name))
     }
 
     /// A 64-bit fingerprint of `key`, to tell whether two requests name the same client
@@ -205,7 +249,7 @@ impl ClientIdentity {
     /// connection that holds it). Keyed with the per-process secret: collisions cannot be
     /// chosen.
     pub fn fingerprint(&self, key: &ClientKey) -> u64 {
-        self.secret.hash_one(key)
+        self.secret.hash(key)
     }
 
     /// The key of an address: IPv4 as is, IPv6 grouped by the configured prefix.
@@ -643,5 +687,33 @@ mod tests {
         assert!(matches!(named, ClientKey::Named(_)));
         assert_eq!(named, id.named_key(b"user-7"));
         assert_ne!(named, id.named_key(b"user-8"));
+    }
+
+    #[test]
+    fn a_shared_secret_gives_every_node_the_same_key_and_a_reload_keeps_the_secret() {
+        let new = || {
+            ClientIdentity::new(
+                ClientIdSource::Auth,
+                CidrSet::default(),
+                ForwardedHeader::default(),
+                64,
+            )
+        };
+        let (a, b) = (new(), new());
+        assert_ne!(a.named_key(b"u"), b.named_key(b"u"), "per-process secrets");
+        let (a, b) = (
+            new().with_shared_secret(b"s3cret"),
+            new().with_shared_secret(b"s3cret"),
+        );
+        assert_eq!(a.named_key(b"u"), b.named_key(b"u"));
+        assert_ne!(
+            a.named_key(b"u"),
+            new().with_shared_secret(b"other").named_key(b"u")
+        );
+        let single = new();
+        assert_eq!(
+            new().with_secret_of(&single).named_key(b"u"),
+            single.named_key(b"u")
+        );
     }
 }

@@ -12,6 +12,7 @@
 pub mod clients;
 pub mod files;
 pub mod http_framing;
+pub mod redis;
 pub mod seccomp;
 pub mod upstream;
 pub mod ws;

@@ -68,6 +68,8 @@ pub struct ClientLimits {
     pub client_bytes_per_minute: u64,
     /// Enforce the connection rules, or only report them.
     pub mode: LimitMode,
+    /// What the per-client rules do while Redis is away (`None`: `[cluster]`'s policy).
+    pub on_redis_error: Option<super::RedisErrorPolicy>,
 }
 
 /// `exempt` when the configuration does not say: loopback (see PROTECTIONS.md).
@@ -99,6 +101,7 @@ impl Default for ClientLimits {
             client_messages_per_minute: 0,
             client_bytes_per_minute: 0,
             mode: LimitMode::Enforce,
+            on_redis_error: None,
         }
     }
 }

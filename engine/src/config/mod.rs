@@ -8,6 +8,7 @@
 
 mod access_log;
 mod auth;
+mod cluster;
 mod limits;
 mod proxy;
 mod routes;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 pub use auth::{AuthConfig, AuthFailure};
+pub use cluster::{ClusterConfig, MAX_NODE_ID, RedisErrorPolicy, default_node_id, valid_node_id};
 pub use limits::{
     Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
     bounds, loopback,
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     pub routes: Vec<Route>,
     /// One line per HTTP request, when set.
     pub access_log: Option<AccessLogConfig>,
+    /// Topics and per-client limits shared with other nodes through Redis, when set.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -77,6 +81,7 @@ impl ServerConfig {
             limits: HttpLimits::default(),
             routes: Vec::new(),
             access_log: None,
+            cluster: None,
         }
     }
 

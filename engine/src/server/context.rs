@@ -217,9 +217,18 @@ impl WorkerContext {
     }
 
     /// Publishes an encoded frame to `topic`: offered to this worker's members at once (except
-    /// the member `skip`), and posted once to each other worker with members. Returns what
-    /// happened on this worker.
+    /// the member `skip`), posted once to each other worker with members, and handed to the
+    /// cluster for the other nodes. Returns what happened on this worker.
     pub fn publish(&self, topic: &Arc<Topic>, frame: &Bytes, skip: Option<usize>) -> Delivery {
+        let local = self.deliver_here(topic, frame, skip);
+        if let Some(cluster) = self.hub.topics.cluster() {
+            cluster.publish(topic.name(), frame);
+        }
+        local
+    }
+
+    /// As [`Self::publish`], on this node only.
+    pub fn deliver_here(&self, topic: &Arc<Topic>, frame: &Bytes, skip: Option<usize>) -> Delivery {
         self.counters().broadcast.published.add(1);
         let local = self.topics.borrow().deliver(topic, frame, skip);
         self.count_delivery(local);

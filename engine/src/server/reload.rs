@@ -40,7 +40,7 @@ pub fn reload(server: &Server, source: &mut ReloadSource<'_>) -> bool {
 
 /// Sets in `next` the running value of every key that needs a restart (the listeners, the
 /// workers and their driver, the server-wide connection limits, the access log, the size of
-/// the client table); returns the names of those that differed.
+/// the client table, the cluster); returns the names of those that differed.
 pub fn keep_restart_keys(running: &ServerConfig, next: &mut ServerConfig) -> Vec<&'static str> {
     let mut kept = Vec::new();
     macro_rules! keep {
@@ -61,6 +61,7 @@ pub fn keep_restart_keys(running: &ServerConfig, next: &mut ServerConfig) -> Vec
     keep!("max_buffered_bytes", connection_limits.max_buffered_bytes);
     keep!("access_log", access_log);
     keep!("max_tracked_clients", clients.max_tracked_clients);
+    keep!("cluster", cluster);
     kept
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::error::EngineError;
 use crate::protections::gate::ClientGate;
@@ -42,6 +43,8 @@ pub struct Server {
     metrics: Arc<Metrics>,
     /// The access log, written out once the workers are done.
     access_log: Option<Arc<AccessLog>>,
+    /// The link to the other nodes, stopped once the workers are done.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Server {
@@ -69,8 +72,18 @@ impl Server {
             config.connection_limits.max_buffered_bytes,
         );
         let metrics = Arc::new(Metrics::new(count));
-        let gate = Arc::new(ClientGate::new(&config, Arc::clone(&metrics)));
+        let mut gate = ClientGate::new(&config, Arc::clone(&metrics));
         let hub = Arc::new(Hub::new(count));
+        let cluster = match &config.cluster {
+            Some(cluster_config) => {
+                let cluster = Cluster::start(cluster_config.clone(), &hub, gate.shared_table())?;
+                hub.topics.join_cluster(Arc::clone(&cluster));
+                gate = gate.with_cluster(Arc::clone(&cluster), cluster_config.secret.as_bytes());
+                Some(cluster)
+            }
+            None => None,
+        };
+        let gate = Arc::new(gate);
         let routes = state::open(&config)?;
         let generations = Arc::new(Generations::new(Generation {
             number: 0,
@@ -93,6 +106,7 @@ impl Server {
             routes: Mutex::new(vec![routes]),
             metrics: Arc::clone(&metrics),
             access_log,
+            cluster,
         };
         for (index, listener) in listeners.into_iter().enumerate() {
             let spec = WorkerSpec {
@@ -215,6 +229,9 @@ impl Server {
         }
         if let Some(log) = &self.access_log {
             log.shutdown();
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown();
         }
         result
     }

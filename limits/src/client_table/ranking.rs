@@ -136,7 +136,8 @@ mod tests {
         for client in 1..=5u32 {
             let state = table.client(ClientKey::V4(client), 0);
             for _ in 0..client {
-                passes.push(table.admit_connection(&state, &policy, 0).0);
+                let key = ClientKey::V4(client);
+                passes.push(table.admit_connection(key, &state, &policy, 0, 0).0);
             }
         }
         table.client(ClientKey::V4(99), 0);

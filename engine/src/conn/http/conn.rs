@@ -413,7 +413,9 @@ impl<T: Transport> Connection<T> {
             publish::deliver(&ctx, route_index, admitted, &body).map_err(Stop::RefuseWith)
         });
         self.hold_less(body.capacity());
-        delivered
+        let mut published = delivered?;
+        published.count_other_nodes().await;
+        Ok(published)
     }
 
     /// Answers an upgrade request on a WebSocket route: the 101, or the refusal it earned.

@@ -11,7 +11,12 @@ use ringstream_protocol::http::Request;
 
 use super::ClientGate;
 use super::refusal::{Refusal, whole_seconds};
+use crate::cluster::SharedCount;
 use crate::config::{DenyAction, LimitMode};
+
+/// `Retry-After` of a 503 while Redis is away under `on_redis_error = "closed"`: about
+/// the longest the link waits between two attempts to reconnect.
+const REDIS_AWAY_RETRY: u64 = 3;
 
 /// What admission decided.
 #[derive(Debug)]
@@ -189,7 +194,25 @@ impl ClientGate {
         }
         let now = self.now();
         let client = self.table.client(key, now);
-        let (pass, denial) = self.table.admit_connection(&client, &self.connections, now);
+        let mut policy = self.connections;
+        let elsewhere = match self.shared_count(key) {
+            None | Some(SharedCount::Open) => 0,
+            Some(SharedCount::Elsewhere(count)) => count,
+            Some(SharedCount::Divided(nodes)) => {
+                policy.max_concurrent = (policy.max_concurrent / nodes).max(1);
+                0
+            }
+            Some(SharedCount::Closed) => {
+                return Err(Refusal {
+                    status: 503,
+                    retry_after: Some(REDIS_AWAY_RETRY),
+                    silent: false,
+                });
+            }
+        };
+        let (pass, denial) = self
+            .table
+            .admit_connection(key, &client, &policy, now, elsewhere);
         let slot = ClientSlot {
             address,
             key: fingerprint,
@@ -214,6 +237,20 @@ impl ClientGate {
                 })
             }
         }
+    }
+
+    /// How the cluster counts `key`'s connections on other nodes (`None`: no cluster, or no
+    /// cap to share).
+    fn shared_count(&self, key: ClientKey) -> Option<SharedCount> {
+        let cluster = self.cluster.as_ref()?;
+        if self.connections.max_concurrent == 0 {
+            return None;
+        }
+        let policy = self
+            .limits
+            .on_redis_error
+            .unwrap_or_else(|| cluster.default_policy());
+        Some(cluster.shared_count(key, policy))
     }
 
     /// The allow and deny lists, for any client (exempt or not).

@@ -36,6 +36,7 @@ use ringstream_limits::clock::nanos;
 use ringstream_limits::gcra::{AtomicGcraState, Decision, Gcra};
 use ringstream_limits::identity::ClientIdentity;
 
+use crate::cluster::Cluster;
 use crate::config::{ClientLimits, RouteKind, ServerConfig};
 use crate::protections::loopback_watch::{LoopbackShare, LoopbackWatch};
 use crate::server::coarse_clock;
@@ -81,6 +82,8 @@ pub struct ClientGate {
     loopback: Arc<LoopbackWatch>,
     /// The last top-clients report, reused for a while (see `report`).
     top: report::TopCache,
+    /// The other nodes' counts and bans, when the node is one of several.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl ClientGate {
@@ -127,14 +130,30 @@ impl ClientGate {
             limits.trusted_proxies.is_empty(),
             loopback_exempt(&limits.exempt),
         );
-        Self::with_clients(
+        let mut gate = Self::with_clients(
             config,
             Arc::clone(&self.metrics),
             Arc::clone(&self.table),
             Arc::clone(&self.buckets),
             Arc::clone(&self.log_budget),
             Arc::clone(&self.loopback),
-        )
+        );
+        gate.cluster.clone_from(&self.cluster);
+        gate.identity = gate.identity.with_secret_of(&self.identity);
+        gate
+    }
+
+    /// This gate, counting clients across the nodes of `cluster` (whose link watches this
+    /// gate's table).
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>, secret: &[u8]) -> Self {
+        self.identity = self.identity.with_shared_secret(secret);
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The shared client table, for the cluster's link.
+    pub fn shared_table(&self) -> &Arc<ClientTable> {
+        &self.table
     }
 
     fn with_clients(
@@ -206,6 +225,7 @@ impl ClientGate {
             log_quota: violations::log_quota(),
             loopback,
             top: report::TopCache::default(),
+            cluster: None,
             limits,
         }
     }

@@ -71,6 +71,9 @@ impl ClientGate {
             }
             _ => None,
         };
+        if let (Some(duration), Some(client), Some(cluster)) = (banned_for, client, &self.cluster) {
+            cluster.banned(client, duration);
+        }
         if !self.may_log(now) {
             return;
         }

@@ -80,12 +80,14 @@ pub fn deliver(
     }
     let frame = super::encode_frame(admitted.text, body);
     let (subscribers, local) = match ctx.hub.topics.get(&admitted.topic) {
-        Some(topic) => {
-            let subscribers = topic.total();
-            (subscribers, ctx.publish(&topic, &frame, None).queued)
-        }
+        Some(topic) => (topic.total(), ctx.deliver_here(&topic, &frame, None).queued),
         None => (0, 0),
     };
+    let other_nodes = ctx
+        .hub
+        .topics
+        .cluster()
+        .map(|cluster| cluster.publish_counted(&admitted.topic, &frame));
     let traffic = ctx.route_traffic(Some(route_index));
     traffic.messages_in.add(1);
     traffic.bytes_in.add(body.len() as u64);
@@ -93,6 +95,11 @@ pub fn deliver(
         topic: admitted.topic,
         subscribers,
         local_reached: local,
+        other_nodes: match other_nodes {
+            None => OtherNodes::Alone,
+            Some(Some(answer)) => OtherNodes::Asked(answer),
+            Some(None) => OtherNodes::Unknown,
+        },
     })
 }
 
@@ -160,28 +167,66 @@ fn bearer_matches(header: Option<&[u8]>, token: &str) -> bool {
             == 0
 }
 
+/// What a publish knows of the other nodes.
+#[derive(Debug)]
+pub enum OtherNodes {
+    /// The node is not part of a cluster.
+    Alone,
+    /// Redis is asked: it answers how many other nodes had members of the topic.
+    Asked(tokio::sync::oneshot::Receiver<u64>),
+    /// This many other nodes had members of the topic.
+    Reached(u64),
+    /// Not known: Redis is away, slow, or the link's queue was full (the message did not
+    /// reach the other nodes, or did without an answer in time).
+    Unknown,
+}
+
+/// How long a publish waits for Redis to say how many nodes it reached.
+const NODES_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A message published: the answer's facts.
 #[derive(Debug)]
 pub struct Published {
     /// The topic's name.
     pub topic: Box<str>,
-    /// Members of the topic on every worker when the message was published.
+    /// Members of the topic on every worker of this node when the message was published.
     pub subscribers: u64,
     /// This worker's members the message was queued to.
     pub local_reached: u64,
+    /// The other nodes.
+    pub other_nodes: OtherNodes,
 }
 
 impl Published {
-    /// Appends the 200 answer: `{"topic":..,"subscribers":..,"local_reached":..}`.
+    /// Waits (up to a second) for Redis's count of the other nodes reached.
+    pub async fn count_other_nodes(&mut self) {
+        if let OtherNodes::Asked(answer) = &mut self.other_nodes {
+            let waited = crate::server::runtime::timeout(NODES_ANSWER_WAIT, answer).await;
+            self.other_nodes = match waited {
+                Some(Ok(nodes)) => OtherNodes::Reached(nodes),
+                _ => OtherNodes::Unknown,
+            };
+        }
+    }
+
+    /// Appends the 200 answer: `{"topic":..,"subscribers":..,"local_reached":..}`, and in a
+    /// cluster `"other_nodes"`: the nodes with members that Redis handed the message to
+    /// (`null` when that is not known).
     pub fn write(&self, date: &HttpDate, close: bool, out: &mut Vec<u8>) {
         let mut body = String::with_capacity(64 + self.topic.len());
         body.push_str("{\"topic\":");
         json::push_string(&mut body, &self.topic);
         let _ = write!(
             body,
-            ",\"subscribers\":{},\"local_reached\":{}}}",
+            ",\"subscribers\":{},\"local_reached\":{}",
             self.subscribers, self.local_reached
         );
+        let _ = match self.other_nodes {
+            OtherNodes::Alone => Ok(()),
+            OtherNodes::Reached(nodes) => write!(body, ",\"other_nodes\":{nodes}"),
+            OtherNodes::Asked(_) | OtherNodes::Unknown => write!(body, ",\"other_nodes\":null"),
+        };
+        body.push('}');
         let page = Page {
             method: MethodClass::Other,
             date,

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use crate::cluster::Cluster;
 
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -30,6 +32,10 @@ pub struct Topic {
     name: Box<str>,
     /// Members per worker; a publishing core posts to the workers whose count is not 0.
     subscribers: Box<[AtomicU32]>,
+    /// Members on every worker: the cluster is told when it leaves or reaches 0.
+    members: AtomicU32,
+    /// The cluster, when the node is one of several.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Topic {
@@ -59,10 +65,18 @@ impl Topic {
         (0..self.subscribers.len()).filter(|&w| self.on_worker(w) > 0)
     }
 
+    /// Members on this node.
+    pub fn members(&self) -> u32 {
+        self.members.load(Ordering::SeqCst)
+    }
+
     /// Counts a member joining on `worker` (before its 101 is sent).
     pub(crate) fn joined(&self, worker: usize) {
         if let Some(count) = self.subscribers.get(worker) {
             count.fetch_add(1, Ordering::SeqCst);
+            if self.members.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.presence_changed();
+            }
         }
     }
 
@@ -70,6 +84,16 @@ impl Topic {
     pub(crate) fn left(&self, worker: usize) {
         if let Some(count) = self.subscribers.get(worker) {
             count.fetch_sub(1, Ordering::SeqCst);
+            if self.members.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.presence_changed();
+            }
+        }
+    }
+
+    /// The node's first member joined or its last left: the cluster subscribes or leaves.
+    fn presence_changed(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.topic_changed(&self.name);
         }
     }
 }
@@ -86,6 +110,8 @@ pub struct TopicRegistry {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     workers: usize,
+    /// The cluster every topic reports its presence to, when the node is one of several.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl TopicRegistry {
@@ -95,7 +121,19 @@ impl TopicRegistry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             workers: workers.max(1),
+            cluster: OnceLock::new(),
         }
+    }
+
+    /// Shares topics with the other nodes of `cluster`: topics made from now on report their
+    /// presence to it (set before any member joins).
+    pub fn join_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster, when the node is one of several.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
     }
 
     fn shard(&self, name: &str) -> std::sync::MutexGuard<'_, Shard> {
@@ -114,6 +152,8 @@ impl TopicRegistry {
         let topic = Arc::new(Topic {
             name: name.into(),
             subscribers: (0..self.workers).map(|_| AtomicU32::new(0)).collect(),
+            members: AtomicU32::new(0),
+            cluster: self.cluster.get().cloned(),
         });
         shard.topics.insert(name.into(), Arc::downgrade(&topic));
         shard.inserts += 1;

@@ -20,6 +20,7 @@ const JSON: &[u8] = b"application/json";
 const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
 const NO_STORE: (&str, &[u8]) = ("Cache-Control", b"no-store");
 
+mod cluster;
 mod dashboard;
 mod live;
 mod prometheus;
@@ -126,6 +127,9 @@ fn stats_json(ctx: &WorkerContext) -> String {
         metrics.reloads().0,
         metrics.reloads().1
     );
+    if let Some(cluster) = ctx.hub.topics.cluster() {
+        cluster::stats_json(&mut s, cluster);
+    }
     live::workers_json(&mut s, metrics);
     live::top_clients_json(&mut s, ctx);
     live::transfers_json(&mut s, metrics.transfers());

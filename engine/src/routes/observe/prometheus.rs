@@ -295,6 +295,9 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
          ringstream_config_reloads_total{{result=\"ok\"}} {reloaded}\n\
          ringstream_config_reloads_total{{result=\"failed\"}} {refused}\n"
     );
+    if let Some(cluster) = ctx.hub.topics.cluster() {
+        super::cluster::prometheus_text(&mut s, cluster);
+    }
     s
 }
 

@@ -1,0 +1,292 @@
+//! The link to Redis: one thread running the Redis client (`fred`) on its own tokio runtime,
+//! so no worker ever waits on Redis.
+//!
+//! Three tasks share the link:
+//! - `send` takes the workers' publishes off the bounded queue and publishes them in
+//!   pipelines, one batch in flight, in queue order (so a publisher's messages keep theirs);
+//! - `receive` takes what Redis delivers: other nodes' topic messages go to the workers with
+//!   members through the hub (one post per worker, the frame as the origin encoded it), and
+//!   control messages update the other nodes' counts, their liveness and bans;
+//! - `control` watches the connection and, on its wake-ups and every 100 ms, subscribes to the
+//!   topics this node has members of (and leaves the others), mirrors the counts that changed,
+//!   spreads this node's bans and beats the heart once a second. When Redis comes back it
+//!   subscribes again, writes this node's counts anew, and reads the other nodes' counts and
+//!   bans; while Redis is away nothing is queued for it.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy, Value,
+};
+use fred::types::Message;
+use ringstream_limits::client_table::ClientTable;
+use tokio::sync::{broadcast, mpsc};
+
+use super::counts::NodeCounts;
+use super::wire::{self, Control};
+use super::{Cluster, Outgoing};
+use crate::routes::broadcast::Hub;
+use crate::server::coarse_clock;
+
+/// Publishes sent to Redis in one pipeline at most.
+const BATCH: usize = 256;
+/// Timeout of any one command (a slow Redis fails commands, it never stalls the link).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages Redis may deliver before the link reads them; past it they are dropped, counted.
+const RECEIVE_BUFFER: usize = 4096;
+
+/// Starts the link's thread.
+pub(super) fn spawn(
+    cluster: Arc<Cluster>,
+    hub: Arc<Hub>,
+    table: Arc<ClientTable>,
+    queue: mpsc::Receiver<Outgoing>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ringstream-cluster".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster: the link's runtime did not start");
+                    return;
+                }
+            };
+            runtime.block_on(run(cluster, hub, table, queue));
+        })
+}
+
+/// Reconnect delays: 100 ms doubling to 2 s, each with up to 1 s of jitter, so nodes that lost
+/// Redis together do not come back together.
+fn reconnect_policy() -> ReconnectPolicy {
+    let mut policy = ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
+    policy.set_jitter(1_000);
+    policy
+}
+
+fn builder(config: Config) -> Builder {
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = COMMAND_TIMEOUT;
+            c.internal_command_timeout = COMMAND_TIMEOUT;
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+            p.broadcast_channel_capacity = RECEIVE_BUFFER;
+        })
+        .set_policy(reconnect_policy());
+    builder
+}
+
+async fn run(
+    cluster: Arc<Cluster>,
+    hub: Arc<Hub>,
+    table: Arc<ClientTable>,
+    queue: mpsc::Receiver<Outgoing>,
+) {
+    let clients = Config::from_url(&cluster.config.redis).and_then(|config| {
+        let publisher = builder(config.clone()).build()?;
+        let subscriber = builder(config).build_subscriber_client()?;
+        Ok((publisher, subscriber))
+    });
+    let (publisher, subscriber) = match clients {
+        Ok(clients) => clients,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: no Redis client could be made; this node runs alone");
+            return;
+        }
+    };
+    let messages = subscriber.message_rx();
+    let mut errors = publisher.error_rx();
+    tokio::spawn(async move {
+        // Errors are seen as the connection's state by `control`; this only empties the channel.
+        while let Ok((error, _)) = errors.recv().await {
+            tracing::debug!(%error, "cluster: Redis connection error");
+        }
+    });
+    // Each client's connection task runs (and reconnects) on its own; its handle is not needed.
+    drop(publisher.connect());
+    drop(subscriber.connect());
+    let link = Arc::new(Link {
+        cluster,
+        hub,
+        table,
+        publisher,
+        subscriber,
+        nodes: Mutex::default(),
+        subscribed: Mutex::default(),
+    });
+    tokio::spawn(Arc::clone(&link).receive(messages));
+    tokio::spawn(Arc::clone(&link).send(queue));
+    link.control().await;
+    link.farewell().await;
+}
+
+/// What the link's tasks share.
+pub(super) struct Link {
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) table: Arc<ClientTable>,
+    pub(super) publisher: Client,
+    pub(super) subscriber: SubscriberClient,
+    /// The other nodes and their counts.
+    pub(super) nodes: Mutex<NodeCounts>,
+    /// Topics this node has members of (subscribed while Redis is reachable).
+    pub(super) subscribed: Mutex<HashSet<String>>,
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Link {
+    pub(super) fn node(&self) -> &str {
+        self.cluster.node_id()
+    }
+
+    /// Publishes the workers' messages in order, a pipeline at a time.
+    async fn send(self: Arc<Self>, mut queue: mpsc::Receiver<Outgoing>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let counters = &self.cluster.counters;
+        while queue.recv_many(&mut batch, BATCH).await > 0 {
+            let count = batch.len() as u64;
+            if !self.publisher.is_connected() {
+                batch.clear();
+                counters
+                    .dropped_redis_away
+                    .fetch_add(count, Ordering::Relaxed);
+                continue;
+            }
+            let pipeline = self.publisher.pipeline();
+            let mut replies = Vec::new();
+            for (
+                index,
+                Outgoing::Publish {
+                    topic,
+                    frame,
+                    reply,
+                },
+            ) in batch.drain(..).enumerate()
+            {
+                let message = wire::topic_message(self.node(), &frame);
+                if let Some(reply) = reply {
+                    // Redis counts this node too when it has members of the topic.
+                    let here = lock(&self.subscribed).contains(&*topic);
+                    replies.push((index, u64::from(here), reply));
+                }
+                let _: Result<(), _> = pipeline.publish(wire::topic_channel(&topic), message).await;
+            }
+            match pipeline.all::<Vec<Value>>().await {
+                Ok(answers) => {
+                    counters.sent.fetch_add(count, Ordering::Relaxed);
+                    for (index, here, reply) in replies {
+                        let reached = answers.get(index).and_then(Value::as_u64).unwrap_or(0);
+                        let _ = reply.send(reached.saturating_sub(here));
+                    }
+                }
+                Err(_) => {
+                    counters
+                        .dropped_redis_away
+                        .fetch_add(count, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Takes what Redis delivers until the client is dropped.
+    async fn receive(self: Arc<Self>, mut messages: broadcast::Receiver<Message>) {
+        loop {
+            match messages.recv().await {
+                Ok(message) => self.on_message(message),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    self.cluster
+                        .counters
+                        .dropped_lagged
+                        .fetch_add(missed, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn on_message(&self, message: Message) {
+        let channel: &str = &message.channel;
+        if channel == wire::CONTROL {
+            if let Some(control) = message.value.as_str().and_then(|t| Control::decode(&t)) {
+                self.on_control(control);
+            }
+            return;
+        }
+        let Some(name) = wire::channel_topic(channel) else {
+            return;
+        };
+        let Some(payload) = message.value.into_bytes() else {
+            return;
+        };
+        self.deliver(name, &payload);
+    }
+
+    /// Hands another node's message for `name` to the workers with members of it.
+    fn deliver(&self, name: &str, payload: &Bytes) {
+        let Some((origin, frame)) = wire::split_topic_message(payload) else {
+            return;
+        };
+        if origin == self.node().as_bytes() {
+            return;
+        }
+        self.cluster
+            .counters
+            .received
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(topic) = self.hub.topics.get(name) {
+            for worker in topic.workers() {
+                self.hub.post(worker, &topic, &frame);
+            }
+        }
+    }
+
+    fn on_control(&self, control: Control) {
+        let now = Instant::now();
+        match control {
+            Control::Count {
+                node,
+                client,
+                count,
+            } if node != self.node() => {
+                lock(&self.nodes).set(&self.cluster.remote, &node, client, count, now);
+            }
+            Control::Count { .. } => {}
+            Control::Ban { client, millis } => {
+                let clock = coarse_clock::now_ns();
+                self.table
+                    .client(client, clock)
+                    .impose_ban(clock, Duration::from_millis(millis));
+                self.cluster
+                    .counters
+                    .bans_received
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Control::Alive { node } if node != self.node() => lock(&self.nodes).heard(&node, now),
+            Control::Alive { .. } => {}
+            Control::Gone { node } => lock(&self.nodes).forget(&self.cluster.remote, &node),
+        }
+        self.count_nodes();
+    }
+
+    pub(super) fn count_nodes(&self) {
+        let others = lock(&self.nodes).len();
+        let nodes = u32::try_from(others + 1).unwrap_or(u32::MAX);
+        self.cluster.nodes.store(nodes, Ordering::Relaxed);
+    }
+}

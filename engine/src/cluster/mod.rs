@@ -1,0 +1,272 @@
+//! The cluster layer: several nodes sharing broadcast topics and per-client connection counts
+//! and bans through Redis (`[cluster]`).
+//!
+//! - [`Cluster`] (this file): what workers, the hub and the gate call. Nothing here waits on
+//!   Redis: a publish is queued on a bounded queue (its overflow counted), a topic's or a
+//!   client's change is marked for the link, and admission reads counts already at hand.
+//! - `link`: one thread running the Redis client (`fred`, on its own tokio runtime), which
+//!   publishes, subscribes once per topic this node has members of, delivers other nodes'
+//!   messages through the hub, mirrors this node's counts and reads the others'.
+//! - `mirror`: this node's clients' connection counts as they change.
+//! - `counts`: the other nodes' counts, summed per client for admission.
+//! - `wire`: channel and key names and the messages nodes exchange.
+//!
+//! Without `[cluster]` none of this exists: no thread, no queue, no lookup.
+
+mod counts;
+mod link;
+mod mirror;
+mod sync;
+pub mod wire;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringstream_limits::client_table::{ClientState, ClientTable, CountWatcher};
+use ringstream_limits::identity::ClientKey;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::config::{ClusterConfig, RedisErrorPolicy};
+use crate::routes::broadcast::Hub;
+use counts::RemoteCounts;
+use mirror::Mirror;
+
+/// Messages waiting for the link to publish them; past this, publishes are dropped and
+/// counted.
+const OUTBOX: usize = 16_384;
+
+/// A message for the other nodes.
+#[derive(Debug)]
+enum Outgoing {
+    /// A frame for the members of a topic; `reply` (an HTTP publish) is told how many other
+    /// nodes Redis handed it to.
+    Publish {
+        topic: Box<str>,
+        frame: Bytes,
+        reply: Option<oneshot::Sender<u64>>,
+    },
+}
+
+/// How admission counts a client's connections on other nodes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedCount {
+    /// Redis is reachable: this many connections of the client are open elsewhere.
+    Elsewhere(u32),
+    /// Redis is away, policy `local`: the cap divided by this many nodes.
+    Divided(u32),
+    /// Redis is away, policy `open`: this node's own count against the whole cap.
+    Open,
+    /// Redis is away, policy `closed`: refuse (503).
+    Closed,
+}
+
+/// The cluster's counters, for `/metrics` and `/stats`.
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Topic messages sent to other nodes.
+    pub sent: AtomicU64,
+    /// Topic messages received from other nodes.
+    pub received: AtomicU64,
+    /// Messages dropped because the link's queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Messages not sent because Redis was away.
+    pub dropped_redis_away: AtomicU64,
+    /// Messages from Redis the link could not keep up with.
+    pub dropped_lagged: AtomicU64,
+    /// Times Redis became reachable / went away.
+    pub became_reachable: AtomicU64,
+    /// Times Redis went away.
+    pub became_unreachable: AtomicU64,
+    /// Admissions decided without the other nodes' counts while Redis was away.
+    pub decided_alone: AtomicU64,
+    /// Admissions refused with 503 while Redis was away (`closed`).
+    pub refused_redis_away: AtomicU64,
+    /// Bans received from other nodes.
+    pub bans_received: AtomicU64,
+}
+
+/// What this node shares with the others, and the link that does it.
+#[derive(Debug)]
+pub struct Cluster {
+    config: ClusterConfig,
+    outbox: mpsc::Sender<Outgoing>,
+    /// Topics whose member count on this node went to or from 0.
+    topics: Mutex<HashSet<Box<str>>>,
+    /// Bans this node decided, for the others.
+    bans: Mutex<Vec<(ClientKey, Duration)>>,
+    wake: Arc<Notify>,
+    mirror: Arc<Mirror>,
+    remote: RemoteCounts,
+    reachable: AtomicBool,
+    /// Nodes known alive, this one included (kept when Redis goes away: `local` divides by it).
+    nodes: AtomicU32,
+    /// The counters.
+    pub counters: ClusterCounters,
+    link: Mutex<Option<JoinHandle<()>>>,
+    stop: Arc<Notify>,
+}
+
+impl Cluster {
+    /// Starts the link to Redis for `config`: it delivers other nodes' messages through `hub`
+    /// and applies their bans to `table`, whose connection counts it mirrors. Returns at once;
+    /// the link connects (and reconnects) in the background.
+    pub fn start(
+        config: ClusterConfig,
+        hub: &Arc<Hub>,
+        table: &Arc<ClientTable>,
+    ) -> std::io::Result<Arc<Self>> {
+        let wake = Arc::new(Notify::new());
+        let (outbox, queue) = mpsc::channel(OUTBOX);
+        let mirror = Arc::new(Mirror::new(Arc::clone(&wake)));
+        let cluster = Arc::new(Self {
+            config,
+            outbox,
+            topics: Mutex::default(),
+            bans: Mutex::default(),
+            wake,
+            mirror: Arc::clone(&mirror),
+            remote: RemoteCounts::default(),
+            reachable: AtomicBool::new(false),
+            nodes: AtomicU32::new(1),
+            counters: ClusterCounters::default(),
+            link: Mutex::new(None),
+            stop: Arc::new(Notify::new()),
+        });
+        table.watch_counts(mirror as Arc<dyn CountWatcher>);
+        let handle = link::spawn(
+            Arc::clone(&cluster),
+            Arc::clone(hub),
+            Arc::clone(table),
+            queue,
+        )?;
+        *cluster.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(cluster)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Whether Redis is reachable now.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    /// Clients with connections open on other nodes.
+    pub fn clients_elsewhere(&self) -> usize {
+        self.remote.clients()
+    }
+
+    /// Nodes known alive, this one included.
+    pub fn nodes(&self) -> u32 {
+        self.nodes.load(Ordering::Relaxed)
+    }
+
+    /// Sends `frame` to the members of `topic` on the other nodes (never waits: when the
+    /// queue is full or Redis is away the message is dropped and counted).
+    pub fn publish(&self, topic: &str, frame: &Bytes) {
+        self.send(topic, frame, None);
+    }
+
+    /// As [`Self::publish`], and the answer says how many other nodes had members of `topic`
+    /// (Redis's count of subscribers; `None`: Redis is away or the queue is full, and the
+    /// message did not leave).
+    pub fn publish_counted(&self, topic: &str, frame: &Bytes) -> Option<oneshot::Receiver<u64>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(topic, frame, Some(reply)).then_some(answer)
+    }
+
+    fn send(&self, topic: &str, frame: &Bytes, reply: Option<oneshot::Sender<u64>>) -> bool {
+        if !self.is_reachable() {
+            self.counters
+                .dropped_redis_away
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let message = Outgoing::Publish {
+            topic: topic.into(),
+            frame: frame.clone(),
+            reply,
+        };
+        if self.outbox.try_send(message).is_err() {
+            self.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Topic `name`'s member count on this node went to or from 0: the link subscribes or
+    /// unsubscribes (it reads the count itself, so changes that cross are never misordered).
+    pub fn topic_changed(&self, name: &str) {
+        let first = {
+            let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+            topics.insert(name.into());
+            topics.len() == 1
+        };
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// This node banned `client` for `duration`: the other nodes ban it too.
+    pub fn banned(&self, client: &Arc<ClientState>, duration: Duration) {
+        let Some(key) = self.mirror.key_of(client) else {
+            return;
+        };
+        self.bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((key, duration));
+        self.wake.notify_one();
+    }
+
+    /// How admission counts `client`'s connections elsewhere, under `policy` while Redis is
+    /// away (counted when it decides without the other nodes).
+    pub fn shared_count(&self, client: ClientKey, policy: RedisErrorPolicy) -> SharedCount {
+        if self.is_reachable() {
+            return SharedCount::Elsewhere(self.remote.of(client));
+        }
+        let counter = match policy {
+            RedisErrorPolicy::Closed => &self.counters.refused_redis_away,
+            _ => &self.counters.decided_alone,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match policy {
+            RedisErrorPolicy::Local => SharedCount::Divided(self.nodes().max(1)),
+            RedisErrorPolicy::Open => SharedCount::Open,
+            RedisErrorPolicy::Closed => SharedCount::Closed,
+        }
+    }
+
+    /// The policy per-client rules follow while Redis is away, unless `[limits]` says.
+    pub fn default_policy(&self) -> RedisErrorPolicy {
+        self.config.on_redis_error
+    }
+
+    /// Stops the link: this node's counts leave Redis and the other nodes are told it is
+    /// gone. Waits up to a second.
+    pub fn shutdown(&self) {
+        self.stop.notify_one();
+        let handle = self
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
