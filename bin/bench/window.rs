@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use super::stats::{CoreLoad, process_cpu_seconds};
+use super::stats::{CoreLoad, process_cpu_seconds, threads_cpu_seconds};
 use super::{Measure, Phase};
 
 /// The measured window: its length, the CPU seconds used in it, and how busy the server's
@@ -16,7 +16,8 @@ pub struct Window {
     pub seconds: f64,
     /// CPU seconds the server used in the window (given `--server-pid`; every process of it).
     pub server_cpu: Option<f64>,
-    /// CPU seconds the broker between the server's nodes used in the window (given its PID).
+    /// CPU seconds the broker between the server's nodes used in the window (given its PID),
+    /// to the nanosecond where the kernel keeps schedstats.
     pub broker_cpu: Option<f64>,
     /// CPU seconds this process used in the window.
     pub own_cpu: Option<f64>,
@@ -40,7 +41,12 @@ impl Window {
         compio::time::sleep(Duration::from_secs_f64(measure.warmup)).await;
         let own_pid = std::process::id();
         let server_before = cpu_seconds_of(&measure.server_pid);
-        let broker_before = broker.and_then(process_cpu_seconds);
+        // A broker uses a few percent of a core: ticks of 10 ms would not show it.
+        let broker_cpu_seconds = match broker.and_then(threads_cpu_seconds) {
+            Some(_) => threads_cpu_seconds,
+            None => process_cpu_seconds,
+        };
+        let broker_before = broker.and_then(broker_cpu_seconds);
         let own_before = process_cpu_seconds(own_pid);
         let server_core = measure
             .server_pid
@@ -54,7 +60,7 @@ impl Window {
         phase.set(Phase::Done);
         let seconds = started.elapsed().as_secs_f64();
         let server_after = cpu_seconds_of(&measure.server_pid);
-        let broker_after = broker.and_then(process_cpu_seconds);
+        let broker_after = broker.and_then(broker_cpu_seconds);
         let own_after = process_cpu_seconds(own_pid);
         Self {
             seconds,
