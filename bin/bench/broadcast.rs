@@ -63,8 +63,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the subscribers' node may take to join the topic across the cluster.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the connections get, once the measurement ends, to receive the end markers and
-/// close.
+/// close, beyond twice what was in flight took to deliver (see [`drain_limit`]).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most the drain waits, however slow the server.
+const MAX_DRAIN: Duration = Duration::from_secs(60);
 
 /// `ringstream bench broadcast`.
 #[derive(Debug, Args)]
@@ -205,11 +207,13 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     }
 
     let window = Window::run_with(&args.measure, &shared.phase, args.broker_pid).await;
-    let stuck = join_within(tasks, DRAIN_TIMEOUT).await;
+    let deliveries = shared.stats.borrow().ops;
+    let drain = drain_limit(&args, deliveries as f64 / window.seconds);
+    let stuck = join_within(tasks, drain).await;
     if stuck > 0 {
         shared.stats.borrow_mut().error(format!(
             "{stuck} connections had not received every end marker and closed \
-             {DRAIN_TIMEOUT:?} after the measurement"
+             {drain:?} after the measurement"
         ));
     }
     report(
@@ -218,6 +222,22 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         shared.published.get(),
         &window,
     )
+}
+
+/// How long the end markers may take once the measurement ends: what is in flight then (each
+/// publisher's window, to every member) takes `in flight ÷ rate` to deliver at the measured
+/// rate; twice that plus `DRAIN_TIMEOUT`, at most `MAX_DRAIN`. A server that needs seconds to
+/// deliver its backlog (a Socket.IO node fanning out to 1,000 members) gets them.
+fn drain_limit(args: &BroadcastArgs, deliveries_per_second: f64) -> Duration {
+    let members = (args.subscribers + args.publishers) as f64;
+    let in_flight = (args.publishers * args.window) as f64 * members;
+    let backlog = if deliveries_per_second > 0.0 {
+        in_flight / deliveries_per_second
+    } else {
+        0.0
+    };
+    (DRAIN_TIMEOUT + Duration::from_secs_f64((2.0 * backlog).min(MAX_DRAIN.as_secs_f64())))
+        .min(MAX_DRAIN)
 }
 
 /// Prints the run's one line (text or JSON; "ops" are deliveries); an error when any
@@ -279,4 +299,49 @@ fn report(
         );
     }
     stats.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BroadcastArgs,
+    }
+
+    fn args(line: &str) -> BroadcastArgs {
+        Cli::try_parse_from(
+            ["broadcast", "--url", "ws://127.0.0.1:1/t"]
+                .into_iter()
+                .chain(line.split_whitespace()),
+        )
+        .unwrap()
+        .args
+    }
+
+    #[test]
+    fn the_drain_waits_twice_the_backlog_at_the_measured_rate() {
+        // 64 messages to 1,001 members: 0.064 s at 1 M deliveries/s, 3.2 s at 20,000.
+        let shape = args("--subscribers 1000 --window 64");
+        let fast = drain_limit(&shape, 1e6).as_secs_f64();
+        assert!((fast - 5.128).abs() < 0.001, "{fast}");
+        let slow = drain_limit(&shape, 20_000.0).as_secs_f64();
+        assert!((slow - 11.406).abs() < 0.001, "{slow}");
+        // Nothing delivered, or next to nothing: the floor, and the ceiling.
+        assert_eq!(drain_limit(&shape, 0.0), DRAIN_TIMEOUT);
+        assert_eq!(drain_limit(&shape, 1.0), MAX_DRAIN);
+        // Every publisher's window counts, and every member's copy.
+        let more = args("--subscribers 1000 --publishers 4 --window 64");
+        assert!(drain_limit(&more, 20_000.0) > drain_limit(&shape, 20_000.0));
+        assert!(
+            args("--subscribe-url ws://127.0.0.1:2/t --socketio text")
+                .socketio
+                .is_some()
+        );
+    }
 }
