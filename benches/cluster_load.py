@@ -19,8 +19,10 @@ Server CPU per delivery is utime + stime of the nodes' processes (A and B togeth
 over the measured window, divided by the subscribers' deliveries; Redis's is given apart, per
 delivery and per published message (what it handles), read from its threads' schedstat in
 nanoseconds (it uses a few percent of a core: 10 ms ticks would not show it). A
-publisher's message stays outstanding until it is back at the publisher and has reached the
-first subscriber, so the window bounds what waits between the nodes too.
+publisher's message stays outstanding until it is back at the publisher and every subscriber
+has it, so the window bounds the slowest subscriber's backlog in every placement, between the
+nodes too; the latencies are that backlog (p50 ≈ window × subscribers ÷ deliveries/s), not a
+service time.
 
 Socket.IO is driven by the same load generator, speaking engine.io over a plain WebSocket
 exactly as socket.io-client does with `transports: ["websocket"]` (`40` connect, events,

@@ -4,7 +4,7 @@
 //! Every connection is open and upgraded (its 101 read, so the server counts it as a member)
 //! before the first message is published. Publishers are members too and get their own
 //! messages back (`echo_to_sender`): each keeps at most `window` of its messages outstanding
-//! (sent, and not yet back at the publisher or not yet at the first subscriber), which bounds
+//! (sent, and not yet back at the publisher or not yet at every subscriber), which bounds
 //! what a subscriber that keeps up has queued at the server to about `window × size` bytes per
 //! publisher, well under `max_backpressure`.
 //!
@@ -31,7 +31,7 @@
 //! - `member`: one connection, its read buffer, the frames it reads and writes.
 //! - `socketio`: the Socket.IO packets a member reads and writes, without IO.
 //! - `roles`: what a subscriber and a publisher do on their connection.
-//! - `watch`: how far the first subscriber got, which closes the publishers' windows.
+//! - `watch`: how far every subscriber got, which closes the publishers' windows.
 //! - `connect`: opening every connection before the run.
 
 mod connect;
@@ -114,7 +114,7 @@ struct Shared {
     stats: RefCell<Stats>,
     /// Messages published while measuring.
     published: Cell<u64>,
-    /// How far the first subscriber got, per publisher.
+    /// How far every subscriber got, per publisher.
     watch: Watch,
     publishers: usize,
     size: usize,
@@ -147,7 +147,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         phase: Cell::new(Phase::Warmup),
         stats: RefCell::new(Stats::new()),
         published: Cell::new(0),
-        watch: Watch::new(args.publishers),
+        watch: Watch::new(args.publishers, args.window, args.subscribers),
         publishers: args.publishers,
         size: args.size,
         window: args.window,
@@ -191,10 +191,9 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
             .with_context(|| format!("probing from {} to {subscribe_url}", args.url))?;
     }
     let mut tasks = Vec::with_capacity(connections);
-    for (i, member) in subscribers.into_iter().enumerate() {
+    for member in subscribers {
         tasks.push(compio::runtime::spawn(subscribe(
             member,
-            i == 0,
             Rc::clone(&shared),
         )));
     }

@@ -1,9 +1,9 @@
 //! The two roles of a broadcast member: a subscriber reads, verifies and times every delivery;
 //! a publisher keeps `window` of its messages outstanding and checks they come back.
 //!
-//! A message stays outstanding until it is back at its publisher and has reached the watched
-//! subscriber (the first one, [`super::watch`]): on one server both come at about the same
-//! time, across nodes the second bounds what waits between them.
+//! A message stays outstanding until it is back at its publisher and every subscriber has it
+//! ([`super::watch`]): on one server both come at about the same time, across nodes the second
+//! bounds what waits between them.
 
 use std::io;
 use std::rc::Rc;
@@ -17,18 +17,16 @@ use super::Shared;
 use super::member::{Member, push_message, push_payload};
 use super::message::{Header, Received, encode_end_marker};
 
-/// How long a publisher whose window is full waits for the watched subscriber before it looks
-/// at the phase again.
+/// How long a publisher whose window is full waits for the subscribers before it looks at the
+/// phase again.
 const WATCH_POLL: Duration = Duration::from_millis(50);
 
-/// A subscriber: reads, verifies and times every delivery until every end marker arrived. The
-/// watched one also tells the publishers how far it got.
-pub(super) async fn subscribe(mut member: Member, watched: bool, shared: Rc<Shared>) {
-    let received = receive(&mut member, watched, &shared).await;
-    if watched {
+/// A subscriber: reads, verifies and times every delivery until every end marker arrived, and
+/// tells the publishers how far it got.
+pub(super) async fn subscribe(mut member: Member, shared: Rc<Shared>) {
+    if let Err(e) = receive(&mut member, &shared).await {
+        // The publishers stop waiting for the subscribers.
         shared.watch.close();
-    }
-    if let Err(e) = received {
         return shared.stats.borrow_mut().error(format!("subscriber: {e}"));
     }
     if let Err(e) = member.close().await {
@@ -40,7 +38,7 @@ pub(super) async fn subscribe(mut member: Member, watched: bool, shared: Rc<Shar
 }
 
 /// Reads until every publisher's end marker arrived, recording deliveries while measuring.
-async fn receive(member: &mut Member, watched: bool, shared: &Shared) -> io::Result<()> {
+async fn receive(member: &mut Member, shared: &Shared) -> io::Result<()> {
     while !member.verifier.all_ended() {
         member.read_more().await?;
         // One clock read per read: every frame it brought arrived at the same time.
@@ -50,9 +48,7 @@ async fn receive(member: &mut Member, watched: bool, shared: &Shared) -> io::Res
             let mut stats = shared.stats.borrow_mut();
             member.take_frames(|message| match message {
                 Ok(Received::Message(header)) => {
-                    if watched {
-                        shared.watch.advance(header.publisher);
-                    }
+                    shared.watch.arrived(header.publisher, header.seq);
                     if measuring {
                         stats.record(Duration::from_nanos(
                             received_ns.saturating_sub(header.sent_ns),
@@ -99,7 +95,7 @@ async fn send_and_receive(member: &mut Member, id: u64, shared: &Shared) -> io::
             ended = true;
         } else if !ended {
             let sent_ns = shared.now_ns();
-            let room = window - (sent - arrived(echoed, shared.watch.received(id)));
+            let room = window - (sent - arrived(echoed, shared.watch.everyone(id)));
             for seq in sent..sent + room {
                 let header = Header {
                     publisher: id,
@@ -119,9 +115,8 @@ async fn send_and_receive(member: &mut Member, id: u64, shared: &Shared) -> io::
             result?;
         }
         if !ended && echoed == sent {
-            // Every message is back here and the window is still full: the watched subscriber
-            // is behind.
-            let seen = shared.watch.received(id).unwrap_or(sent);
+            // Every message is back here and the window is still full: a subscriber is behind.
+            let seen = shared.watch.everyone(id).unwrap_or(sent);
             // Past the poll, the loop looks at the phase and waits again.
             let _ = compio::time::timeout(WATCH_POLL, shared.watch.wait_past(id, seen)).await;
             continue;
@@ -139,9 +134,9 @@ async fn send_and_receive(member: &mut Member, id: u64, shared: &Shared) -> io::
 }
 
 /// How many of a publisher's messages are no longer outstanding: back at the publisher
-/// (`echoed`) and at the watched subscriber (`watched`, `None` once it stopped).
-fn arrived(echoed: u64, watched: Option<u64>) -> u64 {
-    watched.map_or(echoed, |watched| watched.min(echoed))
+/// (`echoed`) and at every subscriber (`everyone`, `None` once a subscriber stopped).
+fn arrived(echoed: u64, everyone: Option<u64>) -> u64 {
+    everyone.map_or(echoed, |everyone| everyone.min(echoed))
 }
 
 #[cfg(test)]
@@ -152,7 +147,7 @@ mod tests {
     fn a_message_is_outstanding_until_it_reached_both_ends() {
         assert_eq!(arrived(10, Some(4)), 4);
         assert_eq!(arrived(4, Some(10)), 4);
-        // The watched subscriber stopped: the publisher's own copies count alone.
+        // A subscriber stopped: the publisher's own copies count alone.
         assert_eq!(arrived(10, None), 10);
     }
 }
