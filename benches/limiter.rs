@@ -6,6 +6,8 @@
 //!   state that is not in the cache).
 //! - `ringstream_lookup`: what a new connection pays: a shard lock, a table lookup (LRU touch)
 //!   and the decision.
+//! - `ringstream_leased`: the same held decision on a rule a cluster shares (`[cluster]`):
+//!   taken from the lease the bucket holds (one compare-and-swap) instead of its GCRA state.
 //! - `governor`: `check_key` on a `DashMap`-backed keyed limiter (a lookup and a
 //!   compare-and-swap per decision).
 //!
@@ -21,7 +23,7 @@ use governor::{Quota, RateLimiter};
 use ringstream_engine::coarse_clock;
 use ringstream_limits::client_table::ClientTable;
 use ringstream_limits::clock::nanos;
-use ringstream_limits::gcra::Gcra;
+use ringstream_limits::gcra::{Gcra, LeaseTerms};
 use ringstream_limits::identity::ClientKey;
 
 /// A quota no decision here exhausts, so every decision takes the "allowed" path.
@@ -52,6 +54,19 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| {
             let now = coarse_clock::now_ns();
             black_box(held.check(0, &quota, now, 1))
+        });
+    });
+    let leased = table.client(ClientKey::V4(8), 0);
+    leased.grant(0, i64::MAX / 4);
+    let terms = LeaseTerms {
+        chunk: 64,
+        interval_ns: quota.emission_interval_ns(),
+    };
+    group.bench_function("ringstream_leased", |b| {
+        b.iter(|| {
+            // The clock is read as the engine reads it for every decision.
+            black_box(coarse_clock::now_ns());
+            black_box(leased.take_leased(0, 1, terms))
         });
     });
     group.bench_function("ringstream_lookup", |b| {

@@ -1,4 +1,5 @@
-//! Logging: `tracing` events formatted to stderr, filtered by `--log-level`, else `RUST_LOG`, else `info`.
+//! Logging: `tracing` events formatted to stderr, filtered by `--log-level`, else `RUST_LOG`, else `info`
+//! (the Redis client's own lines from `error` up, unless the filter names `fred`).
 
 use std::io::IsTerminal as _;
 
@@ -8,10 +9,19 @@ use tracing_subscriber::filter::LevelFilter;
 /// Installs the global subscriber. `level` is a checked `--log-level` value.
 pub fn init(level: Option<&str>) -> anyhow::Result<()> {
     let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
-    let filter = match level {
+    let mut filter = match level {
         Some(level) => builder.parse(level)?,
         None => builder.from_env_lossy(),
     };
+    // The Redis client of `[cluster]` warns at every failed reconnection attempt; the cluster
+    // logs each change of Redis's state once itself. Its own lines show when asked for by name.
+    let asked = level
+        .map(str::to_owned)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_default();
+    if !asked.contains("fred") {
+        filter = filter.add_directive("fred=error".parse()?);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -365,3 +365,79 @@ fn a_redis_that_answers_slowly_never_holds_up_local_traffic() {
         let _ = PATIENCE;
     }
 }
+
+/// `count` requests from 127.0.0.`host`, on one kept-alive connection per node, taking turns;
+/// the statuses answered.
+fn requests_taking_turns(nodes: &[&Server], host: u8, count: usize) -> Vec<u16> {
+    let mut streams: Vec<TcpStream> = nodes.iter().map(|n| connect_from(n, host)).collect();
+    (0..count)
+        .map(|i| {
+            let stream = &mut streams[i % nodes.len()];
+            ask(stream, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").status
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_rate_is_one_budget_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    for driver in DRIVERS {
+        flush(&redis);
+        // 60 a minute with a burst of 20: a client taking turns between two nodes gets about
+        // 20 at once in all, where each node alone would give it 20.
+        let limits = "rate_limit_requests = 60\nburst = 20";
+        let a = node(&redis, "a", driver, limits, "");
+        let b = node(&redis, "b", driver, limits, "");
+        a.wait_for_stats(|s| s["cluster"]["nodes"] == 2);
+        let statuses = requests_taking_turns(&[&a, &b], 21, 60);
+        let allowed = statuses.iter().filter(|&&s| s == 200).count();
+        let refused = statuses.iter().filter(|&&s| s == 429).count();
+        assert_eq!(allowed + refused, 60, "{driver}: {statuses:?}");
+        // At most the burst, what the rate earned meanwhile and a chunk of debt per node (two
+        // nodes deciding alone would allow 40); fewer when leases come late on a loaded
+        // machine.
+        assert!(
+            (10..=30).contains(&allowed),
+            "{driver}: {allowed} allowed: {statuses:?}"
+        );
+        let stats = a.stats();
+        assert!(
+            stats["cluster"]["leases"]["cells_granted"]
+                .as_u64()
+                .unwrap()
+                >= 5,
+            "{stats}"
+        );
+        assert!(
+            stats["cluster"]["leases"]["redis_calls"].as_u64().unwrap() >= 1,
+            "{stats}"
+        );
+    }
+}
+
+#[test]
+fn new_connections_per_minute_are_one_budget_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    for driver in DRIVERS {
+        flush(&redis);
+        let limits = "connections_per_minute = 10";
+        let a = node(&redis, "a", driver, limits, "");
+        let b = node(&redis, "b", driver, limits, "");
+        a.wait_for_stats(|s| s["cluster"]["nodes"] == 2);
+        let statuses: Vec<u16> = (0..30)
+            .map(|i| open_from(if i % 2 == 0 { &a } else { &b }, 22).1)
+            .collect();
+        let allowed = statuses.iter().filter(|&&s| s == 200).count();
+        assert_eq!(
+            allowed + statuses.iter().filter(|&&s| s == 429).count(),
+            30,
+            "{driver}: {statuses:?}"
+        );
+        // Ten a minute in all (two nodes deciding alone would allow 20), give or take a
+        // chunk of debt per node; fewer when leases come late.
+        assert!(
+            (5..=13).contains(&allowed),
+            "{driver}: {allowed}: {statuses:?}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::bans::{BanPolicy, BanState};
-use crate::gcra::{AtomicGcraState, Decision, Gcra};
+use crate::gcra::{AtomicGcraState, Decision, Gcra, LeaseTerms, Leased};
 use crate::identity::ClientKey;
 use crate::table::KeyedTable;
 use watch::TableShared;
@@ -206,11 +206,29 @@ impl ClientState {
     /// Takes `cost` cells of `quota` from bucket `bucket` (numbered by the caller; a bucket
     /// past those the table was built with is allocated when first asked for).
     pub fn check(&self, bucket: usize, quota: &Gcra, now: u64, cost: u64) -> Decision {
-        let state = match bucket.checked_sub(INLINE_BUCKETS) {
+        self.slot(bucket).check(quota, now, cost)
+    }
+
+    /// Takes `cost` cells from the lease bucket `bucket` holds (a rule the cluster shares).
+    pub fn take_leased(&self, bucket: usize, cost: u64, terms: LeaseTerms) -> Leased {
+        self.slot(bucket).take_leased(cost, terms)
+    }
+
+    /// Adds `cells` to the lease bucket `bucket` holds (negative: takes back cells).
+    pub fn grant(&self, bucket: usize, cells: i64) {
+        self.slot(bucket).grant(cells);
+    }
+
+    /// The balance of the lease bucket `bucket` holds (`None`: never leased).
+    pub fn lease_balance(&self, bucket: usize) -> Option<i64> {
+        self.bucket(bucket).and_then(AtomicGcraState::lease_balance)
+    }
+
+    fn slot(&self, bucket: usize) -> &AtomicGcraState {
+        match bucket.checked_sub(INLINE_BUCKETS) {
             None => &self.inline[bucket],
             Some(extra) => self.extra.get(extra),
-        };
-        state.check(quota, now, cost)
+        }
     }
 
     /// Cells of `quota` in use in bucket `bucket` at `now` (0 for an unknown bucket).

@@ -6,8 +6,12 @@
 //! future than the tolerance `tau` (the burst). Times are nanoseconds on the caller's clock;
 //! nothing here reads a clock.
 
+mod lease;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+pub use lease::{LeaseTerms, Leased};
 
 /// A quota: `burst` cells at once, refilled at one cell per `emission_interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

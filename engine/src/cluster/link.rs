@@ -29,6 +29,7 @@ use ringstream_limits::client_table::ClientTable;
 use tokio::sync::{broadcast, mpsc};
 
 use super::counts::NodeCounts;
+use super::leases::LeaseBook;
 use super::wire::{self, Control};
 use super::{Cluster, Outgoing};
 use crate::routes::broadcast::Hub;
@@ -126,6 +127,8 @@ async fn run(
         subscriber,
         nodes: Mutex::default(),
         subscribed: Mutex::default(),
+        leases: Mutex::default(),
+        lease_script: Mutex::default(),
     });
     tokio::spawn(Arc::clone(&link).receive(messages));
     tokio::spawn(Arc::clone(&link).send(queue));
@@ -144,6 +147,11 @@ pub(super) struct Link {
     pub(super) nodes: Mutex<NodeCounts>,
     /// Topics this node has members of (subscribed while Redis is reachable).
     pub(super) subscribed: Mutex<HashSet<String>>,
+    /// The leases of per-client rates.
+    pub(super) leases: Mutex<LeaseBook>,
+    /// The SHA-1 of the script that grants them, as Redis answered loading it (at each
+    /// resync).
+    pub(super) lease_script: Mutex<String>,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

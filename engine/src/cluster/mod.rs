@@ -14,6 +14,7 @@
 //! Without `[cluster]` none of this exists: no thread, no queue, no lookup.
 
 mod counts;
+mod leases;
 mod link;
 mod mirror;
 mod sync;
@@ -33,11 +34,15 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::config::{ClusterConfig, RedisErrorPolicy};
 use crate::routes::broadcast::Hub;
 use counts::RemoteCounts;
+use leases::Renewal;
 use mirror::Mirror;
+use ringstream_limits::gcra::{Gcra, LeaseTerms};
 
 /// Messages waiting for the link to publish them; past this, publishes are dropped and
 /// counted.
 const OUTBOX: usize = 16_384;
+/// A lease holds about this much of a rate's sustained flow.
+const LEASE_SPAN: Duration = Duration::from_millis(250);
 
 /// A message for the other nodes.
 #[derive(Debug)]
@@ -87,6 +92,11 @@ pub struct ClusterCounters {
     pub refused_redis_away: AtomicU64,
     /// Bans received from other nodes.
     pub bans_received: AtomicU64,
+    /// Lease requests sent to Redis (one script call each).
+    pub lease_calls: AtomicU64,
+    /// Cells Redis granted to leases (about one per decision allowed from a lease; counted by
+    /// the link, so decisions pay nothing for it).
+    pub lease_cells: AtomicU64,
 }
 
 /// What this node shares with the others, and the link that does it.
@@ -98,6 +108,8 @@ pub struct Cluster {
     topics: Mutex<HashSet<Box<str>>>,
     /// Bans this node decided, for the others.
     bans: Mutex<Vec<(ClientKey, Duration)>>,
+    /// Leases that asked for more cells.
+    renewals: Mutex<Vec<Renewal>>,
     wake: Arc<Notify>,
     mirror: Arc<Mirror>,
     remote: RemoteCounts,
@@ -127,6 +139,7 @@ impl Cluster {
             outbox,
             topics: Mutex::default(),
             bans: Mutex::default(),
+            renewals: Mutex::default(),
             wake,
             mirror: Arc::clone(&mirror),
             remote: RemoteCounts::default(),
@@ -225,6 +238,43 @@ impl Cluster {
             .unwrap_or_else(PoisonError::into_inner)
             .push((key, duration));
         self.wake.notify_one();
+    }
+
+    /// How a rule with `quota` is leased while `nodes()` nodes share it: a chunk of about
+    /// [`LEASE_SPAN`] of its rate, at most a share of its burst that leaves every node room.
+    pub fn lease_terms(&self, quota: &Gcra) -> LeaseTerms {
+        let interval_ns = quota.emission_interval_ns().max(1);
+        let span = u64::try_from(LEASE_SPAN.as_nanos()).unwrap_or(u64::MAX) / interval_ns;
+        let share = quota.burst() / (2 * u64::from(self.nodes().max(1)));
+        LeaseTerms {
+            chunk: span.min(share).max(1),
+            interval_ns,
+        }
+    }
+
+    /// `client`'s lease in `bucket` (rule `rule`, quota `quota`) wants `want` more cells.
+    pub fn renew(
+        &self,
+        client: &Arc<ClientState>,
+        bucket: usize,
+        rule: &Arc<str>,
+        quota: Gcra,
+        want: u64,
+    ) {
+        let first = {
+            let mut renewals = self.renewals.lock().unwrap_or_else(PoisonError::into_inner);
+            renewals.push(Renewal {
+                client: Arc::clone(client),
+                bucket,
+                rule: Arc::clone(rule),
+                quota,
+                want,
+            });
+            renewals.len() == 1
+        };
+        if first {
+            self.wake.notify_one();
+        }
     }
 
     /// How admission counts `client`'s connections elsewhere, under `policy` while Redis is

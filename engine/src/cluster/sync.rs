@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fred::prelude::{ClientLike, Expiration, HashesInterface, KeysInterface, PubsubInterface};
+use fred::prelude::{
+    ClientLike, Expiration, HashesInterface, KeysInterface, LuaInterface, PubsubInterface, Value,
+};
 use futures_util::StreamExt;
 use ringstream_limits::identity::ClientKey;
 
+use super::leases::LEASE_SCRIPT;
 use super::link::{Link, lock};
 use super::wire::{self, Control};
 use crate::server::coarse_clock;
@@ -31,6 +34,7 @@ impl Link {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = Instant::now();
+        let mut last_top_up = Instant::now();
         loop {
             tokio::select! {
                 () = self.cluster.stop.notified() => return,
@@ -50,11 +54,17 @@ impl Link {
             }
             let (join, leave) = self.follow_topics();
             let changes = self.cluster.mirror.take_changes();
+            self.take_renewals();
+            let now = Instant::now();
             if !self.cluster.is_reachable() {
                 // `resync` subscribes to every topic followed and writes every count when Redis
-                // is back; bans wait for it.
+                // is back; bans wait for it; leases are topped up at this node's share.
+                let nodes = self.cluster.nodes();
+                lock(&self.leases).top_up_alone(nodes, now.duration_since(last_top_up));
+                last_top_up = now;
                 continue;
             }
+            last_top_up = now;
             let bans = std::mem::take(&mut *lock(&self.cluster.bans));
             let outcome = async {
                 if !join.is_empty() {
@@ -65,7 +75,9 @@ impl Link {
                 }
                 self.mirror_counts(&changes).await?;
                 self.spread_bans(&bans).await?;
+                self.grant_leases().await?;
                 if beat.elapsed() >= HEARTBEAT {
+                    lock(&self.leases).sweep(Instant::now());
                     beat = Instant::now();
                     self.heartbeat().await?;
                     let gone = lock(&self.nodes).expire(&self.cluster.remote, beat);
@@ -154,6 +166,61 @@ impl Link {
         pipeline.all::<()>().await
     }
 
+    /// Files the workers' lease renewals (a client that already left is skipped).
+    fn take_renewals(&self) {
+        let renewals = std::mem::take(&mut *lock(&self.cluster.renewals));
+        if renewals.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut book = lock(&self.leases);
+        for renewal in renewals {
+            if let Some(key) = self.cluster.mirror.key_of(&renewal.client) {
+                book.ask(renewal, key, now);
+            }
+        }
+    }
+
+    /// Asks Redis for the cells the leases due want: one script call each, all in flight at
+    /// once (the client writes them back to back).
+    async fn grant_leases(&self) -> Outcome {
+        let asks = lock(&self.leases).due(Instant::now());
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let sha = lock(&self.lease_script).clone();
+        let calls = asks.iter().map(|ask| {
+            let args: Vec<Value> = ask
+                .args
+                .iter()
+                .map(|&a| Value::Integer(i64::try_from(a).unwrap_or(i64::MAX)))
+                .collect();
+            self.publisher
+                .evalsha::<Value, _, _, _>(sha.as_str(), ask.key.as_str(), args)
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let now = Instant::now();
+        let mut book = lock(&self.leases);
+        for (ask, answer) in asks.iter().zip(answers) {
+            let (cells, wait) = match answer? {
+                Value::Array(pair) if pair.len() == 2 => {
+                    (pair[0].as_u64().unwrap_or(0), pair[1].as_u64().unwrap_or(0))
+                }
+                _ => (0, 0),
+            };
+            book.granted(ask.id, cells, wait, now);
+            self.cluster
+                .counters
+                .lease_cells
+                .fetch_add(cells, Ordering::Relaxed);
+        }
+        self.cluster
+            .counters
+            .lease_calls
+            .fetch_add(asks.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn spread_bans(&self, bans: &[(ClientKey, Duration)]) -> Outcome {
         for &(client, duration) in bans {
             let millis = u64::try_from(duration.as_millis())
@@ -198,6 +265,8 @@ impl Link {
     /// Redis is (back) up: subscribe again, write this node's counts anew, read the others'
     /// counts and the bans in force.
     async fn resync(&self) -> Outcome {
+        let sha: String = self.publisher.script_load(LEASE_SCRIPT).await?;
+        *lock(&self.lease_script) = sha;
         let mut channels = vec![wire::CONTROL.to_owned()];
         channels.extend(
             lock(&self.subscribed)

@@ -11,12 +11,14 @@ use ringstream_protocol::http::Request;
 
 use super::ClientGate;
 use super::refusal::{Refusal, whole_seconds};
+use super::shared::Taken;
 use crate::cluster::SharedCount;
 use crate::config::{DenyAction, LimitMode};
+use ringstream_limits::gcra::Decision;
 
 /// `Retry-After` of a 503 while Redis is away under `on_redis_error = "closed"`: about
 /// the longest the link waits between two attempts to reconnect.
-const REDIS_AWAY_RETRY: u64 = 3;
+pub(super) const REDIS_AWAY_RETRY: u64 = 3;
 
 /// What admission decided.
 #[derive(Debug)]
@@ -210,9 +212,32 @@ impl ClientGate {
                 });
             }
         };
-        let (pass, denial) = self
+        let (pass, mut denial) = self
             .table
             .admit_connection(key, &client, &policy, now, elsewhere);
+        if denial.is_none()
+            && let Some((bucket, rate)) = self.connection_rate
+        {
+            match self.take(&client, bucket, &rate, now, 1) {
+                Taken::Decided(Decision::Allow { .. }) => {}
+                Taken::Decided(Decision::Deny { retry_after }) => {
+                    denial = Some(Denial {
+                        rule: Rule::ConnectionRate,
+                        observed: rate.burst() + 1,
+                        limit: rate.burst(),
+                        retry_after,
+                    });
+                }
+                Taken::RedisAway => {
+                    self.count_redis_away(true);
+                    return Err(Refusal {
+                        status: 503,
+                        retry_after: Some(REDIS_AWAY_RETRY),
+                        silent: false,
+                    });
+                }
+            }
+        }
         let slot = ClientSlot {
             address,
             key: fingerprint,

@@ -4,7 +4,7 @@
 //! client spent of it carries over; a rule added gets a new number.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A rule with a rate bucket in each client's state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +19,9 @@ pub(super) enum BucketRule {
     Bytes,
     /// A files route's `client_bandwidth`, by its path.
     Bandwidth(String),
+    /// `connections_per_minute` as a lease, when the node is one of a cluster (alone, the
+    /// client's own connection-rate state is used).
+    Connections,
 }
 
 /// Bucket numbers, given out in the order rules are first seen.
@@ -36,6 +39,27 @@ impl BucketNumbers {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = numbers.len();
         *numbers.entry(rule).or_insert(next)
+    }
+
+    /// Per bucket, the name of its rule that every node of a cluster shares (`None`: a rule
+    /// each node keeps to itself).
+    pub(super) fn shared_names(&self) -> Box<[Option<Arc<str>>]> {
+        let numbers = self
+            .numbers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names = vec![None; numbers.len()];
+        for (rule, &number) in numbers.iter() {
+            names[number] = match rule {
+                BucketRule::ServerRequests => Some("requests".into()),
+                BucketRule::RouteRequests(path) => Some(format!("requests:{path}").into()),
+                BucketRule::Messages => Some("messages".into()),
+                BucketRule::Bytes => Some("bytes".into()),
+                BucketRule::Connections => Some("connections".into()),
+                BucketRule::Bandwidth(_) => None,
+            };
+        }
+        names.into_boxed_slice()
     }
 
     /// Buckets numbered so far.
@@ -62,5 +86,16 @@ mod tests {
         assert_eq!(numbers.number(BucketRule::Bandwidth("/f/".into())), 3);
         assert_eq!(numbers.number(BucketRule::RouteRequests("/a".into())), 1);
         assert_eq!(numbers.count(), 4);
+        let shared = numbers.shared_names();
+        let names: Vec<Option<&str>> = shared.iter().map(|n| n.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                Some("requests"),
+                Some("requests:/a"),
+                Some("messages"),
+                None
+            ]
+        );
     }
 }

@@ -6,6 +6,7 @@ use ringstream_limits::gcra::Decision;
 
 use super::ClientGate;
 use super::admission::ClientSlot;
+use super::shared::Taken;
 use crate::config::LimitMode;
 
 impl ClientGate {
@@ -27,7 +28,16 @@ impl ClientGate {
         for (quota, cost, rule) in checks {
             if let Some((bucket, quota)) = quota
                 && cost > 0
-                && let Decision::Deny { retry_after } = client.check(bucket, &quota, now, cost)
+                && let Some(Decision::Deny { retry_after }) =
+                    match self.take(client, bucket, &quota, now, cost) {
+                        Taken::Decided(decision) => Some(decision),
+                        // A WebSocket is not closed for Redis's absence: `closed` lets its
+                        // frames pass, counted.
+                        Taken::RedisAway => {
+                            self.count_redis_away(false);
+                            None
+                        }
+                    }
             {
                 let denial = Denial {
                     rule,

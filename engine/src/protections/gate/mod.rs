@@ -24,6 +24,7 @@ mod frames;
 mod refusal;
 mod report;
 mod requests;
+mod shared;
 mod violations;
 
 use std::net::IpAddr;
@@ -84,6 +85,10 @@ pub struct ClientGate {
     top: report::TopCache,
     /// The other nodes' counts and bans, when the node is one of several.
     cluster: Option<Arc<Cluster>>,
+    /// Per bucket, the name its rule is shared under across nodes (`None`: kept per node).
+    shared: Box<[Option<Arc<str>>]>,
+    /// `connections_per_minute` shared across nodes, with its bucket (a cluster only).
+    connection_rate: Option<(usize, Gcra)>,
 }
 
 impl ClientGate {
@@ -138,8 +143,11 @@ impl ClientGate {
             Arc::clone(&self.log_budget),
             Arc::clone(&self.loopback),
         );
-        gate.cluster.clone_from(&self.cluster);
         gate.identity = gate.identity.with_secret_of(&self.identity);
+        if self.cluster.is_some() {
+            gate.cluster.clone_from(&self.cluster);
+            gate.share_connection_rate();
+        }
         gate
     }
 
@@ -148,7 +156,19 @@ impl ClientGate {
     pub fn with_cluster(mut self, cluster: Arc<Cluster>, secret: &[u8]) -> Self {
         self.identity = self.identity.with_shared_secret(secret);
         self.cluster = Some(cluster);
+        self.share_connection_rate();
         self
+    }
+
+    /// In a cluster, `connections_per_minute` is decided from a lease in a bucket of its own
+    /// (`admission`), not from the client's own connection-rate state.
+    fn share_connection_rate(&mut self) {
+        if let Some(rate) = self.connections.rate.take() {
+            let bucket = self.buckets.number(BucketRule::Connections);
+            self.table.reserve_buckets(self.buckets.count());
+            self.shared = self.buckets.shared_names();
+            self.connection_rate = Some((bucket, rate));
+        }
     }
 
     /// The shared client table, for the cluster's link.
@@ -192,6 +212,7 @@ impl ClientGate {
             })
             .collect();
         table.reserve_buckets(buckets.count());
+        let shared = buckets.shared_names();
         let bans = (limits.ban_after_violations > 0).then(|| BanPolicy {
             after_violations: limits.ban_after_violations,
             window_ns: nanos(limits.ban_window),
@@ -226,6 +247,8 @@ impl ClientGate {
             loopback,
             top: report::TopCache::default(),
             cluster: None,
+            connection_rate: None,
+            shared,
             limits,
         }
     }

@@ -11,7 +11,9 @@ use super::ClientGate;
 use super::admission::ClientSlot;
 use super::buckets::{BucketNumbers, BucketRule};
 use super::refusal::{Refusal, whole_seconds};
+use super::shared::Taken;
 use crate::config::{LimitMode, RequestRate, ServerConfig};
+use crate::protections::gate::admission::REDIS_AWAY_RETRY;
 
 /// The bucket of the server-wide request budget: [`BucketRule::ServerRequests`] is numbered
 /// first ([`ClientGate::new`]).
@@ -128,7 +130,24 @@ impl ClientGate {
             quota.rate.per_minute,
             REQUEST_WINDOW.as_secs()
         );
-        match client.check(quota.bucket, &quota.quota, now, 1) {
+        let decision = match self.take(client, quota.bucket, &quota.quota, now, 1) {
+            Taken::Decided(decision) => decision,
+            Taken::RedisAway => {
+                self.count_redis_away(true);
+                return RequestCheck::Refused {
+                    refusal: Refusal {
+                        status: 503,
+                        retry_after: Some(REDIS_AWAY_RETRY),
+                        silent: false,
+                    },
+                    headers: RateHeaders {
+                        policy,
+                        state: format!("\"requests\";r=0;t={REDIS_AWAY_RETRY}"),
+                    },
+                };
+            }
+        };
+        match decision {
             Decision::Allow {
                 remaining,
                 reset_after,

@@ -21,7 +21,8 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
          \"messages\":{{\"sent\":{},\"received\":{}}},\
          \"lost\":{{\"queue_full\":{},\"redis_away\":{},\"lagged\":{}}},\
          \"redis_changes\":{{\"reachable\":{},\"away\":{}}},\
-         \"without_redis\":{{\"decided_alone\":{},\"refused\":{}}},\"bans_received\":{}}},",
+         \"without_redis\":{{\"decided_alone\":{},\"refused\":{}}},\"bans_received\":{},\
+         \"leases\":{{\"cells_granted\":{},\"redis_calls\":{}}}}},",
         cluster.is_reachable(),
         cluster.nodes(),
         cluster.clients_elsewhere(),
@@ -35,6 +36,8 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
         read(&c.decided_alone),
         read(&c.refused_redis_away),
         read(&c.bans_received),
+        read(&c.lease_cells),
+        read(&c.lease_calls),
     );
 }
 
@@ -45,7 +48,7 @@ type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
 /// The `ringstream_cluster_*` families for `/metrics`.
 pub(super) fn prometheus_text(s: &mut String, cluster: &Cluster) {
     let c = &cluster.counters;
-    let families: [Family<'_>; 8] = [
+    let families: [Family<'_>; 9] = [
         (
             "redis_reachable",
             "gauge",
@@ -101,6 +104,16 @@ pub(super) fn prometheus_text(s: &mut String, cluster: &Cluster) {
             &[
                 ("outcome=\"decided_alone\"", read(&c.decided_alone)),
                 ("outcome=\"refused\"", read(&c.refused_redis_away)),
+            ],
+        ),
+        (
+            "lease_total",
+            "counter",
+            "Cells Redis granted to per-client rate leases (about one per decision allowed), and \
+             the script calls that granted them.",
+            &[
+                ("kind=\"cell\"", read(&c.lease_cells)),
+                ("kind=\"redis_call\"", read(&c.lease_calls)),
             ],
         ),
         (
