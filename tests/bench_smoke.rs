@@ -156,6 +156,37 @@ fn the_broadcast_load_delivers_every_message_in_order() {
     assert!(json_number(&out, "published") > 0, "{out}");
 }
 
+#[test]
+fn the_broadcast_load_puts_subscribers_on_another_address() {
+    // One server stands for both nodes: the probe arrives, every delivery is checked, and
+    // the CPU of both "nodes" (the same PID twice) is reported.
+    let server = Server::start(&[]);
+    let url = format!("ws://{}/ws/broadcast/across", server.addr);
+    let pid = server.pid().to_string();
+    let out = bench(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribe-url",
+        &url,
+        "--subscribers",
+        "10",
+        "--publishers",
+        "2",
+        "--window",
+        "8",
+        "--server-pid",
+        &pid,
+        "--server-pid",
+        &pid,
+        "--json",
+    ]);
+    assert_eq!(json_number(&out, "errors"), 0, "{out}");
+    assert!(json_number(&out, "ops") > 0, "{out}");
+    assert!(out.contains("subscribers on another address"), "{out}");
+    assert!(out.contains("\"broker_cpu_us_per_op\":null"), "{out}");
+}
+
 /// The byte `bench make-file` writes at `offset`: each 8-byte word is its own offset (LE).
 fn pattern_byte(offset: usize) -> u8 {
     ((offset & !7) as u64).to_le_bytes()[offset & 7]

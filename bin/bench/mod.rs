@@ -116,9 +116,11 @@ pub struct Measure {
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
     /// The server's PID, to report its CPU time per operation (per delivery, per GiB sent;
-    /// and, for downloads, its core's load when it is pinned to one core).
+    /// and, for downloads, its core's load when it is pinned to one core). Given once per
+    /// process of a server made of several (the nodes of a cluster), their CPU times add up;
+    /// the core is the first one's.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -137,7 +137,9 @@ impl Client {
 impl Client {
     /// Reads the next data or close frame; answers the server's heartbeat pings on the way
     /// (the server pings every `heartbeat_interval`, busy or not) and skips pongs.
-    async fn read_message(&mut self) -> io::Result<(FrameHeader, std::ops::Range<usize>)> {
+    pub(super) async fn read_message(
+        &mut self,
+    ) -> io::Result<(FrameHeader, std::ops::Range<usize>)> {
         loop {
             let (header, range) = self.read_frame().await?;
             match header.opcode {

@@ -1,6 +1,7 @@
 //! One member connection of the broadcast load: its one read buffer, the frames it parses in
 //! place and verifies, the pongs it answers the server's pings with, its close handshake; and
-//! the masked client frames it writes.
+//! the masked client frames it writes. A message is one binary frame on a plain WebSocket, or
+//! a Socket.IO event ([`Framing`], [`super::socketio`]).
 
 use std::io;
 use std::ops::Range;
@@ -12,6 +13,7 @@ use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 
 use super::super::ws::{Client, KEY};
 use super::message::{Header, Received, Verifier, Violation, encode_message};
+use super::socketio::{self, BINARY_EVENT, PONG, Payload, ServerPacket};
 
 /// Free room a read needs at the end of the buffer; below it, unparsed bytes move to the front.
 const MIN_READ_ROOM: usize = 16 * 1024;
@@ -38,13 +40,128 @@ fn push_client_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
     .write(out);
 }
 
-/// Appends message `header` as a masked binary frame of `size` payload bytes.
-pub(super) fn push_message(out: &mut Vec<u8>, header: Header, size: usize) {
-    push_client_header(out, OpCode::Binary, size);
+/// How messages travel on a member's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One binary frame per message.
+    WebSocket,
+    /// A Socket.IO event per message, its payload carried as `Payload` says.
+    SocketIo(Payload),
+}
+
+/// Appends `payload` (an end marker) as one message framed as `framing` says.
+pub(super) fn push_payload(out: &mut Vec<u8>, framing: Framing, payload: &[u8]) {
+    match framing {
+        Framing::WebSocket => push_client_frame(out, OpCode::Binary, payload),
+        Framing::SocketIo(Payload::Binary) => {
+            push_client_frame(out, OpCode::Text, BINARY_EVENT);
+            push_client_frame(out, OpCode::Binary, payload);
+        }
+        Framing::SocketIo(Payload::Text) => {
+            push_text_event(out, payload.len(), |bytes| bytes.copy_from_slice(payload));
+        }
+    }
+}
+
+/// Appends message `header` of `size` payload bytes, framed as `framing` says, building it in
+/// place.
+pub(super) fn push_message(out: &mut Vec<u8>, framing: Framing, header: Header, size: usize) {
+    let opcode = match framing {
+        Framing::WebSocket => OpCode::Binary,
+        Framing::SocketIo(Payload::Binary) => {
+            push_client_frame(out, OpCode::Text, BINARY_EVENT);
+            OpCode::Binary
+        }
+        Framing::SocketIo(Payload::Text) => {
+            return push_text_event(out, size, |bytes| encode_message(header, bytes));
+        }
+    };
+    push_client_header(out, opcode, size);
     let start = out.len();
     out.resize(start + size, 0);
     encode_message(header, &mut out[start..]);
     apply_mask(&mut out[start..], KEY, 0);
+}
+
+/// Appends a Socket.IO text event whose `size` bytes `encode` writes, as a masked text frame.
+fn push_text_event(out: &mut Vec<u8>, size: usize, encode: impl FnOnce(&mut [u8])) {
+    let len = socketio::text_event_len(size);
+    push_client_header(out, OpCode::Text, len);
+    let start = out.len();
+    out.resize(start + len, 0);
+    socketio::write_text_event(&mut out[start..], size, encode);
+    apply_mask(&mut out[start..], KEY, 0);
+}
+
+/// What a member makes of the server's frames, framed as `framing` says.
+#[derive(Debug)]
+struct Decoder {
+    framing: Framing,
+    /// Socket.IO: an attachment was announced, the next binary frame is the message.
+    attachment_due: bool,
+    /// Socket.IO text events: the message decoded from its hexadecimal.
+    decoded: Vec<u8>,
+}
+
+impl Decoder {
+    fn new(framing: Framing) -> Self {
+        Self {
+            framing,
+            attachment_due: false,
+            decoded: Vec::new(),
+        }
+    }
+
+    /// One server frame: a message (checked by `verifier`), or `None` for a frame that only
+    /// announces one or asks for a pong (queued on `out`). A close or a frame out of place is
+    /// an error.
+    fn frame(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        verifier: &mut Verifier,
+        out: &mut Vec<u8>,
+    ) -> io::Result<Option<Result<Received, Violation>>> {
+        match (opcode, self.framing) {
+            (OpCode::Binary, Framing::WebSocket) => Ok(Some(verifier.check(payload))),
+            (OpCode::Binary, Framing::SocketIo(_)) => {
+                if !std::mem::take(&mut self.attachment_due) {
+                    return Err(io::Error::other("a binary frame no event announced"));
+                }
+                Ok(Some(verifier.check(payload)))
+            }
+            (OpCode::Text, Framing::SocketIo(_)) => {
+                if self.attachment_due {
+                    return Err(io::Error::other("an event instead of the attachment due"));
+                }
+                match socketio::parse(payload).map_err(io::Error::other)? {
+                    ServerPacket::Ping => push_client_frame(out, OpCode::Text, PONG),
+                    ServerPacket::Attachment => self.attachment_due = true,
+                    ServerPacket::Hex(hex) => {
+                        if !socketio::decode_hex(hex, &mut self.decoded) {
+                            return Err(io::Error::other("a text event that is not hex"));
+                        }
+                        return Ok(Some(verifier.check(&self.decoded)));
+                    }
+                    ServerPacket::Open | ServerPacket::Connected => {
+                        return Err(io::Error::other("a second Socket.IO connect"));
+                    }
+                }
+                Ok(None)
+            }
+            // The server pings every heartbeat_interval, busy or not.
+            (OpCode::Ping, _) => {
+                push_client_frame(out, OpCode::Pong, payload);
+                Ok(None)
+            }
+            (OpCode::Pong, _) => Ok(None),
+            (OpCode::Close, _) => Err(io::Error::other(format!(
+                "closed by the server: {}",
+                describe_close(payload)
+            ))),
+            (other, _) => Err(io::Error::other(format!("unexpected {other:?} frame"))),
+        }
+    }
 }
 
 /// One member connection: its stream, its one read buffer, its verifier.
@@ -58,18 +175,26 @@ pub(super) struct Member {
     out: Vec<u8>,
     /// Checks every message received.
     pub(super) verifier: Verifier,
+    decoder: Decoder,
 }
 
 impl Member {
-    /// A member on an upgraded `client`, checking what it receives with `verifier`.
-    pub(super) fn new(client: Client, verifier: Verifier) -> Self {
+    /// A member on an upgraded (and, for Socket.IO, connected) `client` whose messages are
+    /// framed as `framing` says, checking what it receives with `verifier`.
+    pub(super) fn new(client: Client, framing: Framing, verifier: Verifier) -> Self {
         Self {
             stream: client.stream,
             buf: client.buf,
             pos: client.pos,
             out: Vec::new(),
             verifier,
+            decoder: Decoder::new(framing),
         }
+    }
+
+    /// How this member's messages are framed.
+    pub(super) fn framing(&self) -> Framing {
+        self.decoder.framing
     }
 
     /// Reads more bytes. Parsed bytes are dropped first, and unparsed ones move to the front
@@ -114,25 +239,20 @@ impl Member {
         Ok(Some((header, start..self.pos)))
     }
 
-    /// Handles every complete frame in the buffer: binary messages go to `on_message`
-    /// verified, pings get a pong queued; a close from the server is an error.
+    /// Handles every complete frame in the buffer: messages go to `on_message` verified,
+    /// pings (WebSocket's and engine.io's) get a pong queued; a close from the server is an
+    /// error.
     pub(super) fn take_frames(
         &mut self,
         mut on_message: impl FnMut(Result<Received, Violation>),
     ) -> io::Result<()> {
         while let Some((header, range)) = self.next_frame()? {
-            match header.opcode {
-                OpCode::Binary => on_message(self.verifier.check(&self.buf[range])),
-                // The server pings every heartbeat_interval, busy or not.
-                OpCode::Ping => push_client_frame(&mut self.out, OpCode::Pong, &self.buf[range]),
-                OpCode::Pong => {}
-                OpCode::Close => {
-                    return Err(io::Error::other(format!(
-                        "closed by the server: {}",
-                        describe_close(&self.buf[range])
-                    )));
-                }
-                other => return Err(io::Error::other(format!("unexpected {other:?} frame"))),
+            let payload = &self.buf[range];
+            if let Some(message) =
+                self.decoder
+                    .frame(header.opcode, payload, &mut self.verifier, &mut self.out)?
+            {
+                on_message(message);
             }
         }
         Ok(())
@@ -182,8 +302,15 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 
-    use super::super::message::{Header, Received, Verifier, encode_message};
-    use super::push_message;
+    use super::super::message::{Header, Received, Verifier, encode_end_marker, encode_message};
+    use super::super::socketio::Payload;
+    use super::{Decoder, Framing, push_message, push_payload};
+
+    const FRAMINGS: [Framing; 3] = [
+        Framing::WebSocket,
+        Framing::SocketIo(Payload::Binary),
+        Framing::SocketIo(Payload::Text),
+    ];
 
     fn message(header: Header, size: usize) -> Vec<u8> {
         let mut payload = vec![0; size];
@@ -191,21 +318,138 @@ mod tests {
         payload
     }
 
-    #[test]
-    fn published_frames_unmask_to_the_message() {
+    /// The client frames in `out`, unmasked: what the server reads, and what it sends back.
+    fn frames(mut out: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !out.is_empty() {
+            let (frame, len) = FrameHeader::parse(out).unwrap().unwrap();
+            let end = len + frame.payload_len as usize;
+            let mut payload = out[len..end].to_vec();
+            apply_mask(&mut payload, frame.mask.unwrap(), 0);
+            frames.push((frame.opcode, payload));
+            out = &out[end..];
+        }
+        frames
+    }
+
+    /// What a member decodes from `frames` sent back to it as server frames.
+    fn decode(framing: Framing, frames: &[(OpCode, Vec<u8>)], size: usize) -> Vec<Received> {
+        let (mut decoder, mut verifier) = (Decoder::new(framing), Verifier::new(2, size));
         let mut out = Vec::new();
+        let received = frames
+            .iter()
+            .filter_map(|(opcode, payload)| {
+                decoder
+                    .frame(*opcode, payload, &mut verifier, &mut out)
+                    .unwrap()
+            })
+            .map(Result::unwrap)
+            .collect();
+        assert!(out.is_empty());
+        received
+    }
+
+    #[test]
+    fn published_messages_and_end_markers_come_back_whole_in_every_framing() {
         let header = Header {
             publisher: 1,
             seq: 0,
             sent_ns: 1234,
         };
-        push_message(&mut out, header, 200);
-        let (frame, len) = FrameHeader::parse(&out).unwrap().unwrap();
-        assert_eq!((frame.opcode, frame.payload_len), (OpCode::Binary, 200));
-        let mut payload = out[len..].to_vec();
-        apply_mask(&mut payload, frame.mask.unwrap(), 0);
-        assert_eq!(payload, message(header, 200)[..]);
-        let mut verifier = Verifier::new(2, 200);
-        assert_eq!(verifier.check(&payload), Ok(Received::Message(header)));
+        for framing in FRAMINGS {
+            for size in [24, 200] {
+                let mut out = Vec::new();
+                push_message(&mut out, framing, header, size);
+                push_payload(&mut out, framing, &encode_end_marker(1, 1));
+                let sent = frames(&out);
+                let per_message = match framing {
+                    Framing::SocketIo(Payload::Binary) => 2,
+                    _ => 1,
+                };
+                assert_eq!(sent.len(), 2 * per_message, "{framing:?}");
+                if framing == Framing::WebSocket {
+                    assert_eq!(sent[0], (OpCode::Binary, message(header, size)));
+                }
+                assert_eq!(
+                    decode(framing, &sent, size),
+                    [Received::Message(header), Received::End { publisher: 1 }],
+                    "{framing:?}, {size} B"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pings_of_either_layer_are_answered() {
+        let mut verifier = Verifier::new(1, 24);
+        for (framing, opcode, ping, pong) in [
+            (
+                Framing::WebSocket,
+                OpCode::Ping,
+                b"hi".as_slice(),
+                (OpCode::Pong, b"hi".as_slice()),
+            ),
+            (
+                Framing::SocketIo(Payload::Binary),
+                OpCode::Ping,
+                b"hi",
+                (OpCode::Pong, b"hi"),
+            ),
+            (
+                Framing::SocketIo(Payload::Text),
+                OpCode::Text,
+                b"2",
+                (OpCode::Text, b"3"),
+            ),
+        ] {
+            let mut out = Vec::new();
+            let got = Decoder::new(framing).frame(opcode, ping, &mut verifier, &mut out);
+            assert!(got.unwrap().is_none());
+            assert_eq!(frames(&out), [(pong.0, pong.1.to_vec())]);
+        }
+    }
+
+    #[test]
+    fn socketio_frames_out_of_place_are_errors() {
+        let (mut verifier, mut out) = (Verifier::new(1, 24), Vec::new());
+        let binary = Framing::SocketIo(Payload::Binary);
+        let mut decoder = Decoder::new(binary);
+        // A binary frame no event announced.
+        assert!(
+            decoder
+                .frame(OpCode::Binary, &[0; 24], &mut verifier, &mut out)
+                .is_err()
+        );
+        // An announcement, then another event instead of its attachment.
+        let event = super::BINARY_EVENT;
+        assert!(matches!(
+            decoder.frame(OpCode::Text, event, &mut verifier, &mut out),
+            Ok(None)
+        ));
+        assert!(
+            decoder
+                .frame(OpCode::Text, event, &mut verifier, &mut out)
+                .is_err()
+        );
+        // Text frames on a plain WebSocket member, a second connect, a close.
+        let mut plain = Decoder::new(Framing::WebSocket);
+        assert!(
+            plain
+                .frame(OpCode::Text, b"2", &mut verifier, &mut out)
+                .is_err()
+        );
+        let mut text = Decoder::new(Framing::SocketIo(Payload::Text));
+        assert!(
+            text.frame(OpCode::Text, b"40{}", &mut verifier, &mut out)
+                .is_err()
+        );
+        assert!(
+            text.frame(OpCode::Text, br#"42["m","0g"]"#, &mut verifier, &mut out)
+                .is_err()
+        );
+        assert!(
+            text.frame(OpCode::Close, &[3, 232], &mut verifier, &mut out)
+                .is_err()
+        );
     }
 }

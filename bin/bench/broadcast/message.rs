@@ -4,7 +4,8 @@
 //! A message's fill is derived from its publisher and sequence number, so a damaged message,
 //! or one delivered in another's place, does not match; sequence numbers catch gaps, repeats
 //! and reordering. A publisher ends with an end marker carrying how many messages it sent, so
-//! a lost tail is caught too.
+//! a lost tail is caught too. Probes, sent before the run to learn when the subscribers' node
+//! has joined the topic, are outside the sequence and ignored.
 
 use std::fmt;
 
@@ -14,6 +15,8 @@ pub const MESSAGE_HEADER_LEN: usize = 24;
 /// An end marker: the publisher and how many messages it sent (`u64` LE each). Shorter than
 /// any message, so the two cannot be confused.
 pub const END_MARKER_LEN: usize = 16;
+/// A probe: these bytes, shorter than an end marker.
+pub const PROBE: [u8; 8] = *b"probe\0\0\0";
 /// Weyl increment of the fill pattern (2^64 / φ, odd).
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -102,6 +105,8 @@ pub enum Received {
         /// Publisher index.
         publisher: u64,
     },
+    /// A probe from before the run.
+    Probe,
 }
 
 /// What a member found wrong with a delivery: each one is an error of the run.
@@ -200,6 +205,9 @@ impl Verifier {
     pub fn check(&mut self, payload: &[u8]) -> Result<Received, Violation> {
         if payload.len() == END_MARKER_LEN {
             return self.check_end(read_u64(payload), read_u64(&payload[8..]));
+        }
+        if payload == PROBE {
+            return Ok(Received::Probe);
         }
         if payload.len() != self.size {
             return Err(Violation::Size(payload.len()));
@@ -383,6 +391,10 @@ mod tests {
     fn wrong_sizes_and_unknown_publishers_are_violations() {
         let mut verifier = Verifier::new(2, 64);
         assert_eq!(verifier.check(&message(0, 0, 65)), Err(Violation::Size(65)));
+        // A probe is not a message; eight other bytes are neither.
+        assert_eq!(verifier.check(&PROBE), Ok(Received::Probe));
+        assert_eq!(verifier.check(b"probe\0\0\x01"), Err(Violation::Size(8)));
+        verifier.check(&message(0, 0, 64)).unwrap();
         assert_eq!(
             verifier.check(&message(2, 0, 64)),
             Err(Violation::UnknownPublisher(2))
