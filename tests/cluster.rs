@@ -442,3 +442,26 @@ fn new_connections_per_minute_are_one_budget_across_nodes() {
         );
     }
 }
+
+#[test]
+fn a_redis_restarted_at_once_gets_the_subscriptions_and_counts_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    for driver in DRIVERS {
+        flush(&redis);
+        let limits = "max_concurrent_connections = 4";
+        let a = node(&redis, "a", driver, limits, "");
+        let b = node(&redis, "b", driver, limits, "");
+        let mut on_a = member(&a, 2, "room");
+        let mut on_b = member(&b, 2, "room");
+        redis.wait_for_subscribers("ringstream:t:room", 2);
+        // Restarted before a node may notice it was gone: its data and subscriptions are not.
+        redis.restart();
+        redis.wait_for_subscribers("ringstream:t:room", 2);
+        send(&mut on_a, "after the restart");
+        assert_eq!(next_text(&mut on_b), "after the restart", "{driver}");
+        // Each node's count of client .2 is written again: the other node sees it.
+        b.wait_for_stats(|s| s["cluster"]["clients_elsewhere"] == 1);
+    }
+}

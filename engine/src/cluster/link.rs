@@ -14,7 +14,7 @@
 //!   bans; while Redis is away nothing is queued for it.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -116,6 +116,7 @@ async fn run(
             tracing::debug!(%error, "cluster: Redis connection error");
         }
     });
+    let reconnects = [publisher.reconnect_rx(), subscriber.reconnect_rx()];
     // Each client's connection task runs (and reconnects) on its own; its handle is not needed.
     drop(publisher.connect());
     drop(subscriber.connect());
@@ -129,7 +130,19 @@ async fn run(
         subscribed: Mutex::default(),
         leases: Mutex::default(),
         lease_script: Mutex::default(),
+        resync_needed: AtomicBool::new(false),
     });
+    for mut reconnected in reconnects {
+        let link = Arc::clone(&link);
+        tokio::spawn(async move {
+            // A connection that came back between two looks at its state (a Redis restarted
+            // within 100 ms) has lost its subscriptions, and Redis maybe its data: resync.
+            while reconnected.recv().await.is_ok() {
+                link.resync_needed.store(true, Ordering::Release);
+                link.cluster.wake.notify_one();
+            }
+        });
+    }
     tokio::spawn(Arc::clone(&link).receive(messages));
     tokio::spawn(Arc::clone(&link).send(queue));
     link.control().await;
@@ -152,6 +165,8 @@ pub(super) struct Link {
     /// The SHA-1 of the script that grants them, as Redis answered loading it (at each
     /// resync).
     pub(super) lease_script: Mutex<String>,
+    /// A client reconnected: subscribe and write this node's state again.
+    pub(super) resync_needed: AtomicBool,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

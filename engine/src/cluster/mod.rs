@@ -86,6 +86,8 @@ pub struct ClusterCounters {
     pub became_reachable: AtomicU64,
     /// Times Redis went away.
     pub became_unreachable: AtomicU64,
+    /// Times a connection to Redis dropped and came back before it was seen away.
+    pub reconnected: AtomicU64,
     /// Admissions decided without the other nodes' counts while Redis was away.
     pub decided_alone: AtomicU64,
     /// Admissions refused with 503 while Redis was away (`closed`).

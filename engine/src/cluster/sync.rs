@@ -23,6 +23,8 @@ const TICK: Duration = Duration::from_millis(100);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long this node's counts outlive it in Redis if it dies without a word.
 const COUNTS_TTL_SECONDS: i64 = 10;
+/// A resync this soon after the last one is not logged.
+const QUIET_RESYNC: Duration = Duration::from_secs(2);
 /// Keys asked for per `SCAN` step.
 const SCAN_COUNT: u32 = 500;
 
@@ -35,6 +37,7 @@ impl Link {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = Instant::now();
         let mut last_top_up = Instant::now();
+        let mut last_resync = Instant::now();
         loop {
             tokio::select! {
                 () = self.cluster.stop.notified() => return,
@@ -43,12 +46,30 @@ impl Link {
             }
             let connected = self.publisher.is_connected() && self.subscriber.is_connected();
             let reachable = self.cluster.is_reachable();
-            if connected && !reachable {
+            if connected && (!reachable || self.resync_needed.swap(false, Ordering::AcqRel)) {
                 match self.resync().await {
-                    Ok(()) => self.came_back(),
-                    Err(error) => tracing::debug!(%error, "cluster: resync failed; retrying"),
+                    Ok(()) if !reachable => self.came_back(),
+                    // The first connection is announced late as a reconnection too: a resync
+                    // right after the last one is not news.
+                    Ok(()) if last_resync.elapsed() < QUIET_RESYNC => {}
+                    Ok(()) => {
+                        self.cluster
+                            .counters
+                            .reconnected
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            node = self.node(),
+                            "cluster: a Redis connection came back; subscriptions and counts \
+                         written again"
+                        );
+                    }
+                    Err(error) => {
+                        self.resync_needed.store(true, Ordering::Release);
+                        tracing::debug!(%error, "cluster: resync failed; retrying");
+                    }
                 }
                 beat = Instant::now();
+                last_resync = beat;
             } else if !connected && reachable {
                 self.went_away();
             }

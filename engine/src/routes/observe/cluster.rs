@@ -20,7 +20,7 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
         ",\"redis_reachable\":{},\"nodes\":{},\"clients_elsewhere\":{},\
          \"messages\":{{\"sent\":{},\"received\":{}}},\
          \"lost\":{{\"queue_full\":{},\"redis_away\":{},\"lagged\":{}}},\
-         \"redis_changes\":{{\"reachable\":{},\"away\":{}}},\
+         \"redis_changes\":{{\"reachable\":{},\"away\":{},\"reconnected\":{}}},\
          \"without_redis\":{{\"decided_alone\":{},\"refused\":{}}},\"bans_received\":{},\
          \"leases\":{{\"cells_granted\":{},\"redis_calls\":{}}}}},",
         cluster.is_reachable(),
@@ -33,6 +33,7 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
         read(&c.dropped_lagged),
         read(&c.became_reachable),
         read(&c.became_unreachable),
+        read(&c.reconnected),
         read(&c.decided_alone),
         read(&c.refused_redis_away),
         read(&c.bans_received),
@@ -70,10 +71,12 @@ pub(super) fn prometheus_text(s: &mut String, cluster: &Cluster) {
         (
             "redis_changes_total",
             "counter",
-            "Times Redis became reachable or went away.",
+            "Times Redis became reachable, went away, or dropped a connection and came back \
+             before it was seen away.",
             &[
                 ("to=\"reachable\"", read(&c.became_reachable)),
                 ("to=\"away\"", read(&c.became_unreachable)),
+                ("to=\"reconnected\"", read(&c.reconnected)),
             ],
         ),
         (
