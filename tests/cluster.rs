@@ -398,7 +398,7 @@ fn a_request_rate_is_one_budget_across_nodes() {
         // nodes deciding alone would allow 40); fewer when leases come late on a loaded
         // machine.
         assert!(
-            (10..=30).contains(&allowed),
+            (5..=30).contains(&allowed),
             "{driver}: {allowed} allowed: {statuses:?}"
         );
         let stats = a.stats();
@@ -437,7 +437,7 @@ fn new_connections_per_minute_are_one_budget_across_nodes() {
         // Ten a minute in all (two nodes deciding alone would allow 20), give or take a
         // chunk of debt per node; fewer when leases come late.
         assert!(
-            (5..=13).contains(&allowed),
+            (2..=13).contains(&allowed),
             "{driver}: {allowed}: {statuses:?}"
         );
     }

@@ -88,14 +88,85 @@ struct Node {
 
 /// Each other node's count of each client (the link thread's own), kept summed in a
 /// [`RemoteCounts`].
+///
+/// After a reconnection the counts are read again from the nodes' hashes while control
+/// messages keep arriving on another connection: a count a message brought during that read
+/// is newer than (or as new as) the hash's, so the hash's value is kept only for the pairs no
+/// message updated meanwhile (every hash write is followed by its message, so what the read
+/// missed arrives after it).
 #[derive(Debug, Default)]
 pub struct NodeCounts {
     nodes: HashMap<String, Node>,
+    /// While counts are read from the hashes: the pairs a message updated meanwhile.
+    seeding: Option<std::collections::HashSet<(String, ClientKey)>>,
+    /// While counts are read from the hashes: the nodes that reset their counts meanwhile
+    /// (their hashes may be read from before).
+    reset_while_seeding: std::collections::HashSet<String>,
 }
 
 impl NodeCounts {
     /// Node `node` has `count` connections of `client` open (heard at `now`).
     pub fn set(
+        &mut self,
+        totals: &RemoteCounts,
+        node: &str,
+        client: ClientKey,
+        count: u32,
+        now: Instant,
+    ) {
+        if let Some(updated) = &mut self.seeding {
+            updated.insert((node.to_owned(), client));
+        }
+        self.put(totals, node, client, count, now);
+    }
+
+    /// Forgets every node and starts reading counts from the hashes ([`Self::seed`]).
+    pub fn begin_seed(&mut self, totals: &RemoteCounts) {
+        self.clear(totals);
+        self.seeding = Some(Default::default());
+        self.reset_while_seeding.clear();
+    }
+
+    /// Node `node` writes its counts anew: what it said before is forgotten (it stays alive).
+    pub fn reset(&mut self, totals: &RemoteCounts, node: &str, now: Instant) {
+        if let Some(gone) = self.nodes.get_mut(node) {
+            for (client, count) in gone.clients.drain() {
+                totals.adjust(client, count, 0);
+            }
+        }
+        self.heard(node, now);
+        if self.seeding.is_some() {
+            self.reset_while_seeding.insert(node.to_owned());
+        }
+    }
+
+    /// A count read from node `node`'s hash: kept unless a message updated it since
+    /// [`Self::begin_seed`].
+    pub fn seed(
+        &mut self,
+        totals: &RemoteCounts,
+        node: &str,
+        client: ClientKey,
+        count: u32,
+        now: Instant,
+    ) {
+        let newer = self.reset_while_seeding.contains(node)
+            || self
+                .seeding
+                .as_ref()
+                .is_some_and(|updated| updated.contains(&(node.to_owned(), client)));
+        if !newer {
+            self.put(totals, node, client, count, now);
+        }
+    }
+
+    /// The hashes are read: messages alone update the counts again.
+    pub fn end_seed(&mut self) {
+        self.seeding = None;
+        self.reset_while_seeding.clear();
+    }
+
+    fn put(
         &mut self,
         totals: &RemoteCounts,
         node: &str,
@@ -188,6 +259,30 @@ mod tests {
         assert_eq!((totals.of(A), nodes.len()), (1, 1));
         nodes.clear(&totals);
         assert_eq!((totals.of(A), totals.clients(), nodes.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_count_read_from_a_hash_never_overrides_a_message_that_came_meanwhile() {
+        let totals = RemoteCounts::default();
+        let mut nodes = NodeCounts::default();
+        let now = Instant::now();
+        nodes.set(&totals, "n1", A, 5, now);
+        nodes.begin_seed(&totals);
+        assert_eq!(totals.of(A), 0, "forgotten: the hashes say again");
+        // The node's last connection closed while its hash was being read.
+        nodes.set(&totals, "n1", A, 0, now);
+        nodes.seed(&totals, "n1", A, 2, now);
+        nodes.seed(&totals, "n1", B, 1, now);
+        nodes.end_seed();
+        assert_eq!((totals.of(A), totals.of(B)), (0, 1));
+        nodes.set(&totals, "n1", A, 3, now);
+        assert_eq!(totals.of(A), 3);
+        // A node that resets while its hash is read: only what it says after counts.
+        nodes.begin_seed(&totals);
+        nodes.reset(&totals, "n1", now);
+        nodes.seed(&totals, "n1", B, 4, now);
+        nodes.end_seed();
+        assert_eq!((totals.of(A), totals.of(B), nodes.len()), (0, 0, 1));
     }
 
     #[test]

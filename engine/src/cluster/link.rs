@@ -303,6 +303,10 @@ impl Link {
             Control::Alive { node } if node != self.node() => lock(&self.nodes).heard(&node, now),
             Control::Alive { .. } => {}
             Control::Gone { node } => lock(&self.nodes).forget(&self.cluster.remote, &node),
+            Control::Reset { node } if node != self.node() => {
+                lock(&self.nodes).reset(&self.cluster.remote, &node, now);
+            }
+            Control::Reset { .. } => {}
         }
         self.count_nodes();
     }

@@ -295,28 +295,24 @@ impl Link {
                 .map(|t| wire::topic_channel(t)),
         );
         self.subscriber.subscribe(channels).await?;
+        // The other nodes forget what this one said before (a count that fell to 0 while the
+        // connection was down was never said), then hear every count anew, in order.
         let key = wire::counts_key(self.node());
         let () = self.publisher.del(&key).await.map(|_: i64| ())?;
+        let reset = Control::Reset {
+            node: self.node().to_owned(),
+        };
+        let _: i64 = self
+            .publisher
+            .publish(wire::CONTROL, reset.encode())
+            .await?;
         let mine = self.cluster.mirror.all();
         self.mirror_counts(&mine).await?;
         self.heartbeat().await?;
-        let nodes = self.scan(wire::NODES_PATTERN).await?;
-        let now = Instant::now();
-        lock(&self.nodes).clear(&self.cluster.remote);
-        for node in nodes.iter().filter_map(|key| wire::key_node(key)) {
-            if node == self.node() {
-                continue;
-            }
-            let counts: HashMap<String, u32> =
-                self.publisher.hgetall(wire::counts_key(node)).await?;
-            let mut known = lock(&self.nodes);
-            known.heard(node, now);
-            for (field, count) in counts {
-                if let Some(client) = wire::parse_client(&field) {
-                    known.set(&self.cluster.remote, node, client, count, now);
-                }
-            }
-        }
+        lock(&self.nodes).begin_seed(&self.cluster.remote);
+        let read = self.read_counts().await;
+        lock(&self.nodes).end_seed();
+        read?;
         self.count_nodes();
         for key in self.scan(wire::BANS_PATTERN).await? {
             let Some(client) = wire::ban_client(&key) else {
@@ -328,6 +324,27 @@ impl Link {
                 self.table
                     .client(client, clock)
                     .impose_ban(clock, Duration::from_millis(millis));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every live node's counts from its hash (between `begin_seed` and `end_seed`).
+    async fn read_counts(&self) -> Outcome {
+        let nodes = self.scan(wire::NODES_PATTERN).await?;
+        let now = Instant::now();
+        for node in nodes.iter().filter_map(|key| wire::key_node(key)) {
+            if node == self.node() {
+                continue;
+            }
+            let counts: HashMap<String, u32> =
+                self.publisher.hgetall(wire::counts_key(node)).await?;
+            let mut known = lock(&self.nodes);
+            known.heard(node, now);
+            for (field, count) in counts {
+                if let Some(client) = wire::parse_client(&field) {
+                    known.seed(&self.cluster.remote, node, client, count, now);
+                }
             }
         }
         Ok(())

@@ -123,6 +123,12 @@ pub enum Control {
         /// The node.
         node: String,
     },
+    /// Node `node` writes all its counts anew (after a reconnection): forget what it said
+    /// before; its counts follow.
+    Reset {
+        /// The node.
+        node: String,
+    },
 }
 
 impl Control {
@@ -138,6 +144,7 @@ impl Control {
             Self::Ban { client, millis } => write!(text, "b {} {millis}", client_text(*client)),
             Self::Alive { node } => write!(text, "h {node}"),
             Self::Gone { node } => write!(text, "g {node}"),
+            Self::Reset { node } => write!(text, "r {node}"),
         };
         text
     }
@@ -160,6 +167,9 @@ impl Control {
                 node: words.next()?.to_owned(),
             },
             "g" => Self::Gone {
+                node: words.next()?.to_owned(),
+            },
+            "r" => Self::Reset {
                 node: words.next()?.to_owned(),
             },
             _ => return None,
@@ -213,6 +223,7 @@ mod tests {
             },
             Control::Alive { node: "b".into() },
             Control::Gone { node: "b".into() },
+            Control::Reset { node: "c".into() },
         ];
         for control in all {
             assert_eq!(Control::decode(&control.encode()), Some(control));
