@@ -1,14 +1,17 @@
-//! The cluster layer: several nodes sharing broadcast topics and per-client connection counts
-//! and bans through Redis (`[cluster]`).
+//! The cluster layer: several nodes sharing broadcast topics, per-client connection counts,
+//! rates and bans through Redis (`[cluster]`).
 //!
 //! - [`Cluster`] (this file): what workers, the hub and the gate call. Nothing here waits on
 //!   Redis: a publish is queued on a bounded queue (its overflow counted), a topic's or a
-//!   client's change is marked for the link, and admission reads counts already at hand.
+//!   client's change and a lease's renewal are marked for the link, and admission reads counts
+//!   already at hand.
 //! - `link`: one thread running the Redis client (`fred`, on its own tokio runtime), which
-//!   publishes, subscribes once per topic this node has members of, delivers other nodes'
-//!   messages through the hub, mirrors this node's counts and reads the others'.
+//!   publishes, delivers other nodes' messages through the hub and reads their control
+//!   messages; `sync`: its control task (the connection's state, subscriptions, mirrored
+//!   counts, bans, leases, the heartbeat, the resync when Redis comes back).
 //! - `mirror`: this node's clients' connection counts as they change.
 //! - `counts`: the other nodes' counts, summed per client for admission.
+//! - `leases`: the leases of per-client rates and the script that grants them.
 //! - `wire`: channel and key names and the messages nodes exchange.
 //!
 //! Without `[cluster]` none of this exists: no thread, no queue, no lookup.
