@@ -205,10 +205,12 @@ impl Link {
                 let message = wire::topic_message(self.node(), &frame);
                 if let Some(reply) = reply {
                     // Redis counts this node too when it has members of the topic.
-                    let here = lock(&self.subscribed).contains(&*topic);
+                    let here = lock(&self.subscribed).contains(topic.name());
                     replies.push((index, u64::from(here), reply));
                 }
-                let _: Result<(), _> = pipeline.publish(wire::topic_channel(&topic), message).await;
+                let _: Result<(), _> = pipeline
+                    .publish(wire::topic_channel(topic.name()), message)
+                    .await;
             }
             match pipeline.all::<Vec<Value>>().await {
                 Ok(answers) => {

@@ -35,7 +35,7 @@ use ringstream_limits::identity::ClientKey;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::{ClusterConfig, RedisErrorPolicy};
-use crate::routes::broadcast::Hub;
+use crate::routes::broadcast::{Hub, Topic};
 use counts::RemoteCounts;
 use leases::Renewal;
 use mirror::Mirror;
@@ -53,7 +53,7 @@ enum Outgoing {
     /// A frame for the members of a topic; `reply` (an HTTP publish) is told how many other
     /// nodes Redis handed it to.
     Publish {
-        topic: Box<str>,
+        topic: Arc<Topic>,
         frame: Bytes,
         reply: Option<oneshot::Sender<u64>>,
     },
@@ -187,19 +187,23 @@ impl Cluster {
 
     /// Sends `frame` to the members of `topic` on the other nodes (never waits: when the
     /// queue is full or Redis is away the message is dropped and counted).
-    pub fn publish(&self, topic: &str, frame: &Bytes) {
+    pub fn publish(&self, topic: &Arc<Topic>, frame: &Bytes) {
         self.send(topic, frame, None);
     }
 
     /// As [`Self::publish`], and the answer says how many other nodes had members of `topic`
     /// (Redis's count of subscribers; `None`: Redis is away or the queue is full, and the
     /// message did not leave).
-    pub fn publish_counted(&self, topic: &str, frame: &Bytes) -> Option<oneshot::Receiver<u64>> {
+    pub fn publish_counted(
+        &self,
+        topic: &Arc<Topic>,
+        frame: &Bytes,
+    ) -> Option<oneshot::Receiver<u64>> {
         let (reply, answer) = oneshot::channel();
         self.send(topic, frame, Some(reply)).then_some(answer)
     }
 
-    fn send(&self, topic: &str, frame: &Bytes, reply: Option<oneshot::Sender<u64>>) -> bool {
+    fn send(&self, topic: &Arc<Topic>, frame: &Bytes, reply: Option<oneshot::Sender<u64>>) -> bool {
         if !self.is_reachable() {
             self.counters
                 .dropped_redis_away
@@ -207,7 +211,8 @@ impl Cluster {
             return false;
         }
         let message = Outgoing::Publish {
-            topic: topic.into(),
+            // The topic's `Arc`, not its name: no allocation per message on the worker.
+            topic: Arc::clone(topic),
             frame: frame.clone(),
             reply,
         };

@@ -222,7 +222,7 @@ impl WorkerContext {
     pub fn publish(&self, topic: &Arc<Topic>, frame: &Bytes, skip: Option<usize>) -> Delivery {
         let local = self.deliver_here(topic, frame, skip);
         if let Some(cluster) = self.hub.topics.cluster() {
-            cluster.publish(topic.name(), frame);
+            cluster.publish(topic, frame);
         }
         local
     }

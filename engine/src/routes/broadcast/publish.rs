@@ -79,15 +79,17 @@ pub fn deliver(
         return Err(Refused::status(400));
     }
     let frame = super::encode_frame(admitted.text, body);
-    let (subscribers, local) = match ctx.hub.topics.get(&admitted.topic) {
-        Some(topic) => (topic.total(), ctx.deliver_here(&topic, &frame, None).queued),
+    let topics = &ctx.hub.topics;
+    let here = topics.get(&admitted.topic);
+    let (subscribers, local) = match &here {
+        Some(topic) => (topic.total(), ctx.deliver_here(topic, &frame, None).queued),
         None => (0, 0),
     };
-    let other_nodes = ctx
-        .hub
-        .topics
-        .cluster()
-        .map(|cluster| cluster.publish_counted(&admitted.topic, &frame));
+    let other_nodes = topics.cluster().map(|cluster| {
+        // A topic with no member here is made for the message's trip (and swept after).
+        let topic = here.unwrap_or_else(|| topics.get_or_create(&admitted.topic));
+        cluster.publish_counted(&topic, &frame)
+    });
     let traffic = ctx.route_traffic(Some(route_index));
     traffic.messages_in.add(1);
     traffic.bytes_in.add(body.len() as u64);
