@@ -8,103 +8,31 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::Duration;
 
+use support::cluster::{self, member, next_text, open_from, send, wait_reachable};
 use support::redis::Redis;
-use support::ws::{CLOSE, PING, TEXT, frame, read_frame, upgrade_request};
-use support::{DRIVERS, PATIENCE, Server, ask, connect_from, read_response};
+use support::{DRIVERS, PATIENCE, Server, ask, connect_from};
 
 /// Time for a count to reach the other node: the brief's "attempts at least 100 ms apart".
 const SPREAD: Duration = Duration::from_millis(150);
 
-/// A node named `name`-`driver` on `driver` sharing `redis`, with `limits` in `[limits]` and
-/// `cluster` in `[cluster]`. Only 127.0.0.1 (the test's own `/stats` requests) is exempt:
-/// clients from 127.0.0.2 and up are counted.
+/// A node named `name`-`driver` sharing `redis` (see [`cluster::node`]).
 fn node(redis: &Redis, name: &str, driver: &str, limits: &str, cluster: &str) -> Server {
-    let config = format!(
-        r#"
-[limits]
-exempt = ["127.0.0.1/32"]
-{limits}
-
-[cluster]
-redis = "{url}"
-node_id = "{name}-{driver}"
-{cluster}
-
-[[routes]]
-path = "/stats"
-kind = "stats"
-
-[[routes]]
-path = "/metrics"
-kind = "metrics"
-
-[[routes]]
-path = "/health"
-kind = "health"
-
-[[routes]]
-path = "/publish/{{topic}}"
-kind = "publish"
-
-[[routes]]
-path = "/ws/broadcast/{{topic}}"
-kind = "broadcast"
-"#,
-        url = redis.url()
-    );
-    let server = Server::with_config(&config, &["--workers", "2", "--io-driver", driver]);
-    wait_reachable(&server, true);
-    server
+    cluster::node(
+        &format!("\"{}\"", redis.url()),
+        name,
+        driver,
+        limits,
+        cluster,
+    )
 }
 
 /// A Redis with nothing in it, for the next driver's nodes.
 fn flush(redis: &Redis) {
     assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
-}
-
-fn wait_reachable(server: &Server, reachable: bool) {
-    server.wait_for_stats(|s| s["cluster"]["redis_reachable"] == reachable);
-}
-
-/// A member of `topic` on `server`, from 127.0.0.`host`.
-fn member(server: &Server, host: u8, topic: &str) -> TcpStream {
-    let mut stream = connect_from(server, host);
-    stream
-        .write_all(&upgrade_request(&format!("/ws/broadcast/{topic}"), ""))
-        .unwrap();
-    let response = read_response(&mut stream).unwrap();
-    assert_eq!(response.status, 101);
-    stream
-}
-
-/// The next text message (pings skipped).
-fn next_text(stream: &mut TcpStream) -> String {
-    loop {
-        let frame = read_frame(stream).expect("a message");
-        match frame.opcode {
-            PING => {}
-            CLOSE => panic!("closed: {:?}", frame.close()),
-            _ => return String::from_utf8(frame.payload).unwrap(),
-        }
-    }
-}
-
-fn send(stream: &mut TcpStream, text: &str) {
-    stream
-        .write_all(&frame(true, 0, TEXT, text.as_bytes()))
-        .unwrap();
-}
-
-/// A kept-alive connection from 127.0.0.`host` asking for `/health`: its status.
-fn open_from(server: &Server, host: u8) -> (TcpStream, u16) {
-    let mut stream = connect_from(server, host);
-    let response = ask(&mut stream, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    (stream, response.status)
 }
 
 #[test]

@@ -1,14 +1,14 @@
-//! Checking `[cluster]`: the Redis URL, the node's id, what per-client rules do while Redis
+//! Checking `[cluster]`: the Redis URLs, the node's id, what per-client rules do while Redis
 //! is away, and the secret named clients are hashed with.
 
 use ringstream_engine::config::{
-    ClusterConfig, MAX_NODE_ID, RedisErrorPolicy, default_node_id, valid_node_id,
+    ClusterConfig, MAX_NODE_ID, MAX_REDIS_SERVERS, RedisErrorPolicy, default_node_id, valid_node_id,
 };
 use toml::Spanned;
 
 use super::checker::Checker;
 use super::error::ConfigError;
-use super::raw::RawCluster;
+use super::raw::{RawCluster, RedisUrls};
 
 impl Checker<'_, '_> {
     /// The `[cluster]` table, if there is one.
@@ -20,7 +20,7 @@ impl Checker<'_, '_> {
             return Ok(None);
         };
         let raw = table.get_ref();
-        let Some(url) = &raw.redis else {
+        let Some(urls) = &raw.redis else {
             return Err(self.source.error_at(
                 table.span(),
                 "cluster.redis",
@@ -28,17 +28,7 @@ impl Checker<'_, '_> {
                     .to_owned(),
             ));
         };
-        if !redis_url(url.get_ref()) {
-            return Err(self.source.error_at(
-                url.span(),
-                "cluster.redis",
-                format!(
-                    "{} is not a Redis URL (\"redis://[user:password@]host:port[/db]\", e.g. \
-                     \"redis://127.0.0.1:6379\")",
-                    self.source.written(url.span())
-                ),
-            ));
-        }
+        let redis = self.redis_urls(urls)?;
         let node_id = match &raw.node_id {
             Some(id) if valid_node_id(id.get_ref()) => id.get_ref().clone(),
             Some(id) => {
@@ -54,7 +44,7 @@ impl Checker<'_, '_> {
             }
             None => default_node_id(),
         };
-        let mut cluster = ClusterConfig::new(url.get_ref().clone(), node_id);
+        let mut cluster = ClusterConfig::new(redis, node_id);
         if let Some(value) = &raw.on_redis_error {
             cluster.on_redis_error = self.redis_error_policy(value, "cluster.on_redis_error")?;
         }
@@ -69,6 +59,50 @@ impl Checker<'_, '_> {
             cluster.secret = secret.get_ref().clone();
         }
         Ok(Some(cluster))
+    }
+
+    /// `redis`: one URL or a list of distinct ones, each checked where it is written.
+    fn redis_urls(&self, urls: &Spanned<RedisUrls>) -> Result<Vec<String>, ConfigError> {
+        let listed: Vec<(&str, std::ops::Range<usize>)> = match urls.get_ref() {
+            RedisUrls::One(url) => vec![(url.as_str(), urls.span())],
+            RedisUrls::Many(list) => list
+                .iter()
+                .map(|u| (u.get_ref().as_str(), u.span()))
+                .collect(),
+        };
+        let error = |span, message: String| self.source.error_at(span, "cluster.redis", message);
+        if listed.is_empty() || listed.len() > MAX_REDIS_SERVERS {
+            return Err(error(
+                urls.span(),
+                format!(
+                    "list 1 to {MAX_REDIS_SERVERS} Redis servers (topics and clients are spread \
+                     over them), not {}",
+                    listed.len()
+                ),
+            ));
+        }
+        for (index, (url, span)) in listed.iter().enumerate() {
+            if !redis_url(url) {
+                return Err(error(
+                    span.clone(),
+                    format!(
+                        "{} is not a Redis URL (\"redis://[user:password@]host:port[/db]\", e.g. \
+                         \"redis://127.0.0.1:6379\")",
+                        self.source.written(span.clone())
+                    ),
+                ));
+            }
+            if listed[..index].iter().any(|(earlier, _)| earlier == url) {
+                return Err(error(
+                    span.clone(),
+                    format!(
+                        "{} is listed twice (each Redis server once)",
+                        self.source.written(span.clone())
+                    ),
+                ));
+            }
+        }
+        Ok(listed.into_iter().map(|(url, _)| url.to_owned()).collect())
     }
 
     /// `"local"`, `"open"` or `"closed"`.
@@ -115,10 +149,14 @@ mod tests {
     fn a_cluster_section_is_read_with_its_defaults() {
         let text = with_route("[cluster]\nredis = \"redis://127.0.0.1:6390\"\nnode_id = \"a\"\n");
         let cluster = parse(&text, "config.toml").unwrap().cluster.unwrap();
-        assert_eq!(cluster.redis, "redis://127.0.0.1:6390");
+        assert_eq!(cluster.redis, ["redis://127.0.0.1:6390"]);
         assert_eq!(cluster.node_id, "a");
         assert_eq!(cluster.on_redis_error, RedisErrorPolicy::Local);
-        assert_eq!(cluster.secret, cluster.redis);
+        assert_eq!(cluster.secret, "redis://127.0.0.1:6390");
+        let text = with_route("[cluster]\nredis = [\"redis://a:1\", \"redis://b:2/1\"]\n");
+        let cluster = parse(&text, "config.toml").unwrap().cluster.unwrap();
+        assert_eq!(cluster.redis, ["redis://a:1", "redis://b:2/1"]);
+        assert_eq!(cluster.secret, "redis://a:1 redis://b:2/1");
         let text = with_route(
             "[limits]\non_redis_error = \"closed\"\n[cluster]\nredis = \"redis://h\"\n\
              on_redis_error = \"open\"\nsecret = \"s\"\n",
@@ -147,6 +185,28 @@ mod tests {
             error(&with_route("[cluster]\nredis = \"127.0.0.1:6379\"\n")),
             "config.toml:2: cluster.redis: \"127.0.0.1:6379\" is not a Redis URL \
              (\"redis://[user:password@]host:port[/db]\", e.g. \"redis://127.0.0.1:6379\")"
+        );
+        assert_eq!(
+            error(&with_route(
+                "[cluster]\nredis = [\n  \"redis://a\",\n  \"b:1\",\n]\n"
+            )),
+            "config.toml:4: cluster.redis: \"b:1\" is not a Redis URL \
+             (\"redis://[user:password@]host:port[/db]\", e.g. \"redis://127.0.0.1:6379\")"
+        );
+        assert_eq!(
+            error(&with_route(
+                "[cluster]\nredis = [\"redis://a\", \"redis://a\"]\n"
+            )),
+            "config.toml:2: cluster.redis: \"redis://a\" is listed twice (each Redis server \
+             once)"
+        );
+        assert_eq!(
+            error(&with_route("[cluster]\nredis = []\n")),
+            "config.toml:2: cluster.redis: list 1 to 64 Redis servers (topics and clients are \
+             spread over them), not 0"
+        );
+        assert!(
+            error(&with_route("[cluster]\nredis = 5\n")).contains("a Redis URL or a list of them"),
         );
         assert_eq!(
             error(&with_route(

@@ -46,14 +46,49 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
-    /// `redis = "redis://127.0.0.1:6379"`.
-    pub redis: Option<Spanned<String>>,
+    /// `redis = "redis://127.0.0.1:6379"`, or a list of servers to spread over.
+    pub redis: Option<Spanned<RedisUrls>>,
     /// `node_id = "web-1"` (default: host name and pid).
     pub node_id: Option<Spanned<String>>,
     /// `on_redis_error = "local" | "open" | "closed"`.
     pub on_redis_error: Option<Spanned<String>>,
     /// `secret = "..."`: what named clients are hashed with (default: the `redis` URL).
     pub secret: Option<Spanned<String>>,
+}
+
+/// `redis`: one URL, or a list of them (each with its span).
+#[derive(Debug)]
+pub enum RedisUrls {
+    /// `redis = "redis://h:6379"` (its span is the key's value's).
+    One(String),
+    /// `redis = ["redis://a:6379", "redis://b:6379"]`.
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RedisUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Urls;
+        impl<'de> serde::de::Visitor<'de> for Urls {
+            type Value = RedisUrls;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Redis URL or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RedisUrls, E> {
+                Ok(RedisUrls::One(url.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RedisUrls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element()? {
+                    urls.push(url);
+                }
+                Ok(RedisUrls::Many(urls))
+            }
+        }
+        deserializer.deserialize_any(Urls)
+    }
 }
 
 /// One `[limits]` or `[routes.limits]` table; absent keys inherit.

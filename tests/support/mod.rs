@@ -10,6 +10,7 @@
 )]
 
 pub mod clients;
+pub mod cluster;
 pub mod files;
 pub mod http_framing;
 pub mod redis;

@@ -183,6 +183,11 @@ impl NodeCounts {
         totals.adjust(client, before, count);
     }
 
+    /// The nodes known.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
     /// Node `node` is alive at `now`.
     pub fn heard(&mut self, node: &str, now: Instant) {
         self.node(node, now);

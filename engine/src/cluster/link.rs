@@ -1,21 +1,18 @@
 //! The link to Redis: one thread running the Redis client (`fred`) on its own tokio runtime,
-//! so no worker ever waits on Redis.
-//!
-//! Three tasks share the link:
+//! so no worker ever waits on Redis. It holds two connections to each Redis server (a
+//! publisher and a subscriber) and runs these tasks:
 //! - `send` takes the workers' publishes off the bounded queue and publishes them in
-//!   pipelines, one batch in flight, in queue order (so a publisher's messages keep theirs);
-//! - `receive` takes what Redis delivers: other nodes' topic messages go to the workers with
-//!   members through the hub (one post per worker, the frame as the origin encoded it), and
-//!   control messages update the other nodes' counts, their liveness and bans;
-//! - `control` watches the connection and, on its wake-ups and every 100 ms, subscribes to the
-//!   topics this node has members of (and leaves the others), mirrors the counts that changed,
-//!   spreads this node's bans and beats the heart once a second. When Redis comes back it
-//!   subscribes again, writes this node's counts anew, and reads the other nodes' counts and
-//!   bans; while Redis is away nothing is queued for it.
+//!   pipelines, one per server holding topics of the batch, one batch in flight, in queue
+//!   order (so a publisher's messages to a topic keep theirs);
+//! - `receive`, one per server, takes what it delivers: other nodes' topic messages go to the
+//!   workers with members through the hub (one post per worker, the frame as the origin
+//!   encoded it), and control messages update the other nodes' counts, their liveness and bans;
+//! - `control`, one per server (`sync`), keeps that server and this node in step. While a
+//!   server is away nothing is queued for it, and only what it holds waits.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,6 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::counts::NodeCounts;
 use super::leases::LeaseBook;
+use super::shards::lock;
 use super::wire::{self, Control};
 use super::{Cluster, Outgoing};
 use crate::routes::broadcast::Hub;
@@ -96,57 +94,108 @@ async fn run(
     table: Arc<ClientTable>,
     queue: mpsc::Receiver<Outgoing>,
 ) {
-    let clients = Config::from_url(&cluster.config.redis).and_then(|config| {
-        let publisher = builder(config.clone()).build()?;
-        let subscriber = builder(config).build_subscriber_client()?;
-        Ok((publisher, subscriber))
-    });
-    let (publisher, subscriber) = match clients {
-        Ok(clients) => clients,
-        Err(e) => {
-            tracing::error!(error = %e, "cluster: no Redis client could be made; this node runs alone");
-            return;
+    let mut shards = Vec::new();
+    for (index, url) in cluster.config.redis.iter().enumerate() {
+        let clients = Config::from_url(url).and_then(|config| {
+            let publisher = builder(config.clone()).build()?;
+            let subscriber = builder(config).build_subscriber_client()?;
+            Ok((publisher, subscriber))
+        });
+        match clients {
+            Ok((publisher, subscriber)) => {
+                shards.push(ShardLink::new(index, publisher, subscriber))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, redis = cluster.shards.label(index), "cluster: no Redis client could be made; this node runs alone");
+                return;
+            }
         }
-    };
-    let messages = subscriber.message_rx();
-    let mut errors = publisher.error_rx();
-    tokio::spawn(async move {
-        // Errors are seen as the connection's state by `control`; this only empties the channel.
-        while let Ok((error, _)) = errors.recv().await {
-            tracing::debug!(%error, "cluster: Redis connection error");
-        }
-    });
-    let reconnects = [publisher.reconnect_rx(), subscriber.reconnect_rx()];
-    // Each client's connection task runs (and reconnects) on its own; its handle is not needed.
-    drop(publisher.connect());
-    drop(subscriber.connect());
+    }
     let link = Arc::new(Link {
         cluster,
         hub,
         table,
-        publisher,
-        subscriber,
-        nodes: Mutex::default(),
-        subscribed: Mutex::default(),
-        leases: Mutex::default(),
-        lease_script: Mutex::default(),
-        resync_needed: AtomicBool::new(false),
+        shards,
     });
-    for mut reconnected in reconnects {
-        let link = Arc::clone(&link);
+    for shard in &link.shards {
+        let mut errors = shard.publisher.error_rx();
         tokio::spawn(async move {
-            // A connection that came back between two looks at its state (a Redis restarted
-            // within 100 ms) has lost its subscriptions, and Redis maybe its data: resync.
-            while reconnected.recv().await.is_ok() {
-                link.resync_needed.store(true, Ordering::Release);
-                link.cluster.wake.notify_one();
+            // Errors are seen as the connection's state by `control`; this only empties the
+            // channel.
+            while let Ok((error, _)) = errors.recv().await {
+                tracing::debug!(%error, "cluster: Redis connection error");
             }
         });
+        let reconnects = [
+            shard.publisher.reconnect_rx(),
+            shard.subscriber.reconnect_rx(),
+        ];
+        for mut reconnected in reconnects {
+            let link = Arc::clone(&link);
+            let index = shard.index;
+            tokio::spawn(async move {
+                // A connection that came back between two looks at its state (a Redis
+                // restarted within 100 ms) has lost its subscriptions, and Redis maybe its
+                // data: resync.
+                while reconnected.recv().await.is_ok() {
+                    link.shards[index]
+                        .resync_needed
+                        .store(true, Ordering::Release);
+                    link.cluster.shards.get(index).wake.notify_one();
+                }
+            });
+        }
+        tokio::spawn(Arc::clone(&link).receive(shard.index, shard.subscriber.message_rx()));
+        // Each client's connection task runs (and reconnects) on its own; its handle is not
+        // needed.
+        drop(shard.publisher.connect());
+        drop(shard.subscriber.connect());
     }
-    tokio::spawn(Arc::clone(&link).receive(messages));
     tokio::spawn(Arc::clone(&link).send(queue));
-    link.control().await;
-    link.farewell().await;
+    let controls = link.shards.iter().map(|shard| async {
+        link.control(shard).await;
+        link.farewell(shard).await;
+    });
+    futures_util::future::join_all(controls).await;
+}
+
+/// The link's state for one Redis server.
+pub(super) struct ShardLink {
+    /// Its place in `[cluster] redis`.
+    pub(super) index: usize,
+    pub(super) publisher: Client,
+    pub(super) subscriber: SubscriberClient,
+    /// The other nodes and their counts of the clients this server holds.
+    pub(super) nodes: Mutex<NodeCounts>,
+    /// Topics on this server this node has members of (subscribed while it is reachable).
+    pub(super) subscribed: Mutex<HashSet<String>>,
+    /// The leases of the per-client rates of the clients this server holds.
+    pub(super) leases: Mutex<LeaseBook>,
+    /// The SHA-1 of the script that grants them, as the server answered loading it (at each
+    /// resync).
+    pub(super) lease_script: Mutex<String>,
+    /// A connection came back: subscribe and write this node's state again.
+    pub(super) resync_needed: AtomicBool,
+}
+
+impl ShardLink {
+    fn new(index: usize, publisher: Client, subscriber: SubscriberClient) -> Self {
+        Self {
+            index,
+            publisher,
+            subscriber,
+            nodes: Mutex::default(),
+            subscribed: Mutex::default(),
+            leases: Mutex::default(),
+            lease_script: Mutex::default(),
+            resync_needed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether both connections are up.
+    pub(super) fn is_connected(&self) -> bool {
+        self.publisher.is_connected() && self.subscriber.is_connected()
+    }
 }
 
 /// What the link's tasks share.
@@ -154,86 +203,91 @@ pub(super) struct Link {
     pub(super) cluster: Arc<Cluster>,
     pub(super) hub: Arc<Hub>,
     pub(super) table: Arc<ClientTable>,
-    pub(super) publisher: Client,
-    pub(super) subscriber: SubscriberClient,
-    /// The other nodes and their counts.
-    pub(super) nodes: Mutex<NodeCounts>,
-    /// Topics this node has members of (subscribed while Redis is reachable).
-    pub(super) subscribed: Mutex<HashSet<String>>,
-    /// The leases of per-client rates.
-    pub(super) leases: Mutex<LeaseBook>,
-    /// The SHA-1 of the script that grants them, as Redis answered loading it (at each
-    /// resync).
-    pub(super) lease_script: Mutex<String>,
-    /// A client reconnected: subscribe and write this node's state again.
-    pub(super) resync_needed: AtomicBool,
+    /// One per Redis server, in `[cluster] redis` order.
+    pub(super) shards: Vec<ShardLink>,
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// A publish waiting in a batch for its server's pipeline.
+type Queued = (
+    Arc<crate::routes::broadcast::Topic>,
+    Bytes,
+    Option<tokio::sync::oneshot::Sender<u64>>,
+);
 
 impl Link {
     pub(super) fn node(&self) -> &str {
         self.cluster.node_id()
     }
 
-    /// Publishes the workers' messages in order, a pipeline at a time.
+    /// Publishes the workers' messages in order, a batch at a time: one pipeline per server
+    /// holding topics of the batch, all in flight together.
     async fn send(self: Arc<Self>, mut queue: mpsc::Receiver<Outgoing>) {
         let mut batch = Vec::with_capacity(BATCH);
-        let counters = &self.cluster.counters;
+        let mut per_shard: Vec<Vec<Queued>> = self.shards.iter().map(|_| Vec::new()).collect();
         while queue.recv_many(&mut batch, BATCH).await > 0 {
-            let count = batch.len() as u64;
-            if !self.publisher.is_connected() {
-                batch.clear();
+            for Outgoing::Publish {
+                topic,
+                frame,
+                reply,
+            } in batch.drain(..)
+            {
+                let index = self.cluster.shards.of_topic(topic.name());
+                per_shard[index].push((topic, frame, reply));
+            }
+            let pipelines = per_shard
+                .iter_mut()
+                .zip(&self.shards)
+                .filter(|(queued, _)| !queued.is_empty())
+                .map(|(queued, shard)| self.publish(shard, queued));
+            futures_util::future::join_all(pipelines).await;
+        }
+    }
+
+    /// Publishes `queued` (emptied) to `shard` in one pipeline.
+    async fn publish(&self, shard: &ShardLink, queued: &mut Vec<Queued>) {
+        let counters = &self.cluster.counters;
+        let count = queued.len() as u64;
+        if !shard.publisher.is_connected() {
+            queued.clear();
+            counters
+                .dropped_redis_away
+                .fetch_add(count, Ordering::Relaxed);
+            return;
+        }
+        let pipeline = shard.publisher.pipeline();
+        let mut replies = Vec::new();
+        for (index, (topic, frame, reply)) in queued.drain(..).enumerate() {
+            let message = wire::topic_message(self.node(), &frame);
+            if let Some(reply) = reply {
+                // Redis counts this node too when it has members of the topic.
+                let here = lock(&shard.subscribed).contains(topic.name());
+                replies.push((index, u64::from(here), reply));
+            }
+            let _: Result<(), _> = pipeline
+                .publish(wire::topic_channel(topic.name()), message)
+                .await;
+        }
+        match pipeline.all::<Vec<Value>>().await {
+            Ok(answers) => {
+                counters.sent.fetch_add(count, Ordering::Relaxed);
+                for (index, here, reply) in replies {
+                    let reached = answers.get(index).and_then(Value::as_u64).unwrap_or(0);
+                    let _ = reply.send(reached.saturating_sub(here));
+                }
+            }
+            Err(_) => {
                 counters
                     .dropped_redis_away
                     .fetch_add(count, Ordering::Relaxed);
-                continue;
-            }
-            let pipeline = self.publisher.pipeline();
-            let mut replies = Vec::new();
-            for (
-                index,
-                Outgoing::Publish {
-                    topic,
-                    frame,
-                    reply,
-                },
-            ) in batch.drain(..).enumerate()
-            {
-                let message = wire::topic_message(self.node(), &frame);
-                if let Some(reply) = reply {
-                    // Redis counts this node too when it has members of the topic.
-                    let here = lock(&self.subscribed).contains(topic.name());
-                    replies.push((index, u64::from(here), reply));
-                }
-                let _: Result<(), _> = pipeline
-                    .publish(wire::topic_channel(topic.name()), message)
-                    .await;
-            }
-            match pipeline.all::<Vec<Value>>().await {
-                Ok(answers) => {
-                    counters.sent.fetch_add(count, Ordering::Relaxed);
-                    for (index, here, reply) in replies {
-                        let reached = answers.get(index).and_then(Value::as_u64).unwrap_or(0);
-                        let _ = reply.send(reached.saturating_sub(here));
-                    }
-                }
-                Err(_) => {
-                    counters
-                        .dropped_redis_away
-                        .fetch_add(count, Ordering::Relaxed);
-                }
             }
         }
     }
 
-    /// Takes what Redis delivers until the client is dropped.
-    async fn receive(self: Arc<Self>, mut messages: broadcast::Receiver<Message>) {
+    /// Takes what Redis server `index` delivers until its client is dropped.
+    async fn receive(self: Arc<Self>, index: usize, mut messages: broadcast::Receiver<Message>) {
         loop {
             match messages.recv().await {
-                Ok(message) => self.on_message(message),
+                Ok(message) => self.on_message(&self.shards[index], message),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     self.cluster
                         .counters
@@ -245,11 +299,11 @@ impl Link {
         }
     }
 
-    fn on_message(&self, message: Message) {
+    fn on_message(&self, shard: &ShardLink, message: Message) {
         let channel: &str = &message.channel;
         if channel == wire::CONTROL {
             if let Some(control) = message.value.as_str().and_then(|t| Control::decode(&t)) {
-                self.on_control(control);
+                self.on_control(shard, control);
             }
             return;
         }
@@ -281,15 +335,16 @@ impl Link {
         }
     }
 
-    fn on_control(&self, control: Control) {
+    fn on_control(&self, shard: &ShardLink, control: Control) {
         let now = Instant::now();
+        let nodes = &shard.nodes;
         match control {
             Control::Count {
                 node,
                 client,
                 count,
             } if node != self.node() => {
-                lock(&self.nodes).set(&self.cluster.remote, &node, client, count, now);
+                lock(nodes).set(&self.cluster.remote, &node, client, count, now);
             }
             Control::Count { .. } => {}
             Control::Ban { client, millis } => {
@@ -302,19 +357,35 @@ impl Link {
                     .bans_received
                     .fetch_add(1, Ordering::Relaxed);
             }
-            Control::Alive { node } if node != self.node() => lock(&self.nodes).heard(&node, now),
+            Control::Alive { node } if node != self.node() => lock(nodes).heard(&node, now),
             Control::Alive { .. } => {}
-            Control::Gone { node } => lock(&self.nodes).forget(&self.cluster.remote, &node),
+            Control::Gone { node } => lock(nodes).forget(&self.cluster.remote, &node),
             Control::Reset { node } if node != self.node() => {
-                lock(&self.nodes).reset(&self.cluster.remote, &node, now);
+                lock(nodes).reset(&self.cluster.remote, &node, now);
             }
             Control::Reset { .. } => {}
         }
         self.count_nodes();
     }
 
+    /// Counts the nodes alive: those heard on any reachable server, and this one (while no
+    /// server is reachable, the last count stands).
     pub(super) fn count_nodes(&self) {
-        let others = lock(&self.nodes).len();
+        let reachable: Vec<_> = self
+            .shards
+            .iter()
+            .filter(|shard| self.cluster.shards.reachable(shard.index))
+            .map(|shard| lock(&shard.nodes))
+            .collect();
+        let others = match &reachable[..] {
+            [] => return,
+            [one] => one.len(),
+            all => all
+                .iter()
+                .flat_map(|nodes| nodes.ids())
+                .collect::<HashSet<&str>>()
+                .len(),
+        };
         let nodes = u32::try_from(others + 1).unwrap_or(u32::MAX);
         self.cluster.nodes.store(nodes, Ordering::Relaxed);
     }

@@ -7,8 +7,11 @@
 //!   already at hand.
 //! - `link`: one thread running the Redis client (`fred`, on its own tokio runtime), which
 //!   publishes, delivers other nodes' messages through the hub and reads their control
-//!   messages; `sync`: its control task (the connection's state, subscriptions, mirrored
-//!   counts, bans, leases, the heartbeat, the resync when Redis comes back).
+//!   messages; `sync`: one control task per Redis server (the connection's state,
+//!   subscriptions, mirrored counts, bans, leases, the heartbeat); `resync`: what it does when
+//!   its server comes back and when the node stops.
+//! - `shards`: which Redis server holds a topic or a client when `redis` lists several, each
+//!   one's reachability and the work the workers leave for its link.
 //! - `mirror`: this node's clients' connection counts as they change.
 //! - `counts`: the other nodes' counts, summed per client for admission.
 //! - `leases`: the leases of per-client rates and the script that grants them.
@@ -20,19 +23,20 @@ mod counts;
 mod leases;
 mod link;
 mod mirror;
+mod resync;
+mod shards;
 mod sync;
 pub mod wire;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ringstream_limits::client_table::{ClientState, ClientTable, CountWatcher};
 use ringstream_limits::identity::ClientKey;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{ClusterConfig, RedisErrorPolicy};
 use crate::routes::broadcast::{Hub, Topic};
@@ -40,6 +44,7 @@ use counts::RemoteCounts;
 use leases::Renewal;
 use mirror::Mirror;
 use ringstream_limits::gcra::{Gcra, LeaseTerms};
+use shards::{Shards, lock};
 
 /// Messages waiting for the link to publish them; past this, publishes are dropped and
 /// counted.
@@ -85,10 +90,13 @@ pub struct ClusterCounters {
     pub dropped_redis_away: AtomicU64,
     /// Messages from Redis the link could not keep up with.
     pub dropped_lagged: AtomicU64,
-    /// Times Redis became reachable / went away.
+    /// Times a Redis server became reachable.
     pub became_reachable: AtomicU64,
-    /// Times Redis went away.
+    /// Times a Redis server went away.
     pub became_unreachable: AtomicU64,
+    /// Times another node was seen to number a Redis server differently (`redis` lists
+    /// differ between nodes).
+    pub shard_mismatches: AtomicU64,
     /// Times a connection to Redis dropped and came back before it was seen away.
     pub reconnected: AtomicU64,
     /// Admissions decided without the other nodes' counts while Redis was away.
@@ -109,22 +117,16 @@ pub struct ClusterCounters {
 pub struct Cluster {
     config: ClusterConfig,
     outbox: mpsc::Sender<Outgoing>,
-    /// Topics whose member count on this node went to or from 0.
-    topics: Mutex<HashSet<Box<str>>>,
-    /// Bans this node decided, for the others.
-    bans: Mutex<Vec<(ClientKey, Duration)>>,
-    /// Leases that asked for more cells.
-    renewals: Mutex<Vec<Renewal>>,
-    wake: Arc<Notify>,
+    /// The Redis servers, each one's reachability and the work waiting for its link.
+    shards: Arc<Shards>,
     mirror: Arc<Mirror>,
     remote: RemoteCounts,
-    reachable: AtomicBool,
     /// Nodes known alive, this one included (kept when Redis goes away: `local` divides by it).
     nodes: AtomicU32,
     /// The counters.
     pub counters: ClusterCounters,
     link: Mutex<Option<JoinHandle<()>>>,
-    stop: Arc<Notify>,
+    stop: watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -136,23 +138,19 @@ impl Cluster {
         hub: &Arc<Hub>,
         table: &Arc<ClientTable>,
     ) -> std::io::Result<Arc<Self>> {
-        let wake = Arc::new(Notify::new());
         let (outbox, queue) = mpsc::channel(OUTBOX);
-        let mirror = Arc::new(Mirror::new(Arc::clone(&wake)));
+        let shards = Arc::new(Shards::new(&config.redis));
+        let mirror = Arc::new(Mirror::new(Arc::clone(&shards)));
         let cluster = Arc::new(Self {
             config,
             outbox,
-            topics: Mutex::default(),
-            bans: Mutex::default(),
-            renewals: Mutex::default(),
-            wake,
+            shards,
             mirror: Arc::clone(&mirror),
             remote: RemoteCounts::default(),
-            reachable: AtomicBool::new(false),
             nodes: AtomicU32::new(1),
             counters: ClusterCounters::default(),
             link: Mutex::new(None),
-            stop: Arc::new(Notify::new()),
+            stop: watch::Sender::new(false),
         });
         table.watch_counts(mirror as Arc<dyn CountWatcher>);
         let handle = link::spawn(
@@ -161,7 +159,7 @@ impl Cluster {
             Arc::clone(table),
             queue,
         )?;
-        *cluster.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        *lock(&cluster.link) = Some(handle);
         Ok(cluster)
     }
 
@@ -170,9 +168,30 @@ impl Cluster {
         &self.config.node_id
     }
 
-    /// Whether Redis is reachable now.
+    /// Whether every Redis server is reachable now.
     pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
+        self.shards.all_reachable()
+    }
+
+    /// How many Redis servers the cluster has.
+    pub fn redis_servers(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// How many of them are reachable now.
+    pub fn redis_servers_reachable(&self) -> usize {
+        self.shards.reachable_count()
+    }
+
+    /// Whether the Redis server holding `client`'s budgets is reachable (one load while every
+    /// server is).
+    pub fn is_reachable_for(&self, client: &Arc<ClientState>) -> bool {
+        if self.shards.all_reachable() {
+            return true;
+        }
+        self.mirror
+            .key_of(client)
+            .is_some_and(|key| self.shards.reachable(self.shards.of_client(key)))
     }
 
     /// Clients with connections open on other nodes.
@@ -204,7 +223,9 @@ impl Cluster {
     }
 
     fn send(&self, topic: &Arc<Topic>, frame: &Bytes, reply: Option<oneshot::Sender<u64>>) -> bool {
-        if !self.is_reachable() {
+        if !self.shards.all_reachable()
+            && !self.shards.reachable(self.shards.of_topic(topic.name()))
+        {
             self.counters
                 .dropped_redis_away
                 .fetch_add(1, Ordering::Relaxed);
@@ -228,13 +249,14 @@ impl Cluster {
     /// Topic `name`'s member count on this node went to or from 0: the link subscribes or
     /// unsubscribes (it reads the count itself, so changes that cross are never misordered).
     pub fn topic_changed(&self, name: &str) {
+        let shard = self.shards.get(self.shards.of_topic(name));
         let first = {
-            let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut topics = lock(&shard.topics);
             topics.insert(name.into());
             topics.len() == 1
         };
         if first {
-            self.wake.notify_one();
+            shard.wake.notify_one();
         }
     }
 
@@ -243,11 +265,8 @@ impl Cluster {
         let Some(key) = self.mirror.key_of(client) else {
             return;
         };
-        self.bans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((key, duration));
-        self.wake.notify_one();
+        let shard = self.shards.get(self.shards.of_client(key));
+        shard.push(&shard.bans, (key, duration));
     }
 
     /// How a rule with `quota` is leased while `nodes()` nodes share it: a chunk of about
@@ -271,26 +290,28 @@ impl Cluster {
         quota: Gcra,
         want: u64,
     ) {
-        let first = {
-            let mut renewals = self.renewals.lock().unwrap_or_else(PoisonError::into_inner);
-            renewals.push(Renewal {
-                client: Arc::clone(client),
-                bucket,
-                rule: Arc::clone(rule),
-                quota,
-                want,
-            });
-            renewals.len() == 1
+        let index = match self.shards.len() {
+            1 => 0,
+            _ => match self.mirror.key_of(client) {
+                Some(key) => self.shards.of_client(key),
+                None => return,
+            },
         };
-        if first {
-            self.wake.notify_one();
-        }
+        let renewal = Renewal {
+            client: Arc::clone(client),
+            bucket,
+            rule: Arc::clone(rule),
+            quota,
+            want,
+        };
+        let shard = self.shards.get(index);
+        shard.push(&shard.renewals, renewal);
     }
 
     /// How admission counts `client`'s connections elsewhere, under `policy` while Redis is
     /// away (counted when it decides without the other nodes).
     pub fn shared_count(&self, client: ClientKey, policy: RedisErrorPolicy) -> SharedCount {
-        if self.is_reachable() {
+        if self.shards.all_reachable() || self.shards.reachable(self.shards.of_client(client)) {
             return SharedCount::Elsewhere(self.remote.of(client));
         }
         let counter = match policy {
@@ -313,12 +334,8 @@ impl Cluster {
     /// Stops the link: this node's counts leave Redis and the other nodes are told it is
     /// gone. Waits up to a second.
     pub fn shutdown(&self) {
-        self.stop.notify_one();
-        let handle = self
-            .link
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.stop.send_replace(true);
+        let handle = lock(&self.link).take();
         if let Some(handle) = handle {
             let deadline = std::time::Instant::now() + Duration::from_secs(1);
             while !handle.is_finished() && std::time::Instant::now() < deadline {

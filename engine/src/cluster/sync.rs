@@ -1,38 +1,36 @@
-//! The link's `control` task: the connection's state, and keeping Redis and this node in step
-//! (subscriptions, mirrored counts, bans, the heartbeat), with what it does when Redis comes
-//! back and when the node stops.
+//! The link's `control` task, one per Redis server: the connection's state, and keeping that
+//! server and this node in step (subscriptions, mirrored counts, bans, leases, the heartbeat)
+//! for the topics and clients it holds. What it does when the server comes back and when the
+//! node stops is in `resync`.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fred::prelude::{
-    ClientLike, Expiration, HashesInterface, KeysInterface, LuaInterface, PubsubInterface, Value,
+    Expiration, HashesInterface, KeysInterface, LuaInterface, PubsubInterface, Value,
 };
-use futures_util::StreamExt;
 use ringstream_limits::identity::ClientKey;
 
-use super::leases::LEASE_SCRIPT;
-use super::link::{Link, lock};
+use super::link::{Link, ShardLink};
+use super::shards::lock;
 use super::wire::{self, Control};
-use crate::server::coarse_clock;
 
 /// How often the control task looks at the connection when nothing wakes it.
 const TICK: Duration = Duration::from_millis(100);
 /// How often this node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long this node's counts outlive it in Redis if it dies without a word.
-const COUNTS_TTL_SECONDS: i64 = 10;
+pub(super) const COUNTS_TTL_SECONDS: i64 = 10;
 /// A resync this soon after the last one is not logged.
 const QUIET_RESYNC: Duration = Duration::from_secs(2);
-/// Keys asked for per `SCAN` step.
-const SCAN_COUNT: u32 = 500;
 
-type Outcome = Result<(), fred::error::Error>;
+pub(super) type Outcome = Result<(), fred::error::Error>;
 
 impl Link {
     /// Runs until the node stops.
-    pub(super) async fn control(&self) {
+    pub(super) async fn control(&self, shard: &ShardLink) {
+        let work = self.cluster.shards.get(shard.index);
+        let mut stop = self.cluster.stop.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = Instant::now();
@@ -40,15 +38,15 @@ impl Link {
         let mut last_resync = Instant::now();
         loop {
             tokio::select! {
-                () = self.cluster.stop.notified() => return,
-                () = self.cluster.wake.notified() => {}
+                _ = stop.wait_for(|stopping| *stopping) => return,
+                () = work.wake.notified() => {}
                 _ = tick.tick() => {}
             }
-            let connected = self.publisher.is_connected() && self.subscriber.is_connected();
-            let reachable = self.cluster.is_reachable();
-            if connected && (!reachable || self.resync_needed.swap(false, Ordering::AcqRel)) {
-                match self.resync().await {
-                    Ok(()) if !reachable => self.came_back(),
+            let connected = shard.is_connected();
+            let reachable = self.cluster.shards.reachable(shard.index);
+            if connected && (!reachable || shard.resync_needed.swap(false, Ordering::AcqRel)) {
+                match self.resync(shard).await {
+                    Ok(()) if !reachable => self.came_back(shard),
                     // The first connection is announced late as a reconnection too: a resync
                     // right after the last one is not news.
                     Ok(()) if last_resync.elapsed() < QUIET_RESYNC => {}
@@ -59,49 +57,50 @@ impl Link {
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::info!(
                             node = self.node(),
+                            redis = self.cluster.shards.label(shard.index),
                             "cluster: a Redis connection came back; subscriptions and counts \
                          written again"
                         );
                     }
                     Err(error) => {
-                        self.resync_needed.store(true, Ordering::Release);
+                        shard.resync_needed.store(true, Ordering::Release);
                         tracing::debug!(%error, "cluster: resync failed; retrying");
                     }
                 }
                 beat = Instant::now();
                 last_resync = beat;
             } else if !connected && reachable {
-                self.went_away();
+                self.went_away(shard);
             }
-            let (join, leave) = self.follow_topics();
-            let changes = self.cluster.mirror.take_changes();
-            self.take_renewals();
+            let (join, leave) = self.follow_topics(shard);
+            let changes = self.cluster.mirror.take_changes(shard.index);
+            self.take_renewals(shard);
             let now = Instant::now();
-            if !self.cluster.is_reachable() {
-                // `resync` subscribes to every topic followed and writes every count when Redis
-                // is back; bans wait for it; leases are topped up at this node's share.
+            if !self.cluster.shards.reachable(shard.index) {
+                // `resync` subscribes to every topic followed and writes every count when the
+                // server is back; bans wait for it; leases are topped up at this node's share.
                 let nodes = self.cluster.nodes();
-                lock(&self.leases).top_up_alone(nodes, now.duration_since(last_top_up));
+                lock(&shard.leases).top_up_alone(nodes, now.duration_since(last_top_up));
                 last_top_up = now;
                 continue;
             }
             last_top_up = now;
-            let bans = std::mem::take(&mut *lock(&self.cluster.bans));
+            let bans = std::mem::take(&mut *lock(&work.bans));
             let outcome = async {
                 if !join.is_empty() {
-                    self.subscriber.subscribe(join).await?;
+                    shard.subscriber.subscribe(join).await?;
                 }
                 if !leave.is_empty() {
-                    self.subscriber.unsubscribe(leave).await?;
+                    shard.subscriber.unsubscribe(leave).await?;
                 }
-                self.mirror_counts(&changes).await?;
-                self.spread_bans(&bans).await?;
-                self.grant_leases().await?;
+                self.mirror_counts(shard, &changes).await?;
+                self.spread_bans(shard, &bans).await?;
+                self.grant_leases(shard).await?;
                 if beat.elapsed() >= HEARTBEAT {
-                    lock(&self.leases).sweep(Instant::now());
+                    lock(&shard.leases).sweep(Instant::now());
                     beat = Instant::now();
-                    self.heartbeat().await?;
-                    let gone = lock(&self.nodes).expire(&self.cluster.remote, beat);
+                    self.heartbeat(shard).await?;
+                    let gone = lock(&shard.nodes).expire(&self.cluster.remote, beat);
                     for node in gone {
                         tracing::info!(node, "cluster: a node stopped answering; its connections are no longer counted");
                     }
@@ -116,42 +115,47 @@ impl Link {
         }
     }
 
-    fn came_back(&self) {
-        self.cluster.reachable.store(true, Ordering::Release);
+    fn came_back(&self, shard: &ShardLink) {
+        self.cluster.shards.set_reachable(shard.index, true);
+        self.count_nodes();
         self.cluster
             .counters
             .became_reachable
             .fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             node = self.node(),
+            redis = self.cluster.shards.label(shard.index),
             nodes = self.cluster.nodes(),
-            "cluster: Redis reachable; topics and per-client counts are shared"
+            "cluster: Redis reachable; its topics and per-client counts are shared"
         );
     }
 
-    fn went_away(&self) {
-        self.cluster.reachable.store(false, Ordering::Release);
+    fn went_away(&self, shard: &ShardLink) {
+        self.cluster.shards.set_reachable(shard.index, false);
         self.cluster
             .counters
             .became_unreachable
             .fetch_add(1, Ordering::Relaxed);
-        lock(&self.nodes).clear(&self.cluster.remote);
+        lock(&shard.nodes).clear(&self.cluster.remote);
         tracing::warn!(
             node = self.node(),
+            redis = self.cluster.shards.label(shard.index),
             last_known_nodes = self.cluster.nodes(),
             policy = self.cluster.default_policy().name(),
             "cluster: Redis is away; members here still get this node's messages, other \
-             nodes' are lost until it returns, and per-client rules follow on_redis_error"
+             nodes' messages on its topics are lost until it returns, and per-client rules of \
+             the clients it holds follow on_redis_error"
         );
     }
 
     /// Follows the topics whose presence on this node changed (it reads their member count
     /// now, so changes that crossed are never misordered): the channels to subscribe to and
     /// those to leave.
-    fn follow_topics(&self) -> (Vec<String>, Vec<String>) {
-        let names = std::mem::take(&mut *lock(&self.cluster.topics));
+    fn follow_topics(&self, shard: &ShardLink) -> (Vec<String>, Vec<String>) {
+        let work = self.cluster.shards.get(shard.index);
+        let names = std::mem::take(&mut *lock(&work.topics));
         let (mut join, mut leave) = (Vec::new(), Vec::new());
-        let mut subscribed = lock(&self.subscribed);
+        let mut subscribed = lock(&shard.subscribed);
         for name in names {
             let wanted = self.hub.topics.get(&name).is_some_and(|t| t.members() > 0);
             if wanted && subscribed.insert(name.to_string()) {
@@ -163,12 +167,16 @@ impl Link {
         (join, leave)
     }
 
-    async fn mirror_counts(&self, changes: &[(ClientKey, u32)]) -> Outcome {
+    pub(super) async fn mirror_counts(
+        &self,
+        shard: &ShardLink,
+        changes: &[(ClientKey, u32)],
+    ) -> Outcome {
         if changes.is_empty() {
             return Ok(());
         }
         let key = wire::counts_key(self.node());
-        let pipeline = self.publisher.pipeline();
+        let pipeline = shard.publisher.pipeline();
         for &(client, count) in changes {
             let field = wire::client_text(client);
             if count > 0 {
@@ -188,13 +196,14 @@ impl Link {
     }
 
     /// Files the workers' lease renewals (a client that already left is skipped).
-    fn take_renewals(&self) {
-        let renewals = std::mem::take(&mut *lock(&self.cluster.renewals));
+    fn take_renewals(&self, shard: &ShardLink) {
+        let work = self.cluster.shards.get(shard.index);
+        let renewals = std::mem::take(&mut *lock(&work.renewals));
         if renewals.is_empty() {
             return;
         }
         let now = Instant::now();
-        let mut book = lock(&self.leases);
+        let mut book = lock(&shard.leases);
         for renewal in renewals {
             if let Some(key) = self.cluster.mirror.key_of(&renewal.client) {
                 book.ask(renewal, key, now);
@@ -204,24 +213,25 @@ impl Link {
 
     /// Asks Redis for the cells the leases due want: one script call each, all in flight at
     /// once (the client writes them back to back).
-    async fn grant_leases(&self) -> Outcome {
-        let asks = lock(&self.leases).due(Instant::now());
+    async fn grant_leases(&self, shard: &ShardLink) -> Outcome {
+        let asks = lock(&shard.leases).due(Instant::now());
         if asks.is_empty() {
             return Ok(());
         }
-        let sha = lock(&self.lease_script).clone();
+        let sha = lock(&shard.lease_script).clone();
         let calls = asks.iter().map(|ask| {
             let args: Vec<Value> = ask
                 .args
                 .iter()
                 .map(|&a| Value::Integer(i64::try_from(a).unwrap_or(i64::MAX)))
                 .collect();
-            self.publisher
+            shard
+                .publisher
                 .evalsha::<Value, _, _, _>(sha.as_str(), ask.key.as_str(), args)
         });
         let answers = futures_util::future::join_all(calls).await;
         let now = Instant::now();
-        let mut book = lock(&self.leases);
+        let mut book = lock(&shard.leases);
         for (ask, answer) in asks.iter().zip(answers) {
             let (cells, wait) = match answer? {
                 Value::Array(pair) if pair.len() == 2 => {
@@ -242,18 +252,18 @@ impl Link {
         Ok(())
     }
 
-    async fn spread_bans(&self, bans: &[(ClientKey, Duration)]) -> Outcome {
+    async fn spread_bans(&self, shard: &ShardLink, bans: &[(ClientKey, Duration)]) -> Outcome {
         for &(client, duration) in bans {
             let millis = u64::try_from(duration.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
             let expiry = Expiration::PX(i64::try_from(millis).unwrap_or(i64::MAX));
-            let () = self
+            let () = shard
                 .publisher
                 .set(wire::ban_key(client), 1, Some(expiry), None, false)
                 .await?;
             let control = Control::Ban { client, millis };
-            let _: i64 = self
+            let _: i64 = shard
                 .publisher
                 .publish(wire::CONTROL, control.encode())
                 .await?;
@@ -261,13 +271,14 @@ impl Link {
         Ok(())
     }
 
-    async fn heartbeat(&self) -> Outcome {
+    /// Says this node is alive, and which shard of how many it takes this server to be.
+    pub(super) async fn heartbeat(&self, shard: &ShardLink) -> Outcome {
         let ttl = i64::try_from(super::counts::NODE_TTL.as_millis()).unwrap_or(i64::MAX);
-        let pipeline = self.publisher.pipeline();
+        let pipeline = shard.publisher.pipeline();
         let _: Outcome = pipeline
             .set(
                 wire::node_key(self.node()),
-                1,
+                wire::shard_place(shard.index, self.shards.len()),
                 Some(Expiration::PX(ttl)),
                 None,
                 false,
@@ -281,104 +292,5 @@ impl Link {
         };
         let _: Outcome = pipeline.publish(wire::CONTROL, alive.encode()).await;
         pipeline.all::<()>().await
-    }
-
-    /// Redis is (back) up: subscribe again, write this node's counts anew, read the others'
-    /// counts and the bans in force.
-    async fn resync(&self) -> Outcome {
-        let sha: String = self.publisher.script_load(LEASE_SCRIPT).await?;
-        *lock(&self.lease_script) = sha;
-        let mut channels = vec![wire::CONTROL.to_owned()];
-        channels.extend(
-            lock(&self.subscribed)
-                .iter()
-                .map(|t| wire::topic_channel(t)),
-        );
-        self.subscriber.subscribe(channels).await?;
-        // The other nodes forget what this one said before (a count that fell to 0 while the
-        // connection was down was never said), then hear every count anew, in order.
-        let key = wire::counts_key(self.node());
-        let () = self.publisher.del(&key).await.map(|_: i64| ())?;
-        let reset = Control::Reset {
-            node: self.node().to_owned(),
-        };
-        let _: i64 = self
-            .publisher
-            .publish(wire::CONTROL, reset.encode())
-            .await?;
-        let mine = self.cluster.mirror.all();
-        self.mirror_counts(&mine).await?;
-        self.heartbeat().await?;
-        lock(&self.nodes).begin_seed(&self.cluster.remote);
-        let read = self.read_counts().await;
-        lock(&self.nodes).end_seed();
-        read?;
-        self.count_nodes();
-        for key in self.scan(wire::BANS_PATTERN).await? {
-            let Some(client) = wire::ban_client(&key) else {
-                continue;
-            };
-            let left: i64 = self.publisher.pttl(&key).await?;
-            if let Ok(millis) = u64::try_from(left) {
-                let clock = coarse_clock::now_ns();
-                self.table
-                    .client(client, clock)
-                    .impose_ban(clock, Duration::from_millis(millis));
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads every live node's counts from its hash (between `begin_seed` and `end_seed`).
-    async fn read_counts(&self) -> Outcome {
-        let nodes = self.scan(wire::NODES_PATTERN).await?;
-        let now = Instant::now();
-        for node in nodes.iter().filter_map(|key| wire::key_node(key)) {
-            if node == self.node() {
-                continue;
-            }
-            let counts: HashMap<String, u32> =
-                self.publisher.hgetall(wire::counts_key(node)).await?;
-            let mut known = lock(&self.nodes);
-            known.heard(node, now);
-            for (field, count) in counts {
-                if let Some(client) = wire::parse_client(&field) {
-                    known.seed(&self.cluster.remote, node, client, count, now);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, fred::error::Error> {
-        let mut keys = Vec::new();
-        let mut stream = std::pin::pin!(self.publisher.scan_buffered(
-            pattern,
-            Some(SCAN_COUNT),
-            None
-        ));
-        while let Some(key) = stream.next().await {
-            if let Some(text) = key?.as_str() {
-                keys.push(text.to_owned());
-            }
-        }
-        Ok(keys)
-    }
-
-    /// The node stops: its counts and liveness leave Redis and the others are told.
-    pub(super) async fn farewell(&self) {
-        if !self.cluster.is_reachable() {
-            return;
-        }
-        let pipeline = self.publisher.pipeline();
-        let _: Outcome = pipeline.del(wire::counts_key(self.node())).await;
-        let _: Outcome = pipeline.del(wire::node_key(self.node())).await;
-        let gone = Control::Gone {
-            node: self.node().to_owned(),
-        };
-        let _: Outcome = pipeline.publish(wire::CONTROL, gone.encode()).await;
-        let _ = pipeline.all::<()>().await;
-        let _ = self.publisher.quit().await;
-        let _ = self.subscriber.quit().await;
     }
 }

@@ -36,6 +36,22 @@ pub fn node_key(node: &str) -> String {
     format!("{PREFIX}node:{node}")
 }
 
+/// What a node key holds: which shard of how many the node takes the server to be
+/// (`index/servers`, as `[cluster] redis` lists them).
+pub fn shard_place(index: usize, servers: usize) -> String {
+    format!("{index}/{servers}")
+}
+
+/// A node key's value as [`shard_place`] wrote it (a bare `1`, as nodes that knew one server
+/// only wrote, reads as `0/1`).
+pub fn parse_shard_place(value: &str) -> String {
+    if value.contains('/') {
+        value.to_owned()
+    } else {
+        shard_place(0, 1)
+    }
+}
+
 /// The pattern matching every live node's key.
 pub const NODES_PATTERN: &str = "ringstream:node:*";
 
@@ -196,6 +212,8 @@ mod tests {
         assert_eq!(parse_client("4.zz"), None);
         assert_eq!(parse_client("x.1"), None);
         assert_eq!(key_node(&node_key("a-1")), Some("a-1"));
+        assert_eq!(parse_shard_place(&shard_place(2, 3)), "2/3");
+        assert_eq!(parse_shard_place("1"), "0/1");
         assert_eq!(channel_topic(&topic_channel("room.1")), Some("room.1"));
         assert_eq!(channel_topic("ringstream:ctl"), None);
     }

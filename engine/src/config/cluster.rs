@@ -27,8 +27,10 @@ impl RedisErrorPolicy {
 /// The `[cluster]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// The Redis server, as `redis://[user:password@]host:port[/db]` (checked at load).
-    pub redis: String,
+    /// The Redis servers, each as `redis://[user:password@]host:port[/db]` (checked at load):
+    /// one, or several that topics and clients are spread over (every node lists them in the
+    /// same order).
+    pub redis: Vec<String>,
     /// This node's name in Redis (its counts' key, its messages' origin): unique per node.
     pub node_id: String,
     /// What per-client rules do while Redis is away, unless `[limits]` says otherwise.
@@ -39,12 +41,11 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A cluster through `redis`, this node named `node_id`, with the default policy and the
-    /// Redis URL as the secret.
-    pub fn new(redis: impl Into<String>, node_id: impl Into<String>) -> Self {
-        let redis = redis.into();
+    /// A cluster through the Redis servers `redis`, this node named `node_id`, with the
+    /// default policy and the Redis URLs (space-separated) as the secret.
+    pub fn new(redis: Vec<String>, node_id: impl Into<String>) -> Self {
         Self {
-            secret: redis.clone(),
+            secret: redis.join(" "),
             redis,
             node_id: node_id.into(),
             on_redis_error: RedisErrorPolicy::default(),
@@ -54,6 +55,9 @@ impl ClusterConfig {
 
 /// Longest node id, in bytes (it leads every topic message).
 pub const MAX_NODE_ID: usize = 64;
+
+/// Most Redis servers one cluster spreads over (each costs a node two connections).
+pub const MAX_REDIS_SERVERS: usize = 64;
 
 /// Whether `id` can name a node: 1 to [`MAX_NODE_ID`] visible ASCII characters.
 pub fn valid_node_id(id: &str) -> bool {

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 pub use access_log::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 pub use auth::{AuthConfig, AuthFailure};
-pub use cluster::{ClusterConfig, MAX_NODE_ID, RedisErrorPolicy, default_node_id, valid_node_id};
+pub use cluster::{
+    ClusterConfig, MAX_NODE_ID, MAX_REDIS_SERVERS, RedisErrorPolicy, default_node_id, valid_node_id,
+};
 pub use limits::{
     Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
     bounds, loopback,

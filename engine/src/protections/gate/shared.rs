@@ -1,6 +1,7 @@
 //! Rates every node of a cluster shares: a decision on such a rule takes cells from the lease
 //! the client's bucket holds (one compare-and-swap, as a local decision does) and asks the
-//! cluster for more ahead of need; while Redis is away `on_redis_error` decides. Without a
+//! cluster for more ahead of need; while the Redis server holding the client is away
+//! `on_redis_error` decides. Without a
 //! cluster, or for a rule each node keeps to itself, it is the bucket's own GCRA.
 
 use std::sync::Arc;
@@ -50,7 +51,7 @@ impl ClientGate {
         let (Some(cluster), Some(Some(rule))) = (&self.cluster, self.shared.get(bucket)) else {
             return Taken::Decided(client.check(bucket, quota, now, cost));
         };
-        if !cluster.is_reachable() {
+        if !cluster.is_reachable_for(client) {
             let policy = self
                 .limits
                 .on_redis_error

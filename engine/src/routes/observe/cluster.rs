@@ -17,13 +17,17 @@ pub(super) fn stats_json(s: &mut String, cluster: &Cluster) {
     json::push_string(s, cluster.node_id());
     let _ = write!(
         s,
-        ",\"redis_reachable\":{},\"nodes\":{},\"clients_elsewhere\":{},\
+        ",\"redis_reachable\":{},\"redis_servers\":{},\"redis_servers_reachable\":{},\
+         \"shard_mismatches\":{},\"nodes\":{},\"clients_elsewhere\":{},\
          \"messages\":{{\"sent\":{},\"received\":{}}},\
          \"lost\":{{\"queue_full\":{},\"redis_away\":{},\"lagged\":{}}},\
          \"redis_changes\":{{\"reachable\":{},\"away\":{},\"reconnected\":{}}},\
          \"without_redis\":{{\"decided_alone\":{},\"refused\":{}}},\"bans_received\":{},\
          \"leases\":{{\"cells_granted\":{},\"redis_calls\":{}}}}},",
         cluster.is_reachable(),
+        cluster.redis_servers(),
+        cluster.redis_servers_reachable(),
+        read(&c.shard_mismatches),
         cluster.nodes(),
         cluster.clients_elsewhere(),
         read(&c.sent),
@@ -49,12 +53,31 @@ type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
 /// The `ringstream_cluster_*` families for `/metrics`.
 pub(super) fn prometheus_text(s: &mut String, cluster: &Cluster) {
     let c = &cluster.counters;
-    let families: [Family<'_>; 9] = [
+    let families: [Family<'_>; 11] = [
         (
             "redis_reachable",
             "gauge",
-            "Whether Redis is reachable now (1) or away (0).",
+            "Whether every Redis server is reachable now (1) or one is away (0).",
             &[("", u64::from(cluster.is_reachable()))],
+        ),
+        (
+            "redis_servers",
+            "gauge",
+            "Redis servers the cluster spreads topics and clients over, and those reachable now.",
+            &[
+                ("state=\"listed\"", cluster.redis_servers() as u64),
+                (
+                    "state=\"reachable\"",
+                    cluster.redis_servers_reachable() as u64,
+                ),
+            ],
+        ),
+        (
+            "shard_mismatches_total",
+            "counter",
+            "Times another node was seen to number a Redis server differently (its [cluster] \
+             redis list differs from this node's).",
+            &[("", read(&c.shard_mismatches))],
         ),
         (
             "nodes",
