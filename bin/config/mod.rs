@@ -23,6 +23,7 @@ mod raw;
 mod resolve;
 mod routes;
 mod static_text;
+mod tls;
 mod units;
 mod values;
 mod ws;

@@ -40,6 +40,37 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     /// `[cluster]`: topics and per-client limits shared through Redis.
     pub cluster: Option<Spanned<RawCluster>>,
+    /// `[tls]`: https and wss.
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// `cert = "/etc/ringstream/cert.pem"`: the PEM chain, end-entity certificate first.
+    pub cert: Option<Spanned<String>>,
+    /// `key = "/etc/ringstream/key.pem"`: its PEM private key.
+    pub key: Option<Spanned<String>>,
+    /// `min_version = "1.2" | "1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    /// `alpn = ["http/1.1"]`.
+    pub alpn: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[[tls.sni]]`: more certificates, each for the host name clients ask for.
+    #[serde(default)]
+    pub sni: Vec<Spanned<RawSni>>,
+}
+
+/// One `[[tls.sni]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSni {
+    /// `name = "api.example.com"`.
+    pub name: Option<Spanned<String>>,
+    /// `cert = "..."`.
+    pub cert: Option<Spanned<String>>,
+    /// `key = "..."`.
+    pub key: Option<Spanned<String>>,
 }
 
 /// The `[cluster]` table.

@@ -64,6 +64,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
     };
     let access_log = checker.access_log(raw)?;
     let cluster = checker.cluster(raw.cluster.as_ref())?;
+    let tls = checker.tls(raw.tls.as_ref())?;
     if let (None, Some(value)) = (&cluster, &raw.limits.on_redis_error) {
         return Err(source.error_at(
             value.span(),
@@ -136,6 +137,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         limits,
         routes,
         cluster,
+        tls,
     };
     buffer_budget(config, &raw.limits, &checker)
 }

@@ -37,6 +37,7 @@ fn embedded_default_is_the_documented_defaults() {
             allow_shared_port: false,
             access_log: None,
             cluster: None,
+            tls: None,
             connection_limits: ConnectionLimits::default(),
             clients: ClientLimits::default(),
             limits: HttpLimits::default(),

@@ -15,6 +15,7 @@ pub mod files;
 pub mod http_framing;
 pub mod redis;
 pub mod seccomp;
+pub mod tls;
 pub mod upstream;
 pub mod ws;
 
@@ -281,16 +282,16 @@ impl Response {
 }
 
 /// Reads one response (head and `Content-Length` body). `None` if the connection closed first.
-pub fn read_response(stream: &mut TcpStream) -> Option<Response> {
+pub fn read_response(stream: &mut impl Read) -> Option<Response> {
     read_response_to(stream, false)
 }
 
 /// Reads the response to a `HEAD` request: the head only.
-pub fn read_head_response(stream: &mut TcpStream) -> Option<Response> {
+pub fn read_head_response(stream: &mut impl Read) -> Option<Response> {
     read_response_to(stream, true)
 }
 
-fn read_response_to(stream: &mut TcpStream, head_only: bool) -> Option<Response> {
+fn read_response_to(stream: &mut impl Read, head_only: bool) -> Option<Response> {
     let mut buf = Vec::new();
     let head_len = loop {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
@@ -448,7 +449,7 @@ pub fn connect_from(server: &Server, host: u8) -> TcpStream {
 }
 
 /// Sends `raw` on `stream` and reads the answer.
-pub fn ask(stream: &mut TcpStream, raw: impl AsRef<[u8]>) -> Response {
+pub fn ask(stream: &mut (impl Read + Write), raw: impl AsRef<[u8]>) -> Response {
     stream.write_all(raw.as_ref()).unwrap();
     read_response(stream).expect("a response")
 }

@@ -114,7 +114,7 @@ impl ServerFrame {
 }
 
 /// Reads one server frame; `None` on EOF or reset. Server frames must not be masked.
-pub fn read_frame(stream: &mut TcpStream) -> Option<ServerFrame> {
+pub fn read_frame(stream: &mut impl Read) -> Option<ServerFrame> {
     let mut head = [0u8; 2];
     read_exact(stream, &mut head)?;
     assert_eq!(head[1] & 0x80, 0, "server frames are never masked");
@@ -150,7 +150,7 @@ pub fn expect_close(stream: &mut TcpStream) -> (u16, String) {
     }
 }
 
-fn read_exact(stream: &mut TcpStream, buf: &mut [u8]) -> Option<()> {
+fn read_exact(stream: &mut impl Read, buf: &mut [u8]) -> Option<()> {
     match stream.read_exact(buf) {
         Ok(()) => Some(()),
         Err(e)

@@ -12,6 +12,7 @@ mod cluster;
 mod limits;
 mod proxy;
 mod routes;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use limits::{
 };
 pub use proxy::{Balance, ProxyConfig, UpstreamAddr};
 pub use routes::{FilesConfig, Route, RouteKind, SendPath, TopicSource, UploadConfig};
+pub use tls::{CertError, CertPair, TlsConfig, TlsVersion};
 
 /// `backlog` when the configuration does not say.
 pub const DEFAULT_BACKLOG: u32 = 4096;
@@ -64,6 +66,8 @@ pub struct ServerConfig {
     pub access_log: Option<AccessLogConfig>,
     /// Topics and per-client limits shared with other nodes through Redis, when set.
     pub cluster: Option<ClusterConfig>,
+    /// https and wss on `listen` (every connection is TLS), when set.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -84,6 +88,7 @@ impl ServerConfig {
             routes: Vec::new(),
             access_log: None,
             cluster: None,
+            tls: None,
         }
     }
 

@@ -168,8 +168,36 @@ pub struct WorkerCounters {
     pub broadcast: BroadcastCounters,
     /// Proxy routes' upstream connections opened, and requests sent on pooled ones.
     pub proxy: ProxyCounters,
+    /// TLS handshakes, by outcome (`[tls]`).
+    pub tls: TlsCounters,
     /// Connections open on this worker now, stored by its registry ([`OpenGauge`]).
     open: AtomicUsize,
+}
+
+/// One worker's TLS handshakes, by how they ended.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// Completed: the connection is served.
+    pub done: LocalCounter,
+    /// Failed: the peer closed, sent what is not TLS, or the TLS failed (an alert was sent).
+    pub failed: LocalCounter,
+    /// Cut at `header_timeout`.
+    pub timed_out: LocalCounter,
+    /// The client spoke plain HTTP (answered 400).
+    pub plain_http: LocalCounter,
+}
+
+/// TLS handshakes over every worker, by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TlsTotals {
+    /// See [`TlsCounters::done`].
+    pub done: u64,
+    /// See [`TlsCounters::failed`].
+    pub failed: u64,
+    /// See [`TlsCounters::timed_out`].
+    pub timed_out: u64,
+    /// See [`TlsCounters::plain_http`].
+    pub plain_http: u64,
 }
 
 /// One worker's proxy counters: with both, the pool's reuse rate.
@@ -189,6 +217,7 @@ impl WorkerCounters {
             closes: CodeCounters::new(&CLOSE_CODES),
             broadcast: BroadcastCounters::default(),
             proxy: ProxyCounters::default(),
+            tls: TlsCounters::default(),
             open: AtomicUsize::new(0),
         }
     }
@@ -319,6 +348,19 @@ impl Metrics {
             totals.delivered += b.delivered.get();
             totals.dropped += b.dropped.get();
             totals.slow_closed += b.slow_closed.get();
+        }
+        totals
+    }
+
+    /// TLS handshakes over every worker.
+    pub fn tls(&self) -> TlsTotals {
+        let mut totals = TlsTotals::default();
+        for worker in self.workers.iter() {
+            let t = &worker.tls;
+            totals.done += t.done.get();
+            totals.failed += t.failed.get();
+            totals.timed_out += t.timed_out.get();
+            totals.plain_http += t.plain_http.get();
         }
         totals
     }

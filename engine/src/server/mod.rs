@@ -25,6 +25,7 @@ pub mod route_traffic;
 pub mod runtime;
 pub mod signals;
 pub mod start;
+pub mod tls;
 pub mod transfers;
 pub mod transport;
 pub mod upstream;

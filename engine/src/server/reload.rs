@@ -62,6 +62,12 @@ pub fn keep_restart_keys(running: &ServerConfig, next: &mut ServerConfig) -> Vec
     keep!("access_log", access_log);
     keep!("max_tracked_clients", clients.max_tracked_clients);
     keep!("cluster", cluster);
+    // Certificates are taken up by a reload; turning TLS on or off changes what the listeners
+    // speak and waits for a restart.
+    if next.tls.is_some() != running.tls.is_some() {
+        next.tls.clone_from(&running.tls);
+        kept.push("tls");
+    }
     kept
 }
 

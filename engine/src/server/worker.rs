@@ -226,6 +226,18 @@ fn serve(
     client: Option<ClientSlot>,
 ) {
     let guard = ctx.registry.register(transport.raw_fd());
+    if let Some(tls) = &ctx.config.tls {
+        let config = Arc::clone(tls.server());
+        spawn_detached(crate::server::tls::serve(
+            transport,
+            config,
+            Rc::clone(ctx),
+            guard,
+            client,
+            conn_slot,
+        ));
+        return;
+    }
     spawn_detached(http::serve(
         transport,
         Rc::clone(ctx),
@@ -236,12 +248,19 @@ fn serve(
 }
 
 /// Answers a connection refused before it sent anything (503 when the server is full, 403 or
-/// 429 from the client gate), without reading its request.
+/// 429 from the client gate), without reading its request. On a TLS listener the connection
+/// is closed unanswered (an answer would cost the handshake the refusal spares).
 fn refuse_at_accept(
     transport: crate::server::transport::TcpTransport,
     ctx: &Rc<WorkerContext>,
     refusal: Refusal,
 ) {
+    if ctx.config.tls.is_some() {
+        if !refusal.silent {
+            ctx.counters().refusals.count(refusal.status);
+        }
+        return;
+    }
     if ctx.refusals_in_flight.get() >= MAX_REFUSALS_IN_FLIGHT {
         return;
     }

@@ -130,6 +130,14 @@ fn stats_json(ctx: &WorkerContext) -> String {
     if let Some(cluster) = ctx.hub.topics.cluster() {
         cluster::stats_json(&mut s, cluster);
     }
+    if ctx.config.tls.is_some() {
+        let t = metrics.tls();
+        let _ = write!(
+            s,
+            "\"tls\":{{\"handshakes\":{},\"failed\":{},\"timed_out\":{},\"plain_http\":{}}},",
+            t.done, t.failed, t.timed_out, t.plain_http
+        );
+    }
     live::workers_json(&mut s, metrics);
     live::top_clients_json(&mut s, ctx);
     live::transfers_json(&mut s, metrics.transfers());

@@ -295,6 +295,20 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
          ringstream_config_reloads_total{{result=\"ok\"}} {reloaded}\n\
          ringstream_config_reloads_total{{result=\"failed\"}} {refused}\n"
     );
+    if ctx.config.tls.is_some() {
+        let t = metrics.tls();
+        let _ = write!(
+            s,
+            "# HELP ringstream_tls_handshakes_total TLS handshakes: completed, failed (closed, not \
+             TLS, or a TLS error), cut at header_timeout, or answered 400 for plain HTTP.\n\
+             # TYPE ringstream_tls_handshakes_total counter\n\
+             ringstream_tls_handshakes_total{{outcome=\"done\"}} {}\n\
+             ringstream_tls_handshakes_total{{outcome=\"failed\"}} {}\n\
+             ringstream_tls_handshakes_total{{outcome=\"timed_out\"}} {}\n\
+             ringstream_tls_handshakes_total{{outcome=\"plain_http\"}} {}\n",
+            t.done, t.failed, t.timed_out, t.plain_http
+        );
+    }
     if let Some(cluster) = ctx.hub.topics.cluster() {
         super::cluster::prometheus_text(&mut s, cluster);
     }

@@ -1,0 +1,296 @@
+//! [`TlsTransport`]: the [`Transport`] of an https or wss connection. rustls keeps the TLS
+//! state (records, keys, alerts); this file moves its bytes over the connection's TCP
+//! transport.
+//!
+//! One read may stay pending while writes go out (as on plain TCP): the session sits in a
+//! `RefCell` borrowed only between awaits, and ciphertext leaves in the order rustls queued
+//! it, one writer at a time (an async mutex): plaintext is encrypted into rustls's queue, and
+//! whoever holds the turn writes everything queued. What a read brings that rustls cannot take
+//! yet (it holds at most a record's worth of plaintext) waits in the connection's own buffer.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures_util::lock::Mutex;
+use rustls::ServerConnection;
+
+use crate::server::transport::{FileSource, GatherResult, TcpTransport, Transport};
+
+/// Ciphertext read from the socket at once: a full TLS record and its header.
+const RECORD_ROOM: usize = 16 * 1024 + 512;
+/// A file is sent over TLS in pieces of this many bytes (read, encrypted, written).
+const FILE_PIECE: usize = 64 * 1024;
+
+/// Ciphertext read and not yet handed to rustls.
+#[derive(Debug, Default)]
+struct Incoming {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// An https or wss connection after its handshake (or during it: see `super::accept`).
+pub struct TlsTransport {
+    tcp: TcpTransport,
+    session: RefCell<ServerConnection>,
+    incoming: RefCell<Incoming>,
+    /// The turn to write ciphertext, and the buffer it is written from.
+    outgoing: Mutex<Vec<u8>>,
+    /// The file pieces' buffer, kept between pieces.
+    file_buf: RefCell<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS failure as an I/O error.
+fn tls_error(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+impl TlsTransport {
+    pub(super) fn new(tcp: TcpTransport, session: ServerConnection) -> Self {
+        Self {
+            tcp,
+            session: RefCell::new(session),
+            incoming: RefCell::default(),
+            outgoing: Mutex::new(Vec::new()),
+            file_buf: RefCell::default(),
+        }
+    }
+
+    /// The session, for the handshake and for what it negotiated.
+    pub(super) fn session(&self) -> std::cell::Ref<'_, ServerConnection> {
+        self.session.borrow()
+    }
+
+    /// Gives up the TCP transport (a client that spoke plain HTTP: it is answered in plain).
+    pub(super) fn into_tcp(self) -> TcpTransport {
+        self.tcp
+    }
+
+    /// Whether ciphertext already read waits for rustls.
+    pub(super) fn has_incoming(&self) -> bool {
+        let incoming = self.incoming.borrow();
+        incoming.start < incoming.buf.len()
+    }
+
+    /// Reads more ciphertext from the socket into the incoming buffer; `Ok(0)` when the peer
+    /// closed its side.
+    pub(super) async fn read_ciphertext(&self) -> io::Result<usize> {
+        let mut buf = {
+            let mut incoming = self.incoming.borrow_mut();
+            if incoming.start == incoming.buf.len() {
+                incoming.buf.clear();
+                incoming.start = 0;
+            }
+            std::mem::take(&mut incoming.buf)
+        };
+        buf.reserve(RECORD_ROOM);
+        let (result, buf) = self.tcp.read_append(buf).await;
+        let mut incoming = self.incoming.borrow_mut();
+        incoming.buf = buf;
+        result
+    }
+
+    /// The first bytes read, before any went to rustls.
+    pub(super) fn first_byte(&self) -> Option<u8> {
+        let incoming = self.incoming.borrow();
+        incoming.buf.get(incoming.start).copied()
+    }
+
+    /// Hands rustls what it can take of the ciphertext read (all of it, unless its plaintext
+    /// buffer fills first), or tells it the peer closed (`eof`); a TLS error is sent to the
+    /// peer as an alert by the next [`Self::flush`].
+    pub(super) fn process(&self, eof: bool) -> io::Result<()> {
+        let mut session = self.session.borrow_mut();
+        if eof {
+            session.read_tls(&mut io::empty())?;
+            return session.process_new_packets().map(drop).map_err(tls_error);
+        }
+        let mut incoming = self.incoming.borrow_mut();
+        while incoming.start < incoming.buf.len() {
+            let Incoming { buf, start } = &mut *incoming;
+            let mut rest = &buf[*start..];
+            let taken = match session.read_tls(&mut rest) {
+                Ok(taken) => taken,
+                // rustls holds a record's worth of plaintext: the reader takes it first.
+                Err(e) if e.kind() == io::ErrorKind::Other => break,
+                Err(e) => return Err(e),
+            };
+            *start += taken;
+            let state = session.process_new_packets().map_err(tls_error)?;
+            if taken == 0 || state.peer_has_closed() {
+                // After close_notify nothing more is read: the rest is dropped.
+                *start = buf.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out everything rustls has queued (handshake messages, records, alerts), one
+    /// writer at a time, in queue order.
+    pub(super) async fn flush(&self) -> io::Result<()> {
+        let mut out = self.outgoing.lock().await;
+        loop {
+            out.clear();
+            {
+                let mut session = self.session.borrow_mut();
+                while session.wants_write() {
+                    session.write_tls(&mut *out)?;
+                }
+            }
+            if out.is_empty() {
+                return Ok(());
+            }
+            let (result, buf) = self.tcp.write_all(std::mem::take(&mut *out)).await;
+            *out = buf;
+            result?;
+        }
+    }
+
+    /// Whether rustls has something to send.
+    pub(super) fn wants_write(&self) -> bool {
+        self.session.borrow().wants_write()
+    }
+
+    /// Encrypts `parts` in order and writes them out.
+    async fn send<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
+        for part in parts {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let taken = self.session.borrow_mut().writer().write(rest)?;
+                if taken == 0 {
+                    // rustls's queue is full: write it out, then go on.
+                    self.flush().await?;
+                }
+                rest = &rest[taken..];
+            }
+        }
+        self.flush().await
+    }
+
+    /// Moves decrypted bytes into the spare capacity of `buf`: `None` when none are ready.
+    fn take_plaintext(&self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+        let mut session = self.session.borrow_mut();
+        let start = buf.len();
+        if buf.capacity() == start {
+            buf.reserve(RECORD_ROOM);
+        }
+        // `Read` fills initialised bytes: zero at most a record's worth.
+        let room = (buf.capacity() - start).min(RECORD_ROOM);
+        buf.resize(start + room, 0);
+        let read = session.reader().read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(n) => Some(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            // The peer closed without close_notify: its end, as on plain TCP.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    async fn read_plaintext(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        loop {
+            if let Some(result) = self.take_plaintext(buf) {
+                return result;
+            }
+            let eof = if self.has_incoming() {
+                false
+            } else {
+                self.read_ciphertext().await? == 0
+            };
+            let processed = self.process(eof);
+            if self.wants_write() {
+                // An alert (sent before the error is reported), a key update or a session
+                // ticket.
+                let flushed = self.flush().await;
+                processed?;
+                flushed?;
+            } else {
+                processed?;
+            }
+        }
+    }
+}
+
+impl Transport for TlsTransport {
+    async fn read_append(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let result = self.read_plaintext(&mut buf).await;
+        (result, buf)
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let result = self.send([&buf[..]]).await;
+        (result, buf)
+    }
+
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let result = self.send([&buf[range]]).await;
+        (result, buf)
+    }
+
+    async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult {
+        let result = self.send(ranges.iter().map(|r| &buf[r.clone()])).await;
+        (result, buf, ranges)
+    }
+
+    async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>) {
+        let result = self.send(frames.iter().map(|f| &f[..])).await;
+        (result, frames)
+    }
+
+    async fn write_all_zerocopy(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        // Records are encrypted into rustls's own buffers: there is nothing to send in place.
+        self.write_all(buf).await
+    }
+
+    /// Reads the file a piece at a time and sends it encrypted: `sendfile(2)` cannot encrypt.
+    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
+        let mut done = 0;
+        let mut piece = std::mem::take(&mut *self.file_buf.borrow_mut());
+        while done < len {
+            piece.clear();
+            let want = (len - done).min(FILE_PIECE);
+            let (result, read) = file.read_at(piece, offset + done as u64, want).await;
+            piece = read;
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.send([&piece[..n]]).await?;
+                    done += n;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        *self.file_buf.borrow_mut() = piece;
+        Ok(done)
+    }
+
+    fn set_cork(&self, on: bool) {
+        self.tcp.set_cork(on);
+    }
+
+    /// Sends close_notify, then the FIN.
+    async fn shutdown_write(&self) -> io::Result<()> {
+        self.session.borrow_mut().send_close_notify();
+        self.flush().await?;
+        self.tcp.shutdown_write().await
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.peer_addr()
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.tcp.peer_gone()
+    }
+}
