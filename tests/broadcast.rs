@@ -270,13 +270,6 @@ fn connect_small_buffer(server: &Server, path: &str) -> TcpStream {
     stream
 }
 
-/// The server's resident memory in KiB.
-fn rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Publishes `count` messages of `size` bytes on `publisher`, each once a fast member has
 /// received the one before: a member that keeps up is never behind by more than a message.
 fn publish_while_a_fast_member_reads(
@@ -317,7 +310,7 @@ max_backpressure = "64KiB""#,
     );
     let mut stalled = connect_small_buffer(&server, "/ws/broadcast/feed");
     let mut publisher = connect(&server, "/ws/broadcast/feed");
-    let before = rss_kib(&server);
+    let before = server.rss_kib();
     // 16 MiB: far more than the kernel's socket buffers and the 64 KiB queue hold.
     publish_while_a_fast_member_reads(
         &server,
@@ -327,7 +320,7 @@ max_backpressure = "64KiB""#,
         16 * 1024,
     );
     let stats = server.wait_for_stats(|s| s["broadcast"]["slow_consumer_closes"] == 1);
-    let after = rss_kib(&server);
+    let after = server.rss_kib();
     println!(
         "server RSS {before} KiB before, {after} KiB after 16 MiB to a member that does not read"
     );

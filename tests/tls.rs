@@ -18,10 +18,16 @@ const BIG: usize = 3 * 1024 * 1024 + 17;
 
 /// `[tls]` with `tls_extra`, `header_timeout = "1s"`, and health, echo, stats and files routes.
 fn config(certs: &Certs, tls_extra: &str) -> String {
+    config_with_limits(certs, tls_extra, "")
+}
+
+/// [`config`] with `limits` in `[limits]`.
+fn config_with_limits(certs: &Certs, tls_extra: &str, limits: &str) -> String {
     format!(
         r#"
 [limits]
 header_timeout = "1s"
+{limits}
 
 {tls}
 
@@ -168,6 +174,56 @@ fn a_stalled_handshake_is_cut_and_plain_http_is_told_to_use_https() {
         wait_for_tls_stats(&certs, &server, |s| {
             s["tls"]["plain_http"] == 1 && s["tls"]["failed"].as_u64() >= Some(2)
         });
+    }
+}
+
+#[test]
+fn a_flood_of_stalled_handshakes_holds_little_memory_and_is_cut() {
+    const FLOOD: usize = 400;
+    let certs = Certs::new("flood");
+    for driver in DRIVERS {
+        let server = server(&certs, "", driver);
+        let before = server.rss_kib();
+        let mut stalled: Vec<TcpStream> = (0..FLOOD)
+            .map(|_| {
+                let mut stream = TcpStream::connect(server.addr).unwrap();
+                stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8]).unwrap();
+                stream
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let grown = server.rss_kib().saturating_sub(before);
+        // About 12 KiB each (BENCHMARKS.md, "TLS"); a 16 KiB record buffer each would be more
+        // than this.
+        assert!(
+            grown < (FLOOD as u64) * 32,
+            "{driver}: {grown} KiB for {FLOOD} stalled handshakes"
+        );
+        for stream in &mut stalled {
+            assert!(closed(stream), "{driver}: cut at header_timeout");
+        }
+        wait_for_tls_stats(&certs, &server, |s| s["tls"]["timed_out"] == FLOOD);
+    }
+}
+
+#[test]
+fn a_connection_refused_at_accept_is_closed_without_a_handshake() {
+    let certs = Certs::new("refused");
+    let limits = "exempt = []\nmax_concurrent_connections = 1";
+    for driver in DRIVERS {
+        let config = config_with_limits(&certs, "", limits);
+        let server = Server::with_config(&config, &["--io-driver", driver]);
+        let mut first = certs.connect(&server, "localhost").unwrap();
+        let response = ask(&mut first, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(response.status, 200, "{driver}");
+        assert!(
+            certs.connect(&server, "localhost").is_err(),
+            "{driver}: the client's second connection is closed unanswered"
+        );
+        let response = ask(&mut first, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(stats["http_refusals"]["429"], 1, "{driver}: {stats}");
+        assert_eq!(stats["tls"]["handshakes"], 1, "{driver}: {stats}");
     }
 }
 

@@ -67,15 +67,17 @@ fn keys_in_protection_tables(markdown: &str) -> Vec<String> {
     keys
 }
 
-/// Whether the loader knows `key` in the top level, `[limits]`, `[cluster]`, a route or its
-/// limits: any answer but "unknown field" means it does (the value may still be of the wrong
-/// type).
+/// Whether the loader knows `key` in the top level, `[limits]`, `[cluster]`, `[tls]`,
+/// `[[tls.sni]]`, a route or its limits: any answer but "unknown field" means it does (the value
+/// may still be of the wrong type).
 fn is_known(key: &str) -> bool {
     let route = "[[routes]]\npath = \"/x\"\nkind = \"health\"\n";
     let places = [
         format!("{key} = 1\n{route}"),
         format!("[limits]\n{key} = 1\n{route}"),
         format!("[cluster]\n{key} = 1\n{route}"),
+        format!("[tls]\n{key} = 1\n{route}"),
+        format!("[[tls.sni]]\n{key} = 1\n{route}"),
         format!("{route}{key} = 1\n"),
         format!("{route}[routes.limits]\n{key} = 1\n"),
     ];

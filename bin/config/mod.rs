@@ -86,8 +86,9 @@ pub fn summary(config: &ServerConfig) -> String {
         .map(|route| format!("{} ({})", route.path, route.kind.name()))
         .collect();
     format!(
-        "listen {}, workers {workers}, io_driver {io_driver}, max_connections {}, {} route{}: {}",
+        "listen {}{}, workers {workers}, io_driver {io_driver}, max_connections {}, {} route{}: {}",
         config.listen,
+        if config.tls.is_some() { " (TLS)" } else { "" },
         config.connection_limits.max_connections,
         routes.len(),
         if routes.len() == 1 { "" } else { "s" },

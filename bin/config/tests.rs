@@ -292,7 +292,7 @@ fn unknown_key_at_the_top() {
             "listen = \"0.0.0.0:1\"\nworkers = 1\nlistn = 3"
         )),
         "config.toml:3: unknown key 'listn' (expected one of: listen, workers, backlog, \
-         io_driver, io_uring_setup, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes, cluster)"
+         io_driver, io_uring_setup, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes, cluster, tls)"
     );
 }
 

@@ -211,6 +211,13 @@ impl Server {
         i32::try_from(self.child.id()).unwrap()
     }
 
+    /// The server's resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     pub fn signal(&self, signo: i32) {
         // SAFETY: plain kill(2) on the PID of the child this helper started and still owns.
         let rc = unsafe { libc::kill(self.pid(), signo) };

@@ -14,21 +14,39 @@ use std::net::SocketAddr;
 use std::ops::Range;
 
 use bytes::Bytes;
-use futures_util::lock::Mutex;
+use futures_util::lock::{Mutex, MutexGuard};
 use rustls::ServerConnection;
 
 use crate::server::transport::{FileSource, GatherResult, TcpTransport, Transport};
 
-/// Ciphertext read from the socket at once: a full TLS record and its header.
+/// A full TLS record and its header: the most plaintext taken from rustls at once.
 const RECORD_ROOM: usize = 16 * 1024 + 512;
+/// Room for ciphertext a read starts with (a ClientHello fits; an idle connection's pending
+/// read holds no more than this).
+const MIN_READ_ROOM: usize = 2 * 1024;
+/// Room a read grows to while the peer sends in bulk.
+const MAX_READ_ROOM: usize = 64 * 1024;
 /// A file is sent over TLS in pieces of this many bytes (read, encrypted, written).
 const FILE_PIECE: usize = 64 * 1024;
 
 /// Ciphertext read and not yet handed to rustls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Incoming {
     buf: Vec<u8>,
     start: usize,
+    /// Room the next read asks for: doubled after a read that filled it, halved after one that
+    /// used a quarter of it, between [`MIN_READ_ROOM`] and [`MAX_READ_ROOM`].
+    room: usize,
+}
+
+impl Default for Incoming {
+    fn default() -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            room: MIN_READ_ROOM,
+        }
+    }
 }
 
 /// An https or wss connection after its handshake (or during it: see `super::accept`).
@@ -83,20 +101,32 @@ impl TlsTransport {
     }
 
     /// Reads more ciphertext from the socket into the incoming buffer; `Ok(0)` when the peer
-    /// closed its side.
+    /// closed its side. The read asks for as much room as the peer's last reads used, so an
+    /// idle connection (or a stalled handshake) holds a small buffer and a bulk sender a
+    /// large one.
     pub(super) async fn read_ciphertext(&self) -> io::Result<usize> {
-        let mut buf = {
+        let (mut buf, room) = {
             let mut incoming = self.incoming.borrow_mut();
             if incoming.start == incoming.buf.len() {
                 incoming.buf.clear();
                 incoming.start = 0;
+                if incoming.buf.capacity() > 2 * incoming.room {
+                    incoming.buf = Vec::new();
+                }
             }
-            std::mem::take(&mut incoming.buf)
+            (std::mem::take(&mut incoming.buf), incoming.room)
         };
-        buf.reserve(RECORD_ROOM);
+        buf.reserve(room);
         let (result, buf) = self.tcp.read_append(buf).await;
         let mut incoming = self.incoming.borrow_mut();
         incoming.buf = buf;
+        if let Ok(read) = result {
+            if read >= room {
+                incoming.room = (room * 2).min(MAX_READ_ROOM);
+            } else if read < room / 4 {
+                incoming.room = (room / 2).max(MIN_READ_ROOM);
+            }
+        }
         result
     }
 
@@ -117,7 +147,7 @@ impl TlsTransport {
         }
         let mut incoming = self.incoming.borrow_mut();
         while incoming.start < incoming.buf.len() {
-            let Incoming { buf, start } = &mut *incoming;
+            let Incoming { buf, start, .. } = &mut *incoming;
             let mut rest = &buf[*start..];
             let taken = match session.read_tls(&mut rest) {
                 Ok(taken) => taken,
@@ -138,7 +168,21 @@ impl TlsTransport {
     /// Writes out everything rustls has queued (handshake messages, records, alerts), one
     /// writer at a time, in queue order.
     pub(super) async fn flush(&self) -> io::Result<()> {
-        let mut out = self.outgoing.lock().await;
+        let out = self.outgoing.lock().await;
+        self.write_queued(out).await
+    }
+
+    /// As [`Self::flush`], unless a writer holds the turn: it writes what rustls queued meanwhile
+    /// before it lets go, and a read must not wait behind a write the peer is slow to take.
+    async fn flush_unless_writing(&self) -> io::Result<()> {
+        match self.outgoing.try_lock() {
+            Some(out) => self.write_queued(out).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what rustls has queued, with the turn `out` (and its buffer).
+    async fn write_queued(&self, mut out: MutexGuard<'_, Vec<u8>>) -> io::Result<()> {
         loop {
             out.clear();
             {
@@ -212,7 +256,7 @@ impl TlsTransport {
             if self.wants_write() {
                 // An alert (sent before the error is reported), a key update or a session
                 // ticket.
-                let flushed = self.flush().await;
+                let flushed = self.flush_unless_writing().await;
                 processed?;
                 flushed?;
             } else {
