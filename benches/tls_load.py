@@ -11,9 +11,9 @@ below), everything on loopback:
   handshakes s_time completed;
 - download: `curl` on core 1 fetching a file of random bytes (`--file-mib`, 256 MiB)
   `--downloads` times over https on one connection; server CPU per GiB sent;
-- memory: `--connections` connections that send a TLS record header and stall mid-handshake,
-  then as many that finish their handshake and one keep-alive request and stay idle; server
-  RSS growth per connection (VmRSS from /proc).
+- memory: `--connections` connections that send a TLS record header and stall mid-handshake;
+  then, on a server started anew, as many that finish their handshake and one keep-alive
+  request and stay idle; server RSS growth per connection (VmRSS from /proc).
 
 Rounds are interleaved (each server started anew each round), the tables give medians, every
 process is stopped by PID and every run is bounded in time.
@@ -168,37 +168,41 @@ def download(process, addr, downloads, file_size):
     return {"cpu_s_per_gib": used / gib, "gib_per_sec": gib / elapsed}
 
 
-def memory(process, addr, count):
-    """Server RSS growth per connection: stalled mid-handshake, then idle after a request."""
+def stalled_handshakes(process, addr, count):
+    """Server RSS growth per connection that sent a record header and stalls mid-handshake."""
     host, port = addr.rsplit(":", 1)
-    target = (host, int(port))
-    result = {}
     base = rss_bytes(process.pid)
     stalled = []
     for _ in range(count):
-        s = socket.create_connection(target)
+        s = socket.create_connection((host, int(port)))
         s.sendall(b"\x16\x03\x01\x00\xc8")
         stalled.append(s)
     time.sleep(1)
-    result["stalled_handshake_b"] = (rss_bytes(process.pid) - base) / count
+    grown = (rss_bytes(process.pid) - base) / count
     for s in stalled:
         s.close()
-    time.sleep(1)
+    return grown
+
+
+def idle_connections(process, addr, count):
+    """Server RSS growth per https connection idle after its handshake and one request."""
+    host, port = addr.rsplit(":", 1)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     base = rss_bytes(process.pid)
     idle = []
     for _ in range(count):
-        s = context.wrap_socket(socket.create_connection(target), server_hostname="localhost")
+        s = context.wrap_socket(socket.create_connection((host, int(port))),
+                                server_hostname="localhost")
         s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         s.recv(4096)
         idle.append(s)
     time.sleep(1)
-    result["idle_https_b"] = (rss_bytes(process.pid) - base) / count
+    grown = (rss_bytes(process.pid) - base) / count
     for s in idle:
         s.close()
-    return result
+    return grown
 
 
 def machine_line(build):
@@ -248,16 +252,25 @@ def main():
                 f.write(os.urandom(2**20))
         for round_index in range(args.rounds):
             for name in names:
-                process, addr = start_server(name, binary, directory, cert, key, files)
-                if process is None:
-                    sys.exit(f"{name} did not start")
-                try:
-                    run = {"handshake": handshakes(process, addr, args.seconds),
-                           "download": download(process, addr, args.downloads,
-                                                args.file_mib * 2**20),
-                           "memory": memory(process, addr, args.connections)}
-                finally:
-                    stop(process)
+                # A fresh server for each part: memory a part freed is not always given back
+                # to the system, and would hide the next part's growth.
+                parts = {
+                    "handshake": lambda p, a: handshakes(p, a, args.seconds),
+                    "download": lambda p, a: download(p, a, args.downloads,
+                                                      args.file_mib * 2**20),
+                    "memory": lambda p, a: {
+                        "stalled_handshake_b": stalled_handshakes(p, a, args.connections)},
+                    "idle": lambda p, a: {"idle_https_b": idle_connections(p, a, args.connections)},
+                }
+                run = {}
+                for part, measure in parts.items():
+                    process, addr = start_server(name, binary, directory, cert, key, files)
+                    if process is None:
+                        sys.exit(f"{name} did not start")
+                    try:
+                        run[part] = measure(process, addr)
+                    finally:
+                        stop(process)
                 print(f"round {round_index + 1} {name}: {run}", file=sys.stderr)
                 results[name].append(run)
     rows = []
@@ -276,7 +289,7 @@ def main():
                      fmt(pick("download", "cpu_s_per_gib"), ".3f"),
                      fmt(pick("download", "gib_per_sec"), ".2f"),
                      fmt(pick("memory", "stalled_handshake_b"), ",.0f"),
-                     fmt(pick("memory", "idle_https_b"), ",.0f")])
+                     fmt(pick("idle", "idle_https_b"), ",.0f")])
     print(machine_line(args.build))
     print()
     print(markdown(["server", "CPU µs per handshake", "handshakes/s", "CPU s per GiB (https)",
