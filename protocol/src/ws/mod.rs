@@ -2,6 +2,7 @@
 //! session that turns frames into messages under the configured limits.
 
 pub mod coding;
+pub mod deflate;
 pub mod follow;
 pub mod frame;
 pub mod handshake;
