@@ -4,10 +4,16 @@
 //!
 //! [`Session::read`] takes the unparsed bytes of the connection's read buffer, parses the first
 //! frame if it is complete, unmasks its payload in place and says what it means.
+//!
+//! With permessage-deflate ([`Session::with_deflate`]), a message whose first frame has RSV1
+//! set is compressed: its frames are gathered, then inflated with `max_message_size` as the cap
+//! on the inflated size, and its text validated once inflated; it is handed over as
+//! [`Payload::Assembled`].
 
 use std::ops::Range;
 
 use super::coding::{OpCode, close_code, is_valid_close_code};
+use super::deflate::{DeflateParams, InflateError, Inflater};
 use super::frame::{FrameError, FrameHeader};
 use super::mask::apply_mask;
 
@@ -73,6 +79,8 @@ pub enum ProtocolError {
     MessageTooBig,
     /// A message in more than `max_fragments` fragments (1009).
     TooManyFragments,
+    /// A compressed message that is not valid DEFLATE (1007).
+    BadCompression,
 }
 
 impl ProtocolError {
@@ -83,7 +91,7 @@ impl ProtocolError {
             Self::StrayContinuation | Self::UnfinishedMessage | Self::InvalidClose => {
                 close_code::PROTOCOL_ERROR
             }
-            Self::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::BadCompression => close_code::INVALID_PAYLOAD,
             Self::MessageTooBig | Self::TooManyFragments => close_code::TOO_BIG,
         }
     }
@@ -98,6 +106,7 @@ impl ProtocolError {
             Self::InvalidUtf8 => "invalid UTF-8",
             Self::MessageTooBig => "message too big",
             Self::TooManyFragments => "too many fragments",
+            Self::BadCompression => "invalid compressed data",
         }
     }
 }
@@ -114,6 +123,8 @@ struct Assembly {
     /// Whether a fragmented message is open (its first frame had FIN clear).
     open: bool,
     text: bool,
+    /// The message is compressed (its first frame had RSV1 set).
+    compressed: bool,
     fragments: usize,
     bytes: Vec<u8>,
     /// Length of the prefix of `bytes` known to be valid UTF-8 (text only).
@@ -129,6 +140,10 @@ pub struct Session {
     complete: bool,
     /// Whether the peer has sent a close frame (valid or not).
     peer_closed: bool,
+    /// The decompressor, when permessage-deflate was agreed.
+    inflater: Option<Box<Inflater>>,
+    /// Where a fragmented compressed message is inflated (then swapped into the assembly).
+    inflated: Vec<u8>,
 }
 
 impl Session {
@@ -139,6 +154,16 @@ impl Session {
             assembly: Assembly::default(),
             complete: false,
             peer_closed: false,
+            inflater: None,
+            inflated: Vec::new(),
+        }
+    }
+
+    /// A session that takes messages compressed with permessage-deflate under `params`.
+    pub fn with_deflate(limits: SessionLimits, params: &DeflateParams) -> Self {
+        Self {
+            inflater: Some(Box::new(Inflater::new(params))),
+            ..Self::new(limits)
         }
     }
 
@@ -168,7 +193,16 @@ impl Session {
             return Ok(None);
         };
         self.peer_closed |= header.opcode == OpCode::Close;
-        header.validate_client()?;
+        // RSV1 marks a compressed message: allowed on its first frame once agreed (RFC 7692
+        // §6.1), never on a continuation or control frame.
+        let compressed = header.rsv == 0b100
+            && self.inflater.is_some()
+            && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        FrameHeader {
+            rsv: if compressed { 0 } else { header.rsv },
+            ..header
+        }
+        .validate_client()?;
         if header.opcode.is_data() || header.opcode == OpCode::Continuation {
             self.check_size(&header)?;
         }
@@ -188,7 +222,7 @@ impl Session {
             OpCode::Pong => Event::Pong(range),
             OpCode::Close => close_event(payload, range)?,
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                self.data_event(header.fin, header.opcode, payload, range)?
+                self.data_event(header.fin, header.opcode, compressed, payload, range)?
             }
         };
         Ok(Some((event, end)))
@@ -201,7 +235,7 @@ impl Session {
 
     /// Bytes the reassembly buffer holds (its capacity), for memory accounting.
     pub fn held_bytes(&self) -> usize {
-        self.assembly.bytes.capacity()
+        self.assembly.bytes.capacity() + self.inflated.capacity()
     }
 
     /// Frees the reassembly buffer when no fragmented message is open or unfinished; it is
@@ -210,6 +244,7 @@ impl Session {
         if !self.assembly.open && !self.complete {
             self.assembly.bytes = Vec::new();
         }
+        self.inflated = Vec::new();
     }
 
     /// Releases the last complete message (its reassembly buffer is reused).
@@ -242,6 +277,7 @@ impl Session {
         &mut self,
         fin: bool,
         opcode: OpCode,
+        compressed: bool,
         payload: &[u8],
         range: Range<usize>,
     ) -> Result<Event, ProtocolError> {
@@ -250,6 +286,13 @@ impl Session {
             (OpCode::Continuation, false) => return Err(ProtocolError::StrayContinuation),
             (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::UnfinishedMessage),
             _ => {}
+        }
+        if fin && !assembly.open && compressed {
+            // A whole compressed message in one frame: inflated into the assembly buffer.
+            self.complete = false;
+            assembly.bytes.clear();
+            assembly.text = opcode == OpCode::Text;
+            return self.inflate_message(Some(payload));
         }
         if fin && !assembly.open {
             // A whole message in one frame: it stays in the caller's buffer.
@@ -266,22 +309,59 @@ impl Session {
             self.complete = false;
             assembly.open = true;
             assembly.text = opcode == OpCode::Text;
+            assembly.compressed = compressed;
             assembly.fragments = 0;
             assembly.bytes.clear();
             assembly.valid_utf8 = 0;
         }
         assembly.fragments += 1;
         assembly.bytes.extend_from_slice(payload);
-        if assembly.text {
+        if assembly.text && !assembly.compressed {
             validate_utf8_prefix(assembly, fin)?;
         }
         if !fin {
             return Ok(Event::Fragment);
         }
         assembly.open = false;
+        if assembly.compressed {
+            return self.inflate_message(None);
+        }
         self.complete = true;
         Ok(Event::Message {
             text: assembly.text,
+            payload: Payload::Assembled,
+        })
+    }
+
+    /// Inflates a compressed message, `single` (one frame's payload) or the gathered
+    /// fragments, into the assembly buffer, with `max_message_size` as the cap; validates its
+    /// text.
+    fn inflate_message(&mut self, single: Option<&[u8]>) -> Result<Event, ProtocolError> {
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(ProtocolError::BadCompression);
+        };
+        let max = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+        let result = match single {
+            Some(payload) => inflater.inflate(payload, max, &mut self.assembly.bytes),
+            None => {
+                self.inflated.clear();
+                let result = inflater.inflate(&self.assembly.bytes, max, &mut self.inflated);
+                std::mem::swap(&mut self.assembly.bytes, &mut self.inflated);
+                self.inflated.clear();
+                result
+            }
+        };
+        result.map_err(|e| match e {
+            InflateError::TooBig => ProtocolError::MessageTooBig,
+            InflateError::Corrupt => ProtocolError::BadCompression,
+        })?;
+        if self.assembly.text && std::str::from_utf8(&self.assembly.bytes).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.assembly.compressed = false;
+        self.complete = true;
+        Ok(Event::Message {
+            text: self.assembly.text,
             payload: Payload::Assembled,
         })
     }
@@ -369,10 +449,14 @@ mod tests {
     };
 
     fn client_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        client_frame_rsv(fin, 0, opcode, payload)
+    }
+
+    fn client_frame_rsv(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask: Some(KEY),
             payload_len: payload.len() as u64,
@@ -413,6 +497,82 @@ mod tests {
             pos += used;
         }
         Ok(out)
+    }
+
+    const DEFLATE: DeflateParams = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    /// RFC 7692 §7.2.3.1: "Hello", compressed.
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    fn deflated(message: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        crate::ws::deflate::Deflater::new(&DEFLATE, 6).compress(message, &mut wire);
+        wire
+    }
+
+    #[test]
+    fn compressed_messages_inflate_in_one_frame_or_several() {
+        let mut session = Session::with_deflate(LIMITS, &DEFLATE);
+        let mut bytes = client_frame_rsv(true, 0b100, OpCode::Text, &HELLO);
+        bytes.extend(client_frame_rsv(false, 0b100, OpCode::Binary, &HELLO[..3]));
+        bytes.extend(client_frame(true, OpCode::Continuation, &HELLO[3..]));
+        bytes.extend(client_frame(true, OpCode::Text, b"plain"));
+        let got = events(&mut session, &mut bytes).unwrap();
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("text".into(), b"Hello".to_vec()),
+            ("fragment".into(), Vec::new()),
+            ("binary".into(), b"Hello".to_vec()),
+            ("text".into(), b"plain".to_vec()),
+        ];
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn compression_faults_close_with_their_codes() {
+        let fault = |bytes: Vec<u8>, deflate: bool| {
+            let mut session = if deflate {
+                Session::with_deflate(LIMITS, &DEFLATE)
+            } else {
+                Session::new(LIMITS)
+            };
+            let mut bytes = bytes;
+            events(&mut session, &mut bytes).unwrap_err().close_code()
+        };
+        // RSV1 without the extension, on a continuation, on a control frame.
+        assert_eq!(
+            fault(client_frame_rsv(true, 0b100, OpCode::Text, &HELLO), false),
+            1002
+        );
+        let mut continued = client_frame(false, OpCode::Text, b"a");
+        continued.extend(client_frame_rsv(true, 0b100, OpCode::Continuation, b"b"));
+        assert_eq!(fault(continued, true), 1002);
+        assert_eq!(
+            fault(client_frame_rsv(true, 0b100, OpCode::Ping, b""), true),
+            1002
+        );
+        // A bomb past max_message_size (100 here), invalid DEFLATE, invalid UTF-8 inside.
+        let bomb = deflated(&[0u8; 10_000]);
+        assert!(bomb.len() < 100);
+        assert_eq!(
+            fault(client_frame_rsv(true, 0b100, OpCode::Binary, &bomb), true),
+            1009
+        );
+        assert_eq!(
+            fault(
+                client_frame_rsv(true, 0b100, OpCode::Text, &[0xff; 8]),
+                true
+            ),
+            1007
+        );
+        let latin1 = deflated(b"caf\xe9");
+        assert_eq!(
+            fault(client_frame_rsv(true, 0b100, OpCode::Text, &latin1), true),
+            1007
+        );
     }
 
     #[test]
