@@ -169,6 +169,12 @@ pub struct RawLimits {
     pub timeout: Option<Spanned<Seconds>>,
     /// Origins allowed to open a WebSocket; empty allows any.
     pub allowed_origins: Option<Spanned<Vec<String>>>,
+    /// Offer permessage-deflate.
+    pub permessage_deflate: Option<Spanned<bool>>,
+    /// Keep compression contexts between messages.
+    pub deflate_context_takeover: Option<Spanned<bool>>,
+    /// The compression window, in bits.
+    pub deflate_window_bits: Option<Spanned<Int>>,
     /// Longest time one file response may take.
     pub download_timeout: Option<Spanned<Seconds>>,
     /// Download bytes per second per connection.

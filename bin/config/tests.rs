@@ -337,7 +337,7 @@ fn unknown_key_in_route_limits_does_not_suggest_server_wide_keys() {
         error("[[routes]]\npath = \"/\"\nkind = \"health\"\n[routes.limits]\nmax_bodysize = 1\n"),
         "config.toml:5: unknown key 'routes[0].limits.max_bodysize' (expected one of: \
          max_header_bytes, max_headers, max_uri_bytes, max_body_size, upload_timeout, \
-         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, download_timeout, rate_limit_bandwidth, client_bandwidth, global_bandwidth, rate_after, max_backpressure, slow_consumer, slow_consumer_code, rate_limit_requests, burst, \
+         min_upload_rate, min_upload_rate_after, send_timeout, max_message_size, max_fragments, rate_limit, messages_per_minute, bytes_per_minute, on_limit, heartbeat_interval, timeout, ws_idle_timeout, allowed_origins, permessage_deflate, deflate_context_takeover, deflate_window_bits, download_timeout, rate_limit_bandwidth, client_bandwidth, global_bandwidth, rate_after, max_backpressure, slow_consumer, slow_consumer_code, rate_limit_requests, burst, \
          rate_limit_headers, mode)"
     );
 }

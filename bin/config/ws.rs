@@ -66,6 +66,15 @@ impl Checker<'_, '_> {
         if let Some(value) = &raw.allowed_origins {
             out.allowed_origins = self.tokens(value, &name("allowed_origins"))?;
         }
+        if let Some(value) = &raw.permessage_deflate {
+            out.permessage_deflate = *value.get_ref();
+        }
+        if let Some(value) = &raw.deflate_context_takeover {
+            out.deflate_context_takeover = *value.get_ref();
+        }
+        if let Some(value) = &raw.deflate_window_bits {
+            out.deflate_window_bits = self.int(value, &name("deflate_window_bits"), 9..=15)?;
+        }
         if let Some(value) = &raw.max_backpressure {
             out.max_backpressure = self.size(
                 value,

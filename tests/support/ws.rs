@@ -99,6 +99,8 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServerFrame {
     pub fin: bool,
+    /// The RSV bits (RSV1 = 4: a compressed message, with permessage-deflate).
+    pub rsv: u8,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -135,6 +137,7 @@ pub fn read_frame(stream: &mut impl Read) -> Option<ServerFrame> {
     read_exact(stream, &mut payload)?;
     Some(ServerFrame {
         fin: head[0] & 0x80 != 0,
+        rsv: (head[0] >> 4) & 0x07,
         opcode: head[0] & 0x0f,
         payload,
     })

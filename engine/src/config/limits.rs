@@ -229,6 +229,26 @@ pub struct WsLimits {
     pub slow_consumer: SlowConsumer,
     /// The close code of `slow_consumer = "close"`: 1008 (policy) or 1013 (try again later).
     pub slow_consumer_code: u16,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
+    pub permessage_deflate: bool,
+    /// Keep each side's compression context between messages (better ratios, a window of
+    /// memory per connection); `false` asks both sides to start each message afresh.
+    pub deflate_context_takeover: bool,
+    /// The largest compression window either side may use, 2^bits bytes (9 to 15).
+    pub deflate_window_bits: u8,
+}
+
+impl WsLimits {
+    /// The permessage-deflate settings to negotiate with, when the route offers it.
+    pub fn deflate(&self) -> Option<ringstream_protocol::ws::deflate::DeflateConfig> {
+        self.permessage_deflate
+            .then_some(ringstream_protocol::ws::deflate::DeflateConfig {
+                server_no_context_takeover: !self.deflate_context_takeover,
+                client_no_context_takeover: !self.deflate_context_takeover,
+                server_max_window_bits: self.deflate_window_bits,
+                client_max_window_bits: self.deflate_window_bits,
+            })
+    }
 }
 
 impl Default for WsLimits {
@@ -246,6 +266,10 @@ impl Default for WsLimits {
             max_backpressure: 1024 * 1024,
             slow_consumer: SlowConsumer::Close,
             slow_consumer_code: 1008,
+            permessage_deflate: false,
+            // Kept contexts cost about 340 KB per connection (BENCHMARKS.md, "permessage-deflate").
+            deflate_context_takeover: false,
+            deflate_window_bits: 15,
         }
     }
 }

@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::deflate::DeflateParams;
 use crate::http::{Header, Method, Request, Version};
 
 /// RFC 6455 §1.3: appended to the client's key before hashing.
@@ -45,6 +46,14 @@ impl<'b> Upgrade<'b, '_> {
     /// The `Sec-WebSocket-Key` value.
     pub fn key(&self) -> &'b [u8] {
         self.key
+    }
+
+    /// Every `Sec-WebSocket-Extensions` value the client sent, in order.
+    pub fn extensions(&self) -> impl Iterator<Item = &'b [u8]> + '_ {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| h.value)
     }
 
     /// The subprotocols the client offers, in its order (every `Sec-WebSocket-Protocol`
@@ -109,8 +118,14 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     out
 }
 
-/// Appends the 101 answer, with the chosen subprotocol if any. No extension is ever accepted.
-pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &[u8; 28], protocol: Option<&str>) {
+/// Appends the 101 answer, with the chosen subprotocol and the agreed permessage-deflate
+/// parameters, if any (the only extension the server takes).
+pub fn write_switching_protocols(
+    out: &mut Vec<u8>,
+    accept: &[u8; 28],
+    protocol: Option<&str>,
+    deflate: Option<&DeflateParams>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Accept: ",
@@ -119,6 +134,10 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &[u8; 28], protocol:
     if let Some(protocol) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(protocol.as_bytes());
+    }
+    if let Some(params) = deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        params.write_response(out);
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -220,6 +239,7 @@ mod tests {
             &mut out,
             &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             Some("chat"),
+            None,
         );
         assert_eq!(
             out,

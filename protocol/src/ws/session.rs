@@ -140,7 +140,10 @@ pub struct Session {
     complete: bool,
     /// Whether the peer has sent a close frame (valid or not).
     peer_closed: bool,
-    /// The decompressor, when permessage-deflate was agreed.
+    /// The permessage-deflate parameters, when the extension was agreed.
+    deflate: Option<DeflateParams>,
+    /// The decompressor: made for the first compressed message, and dropped after each one
+    /// when the client starts every message afresh (no window is kept between messages).
     inflater: Option<Box<Inflater>>,
     /// Where a fragmented compressed message is inflated (then swapped into the assembly).
     inflated: Vec<u8>,
@@ -154,6 +157,7 @@ impl Session {
             assembly: Assembly::default(),
             complete: false,
             peer_closed: false,
+            deflate: None,
             inflater: None,
             inflated: Vec::new(),
         }
@@ -162,7 +166,7 @@ impl Session {
     /// A session that takes messages compressed with permessage-deflate under `params`.
     pub fn with_deflate(limits: SessionLimits, params: &DeflateParams) -> Self {
         Self {
-            inflater: Some(Box::new(Inflater::new(params))),
+            deflate: Some(*params),
             ..Self::new(limits)
         }
     }
@@ -196,7 +200,7 @@ impl Session {
         // RSV1 marks a compressed message: allowed on its first frame once agreed (RFC 7692
         // §6.1), never on a continuation or control frame.
         let compressed = header.rsv == 0b100
-            && self.inflater.is_some()
+            && self.deflate.is_some()
             && matches!(header.opcode, OpCode::Text | OpCode::Binary);
         FrameHeader {
             rsv: if compressed { 0 } else { header.rsv },
@@ -337,9 +341,12 @@ impl Session {
     /// fragments, into the assembly buffer, with `max_message_size` as the cap; validates its
     /// text.
     fn inflate_message(&mut self, single: Option<&[u8]>) -> Result<Event, ProtocolError> {
-        let Some(inflater) = self.inflater.as_mut() else {
+        let Some(params) = self.deflate else {
             return Err(ProtocolError::BadCompression);
         };
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(&params)));
         let max = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
         let result = match single {
             Some(payload) => inflater.inflate(payload, max, &mut self.assembly.bytes),
@@ -351,6 +358,9 @@ impl Session {
                 result
             }
         };
+        if params.client_no_context_takeover {
+            self.inflater = None;
+        }
         result.map_err(|e| match e {
             InflateError::TooBig => ProtocolError::MessageTooBig,
             InflateError::Corrupt => ProtocolError::BadCompression,

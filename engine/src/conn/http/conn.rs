@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ringstream_protocol::http::BodyKind;
+use ringstream_protocol::ws::deflate::DeflateParams;
 
 use crate::conn::access_entry::AccessEntry;
 use crate::conn::ws;
@@ -86,7 +87,7 @@ enum Next {
     Done,
     /// The 101 was sent: the connection speaks WebSocket on this route from now on (with the
     /// request head a handler route hands its handler, or the broadcast topic it joined).
-    WebSocket(usize, Attachment),
+    WebSocket(usize, Attachment, Option<DeflateParams>),
     /// The upstream of a proxy route accepted a WebSocket upgrade, and the 101 was sent: the
     /// connection is a tunnel to it on this route from now on.
     Tunnel(usize, Box<UpstreamTunnel>),
@@ -178,10 +179,10 @@ pub fn serve<T: Transport>(
         let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
-        let (route, attachment, session_log) = match conn.run().await {
-            Ok(Next::WebSocket(route, attachment)) => {
+        let (route, attachment, deflate, session_log) = match conn.run().await {
+            Ok(Next::WebSocket(route, attachment, deflate)) => {
                 // The request's line waits for the session's end.
-                (route, attachment, conn.log_upgrade())
+                (route, attachment, deflate, conn.log_upgrade())
             }
             // Boxed: the refusal's state is the largest of the HTTP phase, and every open
             // WebSocket would keep room for it (BENCHMARKS.md, idle memory); a proxy's tunnel
@@ -205,6 +206,7 @@ pub fn serve<T: Transport>(
             buf,
             pos,
             session_log,
+            deflate,
         )
         .await;
     }
@@ -444,6 +446,6 @@ impl<T: Transport> Connection<T> {
             .map_err(|_| Stop::Close)?;
         self.flush().await?;
         ctx.route_traffic(Some(route)).upgrades.add(1);
-        Ok(Next::WebSocket(route, attachment))
+        Ok(Next::WebSocket(route, attachment, accepted.deflate()))
     }
 }

@@ -16,6 +16,7 @@
 //! encoded as JSON lines and queued for the file's writer thread once per read; reading
 //! pauses while the writer is behind (see [`crate::routes::sink::file`]).
 
+mod compression;
 mod frames;
 mod memory;
 mod role_io;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{Either, select};
 
 use ringstream_limits::client_table::Rule;
+use ringstream_protocol::ws::deflate::DeflateParams;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
@@ -100,6 +102,7 @@ pub fn serve<T: Transport>(
     mut buf: Vec<u8>,
     pos: usize,
     log: Option<Box<SessionLog>>,
+    deflate: Option<DeflateParams>,
 ) -> impl Future<Output = ()> {
     // Set up here and not in an `async fn`: an `async fn` moves its arguments into locals of
     // its future and keeps both, and every open WebSocket keeps that future. The block below
@@ -121,10 +124,16 @@ pub fn serve<T: Transport>(
     let role = Role::start(route, ctx.route_state(route_index), attachment, peer);
     let mut conn = WsConnection {
         stream,
-        session: Session::new(SessionLimits {
-            max_message_size: route.ws.max_message_size,
-            max_fragments: route.ws.max_fragments,
-        }),
+        session: {
+            let limits = SessionLimits {
+                max_message_size: route.ws.max_message_size,
+                max_fragments: route.ws.max_fragments,
+            };
+            match &deflate {
+                Some(params) => Session::with_deflate(limits, params),
+                None => Session::new(limits),
+            }
+        },
         rates: FrameRates::new(&route.ws),
         // Echoes leave from the read buffer; the batch is only for pings, pongs and pipelined
         // messages, so it is allocated when first needed.
@@ -136,6 +145,7 @@ pub fn serve<T: Transport>(
         client,
         route_index,
         log,
+        compression: deflate.map(|params| Box::new(compression::Compression::new(params))),
         ctx,
     };
     async move { conn.serve(buf).await }
@@ -167,6 +177,8 @@ struct WsConnection<T> {
     client: Option<ClientSlot>,
     /// The session's access log line, when the log is on.
     log: Option<Box<SessionLog>>,
+    /// Compression of the echoes, when permessage-deflate was agreed.
+    compression: Option<Box<compression::Compression>>,
 }
 
 impl<T> Drop for WsConnection<T> {

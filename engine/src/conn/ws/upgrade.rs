@@ -2,6 +2,7 @@
 //! subprotocol, then the 101 answer.
 
 use ringstream_protocol::http::Request;
+use ringstream_protocol::ws::deflate::{DeflateParams, negotiate};
 use ringstream_protocol::ws::handshake::{
     HandshakeError, accept_key, validate_upgrade, write_switching_protocols,
 };
@@ -19,6 +20,8 @@ pub struct Accepted {
     accept: [u8; 28],
     /// Index of the chosen subprotocol in the route's list.
     protocol: Option<usize>,
+    /// The permessage-deflate parameters agreed, if the route offers it and the client asked.
+    deflate: Option<DeflateParams>,
 }
 
 impl Accepted {
@@ -27,12 +30,18 @@ impl Accepted {
         self.accept
     }
 
+    /// The permessage-deflate parameters agreed, if any.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate
+    }
+
     /// An acceptance with a made-up key, for tests of what follows it.
     #[cfg(test)]
     pub fn for_tests() -> Self {
         Self {
             accept: [b'a'; 28],
             protocol: None,
+            deflate: None,
         }
     }
 }
@@ -73,9 +82,13 @@ pub fn decide(
     let protocol = subprotocols
         .iter()
         .position(|ours| upgrade.protocols().any(|offered| offered == ours.as_str()));
+    let deflate = limits
+        .deflate()
+        .and_then(|config| negotiate(upgrade.extensions(), &config));
     Ok(Accepted {
         accept: accept_key(upgrade.key()),
         protocol,
+        deflate,
     })
 }
 
@@ -89,6 +102,6 @@ pub fn write_accepted<'a>(
         .protocol
         .and_then(|i| subprotocols.get(i))
         .map(String::as_str);
-    write_switching_protocols(out, &accepted.accept, protocol);
+    write_switching_protocols(out, &accepted.accept, protocol, accepted.deflate.as_ref());
     protocol
 }

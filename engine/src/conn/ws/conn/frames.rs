@@ -110,11 +110,15 @@ impl<T: Transport> WsConnection<T> {
                         Payload::InBuffer(range) => &buf[start..][range],
                         Payload::Assembled => self.session.assembled(),
                     };
-                    let len = (prefix.len() + body.len()) as u64;
                     let before = self.out.len();
-                    write_frame_header(&mut self.out, opcode, true, len);
-                    self.out.extend_from_slice(prefix);
-                    self.out.extend_from_slice(body);
+                    if let Some(compression) = &mut self.compression {
+                        compression.write_frame(&mut self.out, opcode, prefix, body);
+                    } else {
+                        let len = (prefix.len() + body.len()) as u64;
+                        write_frame_header(&mut self.out, opcode, true, len);
+                        self.out.extend_from_slice(prefix);
+                        self.out.extend_from_slice(body);
+                    }
                     self.count_out(1, self.out.len() - before);
                     self.session.finish_message();
                 }
