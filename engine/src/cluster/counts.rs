@@ -129,11 +129,7 @@ impl NodeCounts {
 
     /// Node `node` writes its counts anew: what it said before is forgotten (it stays alive).
     pub fn reset(&mut self, totals: &RemoteCounts, node: &str, now: Instant) {
-        if let Some(gone) = self.nodes.get_mut(node) {
-            for (client, count) in gone.clients.drain() {
-                totals.adjust(client, count, 0);
-            }
-        }
+        self.forget(totals, node);
         self.heard(node, now);
         if self.seeding.is_some() {
             self.reset_while_seeding.insert(node.to_owned());

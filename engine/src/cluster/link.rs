@@ -371,20 +371,28 @@ impl Link {
     /// Counts the nodes alive: those heard on any reachable server, and this one (while no
     /// server is reachable, the last count stands).
     pub(super) fn count_nodes(&self) {
-        let reachable: Vec<_> = self
-            .shards
-            .iter()
-            .filter(|shard| self.cluster.shards.reachable(shard.index))
-            .map(|shard| lock(&shard.nodes))
-            .collect();
-        let others = match &reachable[..] {
-            [] => return,
-            [one] => one.len(),
-            all => all
+        let reachable = |shard: &&ShardLink| self.cluster.shards.reachable(shard.index);
+        let others = if let [shard] = &self.shards[..] {
+            // One server (the usual case): no set of names to build per control message.
+            if !reachable(&shard) {
+                return;
+            }
+            lock(&shard.nodes).len()
+        } else {
+            let known: Vec<_> = self
+                .shards
+                .iter()
+                .filter(reachable)
+                .map(|shard| lock(&shard.nodes))
+                .collect();
+            if known.is_empty() {
+                return;
+            }
+            known
                 .iter()
                 .flat_map(|nodes| nodes.ids())
                 .collect::<HashSet<&str>>()
-                .len(),
+                .len()
         };
         let nodes = u32::try_from(others + 1).unwrap_or(u32::MAX);
         self.cluster.nodes.store(nodes, Ordering::Relaxed);

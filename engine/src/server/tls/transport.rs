@@ -9,7 +9,7 @@
 //! yet (it holds at most a record's worth of plaintext) waits in the connection's own buffer.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -221,25 +221,29 @@ impl TlsTransport {
         self.flush().await
     }
 
-    /// Moves decrypted bytes into the spare capacity of `buf`: `None` when none are ready.
+    /// Moves decrypted bytes into the spare capacity of `buf` (a record's worth when it has
+    /// none), copied straight from rustls's buffer: `None` when none are ready.
     fn take_plaintext(&self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
         let mut session = self.session.borrow_mut();
-        let start = buf.len();
-        if buf.capacity() == start {
-            buf.reserve(RECORD_ROOM);
-        }
-        // `Read` fills initialised bytes: zero at most a record's worth.
-        let room = (buf.capacity() - start).min(RECORD_ROOM);
-        buf.resize(start + room, 0);
-        let read = session.reader().read(&mut buf[start..]);
-        buf.truncate(start + *read.as_ref().unwrap_or(&0));
-        match read {
-            Ok(n) => Some(Ok(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        let mut reader = session.reader();
+        let taken = match reader.fill_buf() {
+            Ok(chunk) => {
+                let room = match buf.capacity() - buf.len() {
+                    0 => RECORD_ROOM,
+                    room => room,
+                };
+                let taken = chunk.len().min(room);
+                buf.extend_from_slice(&chunk[..taken]);
+                taken
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             // The peer closed without close_notify: its end, as on plain TCP.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
-            Err(e) => Some(Err(e)),
-        }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Some(Ok(0)),
+            Err(e) => return Some(Err(e)),
+        };
+        // An empty chunk: close_notify was received.
+        reader.consume(taken);
+        Some(Ok(taken))
     }
 
     async fn read_plaintext(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
