@@ -12,6 +12,12 @@ generator's CPU, and each server's ratio to ringstream. Every process is stopped
     cargo build --release --bins && benches/peers/install.sh bun
     python3 benches/broadcast_load.py --rounds 3 --seconds 10
 
+`--deflate` measures permessage-deflate: ringstream with it off (the base), ringstream with
+`permessage_deflate = true` on the broadcast route, and Bun with `perMessageDeflate` and
+compressed publishes; the load generator offers the extension as Chromium does to the servers
+that have it on, and inflates and checks every compressed delivery. The messages' fill is
+hexadecimal text, which deflate compresses to a little over half.
+
 A server that is not installed, or does not start, is skipped with one line. `--smoke`
 (100 subscribers, one round of 1 s, `--build debug`) keeps the script from rotting;
 `benches/peers/run.py` runs this table beside the other workloads.
@@ -20,6 +26,7 @@ A server that is not installed, or does not start, is skipped with one line. `--
 import argparse
 import os
 import sys
+import tempfile
 
 from benchlib import (PEERS, base_medians, bench, cell, chart_of, interleave, markdown, ratio,
                       ringstream_path, rows_of, skip, slug, start)
@@ -27,15 +34,34 @@ from benchlib import (PEERS, base_medians, bench, cell, chart_of, interleave, ma
 BUN = os.path.join(PEERS, "node_modules", ".bin", "bun")
 
 
-def servers(binary, skip):
+# The embedded default's broadcast route, with permessage-deflate offered.
+DEFLATE_CONFIG = """[[routes]]
+path = "/ws/broadcast/{topic}"
+kind = "broadcast"
+echo_to_sender = true
+[routes.limits]
+permessage_deflate = true
+"""
+# A server whose name ends so is sent the load with `--deflate`.
+DEFLATE = ", deflate"
+
+
+def servers(binary, skip, deflate_config=None):
     """{name: server argv} of the servers that are there ({port} is filled in at start);
-    `skip(name, why)` for each missing one."""
-    found = {"ringstream": [binary, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
-                            "--log-level", "warn"]}
-    if os.path.exists(BUN):
-        found["Bun"] = [BUN, os.path.join(PEERS, "bun_broadcast.js"), "{port}"]
-    else:
+    `skip(name, why)` for each missing one. With `deflate_config` (the path of
+    DEFLATE_CONFIG), the deflate rows too."""
+    ringstream = [binary, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+                  "--log-level", "warn"]
+    found = {"ringstream": ringstream}
+    if deflate_config:
+        found["ringstream" + DEFLATE] = [*ringstream, "--config", deflate_config]
+    bun = [BUN, os.path.join(PEERS, "bun_broadcast.js"), "{port}"]
+    if not os.path.exists(BUN):
         skip("Bun", "not installed (benches/peers/install.sh bun)")
+    elif deflate_config:
+        found["Bun" + DEFLATE] = [*bun, "deflate"]
+    else:
+        found["Bun"] = bun
     return found
 
 
@@ -50,8 +76,9 @@ def collect(binary, argvs, rounds, seconds, warmup, subscribers, size, window):
             "--window", str(window)]
 
     def run_one(name, addr, pid, _spec):
-        return bench(binary, [*load, "--url", f"ws://{addr}/ws/broadcast/bench"], seconds,
-                     warmup, pid, timeout=90)
+        offer = ["--deflate"] if name.endswith(DEFLATE) else []
+        return bench(binary, [*load, *offer, "--url", f"ws://{addr}/ws/broadcast/bench"],
+                     seconds, warmup, pid, timeout=90)
 
     starters = {name: (lambda argv=argv: start(argv)) for name, argv in argvs.items()}
     workloads = [(label(subscribers, size, window), None)]
@@ -99,6 +126,8 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--build", choices=["release", "debug"], default="release")
+    parser.add_argument("--deflate", action="store_true",
+                        help="permessage-deflate off against on (ringstream), and Bun's")
     parser.add_argument("--smoke", action="store_true",
                         help="100 subscribers, one round of 1 s (CI)")
     args = parser.parse_args()
@@ -107,7 +136,12 @@ def main():
     binary = ringstream_path(args.build)
     if not os.path.exists(binary):
         sys.exit(f"{binary} is missing (cargo build --bins)")
-    argvs = servers(binary, skip)
+    config = None
+    if args.deflate:
+        config = tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="ringstream-deflate-")
+        config.write(DEFLATE_CONFIG)
+        config.flush()
+    argvs = servers(binary, skip, config and config.name)
     outcome = collect(binary, argvs, args.rounds, args.seconds, args.warmup, args.subscribers,
                       args.size, args.window)
     workload = label(args.subscribers, args.size, args.window)

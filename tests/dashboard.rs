@@ -13,7 +13,6 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +21,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::files::Tree;
-use support::upstream::repo_root;
 use support::ws::{self, TEXT, frame, read_frame};
 use support::{DRIVERS, PATIENCE, Server};
 
@@ -189,35 +187,6 @@ fn the_page_and_its_data_answer_allowed_clients_only() {
     }
 }
 
-/// The Chromium, node and node module the browser test runs; a panic saying what to install
-/// when one is missing.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let chromium =
-        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
-    let dir = repo_root().join("tests/dashboard");
-    let module = dir.join("node_modules/playwright-core");
-    let node_runs = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        chromium.exists() && module.exists() && node_runs,
-        "the dashboard's browser test needs Debian's chromium ({}: {}), Node.js (node: {}) and \
-         playwright-core ({}: {}): run `bash tests/dashboard/install.sh` first",
-        chromium.display(),
-        if chromium.exists() {
-            "found"
-        } else {
-            "missing"
-        },
-        if node_runs { "found" } else { "missing" },
-        module.display(),
-        if module.exists() { "found" } else { "missing" },
-    );
-    (chromium, dir.join("check.mjs"))
-}
-
 /// Echo traffic on `count` WebSockets, a message on each every 20 ms, until `stop`.
 fn echo_load(server: &Server, count: usize, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     let mut sockets: Vec<TcpStream> = (0..count)
@@ -236,7 +205,7 @@ fn echo_load(server: &Server, count: usize, stop: Arc<AtomicBool>) -> thread::Jo
 
 #[test]
 fn the_page_shows_live_numbers_in_chromium_without_errors() {
-    let (chromium, script) = browser_tools();
+    let (chromium, script) = support::browser::tools("check.mjs");
     for driver in DRIVERS {
         let tree = Tree::new(&format!("dashboard-chromium-{driver}"));
         tree.file("big.bin", BIG);

@@ -2,7 +2,10 @@
 //! it negotiates it and echoes compressed, a real client (Python's `websockets`) round-trips
 //! through it, a route without it refuses compressed frames, and a message that inflates past
 //! `max_message_size` (10 MiB of zeros, about 10 KiB deflated) is closed with 1009 without the
-//! server holding it.
+//! server holding it; byte rates count inflated bytes; a topic's members that agreed the
+//! extension get its messages compressed (once per parameter set), the others plain; and
+//! headless Chromium negotiates the extension on the echo route and a topic
+//! (`tests/dashboard/websocket.mjs`; needs `bash tests/dashboard/install.sh`).
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -25,11 +28,14 @@ fn server(limits: &str, driver: &str) -> Server {
 
 /// Upgrades with `extra` headers: the stream and the 101's `Sec-WebSocket-Extensions`.
 fn upgrade(server: &Server, extra: &str) -> (TcpStream, Option<String>) {
+    upgrade_at(server, "/ws/echo", extra)
+}
+
+/// [`upgrade`] on `path`.
+fn upgrade_at(server: &Server, path: &str, extra: &str) -> (TcpStream, Option<String>) {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
-    stream
-        .write_all(&upgrade_request("/ws/echo", extra))
-        .unwrap();
+    stream.write_all(&upgrade_request(path, extra)).unwrap();
     let response = read_response(&mut stream).unwrap();
     assert_eq!(response.status, 101);
     let extensions = response
@@ -174,6 +180,85 @@ fn a_deflate_bomb_is_closed_with_1009_without_the_server_holding_it() {
 }
 
 #[test]
+fn bytes_per_minute_counts_what_a_compressed_message_inflates_to() {
+    for driver in DRIVERS {
+        let server = server(
+            "permessage_deflate = true\nbytes_per_minute = 10000",
+            driver,
+        );
+        let (mut stream, _) = upgrade(&server, OFFER);
+        // 6,000 bytes each, a few dozen on the wire: the first fits the budget, the second
+        // passes it. Each is compressed afresh (the route keeps no context).
+        let message = vec![b'a'; 6000];
+        let first = compressed_frame(&mut Deflater::new(&PARAMS, 9), BINARY, &message);
+        assert!(first.len() < 100, "{} bytes on the wire", first.len());
+        stream.write_all(&first).unwrap();
+        assert_eq!(read_frame(&mut stream).unwrap().opcode, BINARY, "{driver}");
+        stream.write_all(&first).unwrap();
+        let close = read_frame(&mut stream).unwrap();
+        assert_eq!(
+            (close.opcode, close.close()),
+            (
+                CLOSE,
+                (1008, "rate limit exceeded: bytes per minute".to_owned())
+            ),
+            "{driver}"
+        );
+    }
+}
+
+#[test]
+fn a_topic_sends_compressed_frames_to_the_members_that_agreed_deflate() {
+    let config = "[[routes]]\npath = \"/ws/broadcast/{topic}\"\nkind = \"broadcast\"\n\
+                  [routes.limits]\npermessage_deflate = true\n";
+    for driver in DRIVERS {
+        let server = Server::with_config(config, &["--workers", "2", "--io-driver", driver]);
+        let path = "/ws/broadcast/prices";
+        let (mut wide, _) = upgrade_at(&server, path, OFFER);
+        let narrow_offer =
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n";
+        let (mut narrow, agreed) = upgrade_at(&server, path, narrow_offer);
+        assert!(
+            agreed.unwrap().contains("server_max_window_bits=10"),
+            "{driver}"
+        );
+        let (mut plain, none) = upgrade_at(&server, path, "");
+        assert_eq!(none, None, "{driver}");
+        let (mut publisher, _) = upgrade_at(&server, path, "");
+        let message = "{\"symbol\":\"RING\",\"price\":101.25} ".repeat(100);
+        publisher
+            .write_all(&frame(true, 0, TEXT, message.as_bytes()))
+            .unwrap();
+        for (stream, bits) in [(&mut wide, 15), (&mut narrow, 10)] {
+            let got = read_frame(stream).unwrap();
+            assert_eq!((got.opcode, got.rsv), (TEXT, 4), "{driver}: compressed");
+            assert!(got.payload.len() < message.len() / 4, "{driver}");
+            let params = DeflateParams {
+                client_max_window_bits: bits,
+                ..PARAMS
+            };
+            let mut inflated = Vec::new();
+            Inflater::new(&params)
+                .inflate(&got.payload, 1 << 20, &mut inflated)
+                .unwrap();
+            assert_eq!(inflated, message.as_bytes(), "{driver}: window {bits}");
+        }
+        let got = read_frame(&mut plain).unwrap();
+        assert_eq!(
+            (got.rsv, &got.payload[..]),
+            (0, message.as_bytes()),
+            "{driver}"
+        );
+        // A message compression would not shrink goes out as it is, to every member.
+        publisher.write_all(&frame(true, 0, TEXT, b"hi")).unwrap();
+        for stream in [&mut wide, &mut narrow, &mut plain] {
+            let got = read_frame(stream).unwrap();
+            assert_eq!((got.rsv, &got.payload[..]), (0, &b"hi"[..]), "{driver}");
+        }
+    }
+}
+
+#[test]
 fn a_real_client_round_trips_through_deflate() {
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/.env/bin/python");
     if !std::path::Path::new(python).exists() {
@@ -208,5 +293,49 @@ asyncio.run(main())
             "{driver}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+#[test]
+fn chromium_negotiates_deflate_on_the_echo_route_and_a_topic() {
+    let (chromium, script) = support::browser::tools("websocket.mjs");
+    let config = "[[routes]]\npath = \"/health\"\nkind = \"health\"\n\
+                  [[routes]]\npath = \"/ws/echo\"\nkind = \"echo\"\n\
+                  [routes.limits]\npermessage_deflate = true\n\
+                  [[routes]]\npath = \"/ws/broadcast/{topic}\"\nkind = \"broadcast\"\n\
+                  [routes.limits]\npermessage_deflate = true\n";
+    for driver in DRIVERS {
+        let server = Server::with_config(config, &["--io-driver", driver]);
+        let addr = server.addr;
+        let output = std::process::Command::new("node")
+            .arg(&script)
+            .args([
+                format!("http://{addr}/health"),
+                format!("ws://{addr}/ws/echo"),
+                format!("ws://{addr}/ws/broadcast/browser"),
+            ])
+            .env("CHROMIUM", &chromium)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("RESULT "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{driver}: no RESULT line: {stdout} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        let result: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in ["echo_extensions", "topic_extensions"] {
+            let agreed = result[key].as_str().unwrap_or_default();
+            assert!(
+                agreed.starts_with("permessage-deflate"),
+                "{driver}: {key}: {result}"
+            );
+        }
+        assert_eq!(result["echo_ok"], true, "{driver}: {result}");
+        assert_eq!(result["topic_ok"], true, "{driver}: {result}");
     }
 }

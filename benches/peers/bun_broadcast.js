@@ -2,8 +2,10 @@
 // /ws/broadcast/NAME subscribes to NAME, and every message is published to the topic with
 // server.publish, which reaches every subscriber, the sender too (ringstream's
 // echo_to_sender = true). Backpressure limit 1 MiB, closing a slow subscriber, like
-// ringstream's default. Usage: bun bun_broadcast.js PORT
+// ringstream's default. With "deflate" after the port, permessage-deflate is offered and every
+// publish asks for compression. Usage: bun bun_broadcast.js PORT [deflate]
 const port = Number(process.argv[2]);
+const deflate = process.argv[3] === "deflate";
 const prefix = "/ws/broadcast/";
 const server = Bun.serve({
   hostname: "127.0.0.1",
@@ -17,7 +19,7 @@ const server = Bun.serve({
     return new Response("WebSocket only", { status: 400 });
   },
   websocket: {
-    perMessageDeflate: false,
+    perMessageDeflate: deflate,
     maxPayloadLength: 64 * 1024,
     backpressureLimit: 1024 * 1024,
     closeOnBackpressureLimit: true,
@@ -25,7 +27,7 @@ const server = Bun.serve({
       ws.subscribe(ws.data.topic);
     },
     message(ws, message) {
-      server.publish(ws.data.topic, message);
+      server.publish(ws.data.topic, message, deflate);
     },
   },
 });

@@ -58,6 +58,8 @@ use message::{MESSAGE_HEADER_LEN, Verifier};
 use roles::{publish, subscribe};
 use watch::Watch;
 
+/// What `--deflate` offers: Chromium's offer.
+const DEFLATE_OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits";
 /// How long opening every connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the subscribers' node may take to join the topic across the cluster.
@@ -95,6 +97,10 @@ pub struct BroadcastArgs {
     /// Connections that publish (members too: they get their own messages back).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
+    /// Offer permessage-deflate as browsers do (`client_max_window_bits`) and inflate what
+    /// comes compressed; the run fails if the server does not agree.
+    #[arg(long)]
+    deflate: bool,
     /// Message size in bytes, at least 24 (publisher, sequence number, send time).
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -138,9 +144,13 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     if args.subscribers == 0 || args.publishers == 0 || args.window == 0 {
         bail!("--subscribers, --publishers and --window must be at least 1");
     }
-    let publish_target = Target::from_url(&args.url).map_err(anyhow::Error::msg)?;
+    let offer = |target: Target| match args.deflate {
+        true => target.with_header(DEFLATE_OFFER),
+        false => target,
+    };
+    let publish_target = offer(Target::from_url(&args.url).map_err(anyhow::Error::msg)?);
     let subscribe_url = args.subscribe_url.as_deref().unwrap_or(&args.url);
-    let subscribe_target = Target::from_url(subscribe_url).map_err(anyhow::Error::msg)?;
+    let subscribe_target = offer(Target::from_url(subscribe_url).map_err(anyhow::Error::msg)?);
     let framing = args.socketio.map_or(Framing::WebSocket, Framing::SocketIo);
     let shared = Rc::new(Shared {
         start: Instant::now(),
@@ -171,6 +181,14 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let (subscribers, publishers) = clients.await.map_err(|_| {
         anyhow!("opening {connections} connections took over {CONNECT_TIMEOUT:?}")
     })??;
+    if args.deflate
+        && let Some(refused) = subscribers
+            .iter()
+            .chain(&publishers)
+            .position(|c| !c.deflate_agreed)
+    {
+        bail!("--deflate: the server did not agree permessage-deflate (connection {refused})");
+    }
     let member = |client| {
         Member::new(
             client,

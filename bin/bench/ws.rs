@@ -53,6 +53,17 @@ impl Target {
             upgrade: upgrade.into_bytes().into(),
         })
     }
+
+    /// The same target, its upgrade request carrying `header` (`Name: value`, without CRLF).
+    pub fn with_header(&self, header: &str) -> Self {
+        let mut upgrade = self.upgrade[..self.upgrade.len() - 2].to_vec();
+        upgrade.extend_from_slice(header.as_bytes());
+        upgrade.extend_from_slice(b"\r\n\r\n");
+        Self {
+            addr: self.addr,
+            upgrade: upgrade.into(),
+        }
+    }
 }
 
 /// One client connection with its read buffer.
@@ -61,6 +72,8 @@ pub(super) struct Client {
     /// Bytes read; `buf[pos..]` is not parsed yet.
     pub(super) buf: Vec<u8>,
     pub(super) pos: usize,
+    /// The 101 agreed permessage-deflate.
+    pub(super) deflate_agreed: bool,
 }
 
 impl Client {
@@ -72,6 +85,7 @@ impl Client {
             stream,
             buf: Vec::with_capacity(64 * 1024),
             pos: 0,
+            deflate_agreed: false,
         };
         let BufResult(result, _) = client.stream.write_all(target.upgrade.to_vec()).await;
         result?;
@@ -92,6 +106,10 @@ impl Client {
             )));
         }
         client.pos = head_end;
+        client.deflate_agreed = head.lines().any(|line| {
+            let line = line.to_ascii_lowercase();
+            line.starts_with("sec-websocket-extensions:") && line.contains("permessage-deflate")
+        });
         Ok(client)
     }
 
@@ -382,5 +400,15 @@ mod tests {
         assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
         assert!(target.upgrade.starts_with(b"GET /ws/echo HTTP/1.1\r\n"));
         assert!(Target::from_url("http://x").is_err());
+    }
+
+    #[test]
+    fn an_extra_header_goes_before_the_blank_line() {
+        let target = Target::from_url("ws://127.0.0.1:8080/ws/echo").unwrap();
+        let offered = target.with_header("Sec-WebSocket-Extensions: permessage-deflate");
+        let request = std::str::from_utf8(&offered.upgrade).unwrap();
+        assert!(request.ends_with(
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ));
     }
 }

@@ -11,7 +11,7 @@
 // 3. Polls the page until it shows all of it and a message rate above 0, then prints
 //    `PASSED {...}`; or `FAILED reason {...}` after 20 s. Any console error, page error or
 //    failed request fails the run too. Exit code 0 only for PASSED.
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import { createInterface } from 'node:readline';
 
 const [url, ...rest] = process.argv.slice(2);
@@ -23,15 +23,7 @@ if (!url) {
 const PATIENCE_MS = 20000;
 
 const problems = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  // Playwright gives every launch a fresh, empty profile directory.
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 
 async function main() {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });

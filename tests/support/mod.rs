@@ -9,6 +9,7 @@
     reason = "test helpers fail the test loudly"
 )]
 
+pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod files;

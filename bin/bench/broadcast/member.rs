@@ -1,7 +1,8 @@
 //! One member connection of the broadcast load: its one read buffer, the frames it parses in
 //! place and verifies, the pongs it answers the server's pings with, its close handshake; and
 //! the masked client frames it writes. A message is one binary frame on a plain WebSocket, or
-//! a Socket.IO event ([`Framing`], [`super::socketio`]).
+//! a Socket.IO event ([`Framing`], [`super::socketio`]). With permessage-deflate agreed, a
+//! compressed frame (RSV1) is inflated before it is checked.
 
 use std::io;
 use std::ops::Range;
@@ -9,6 +10,7 @@ use std::ops::Range;
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
+use ringstream_protocol::ws::deflate::{DeflateParams, Inflater};
 use ringstream_protocol::ws::{FrameHeader, OpCode, apply_mask};
 
 use super::super::ws::{Client, KEY};
@@ -176,19 +178,35 @@ pub(super) struct Member {
     /// Checks every message received.
     pub(super) verifier: Verifier,
     decoder: Decoder,
+    /// With permessage-deflate agreed: the inflater, and where a message is inflated.
+    inflater: Option<Box<Inflater>>,
+    inflated: Vec<u8>,
 }
+
+/// The client's side of what the server compresses with: any window, each message afresh
+/// (a fresh message inflates the same with or without the previous one's window).
+const SERVER_COMPRESSION: DeflateParams = DeflateParams {
+    server_no_context_takeover: true,
+    client_no_context_takeover: true,
+    server_max_window_bits: 15,
+    client_max_window_bits: 15,
+};
 
 impl Member {
     /// A member on an upgraded (and, for Socket.IO, connected) `client` whose messages are
     /// framed as `framing` says, checking what it receives with `verifier`.
     pub(super) fn new(client: Client, framing: Framing, verifier: Verifier) -> Self {
         Self {
+            inflater: client
+                .deflate_agreed
+                .then(|| Box::new(Inflater::new(&SERVER_COMPRESSION))),
             stream: client.stream,
             buf: client.buf,
             pos: client.pos,
             out: Vec::new(),
             verifier,
             decoder: Decoder::new(framing),
+            inflated: Vec::new(),
         }
     }
 
@@ -231,6 +249,12 @@ impl Member {
         if header.mask.is_some() || !header.fin {
             return Err(io::Error::other("masked or fragmented server frame"));
         }
+        if header.rsv != 0 && (header.rsv != 0b100 || self.inflater.is_none()) {
+            return Err(io::Error::other(format!(
+                "server frame with RSV bits {:03b}",
+                header.rsv
+            )));
+        }
         let start = self.pos + len;
         if self.buf.len() < start + payload {
             return Ok(None);
@@ -247,7 +271,16 @@ impl Member {
         mut on_message: impl FnMut(Result<Received, Violation>),
     ) -> io::Result<()> {
         while let Some((header, range)) = self.next_frame()? {
-            let payload = &self.buf[range];
+            let mut payload = &self.buf[range];
+            if header.rsv == 0b100
+                && let Some(inflater) = &mut self.inflater
+            {
+                self.inflated.clear();
+                inflater
+                    .inflate(payload, MAX_FRAME, &mut self.inflated)
+                    .map_err(|e| io::Error::other(format!("a compressed frame: {e:?}")))?;
+                payload = &self.inflated;
+            }
             if let Some(message) =
                 self.decoder
                     .frame(header.opcode, payload, &mut self.verifier, &mut self.out)?

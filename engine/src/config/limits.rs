@@ -238,6 +238,10 @@ pub struct WsLimits {
     pub deflate_window_bits: u8,
 }
 
+/// zlib's level for every message the server compresses: 1, the cheapest, which takes most of
+/// the gain on the text and JSON messages WebSockets carry.
+pub const DEFLATE_LEVEL: u32 = 1;
+
 impl WsLimits {
     /// The permessage-deflate settings to negotiate with, when the route offers it.
     pub fn deflate(&self) -> Option<ringstream_protocol::ws::deflate::DeflateConfig> {

@@ -23,8 +23,8 @@ pub use cluster::{
     ClusterConfig, MAX_NODE_ID, MAX_REDIS_SERVERS, RedisErrorPolicy, default_node_id, valid_node_id,
 };
 pub use limits::{
-    Bandwidth, ClientLimits, DenyAction, HttpLimits, LimitMode, OnLimit, RequestRate, WsLimits,
-    bounds, loopback,
+    Bandwidth, ClientLimits, DEFLATE_LEVEL, DenyAction, HttpLimits, LimitMode, OnLimit,
+    RequestRate, WsLimits, bounds, loopback,
 };
 pub use proxy::{Balance, ProxyConfig, UpstreamAddr};
 pub use routes::{FilesConfig, Route, RouteKind, SendPath, TopicSource, UploadConfig};

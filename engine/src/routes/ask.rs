@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use ringstream_protocol::http::Request;
+use ringstream_protocol::ws::deflate::DeflateParams;
 
 use super::Refused;
 use super::broadcast::publish::{self, PublishHead};
@@ -69,12 +70,14 @@ impl Joins {
     /// handler's head, told the subprotocol and the peer (asked of the kernel with `peer`
     /// here rather than kept by every connection); a topic's membership, joined before the
     /// 101 leaves so that whatever is published once the client has its 101 reaches it, from
-    /// any worker (leaving is dropping the membership, on any path).
+    /// any worker (leaving is dropping the membership, on any path), and sent compressed when
+    /// the upgrade agreed `deflate`.
     pub fn attach(
         self,
         ctx: &WorkerContext,
         route: &Route,
         protocol: Option<&str>,
+        deflate: Option<DeflateParams>,
         peer: impl FnOnce() -> io::Result<SocketAddr>,
     ) -> io::Result<Attachment> {
         Ok(match self {
@@ -91,6 +94,7 @@ impl Joins {
                     ctx.hub.topics.get_or_create(&topic),
                     route.ws.max_backpressure,
                     route.ws.slow_consumer,
+                    deflate.map(|params| params.server_max_window_bits),
                 );
                 Attachment::Broadcast(membership, echo_to_sender)
             }

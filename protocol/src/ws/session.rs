@@ -147,6 +147,9 @@ pub struct Session {
     inflater: Option<Box<Inflater>>,
     /// Where a fragmented compressed message is inflated (then swapped into the assembly).
     inflated: Vec<u8>,
+    /// What the last frame read gained by inflation: its message's inflated size less the
+    /// compressed payload of all its frames (0 for any other frame).
+    inflation_growth: u64,
 }
 
 impl Session {
@@ -160,6 +163,7 @@ impl Session {
             deflate: None,
             inflater: None,
             inflated: Vec::new(),
+            inflation_growth: 0,
         }
     }
 
@@ -196,6 +200,7 @@ impl Session {
         let Some((header, header_len)) = FrameHeader::parse(unparsed)? else {
             return Ok(None);
         };
+        self.inflation_growth = 0;
         self.peer_closed |= header.opcode == OpCode::Close;
         // RSV1 marks a compressed message: allowed on its first frame once agreed (RFC 7692
         // §6.1), never on a continuation or control frame.
@@ -230,6 +235,13 @@ impl Session {
             }
         };
         Ok(Some((event, end)))
+    }
+
+    /// After an [`Event::Message`] that was compressed: how many bytes its inflated payload
+    /// holds beyond the compressed payloads of its frames (0 after any other event). Byte rates
+    /// add it to the frame's bytes, so that they count what a message inflates to.
+    pub fn inflation_growth(&self) -> u64 {
+        self.inflation_growth
     }
 
     /// The reassembled payload after an [`Event::Message`] with [`Payload::Assembled`].
@@ -348,6 +360,7 @@ impl Session {
             .inflater
             .get_or_insert_with(|| Box::new(Inflater::new(&params)));
         let max = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+        let compressed_len = single.map_or(self.assembly.bytes.len(), <[u8]>::len);
         let result = match single {
             Some(payload) => inflater.inflate(payload, max, &mut self.assembly.bytes),
             None => {
@@ -370,6 +383,7 @@ impl Session {
         }
         self.assembly.compressed = false;
         self.complete = true;
+        self.inflation_growth = self.assembly.bytes.len().saturating_sub(compressed_len) as u64;
         Ok(Event::Message {
             text: self.assembly.text,
             payload: Payload::Assembled,
@@ -539,6 +553,33 @@ mod tests {
             ("text".into(), b"plain".to_vec()),
         ];
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn inflation_growth_is_what_a_compressed_message_gained_and_nothing_else() {
+        let mut session = Session::with_deflate(LIMITS, &DEFLATE);
+        let zeros = deflated(&[0u8; 90]);
+        let mut growth = |bytes: &mut Vec<u8>| {
+            let (event, _) = session.read(bytes).unwrap().unwrap();
+            let is_message = matches!(event, Event::Message { .. });
+            let growth = session.inflation_growth();
+            session.finish_message();
+            (is_message, growth)
+        };
+        let whole = (90 - zeros.len()) as u64;
+        assert_eq!(
+            growth(&mut client_frame_rsv(true, 0b100, OpCode::Binary, &zeros)),
+            (true, whole)
+        );
+        // In two frames: the growth comes with the last one, over both frames' payloads.
+        let mut first = client_frame_rsv(false, 0b100, OpCode::Binary, &zeros[..2]);
+        assert_eq!(growth(&mut first), (false, 0));
+        let mut last = client_frame(true, OpCode::Continuation, &zeros[2..]);
+        assert_eq!(growth(&mut last), (true, whole));
+        assert_eq!(
+            growth(&mut client_frame(true, OpCode::Binary, &[0; 90])),
+            (true, 0)
+        );
     }
 
     #[test]

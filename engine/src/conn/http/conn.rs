@@ -440,7 +440,7 @@ impl<T: Transport> Connection<T> {
         let protocol =
             ws::write_accepted(&mut self.out, &accepted, route_config.kind.subprotocols());
         let attachment = joins
-            .attach(&ctx, route_config, protocol, || {
+            .attach(&ctx, route_config, protocol, accepted.deflate(), || {
                 self.stream.io().peer_addr()
             })
             .map_err(|_| Stop::Close)?;

@@ -2,7 +2,8 @@
 //!
 //! Everything here belongs to one worker thread: delivering takes no lock. Each member has a
 //! [`SubscriberQueue`] bounded by `max_backpressure`; delivery offers the shared frame to every
-//! queue and wakes the member's connection, which writes what is queued in one vectored write.
+//! queue (compressed once for the members that agreed permessage-deflate, [`super::compress`])
+//! and wakes the member's connection, which writes what is queued in one vectored write.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use slab::Slab;
 
+use super::compress::{FrameVariants, TopicCompressors};
 use super::topics::Topic;
 use crate::routes::broadcast::member_queue::{Offered, SlowConsumer, SubscriberQueue};
 
@@ -20,6 +22,8 @@ use crate::routes::broadcast::member_queue::{Offered, SlowConsumer, SubscriberQu
 #[derive(Debug)]
 pub struct Member {
     state: RefCell<MemberState>,
+    /// The server window the member agreed for permessage-deflate (`None`: not agreed).
+    deflate_window_bits: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -74,13 +78,13 @@ impl Member {
     }
 
     /// Offers a frame; wakes the connection when there is something to do.
-    fn offer(&self, frame: &Bytes, outcome: &mut Delivery) {
+    fn offer(&self, frame: Bytes, outcome: &mut Delivery) {
         let waker = {
             let mut state = self.state.borrow_mut();
             if state.close {
                 return;
             }
-            match state.queue.offer(frame.clone()) {
+            match state.queue.offer(frame) {
                 Offered::Queued => outcome.queued += 1,
                 Offered::QueuedDropping { dropped } => {
                     outcome.queued += 1;
@@ -152,6 +156,7 @@ pub struct Delivery {
 pub struct LocalTopics {
     worker: usize,
     topics: HashMap<usize, Slab<Rc<Member>>>,
+    compressors: RefCell<TopicCompressors>,
 }
 
 fn topic_key(topic: &Topic) -> usize {
@@ -164,17 +169,20 @@ impl LocalTopics {
         Self {
             worker,
             topics: HashMap::new(),
+            compressors: RefCell::default(),
         }
     }
 
-    /// Adds a member to `topic` on this worker, with a queue of `max_bytes` under `policy`.
-    /// Counted in the topic before it returns, so a publish that starts afterwards on any core
-    /// reaches the member.
+    /// Adds a member to `topic` on this worker, with a queue of `max_bytes` under `policy`,
+    /// sent compressed frames when it agreed permessage-deflate with the server window
+    /// `deflate_window_bits`. Counted in the topic before it returns, so a publish that starts
+    /// afterwards on any core reaches the member.
     pub fn join(
         topics: &Rc<RefCell<Self>>,
         topic: Arc<Topic>,
         max_bytes: usize,
         policy: SlowConsumer,
+        deflate_window_bits: Option<u8>,
     ) -> Membership {
         let member = Rc::new(Member {
             state: RefCell::new(MemberState {
@@ -182,6 +190,7 @@ impl LocalTopics {
                 waker: None,
                 close: false,
             }),
+            deflate_window_bits,
         });
         let key = {
             let mut this = topics.borrow_mut();
@@ -216,8 +225,11 @@ impl LocalTopics {
     pub fn deliver(&self, topic: &Topic, frame: &Bytes, skip: Option<usize>) -> Delivery {
         let mut outcome = Delivery::default();
         if let Some(members) = self.topics.get(&topic_key(topic)) {
+            let mut variants = FrameVariants::new(frame);
+            let mut compressors = self.compressors.borrow_mut();
             for (key, member) in members {
                 if Some(key) != skip {
+                    let frame = variants.for_member(member.deflate_window_bits, &mut compressors);
                     member.offer(frame, &mut outcome);
                 }
             }
@@ -249,7 +261,7 @@ mod tests {
         max: usize,
         policy: SlowConsumer,
     ) -> Membership {
-        LocalTopics::join(local, Arc::clone(topic), max, policy)
+        LocalTopics::join(local, Arc::clone(topic), max, policy, None)
     }
 
     #[test]

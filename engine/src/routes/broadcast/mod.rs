@@ -9,9 +9,14 @@
 //! - [`local`]: each worker's own members per topic and their bounded queues
 //!   ([`crate::routes::broadcast::member_queue`]); delivery on a core takes no lock.
 //!
+//! - [`compress`]: the message compressed once per delivery and window size for the members
+//!   that agreed permessage-deflate.
+//!
 //! A published message is encoded into a server frame once; every member's queue on every
-//! core holds a refcounted [`bytes::Bytes`] view of that one allocation.
+//! core holds a refcounted [`bytes::Bytes`] view of that one allocation (or of its compressed
+//! frame, made once per worker and window size).
 
+pub mod compress;
 pub mod hub;
 pub mod local;
 pub mod member;

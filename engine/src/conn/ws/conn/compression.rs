@@ -1,17 +1,18 @@
 //! What the server sends compressed on a connection that agreed permessage-deflate: the echo
-//! route's replies. Other messages (a handler's, a topic's) go uncompressed, which RFC 7692
-//! allows message by message.
+//! route's replies. A topic's messages are compressed once per delivery for all its members
+//! (`routes/broadcast/compress.rs`); a handler's go uncompressed, which RFC 7692 allows
+//! message by message.
 //!
 //! The compressor is made for the first message and, when the server starts every message
 //! afresh (`deflate_context_takeover = false`), dropped after each one: an idle connection then
 //! holds no compression memory.
 
 use ringstream_protocol::ws::OpCode;
+
+use crate::config::DEFLATE_LEVEL;
 use ringstream_protocol::ws::deflate::{DeflateParams, Deflater};
 use ringstream_protocol::ws::frame::FrameHeader;
 
-/// zlib's level 1: the cheapest, and most of the gain on the text and JSON messages are made of.
-const LEVEL: u32 = 1;
 /// A scratch buffer larger than this is given back after its message.
 const KEEP_SCRATCH: usize = 64 * 1024;
 
@@ -43,7 +44,7 @@ impl Compression {
         let params = self.params;
         let deflater = self
             .deflater
-            .get_or_insert_with(|| Box::new(Deflater::new(&params, LEVEL)));
+            .get_or_insert_with(|| Box::new(Deflater::new(&params, DEFLATE_LEVEL)));
         self.scratch.clear();
         if prefix.is_empty() {
             deflater.compress(body, &mut self.scratch);

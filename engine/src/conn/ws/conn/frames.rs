@@ -52,10 +52,12 @@ impl<T: Transport> WsConnection<T> {
             if let Some(log) = &self.log {
                 log.count_in(consumed);
             }
-            // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes.
-            // A close is never dropped: it ends the connection either way.
+            // Every frame counts, control frames too; `bytes_per_minute` counts frame bytes,
+            // and a compressed message's inflated size (what it gained comes with its last
+            // frame). A close is never dropped: it ends the connection either way.
+            let charged = consumed as u64 + self.session.inflation_growth();
             if !matches!(event, Event::Close { .. })
-                && let Some(rule) = self.over_rate(consumed as u64, route)
+                && let Some(rule) = self.over_rate(charged, route)
             {
                 match route.ws.on_limit {
                     OnLimit::Close => {
