@@ -11,6 +11,11 @@ below), everything on loopback:
   handshakes s_time completed;
 - download: `curl` on core 1 fetching a file of random bytes (`--file-mib`, 256 MiB)
   `--downloads` times over https on one connection; server CPU per GiB sent;
+- wss echo: `benches/wss_echo_client.py` on core 1, `--echo-connections` (100) WebSockets
+  over TLS each with one 32-byte message in flight; server CPU per message over the run
+  (read when every connection is open, and at the end). ringstream echoes itself; nginx
+  terminates TLS and proxies to a plain ringstream echo beside it on core 0 (the `echo
+  backend`): nginx's CPU is its own, TLS and relaying only, with the backend's beside it;
 - memory: `--connections` connections that send a TLS record header and stall mid-handshake;
   then, on a server started anew, as many that finish their handshake and one keep-alive
   request and stay idle; server RSS growth per connection (VmRSS from /proc).
@@ -65,6 +70,13 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         location = /health {{ return 200 "ok"; }}
         location /files/ {{ alias {files}/; }}
+        location /ws/echo {{
+            proxy_pass http://{backend};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 300s;
+        }}
     }}
 }}
 """
@@ -75,6 +87,7 @@ workers = 1
 [limits]
 header_timeout = "300s"
 keepalive_timeout = "300s"
+heartbeat_interval = "300s"
 max_connections = 20000
 exempt = ["127.0.0.0/8"]
 
@@ -90,6 +103,23 @@ kind = "health"
 path = "/files/"
 kind = "files"
 root = "{files}"
+
+[[routes]]
+path = "/ws/echo"
+kind = "echo"
+"""
+
+# The plain echo nginx proxies the wss echo to.
+BACKEND_CONF = """listen = "127.0.0.1:0"
+workers = 1
+
+[limits]
+heartbeat_interval = "300s"
+exempt = ["127.0.0.0/8"]
+
+[[routes]]
+path = "/ws/echo"
+kind = "echo"
 """
 
 
@@ -104,21 +134,34 @@ def make_certificate(directory):
     return cert, key
 
 
-def start_server(name, binary, directory, cert, key, files):
-    """Starts `name` on core 0: (process, address) or (None, None)."""
+def start_server(name, binary, directory, cert, key, files, backend="127.0.0.1:9"):
+    """Starts `name` on core 0: (process, address) or (None, None). nginx proxies its echo
+    location to `backend`."""
     run = os.path.join(directory, name)
     os.makedirs(run, exist_ok=True)
     if name == "nginx":
         port = free_port()
         conf = os.path.join(run, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(run=run, port=port, cert=cert, key=key, files=files))
+            f.write(NGINX_CONF.format(run=run, port=port, cert=cert, key=key, files=files,
+                                      backend=backend))
         return start_on_port([shutil.which("nginx") or "/usr/sbin/nginx", "-p", run, "-e",
                               os.path.join(run, "error.log"), "-c", conf], port)
     conf = os.path.join(run, "ringstream.toml")
     with open(conf, "w") as f:
         f.write(RINGSTREAM_CONF.format(cert=cert, key=key, files=files))
     return start_printing([binary, "serve", "--config", conf, "--log-level", "warn"])
+
+
+def start_backend(binary, directory):
+    """The plain ringstream echo nginx proxies to, on core 0: (process, address)."""
+    conf = os.path.join(directory, "backend.toml")
+    with open(conf, "w") as f:
+        f.write(BACKEND_CONF)
+    process, addr = start_printing([binary, "serve", "--config", conf, "--log-level", "warn"])
+    if process is None:
+        sys.exit("the echo backend did not start")
+    return process, addr
 
 
 def cpu_seconds(pid):
@@ -166,6 +209,35 @@ def download(process, addr, downloads, file_size):
         return None
     gib = sent / 2**30
     return {"cpu_s_per_gib": used / gib, "gib_per_sec": gib / elapsed}
+
+
+def wss_echo(process, addr, connections, seconds, backend=None):
+    """Server CPU µs per 32-byte wss echo (and the backend's, behind nginx), and messages/s."""
+    client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wss_echo_client.py")
+    load = subprocess.Popen(["taskset", "-c", "1", sys.executable, client, addr, "/ws/echo",
+                             str(connections), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        if load.stdout.readline().strip() != "connected":
+            return None
+        before, start = cpu_seconds(process.pid), time.monotonic()
+        backend_before = backend and cpu_seconds(backend.pid)
+        last = load.stdout.readline().split()
+        elapsed = time.monotonic() - start
+        used = cpu_seconds(process.pid) - before
+        backend_used = backend and cpu_seconds(backend.pid) - backend_before
+        load.wait(timeout=30)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    if load.returncode != 0 or len(last) != 2 or last[0] != "messages":
+        return None
+    count = max(int(last[1]), 1)
+    result = {"cpu_us": used * 1e6 / count, "per_sec": count / elapsed}
+    if backend:
+        result["backend_cpu_us"] = backend_used * 1e6 / count
+    return result
 
 
 def stalled_handshakes(process, addr, count):
@@ -223,12 +295,14 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--downloads", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4000)
+    parser.add_argument("--echo-connections", type=int, default=100)
     parser.add_argument("--file-mib", type=int, default=256, help="size of the downloaded file")
     parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.downloads, args.connections = 1, 1, 1, 50
+        args.echo_connections = 10
         args.build, args.file_mib = "debug", 8
     missing = [tool for tool in ("openssl", "curl") if not shutil.which(tool)]
     if missing:
@@ -258,19 +332,27 @@ def main():
                     "handshake": lambda p, a: handshakes(p, a, args.seconds),
                     "download": lambda p, a: download(p, a, args.downloads,
                                                       args.file_mib * 2**20),
+                    "wss": lambda p, a: wss_echo(p, a, args.echo_connections, args.seconds,
+                                                 backend),
                     "memory": lambda p, a: {
                         "stalled_handshake_b": stalled_handshakes(p, a, args.connections)},
                     "idle": lambda p, a: {"idle_https_b": idle_connections(p, a, args.connections)},
                 }
                 run = {}
                 for part, measure in parts.items():
-                    process, addr = start_server(name, binary, directory, cert, key, files)
+                    backend = None
+                    if name == "nginx" and part == "wss":
+                        backend, backend_addr = start_backend(binary, directory)
+                    process, addr = start_server(name, binary, directory, cert, key, files,
+                                                 *([backend_addr] if backend else []))
                     if process is None:
                         sys.exit(f"{name} did not start")
                     try:
                         run[part] = measure(process, addr)
                     finally:
                         stop(process)
+                        if backend:
+                            stop(backend)
                 print(f"round {round_index + 1} {name}: {run}", file=sys.stderr)
                 results[name].append(run)
     rows = []
@@ -288,12 +370,17 @@ def main():
                      fmt(pick("handshake", "per_sec"), ",.0f"),
                      fmt(pick("download", "cpu_s_per_gib"), ".3f"),
                      fmt(pick("download", "gib_per_sec"), ".2f"),
+                     fmt(pick("wss", "cpu_us"), ".2f")
+                     + (f" (+{fmt(pick('wss', 'backend_cpu_us'), '.2f')} echo backend)"
+                        if name == "nginx" else ""),
+                     fmt(pick("wss", "per_sec"), ",.0f"),
                      fmt(pick("memory", "stalled_handshake_b"), ",.0f"),
                      fmt(pick("idle", "idle_https_b"), ",.0f")])
     print(machine_line(args.build))
     print()
     print(markdown(["server", "CPU µs per handshake", "handshakes/s", "CPU s per GiB (https)",
-                    "GiB/s", "RSS B per stalled handshake", "RSS B per idle https connection"],
+                    "GiB/s", "CPU µs per 32 B wss echo", "wss echoes/s",
+                    "RSS B per stalled handshake", "RSS B per idle https connection"],
                    rows))
 
 

@@ -1,9 +1,12 @@
-//! WebSocket codec benchmarks: unmasking (word-at-a-time against the byte loop) and the
-//! session's parse-and-unmask of a stream of client frames.
+//! WebSocket codec benchmarks: unmasking (word-at-a-time against the byte loop), the
+//! session's parse-and-unmask of a stream of client frames, and permessage-deflate: one
+//! message compressed afresh at the server's level (what a broadcast costs once per message
+//! and window size) and inflated.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ringstream_protocol::ws::deflate::{DeflateParams, Deflater, Inflater};
 use ringstream_protocol::ws::mask::{apply_mask, apply_mask_bytewise};
 use ringstream_protocol::ws::session::{Session, SessionLimits};
 use ringstream_protocol::ws::{FrameHeader, OpCode};
@@ -69,5 +72,62 @@ fn session(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, unmask, session);
+/// Hexadecimal text, as `ringstream bench broadcast` fills its messages: deflate takes it to a
+/// little over half.
+fn hex_text(size: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b"0123456789abcdef"[(state & 0xf) as usize]
+        })
+        .collect()
+}
+
+fn deflate(c: &mut Criterion) {
+    let params = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut group = c.benchmark_group("permessage_deflate");
+    for size in [64usize, 512, 16 * 1024] {
+        let message = hex_text(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        // The server's compressor: level 1, reset after each message.
+        let mut deflater = Deflater::new(&params, 1);
+        let mut compressed = Vec::new();
+        group.bench_with_input(BenchmarkId::new("compress", size), &size, |b, _| {
+            b.iter(|| {
+                compressed.clear();
+                deflater.compress(black_box(&message), &mut compressed);
+                black_box(compressed.len())
+            });
+        });
+        // A compressor made for the message and dropped after it, as a connection without
+        // context takeover would if it owned one.
+        group.bench_with_input(BenchmarkId::new("compress_fresh", size), &size, |b, _| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                Deflater::new(&params, 1).compress(black_box(&message), &mut out);
+                black_box(out.len())
+            });
+        });
+        let mut inflater = Inflater::new(&params);
+        let mut inflated = Vec::new();
+        group.bench_with_input(BenchmarkId::new("inflate", size), &size, |b, _| {
+            b.iter(|| {
+                inflated.clear();
+                let _ = inflater.inflate(black_box(&compressed), 1 << 20, &mut inflated);
+                black_box(inflated.len())
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, unmask, session, deflate);
 criterion_main!(benches);

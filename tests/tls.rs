@@ -227,6 +227,35 @@ fn a_connection_refused_at_accept_is_closed_without_a_handshake() {
 }
 
 #[test]
+fn handshakes_per_client_per_minute_are_limited_like_connections() {
+    let certs = Certs::new("per-minute");
+    let limits = "exempt = []\nconnections_per_minute = 2";
+    for driver in DRIVERS {
+        let config = config_with_limits(&certs, "", limits);
+        let server = Server::with_config(&config, &["--io-driver", driver]);
+        let mut first = certs.connect(&server, "localhost").unwrap();
+        assert_eq!(
+            ask(&mut first, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").status,
+            200,
+            "{driver}"
+        );
+        let mut second = certs.connect(&server, "localhost").unwrap();
+        assert_eq!(
+            ask(&mut second, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").status,
+            200,
+            "{driver}"
+        );
+        assert!(
+            certs.connect(&server, "localhost").is_err(),
+            "{driver}: the third connection within the minute is closed before its handshake"
+        );
+        let response = ask(&mut first, "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+        let stats: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(stats["tls"]["handshakes"], 2, "{driver}: {stats}");
+    }
+}
+
+#[test]
 fn sni_picks_the_certificate_of_the_name_asked_for() {
     let certs = Certs::new("sni");
     let sni = format!(

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::config::{HttpLimits, ServerConfig};
 use crate::protections::gate::ClientGate;
+use crate::routes::broadcast::compress::FreshCompressors;
 use crate::routes::broadcast::local::Delivery;
 use crate::routes::broadcast::{Hub, LocalTopics, Topic};
 use crate::routes::proxy::pool::UpstreamPools;
@@ -36,6 +37,7 @@ struct Worker {
     draining: Rc<Cell<bool>>,
     refusals_in_flight: Rc<Cell<usize>>,
     topics: Rc<RefCell<LocalTopics>>,
+    compressors: Rc<RefCell<FreshCompressors>>,
     access_log: Option<Rc<WorkerAccessLog>>,
     connections: Arc<ConnectionCounter>,
     metrics: Arc<Metrics>,
@@ -73,6 +75,9 @@ pub struct WorkerContext {
     pub hub: Arc<Hub>,
     /// This worker's members per topic.
     pub topics: Rc<RefCell<LocalTopics>>,
+    /// This worker's permessage-deflate compressors for messages compressed afresh (a topic's,
+    /// and echoes where the server keeps no context).
+    pub compressors: Rc<RefCell<FreshCompressors>>,
     /// What routes share (sink files, files roots), by route index.
     pub routes: RouteStates,
     /// This worker's connections to the upstreams of proxy routes.
@@ -113,6 +118,7 @@ impl WorkerContext {
         } = shared;
         let registry =
             ConnRegistry::new(Arc::clone(connections.budget()), metrics.open_gauge(index));
+        let compressors = Rc::<RefCell<FreshCompressors>>::default();
         Self::build(
             generation,
             index,
@@ -120,7 +126,11 @@ impl WorkerContext {
                 registry,
                 draining: Rc::default(),
                 refusals_in_flight: Rc::default(),
-                topics: Rc::new(RefCell::new(LocalTopics::new(index))),
+                topics: Rc::new(RefCell::new(LocalTopics::new(
+                    index,
+                    Rc::clone(&compressors),
+                ))),
+                compressors,
                 access_log: access_log.map(|log| Rc::new(WorkerAccessLog::new(log))),
                 connections,
                 metrics,
@@ -144,6 +154,7 @@ impl WorkerContext {
                 draining: Rc::clone(&self.draining),
                 refusals_in_flight: Rc::clone(&self.refusals_in_flight),
                 topics: Rc::clone(&self.topics),
+                compressors: Rc::clone(&self.compressors),
                 access_log: self.access_log.clone(),
                 connections: Arc::clone(&self.connections),
                 metrics: Arc::clone(&self.metrics),
@@ -170,6 +181,7 @@ impl WorkerContext {
             draining,
             refusals_in_flight,
             topics,
+            compressors,
             access_log,
             connections,
             metrics,
@@ -195,6 +207,7 @@ impl WorkerContext {
             upstreams: RefCell::default(),
             access_log,
             topics,
+            compressors,
             generation: generation.number,
             retired: Cell::new(false),
             index,

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use slab::Slab;
 
-use super::compress::{FrameVariants, TopicCompressors};
+use super::compress::{FrameVariants, FreshCompressors};
 use super::topics::Topic;
 use crate::routes::broadcast::member_queue::{Offered, SlowConsumer, SubscriberQueue};
 
@@ -156,7 +156,8 @@ pub struct Delivery {
 pub struct LocalTopics {
     worker: usize,
     topics: HashMap<usize, Slab<Rc<Member>>>,
-    compressors: RefCell<TopicCompressors>,
+    /// The worker's compressors, shared with its echo replies.
+    compressors: Rc<RefCell<FreshCompressors>>,
 }
 
 fn topic_key(topic: &Topic) -> usize {
@@ -164,12 +165,12 @@ fn topic_key(topic: &Topic) -> usize {
 }
 
 impl LocalTopics {
-    /// No topics yet, on worker `worker`.
-    pub fn new(worker: usize) -> Self {
+    /// No topics yet, on worker `worker`, compressing with `compressors`.
+    pub fn new(worker: usize, compressors: Rc<RefCell<FreshCompressors>>) -> Self {
         Self {
             worker,
             topics: HashMap::new(),
-            compressors: RefCell::default(),
+            compressors,
         }
     }
 
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn members_get_every_frame_but_the_skipped_sender() {
         let registry = TopicRegistry::new(1);
-        let local = Rc::new(RefCell::new(LocalTopics::new(0)));
+        let local = Rc::new(RefCell::new(LocalTopics::new(0, Rc::default())));
         let topic = registry.get_or_create("t");
         let a = join(&local, &topic, 1024, SlowConsumer::Close);
         let b = join(&local, &topic, 1024, SlowConsumer::Close);
@@ -290,7 +291,7 @@ mod tests {
     #[test]
     fn a_full_member_is_dropped_or_closed_per_policy_and_the_rest_still_receive() {
         let registry = TopicRegistry::new(1);
-        let local = Rc::new(RefCell::new(LocalTopics::new(0)));
+        let local = Rc::new(RefCell::new(LocalTopics::new(0, Rc::default())));
         let topic = registry.get_or_create("t");
         let slow_close = join(&local, &topic, 2, SlowConsumer::Close);
         let slow_drop = join(&local, &topic, 2, SlowConsumer::Drop);

@@ -10,7 +10,8 @@
 //!   ([`crate::routes::broadcast::member_queue`]); delivery on a core takes no lock.
 //!
 //! - [`compress`]: the message compressed once per delivery and window size for the members
-//!   that agreed permessage-deflate.
+//!   that agreed permessage-deflate, by the worker's compressors (which the echo route's
+//!   replies share when the server keeps no context).
 //!
 //! A published message is encoded into a server frame once; every member's queue on every
 //! core holds a refcounted [`bytes::Bytes`] view of that one allocation (or of its compressed

@@ -3,15 +3,19 @@
 //! (`routes/broadcast/compress.rs`); a handler's go uncompressed, which RFC 7692 allows
 //! message by message.
 //!
-//! The compressor is made for the first message and, when the server starts every message
-//! afresh (`deflate_context_takeover = false`), dropped after each one: an idle connection then
-//! holds no compression memory.
+//! When the server starts every message afresh (`deflate_context_takeover = false`, the
+//! default), the reply is compressed by the worker's shared compressor for its window size
+//! ([`FreshCompressors`]): a connection holds no compression memory, and no compressor is made
+//! per message. With context takeover the connection owns its compressor, made for its first
+//! message and kept.
+
+use std::cell::RefCell;
 
 use ringstream_protocol::ws::OpCode;
+use ringstream_protocol::ws::deflate::{DeflateParams, Deflater};
 
 use crate::config::DEFLATE_LEVEL;
-use ringstream_protocol::ws::deflate::{DeflateParams, Deflater};
-use ringstream_protocol::ws::frame::FrameHeader;
+use crate::routes::broadcast::compress::{FreshCompressors, write_compressed_frame};
 
 /// A scratch buffer larger than this is given back after its message.
 const KEEP_SCRATCH: usize = 64 * 1024;
@@ -20,6 +24,7 @@ const KEEP_SCRATCH: usize = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Compression {
     params: DeflateParams,
+    /// With context takeover: the connection's own compressor and its scratch buffer.
     deflater: Option<Box<Deflater>>,
     scratch: Vec<u8>,
 }
@@ -33,36 +38,35 @@ impl Compression {
         }
     }
 
-    /// Appends to `out` one compressed data frame carrying `prefix` then `body`.
+    /// Appends to `out` one compressed data frame carrying `prefix` then `body`; `fresh` is
+    /// the worker's shared compressors.
     pub(super) fn write_frame(
         &mut self,
         out: &mut Vec<u8>,
         opcode: OpCode,
         prefix: &[u8],
         body: &[u8],
+        fresh: &RefCell<FreshCompressors>,
     ) {
-        let params = self.params;
-        let deflater = self
-            .deflater
-            .get_or_insert_with(|| Box::new(Deflater::new(&params, DEFLATE_LEVEL)));
-        self.scratch.clear();
-        if prefix.is_empty() {
-            deflater.compress(body, &mut self.scratch);
+        let joined;
+        let message = if prefix.is_empty() {
+            body
         } else {
-            deflater.compress(&[prefix, body].concat(), &mut self.scratch);
-        }
-        FrameHeader {
-            fin: true,
-            rsv: 0b100,
-            opcode,
-            mask: None,
-            payload_len: self.scratch.len() as u64,
-        }
-        .write(out);
-        out.extend_from_slice(&self.scratch);
+            joined = [prefix, body].concat();
+            &joined
+        };
+        let params = self.params;
         if params.server_no_context_takeover {
-            self.deflater = None;
+            fresh
+                .borrow_mut()
+                .write_frame(params.server_max_window_bits, opcode, message, out);
+            return;
         }
+        self.scratch.clear();
+        self.deflater
+            .get_or_insert_with(|| Box::new(Deflater::new(&params, DEFLATE_LEVEL)))
+            .compress(message, &mut self.scratch);
+        write_compressed_frame(opcode, &self.scratch, out);
         if self.scratch.capacity() > KEEP_SCRATCH {
             self.scratch = Vec::new();
         }

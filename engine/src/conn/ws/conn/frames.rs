@@ -114,7 +114,8 @@ impl<T: Transport> WsConnection<T> {
                     };
                     let before = self.out.len();
                     if let Some(compression) = &mut self.compression {
-                        compression.write_frame(&mut self.out, opcode, prefix, body);
+                        let fresh = &self.ctx.compressors;
+                        compression.write_frame(&mut self.out, opcode, prefix, body, fresh);
                     } else {
                         let len = (prefix.len() + body.len()) as u64;
                         write_frame_header(&mut self.out, opcode, true, len);
