@@ -14,6 +14,12 @@ stopped by PID.
     benches/peers/install.sh        # uvicorn, Starlette, FastAPI, BustAPI (.env); Bun (node_modules)
     python3 benches/ws_load.py --rounds 3 --seconds 5 --svg benches/charts
 
+`--rates 20000,40000` adds open-loop rows (`ringstream bench echo --rate`): 32 B messages on
+100 connections at each fixed offered rate, each connection sending its share on a schedule
+whatever the echoes do, latency timed from the scheduled send time. They show the CPU per
+message at ordinary load, where completions arrive apart; pick the rates as fractions of the
+best peer's saturated rate (25% and 50%). The raw-TCP ceiling has no open-loop mode.
+
 A peer that is not installed, or does not start, is skipped with one line. `--smoke` (one
 short round of two workloads, `--build debug`) keeps the script from rotting;
 `benches/peers/run.py` runs these tables beside the other workloads.
@@ -95,7 +101,7 @@ def load_args(name, addr, workload):
     """The load generator's mode arguments for `workload` against server `name` at `addr`, or
     None where it does not apply (the raw-TCP server only echoes: no handshakes)."""
     if name == CEILING:
-        if workload[0] != "echo":
+        if workload[0] != "echo" or "--rate" in workload:
             return None
         return ["raw-tcp", "--addr", addr, *workload[1:]]
     extra = ECHO_OPTIONS.get(name, []) if workload[0] == "echo" else []
@@ -159,11 +165,17 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="one short round of two workloads, to check the script works")
     parser.add_argument("--svg", metavar="DIR", help="write one SVG bar chart per workload")
+    parser.add_argument("--rates", default="",
+                        help="comma-separated offered rates (messages/s) for open-loop rows")
     args = parser.parse_args()
-    workloads = WORKLOADS
+    open_loop = [
+        (f"echo 32 B at {rate:,}/s, 100 conns",
+         ["echo", "--size", "32", "--connections", "100", "--rate", str(rate)])
+        for rate in (int(r) for r in args.rates.split(",") if r.strip())]
+    workloads = WORKLOADS + open_loop
     if args.smoke:
         args.rounds, args.seconds, args.warmup = 1, 0.5, 0.2
-        workloads = [WORKLOADS[0], WORKLOADS[1]]
+        workloads = [WORKLOADS[0], WORKLOADS[1], *open_loop]
     workloads = matching(workloads, args.workload, key=lambda w: w[0])
     names = matching(SERVERS, args.only, keep={"ringstream"})
     servers = available(names, args.build,

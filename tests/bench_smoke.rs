@@ -90,6 +90,39 @@ fn the_echo_load_answers_the_servers_heartbeat_pings() {
 }
 
 #[test]
+fn the_open_loop_echo_keeps_its_rate_through_heartbeat_pings() {
+    let server = Server::with_config(
+        "[limits]\nheartbeat_interval = \"100ms\"\n\n[[routes]]\npath = \"/ws/echo\"\nkind = \"echo\"\n",
+        &[],
+    );
+    let url = format!("ws://{}/ws/echo", server.addr);
+    let pid = server.pid().to_string();
+    for text in [false, true] {
+        let mut args = vec![
+            "echo",
+            "--url",
+            &url,
+            "--connections",
+            "4",
+            "--rate",
+            "400",
+            "--server-pid",
+            &pid,
+            "--json",
+        ];
+        if text {
+            args.push("--text");
+        }
+        let out = bench(&args);
+        assert_eq!(json_number(&out, "errors"), 0, "{out}");
+        // 400/s for 0.5 s: never more than the schedule's 200 (and the window's edges).
+        let ops = json_number(&out, "ops");
+        assert!(ops > 0 && ops <= 250, "{out}");
+        assert!(out.contains("at 400/s"), "{out}");
+    }
+}
+
+#[test]
 fn raw_tcp_load_completes_against_its_server() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_ringstream"))
         .args(["bench", "raw-tcp-server"])
@@ -154,6 +187,45 @@ fn the_broadcast_load_delivers_every_message_in_order() {
     assert_eq!(json_number(&out, "subscribers"), 20, "{out}");
     assert!(json_number(&out, "ops") > 0, "{out}");
     assert!(json_number(&out, "published") > 0, "{out}");
+}
+
+#[test]
+fn the_broadcast_load_inflates_what_comes_compressed() {
+    let config = "[[routes]]\npath = \"/ws/broadcast/{topic}\"\nkind = \"broadcast\"\n\
+                  echo_to_sender = true\n[routes.limits]\npermessage_deflate = true\n";
+    let server = Server::with_config(config, &[]);
+    let url = format!("ws://{}/ws/broadcast/smoke", server.addr);
+    let args = [
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "10",
+        "--size",
+        "600",
+        "--deflate",
+        "--json",
+    ];
+    let out = bench(&args);
+    assert_eq!(json_number(&out, "errors"), 0, "{out}");
+    assert!(json_number(&out, "ops") > 0, "{out}");
+    // A server that does not agree the extension fails the run, saying so.
+    let plain = Server::start(&[]);
+    let url = format!("ws://{}/ws/broadcast/smoke", plain.addr);
+    let refused = bench_output(&[
+        "broadcast",
+        "--url",
+        &url,
+        "--subscribers",
+        "2",
+        "--deflate",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("did not agree permessage-deflate"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! connections, every answer verified; reports the rate, latency p50/p99 and, given the
 //! server's PID, the server's CPU time per operation.
 //!
-//! Layout: `ws` (echo and handshake), `broadcast`, `download` and `raw` are the loads;
+//! Layout: `ws` (echo and handshake), `echo_rate` (the echo in open loop), `broadcast`,
+//! `download` and `raw` are the loads;
 //! `window` is the warm-up and measured window they all run in; `stats` what they count.
 
 mod broadcast;
 mod download;
+mod echo_rate;
 mod raw;
 mod stats;
 mod window;
@@ -49,6 +51,11 @@ pub enum Mode {
         /// servers whose echo handles text only.
         #[arg(long)]
         text: bool,
+        /// Open loop: offer this many messages per second in all, each connection its share
+        /// on a fixed schedule whatever the echoes do, latency timed from each message's
+        /// scheduled send time (instead of `--depth` messages in flight per connection).
+        #[arg(long, conflicts_with = "depth")]
+        rate: Option<f64>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -158,8 +165,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Mode::Echo {
                 url,
                 size,
+                text,
+                rate: Some(rate),
+                run,
+                ..
+            } => {
+                if !(rate > 0.0 && rate.is_finite()) {
+                    anyhow::bail!("--rate must be a positive number of messages per second");
+                }
+                let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;
+                let payload = if text {
+                    ws::Payload::Text
+                } else {
+                    ws::Payload::Binary
+                };
+                let label = format!("echo {size} B at {rate:.0}/s");
+                let index = Cell::new(0);
+                measure(&label, &run, |phase, stats| {
+                    let schedule = echo_rate::Schedule::new(rate, run.connections, index.get());
+                    index.set(index.get() + 1);
+                    echo_rate::echo_at_rate(target.clone(), size, payload, schedule, phase, stats)
+                })
+                .await
+            }
+            Mode::Echo {
+                url,
+                size,
                 depth,
                 text,
+                rate: None,
                 run,
             } => {
                 let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;

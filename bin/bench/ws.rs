@@ -153,6 +153,25 @@ impl Client {
 }
 
 impl Client {
+    /// Reads the next message and checks that it is the echo of message `n` (`expected` is
+    /// scratch of the message's size); the error says what went wrong.
+    pub(super) async fn read_echo(
+        &mut self,
+        payload: Payload,
+        n: u64,
+        expected: &mut [u8],
+    ) -> Result<(), String> {
+        let (header, range) = self
+            .read_message()
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        expected_payload(payload, n, expected);
+        if header.opcode != payload.opcode() || self.buf[range] != expected[..] {
+            return Err(format!("wrong echo of message {n}"));
+        }
+        Ok(())
+    }
+
     /// Reads the next data or close frame; answers the server's heartbeat pings on the way
     /// (the server pings every `heartbeat_interval`, busy or not) and skips pongs.
     pub(super) async fn read_message(
@@ -247,8 +266,17 @@ fn expected_payload(payload: Payload, n: u64, out: &mut [u8]) {
     out[..len].copy_from_slice(&counter[..len]);
 }
 
+/// Writes message `n`'s counter, masked, over the start of a client frame's `payload` (the
+/// first 8 bytes at most).
+pub(super) fn stamp_counter(payload: Payload, n: u64, masked: &mut [u8]) {
+    let counter = payload.counter(n);
+    for (i, byte) in masked.iter_mut().take(8).enumerate() {
+        *byte = counter[i] ^ KEY[i % 4];
+    }
+}
+
 /// A masked client frame of `size` bytes.
-fn client_frame(payload: Payload, size: usize, n: u64) -> Vec<u8> {
+pub(super) fn client_frame(payload: Payload, size: usize, n: u64) -> Vec<u8> {
     let mut frame = Vec::with_capacity(size + 14);
     FrameHeader {
         fin: true,
@@ -292,10 +320,7 @@ pub async fn echo(
         for k in 0..depth as u64 {
             batch.extend_from_slice(&template);
             let at = batch.len() - size;
-            let counter = payload.counter(n + k);
-            for i in 0..size.min(8) {
-                batch[at + i] = counter[i] ^ KEY[i % 4];
-            }
+            stamp_counter(payload, n + k, &mut batch[at..]);
         }
         let sent = Instant::now();
         let BufResult(result, returned) = client.stream.write_all(batch).await;
@@ -304,15 +329,8 @@ pub async fn echo(
             return stats.borrow_mut().error(format!("write: {e}"));
         }
         for _ in 0..depth {
-            let (header, range) = match client.read_message().await {
-                Ok(frame) => frame,
-                Err(e) => return stats.borrow_mut().error(format!("read: {e}")),
-            };
-            expected_payload(payload, n, &mut expected);
-            if header.opcode != payload.opcode() || client.buf[range] != expected[..] {
-                return stats
-                    .borrow_mut()
-                    .error(format!("wrong echo of message {n}"));
+            if let Err(e) = client.read_echo(payload, n, &mut expected).await {
+                return stats.borrow_mut().error(e);
             }
             n += 1;
             if phase.get() == Phase::Measure {
