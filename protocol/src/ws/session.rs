@@ -140,16 +140,23 @@ pub struct Session {
     complete: bool,
     /// Whether the peer has sent a close frame (valid or not).
     peer_closed: bool,
-    /// The permessage-deflate parameters, when the extension was agreed.
-    deflate: Option<DeflateParams>,
+    /// permessage-deflate's side, when the extension was agreed (boxed: one word in the
+    /// sessions without it, which every idle connection keeps).
+    deflate: Option<Box<SessionDeflate>>,
+}
+
+/// A session's permessage-deflate state.
+#[derive(Debug)]
+struct SessionDeflate {
+    params: DeflateParams,
     /// The decompressor: made for the first compressed message, and dropped after each one
     /// when the client starts every message afresh (no window is kept between messages).
-    inflater: Option<Box<Inflater>>,
+    inflater: Option<Inflater>,
     /// Where a fragmented compressed message is inflated (then swapped into the assembly).
     inflated: Vec<u8>,
     /// What the last frame read gained by inflation: its message's inflated size less the
     /// compressed payload of all its frames (0 for any other frame).
-    inflation_growth: u64,
+    growth: u64,
 }
 
 impl Session {
@@ -161,16 +168,18 @@ impl Session {
             complete: false,
             peer_closed: false,
             deflate: None,
-            inflater: None,
-            inflated: Vec::new(),
-            inflation_growth: 0,
         }
     }
 
     /// A session that takes messages compressed with permessage-deflate under `params`.
     pub fn with_deflate(limits: SessionLimits, params: &DeflateParams) -> Self {
         Self {
-            deflate: Some(*params),
+            deflate: Some(Box::new(SessionDeflate {
+                params: *params,
+                inflater: None,
+                inflated: Vec::new(),
+                growth: 0,
+            })),
             ..Self::new(limits)
         }
     }
@@ -200,7 +209,9 @@ impl Session {
         let Some((header, header_len)) = FrameHeader::parse(unparsed)? else {
             return Ok(None);
         };
-        self.inflation_growth = 0;
+        if let Some(deflate) = &mut self.deflate {
+            deflate.growth = 0;
+        }
         self.peer_closed |= header.opcode == OpCode::Close;
         // RSV1 marks a compressed message: allowed on its first frame once agreed (RFC 7692
         // §6.1), never on a continuation or control frame.
@@ -241,7 +252,7 @@ impl Session {
     /// holds beyond the compressed payloads of its frames (0 after any other event). Byte rates
     /// add it to the frame's bytes, so that they count what a message inflates to.
     pub fn inflation_growth(&self) -> u64 {
-        self.inflation_growth
+        self.deflate.as_ref().map_or(0, |deflate| deflate.growth)
     }
 
     /// The reassembled payload after an [`Event::Message`] with [`Payload::Assembled`].
@@ -251,7 +262,8 @@ impl Session {
 
     /// Bytes the reassembly buffer holds (its capacity), for memory accounting.
     pub fn held_bytes(&self) -> usize {
-        self.assembly.bytes.capacity() + self.inflated.capacity()
+        let inflated = self.deflate.as_ref().map_or(0, |d| d.inflated.capacity());
+        self.assembly.bytes.capacity() + inflated
     }
 
     /// Frees the reassembly buffer when no fragmented message is open or unfinished; it is
@@ -260,7 +272,9 @@ impl Session {
         if !self.assembly.open && !self.complete {
             self.assembly.bytes = Vec::new();
         }
-        self.inflated = Vec::new();
+        if let Some(deflate) = &mut self.deflate {
+            deflate.inflated = Vec::new();
+        }
     }
 
     /// Releases the last complete message (its reassembly buffer is reused).
@@ -353,27 +367,29 @@ impl Session {
     /// fragments, into the assembly buffer, with `max_message_size` as the cap; validates its
     /// text.
     fn inflate_message(&mut self, single: Option<&[u8]>) -> Result<Event, ProtocolError> {
-        let Some(params) = self.deflate else {
+        let Some(deflate) = self.deflate.as_deref_mut() else {
             return Err(ProtocolError::BadCompression);
         };
-        let inflater = self
+        let params = deflate.params;
+        let inflater = deflate
             .inflater
-            .get_or_insert_with(|| Box::new(Inflater::new(&params)));
+            .get_or_insert_with(|| Inflater::new(&params));
         let max = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
         let compressed_len = single.map_or(self.assembly.bytes.len(), <[u8]>::len);
         let result = match single {
             Some(payload) => inflater.inflate(payload, max, &mut self.assembly.bytes),
             None => {
-                self.inflated.clear();
-                let result = inflater.inflate(&self.assembly.bytes, max, &mut self.inflated);
-                std::mem::swap(&mut self.assembly.bytes, &mut self.inflated);
-                self.inflated.clear();
+                deflate.inflated.clear();
+                let result = inflater.inflate(&self.assembly.bytes, max, &mut deflate.inflated);
+                std::mem::swap(&mut self.assembly.bytes, &mut deflate.inflated);
+                deflate.inflated.clear();
                 result
             }
         };
         if params.client_no_context_takeover {
-            self.inflater = None;
+            deflate.inflater = None;
         }
+        let growth = &mut deflate.growth;
         result.map_err(|e| match e {
             InflateError::TooBig => ProtocolError::MessageTooBig,
             InflateError::Corrupt => ProtocolError::BadCompression,
@@ -383,7 +399,7 @@ impl Session {
         }
         self.assembly.compressed = false;
         self.complete = true;
-        self.inflation_growth = self.assembly.bytes.len().saturating_sub(compressed_len) as u64;
+        *growth = self.assembly.bytes.len().saturating_sub(compressed_len) as u64;
         Ok(Event::Message {
             text: self.assembly.text,
             payload: Payload::Assembled,
