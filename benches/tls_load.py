@@ -134,9 +134,9 @@ def make_certificate(directory):
     return cert, key
 
 
-def start_server(name, binary, directory, cert, key, files, backend="127.0.0.1:9"):
+def start_server(name, binary, directory, cert, key, files, backend):
     """Starts `name` on core 0: (process, address) or (None, None). nginx proxies its echo
-    location to `backend`."""
+    location to `backend` (a closed port for the parts that do not use it)."""
     run = os.path.join(directory, name)
     os.makedirs(run, exist_ok=True)
     if name == "nginx":
@@ -340,11 +340,11 @@ def main():
                 }
                 run = {}
                 for part, measure in parts.items():
-                    backend = None
+                    backend, backend_addr = None, "127.0.0.1:9"
                     if name == "nginx" and part == "wss":
                         backend, backend_addr = start_backend(binary, directory)
                     process, addr = start_server(name, binary, directory, cert, key, files,
-                                                 *([backend_addr] if backend else []))
+                                                 backend_addr)
                     if process is None:
                         sys.exit(f"{name} did not start")
                     try:

@@ -63,8 +63,8 @@ pub async fn echo_at_rate(
     // The scheduled send times of the messages in flight, oldest first.
     let in_flight: RefCell<VecDeque<Instant>> = RefCell::new(VecDeque::new());
     let send = async {
-        let template = client_frame(payload, size, 0);
-        let mut frame = template.clone();
+        // Built once; per message only the counter bytes change.
+        let mut frame = client_frame(payload, size, 0);
         let mut due = Instant::now() + schedule.offset;
         let mut n: u64 = 0;
         while phase.get() != Phase::Done {
