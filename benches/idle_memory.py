@@ -22,12 +22,12 @@ import sys
 import time
 
 from benchlib import cell, markdown, ratio, skip, start, stop, with_build, write_chart
-from ws_load import CEILING, SERVERS
+from ws_load import RAW, SERVERS
 
 UPGRADE = (b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 # The servers with WebSocket connections to hold open.
-WEBSOCKET_SERVERS = [name for name in SERVERS if name != CEILING]
+WEBSOCKET_SERVERS = [name for name in SERVERS if name not in RAW]
 
 
 def raise_open_files(connections):

@@ -18,7 +18,13 @@ stopped by PID.
 100 connections at each fixed offered rate, each connection sending its share on a schedule
 whatever the echoes do, latency timed from the scheduled send time. They show the CPU per
 message at ordinary load, where completions arrive apart; pick the rates as fractions of the
-best peer's saturated rate (25% and 50%). The raw-TCP ceiling has no open-loop mode.
+best peer's saturated rate (25% and 50%). The raw-TCP echoes run the same open loop
+(`ringstream bench raw-tcp --rate`).
+
+Three raw TCP echoes (no WebSocket) give the floor of each row: the io_uring echo receiving
+once per read, as the engine does without a ring (the "raw-TCP rate" column is relative to it),
+the same with one multishot receive per connection into a provided-buffer ring, and a plain C
+epoll echo (`benches/peers/epoll_echo.c`, compiled with `cc` on first use).
 
 A peer that is not installed, or does not start, is skipped with one line. `--smoke` (one
 short round of two workloads, `--build debug`) keeps the script from rotting;
@@ -28,6 +34,8 @@ short round of two workloads, `--build debug`) keeps the script from rotting;
 import argparse
 import functools
 import os
+import shutil
+import subprocess
 import sys
 
 from benchlib import (PEERS, RELEASE, add_round_options, base_medians, bench, cell, chart_of,
@@ -42,10 +50,18 @@ UVICORN_OPTIONS = ["--host", "127.0.0.1", "--port", "{port}", "--loop", "uvloop"
                    "httptools", "--ws", "websockets", "--log-level", "warning",
                    "--no-access-log"]
 CEILING = "raw TCP echo (ceiling)"
+MULTISHOT_FLOOR = "raw TCP echo, multishot receive"
+EPOLL_FLOOR = "epoll TCP echo (C)"
+RAW = {CEILING, MULTISHOT_FLOOR, EPOLL_FLOOR}
+EPOLL_SOURCE = os.path.join(PEERS, "epoll_echo.c")
+EPOLL_ECHO = os.path.join(os.path.dirname(RELEASE), "epoll_echo")
 
 SERVERS = {
     "ringstream": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
                    "--log-level", "warn"],
+    # The engine receiving through one multishot receive per connection into a buffer ring.
+    "ringstream, ring receive": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers",
+                                 "1", "--log-level", "warn", "--receive", "ring"],
     # The same echo written with the handler API (recv, then send) instead of the turbo route.
     "ringstream handler": [os.path.join(RELEASE, "examples", "ws_handler_echo"), "127.0.0.1:0"],
     "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),
@@ -64,6 +80,9 @@ SERVERS = {
     "uvicorn + FastAPI": [*UVICORN, "fastapi_echo:app", *UVICORN_OPTIONS],
     # A trivial TCP echo server on the engine's ring set-up: the kernel's floor.
     CEILING: [RINGSTREAM, "bench", "raw-tcp-server"],
+    MULTISHOT_FLOOR: [RINGSTREAM, "bench", "raw-tcp-server", "--recv", "multishot"],
+    # A readiness loop in C: the other floor.
+    EPOLL_FLOOR: [EPOLL_ECHO, "{port}"],
 }
 
 # Options of the echo load for the servers that need them: BustAPI's Python handler is given
@@ -89,6 +108,8 @@ def available(names, build, skip):
     servers = {}
     for name in names:
         argv = with_build(SERVERS[name], build)
+        if name == EPOLL_FLOOR:
+            compile_epoll_echo()
         if os.path.exists(argv[0]):
             servers[name] = argv
         else:
@@ -97,11 +118,21 @@ def available(names, build, skip):
     return servers
 
 
+def compile_epoll_echo():
+    """Builds the C epoll echo beside the release binaries when its source is newer (or it is
+    missing); a machine without `cc` skips it."""
+    fresh = (os.path.exists(EPOLL_ECHO)
+             and os.path.getmtime(EPOLL_ECHO) >= os.path.getmtime(EPOLL_SOURCE))
+    if not fresh and shutil.which("cc"):
+        os.makedirs(os.path.dirname(EPOLL_ECHO), exist_ok=True)
+        subprocess.run(["cc", "-O2", "-o", EPOLL_ECHO, EPOLL_SOURCE], check=True)
+
+
 def load_args(name, addr, workload):
     """The load generator's mode arguments for `workload` against server `name` at `addr`, or
-    None where it does not apply (the raw-TCP server only echoes: no handshakes)."""
-    if name == CEILING:
-        if workload[0] != "echo" or "--rate" in workload:
+    None where it does not apply (the raw-TCP servers only echo: no handshakes)."""
+    if name in RAW:
+        if workload[0] != "echo":
             return None
         return ["raw-tcp", "--addr", addr, *workload[1:]]
     extra = ECHO_OPTIONS.get(name, []) if workload[0] == "echo" else []

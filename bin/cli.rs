@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringstream_engine::config::{
-    FilesConfig, IoDriver, Route, RouteKind, ServerConfig, UploadConfig, WsLimits,
+    FilesConfig, IoDriver, ReceiveMode, Route, RouteKind, ServerConfig, UploadConfig, WsLimits,
 };
 
 /// Where `--files DIR` serves DIR.
@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Completion driver [default: the file's io_driver, else auto]
     #[arg(long, value_name = "DRIVER")]
     pub io_driver: Option<IoDriverArg>,
+    /// How client connections receive on io_uring [default: the file's receive, else per-read]
+    #[arg(long, value_name = "MODE")]
+    pub receive: Option<ReceiveArg>,
     /// listen(2) backlog of each worker's socket, 1..=65535 [default: the file's backlog]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(config::MAX_BACKLOG)))]
     pub backlog: Option<u32>,
@@ -129,6 +132,24 @@ impl From<IoDriverArg> for IoDriver {
     }
 }
 
+/// `--receive` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReceiveArg {
+    /// One receive submitted per read, into the connection's own buffer
+    PerRead,
+    /// One multishot receive per connection into the worker's buffer ring (io_uring only)
+    Ring,
+}
+
+impl From<ReceiveArg> for ReceiveMode {
+    fn from(arg: ReceiveArg) -> Self {
+        match arg {
+            ReceiveArg::PerRead => Self::PerRead,
+            ReceiveArg::Ring => Self::Ring,
+        }
+    }
+}
+
 impl ServeArgs {
     /// The config file (or the embedded default) with this command line's overrides applied.
     pub fn load_config(&self) -> anyhow::Result<ServerConfig> {
@@ -149,6 +170,9 @@ impl ServeArgs {
         }
         if let Some(io_driver) = self.io_driver {
             config.io_driver = io_driver.into();
+        }
+        if let Some(receive) = self.receive {
+            config.receive = receive.into();
         }
         if let Some(backlog) = self.backlog {
             config.backlog = backlog;

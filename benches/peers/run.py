@@ -104,7 +104,7 @@ class Plan:
         total = 0.0
         if "ws" in self.tables:
             echo_rows = sum(1 for _, w in self.ws_workloads if w[0] == "echo")
-            runs = sum(echo_rows if n == ws_load.CEILING else len(self.ws_workloads)
+            runs = sum(echo_rows if n in ws_load.RAW else len(self.ws_workloads)
                        for n in self.ws_names)
             total += self.rounds * (runs * run + len(self.ws_names) * START)
         if "broadcast" in self.tables:
@@ -113,7 +113,7 @@ class Plan:
             total += self.rounds * len(self.download_names) * (
                 len(self.download_workloads) * run + START)
         if "idle" in self.tables:
-            peers = [n for n in self.ws_names if n != ws_load.CEILING]
+            peers = [n for n in self.ws_names if n not in ws_load.RAW]
             opening = min(self.time_limit, self.connections / 1000)
             total += len(peers) * (opening + self.settle + START + 1)
         return total
@@ -227,7 +227,7 @@ def download_table(plan, skips):
 def idle_table(plan, skips):
     """The idle-memory table of every WebSocket server."""
     names = [n for n in ws_load.available(plan.ws_names, plan.args.build, skips)
-             if n != ws_load.CEILING]
+             if n not in ws_load.RAW]
     results, not_started = idle_memory.collect(names, plan.args.build, plan.connections,
                                                plan.settle, plan.time_limit)
     drawn = idle_memory.chart(results, plan.charts)

@@ -85,6 +85,10 @@ pub enum Mode {
         /// Messages written together and awaited together per connection (as `echo --depth`).
         #[arg(long, default_value_t = 1)]
         depth: usize,
+        /// Open loop, as `echo --rate`: this many messages per second in all, each connection
+        /// its share on a fixed schedule.
+        #[arg(long, conflicts_with = "depth")]
+        rate: Option<f64>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -100,6 +104,10 @@ pub enum Mode {
         /// (multishot receives land in the worker's ring of 16 KiB buffers).
         #[arg(long, default_value_t = 64 * 1024)]
         buffer: usize,
+        /// Set the ring up with `SINGLE_ISSUER | DEFER_TASKRUN` instead of the engine's
+        /// default `COOP_TASKRUN | TASKRUN_FLAG`.
+        #[arg(long)]
+        defer_taskrun: bool,
     },
 }
 
@@ -148,7 +156,7 @@ pub enum Phase {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = match &args.mode {
         Mode::Download(download) => download::runtime(download),
-        Mode::RawTcpServer { .. } => raw::runtime(),
+        Mode::RawTcpServer { defer_taskrun, .. } => raw::runtime(*defer_taskrun),
         _ => compio::runtime::Runtime::new(),
     }
     .context("building the client runtime")?;
@@ -158,6 +166,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 listen,
                 recv,
                 buffer,
+                ..
             } => Ok(raw::serve(listen, recv, buffer).await?),
             Mode::Broadcast(args) => broadcast::run(args).await,
             Mode::Download(args) => download::run(args).await,
@@ -170,9 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 run,
                 ..
             } => {
-                if !(rate > 0.0 && rate.is_finite()) {
-                    anyhow::bail!("--rate must be a positive number of messages per second");
-                }
+                let rate = positive_rate(rate)?;
                 let target = ws::Target::from_url(&url).map_err(anyhow::Error::msg)?;
                 let payload = if text {
                     ws::Payload::Text
@@ -223,7 +230,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Mode::RawTcp {
                 addr,
                 size,
+                rate: Some(rate),
+                run,
+                ..
+            } => {
+                let rate = positive_rate(rate)?;
+                let label = format!("raw-tcp echo {size} B at {rate:.0}/s");
+                let index = Cell::new(0);
+                measure(&label, &run, |phase, stats| {
+                    let schedule = echo_rate::Schedule::new(rate, run.connections, index.get());
+                    index.set(index.get() + 1);
+                    raw::echo_at_rate(addr, size, schedule, phase, stats)
+                })
+                .await
+            }
+            Mode::RawTcp {
+                addr,
+                size,
                 depth,
+                rate: None,
                 run,
             } => {
                 let label = format!("raw-tcp echo {size} B, depth {depth}");
@@ -234,6 +259,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `rate` if it is a positive, finite number of messages per second.
+fn positive_rate(rate: f64) -> anyhow::Result<f64> {
+    if rate > 0.0 && rate.is_finite() {
+        Ok(rate)
+    } else {
+        anyhow::bail!("--rate must be a positive number of messages per second")
+    }
 }
 
 /// Starts `run.connections` tasks from `task`, warms up, measures, reports.

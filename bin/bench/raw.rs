@@ -26,13 +26,16 @@ pub enum RawRecv {
 }
 
 /// The raw server's runtime: the engine's default ring flags (`COOP_TASKRUN | TASKRUN_FLAG`),
-/// and a provided-buffer ring of 16 KiB buffers for multishot receives.
-pub fn runtime() -> std::io::Result<compio::runtime::Runtime> {
+/// or `SINGLE_ISSUER | DEFER_TASKRUN` given `defer_taskrun`, and a provided-buffer ring of
+/// 16 KiB buffers for multishot receives.
+pub fn runtime(defer_taskrun: bool) -> std::io::Result<compio::runtime::Runtime> {
     let mut proactor = compio::driver::ProactorBuilder::new();
-    proactor
-        .capacity(4096)
-        .coop_taskrun(true)
-        .taskrun_flag(true);
+    proactor.capacity(4096);
+    if defer_taskrun {
+        proactor.single_issuer(true).defer_taskrun(true);
+    } else {
+        proactor.coop_taskrun(true).taskrun_flag(true);
+    }
     if let Some(buffers) = std::num::NonZero::new(1024) {
         proactor.buffer_pool_size(buffers);
     }
@@ -114,6 +117,20 @@ async fn echo_multishot(stream: TcpStream, copy_into: Option<usize>) {
     }
 }
 
+/// A connection to the raw server with Nagle off; a failure is counted in `stats`.
+async fn connect(addr: SocketAddr, stats: &RefCell<Stats>) -> Option<TcpStream> {
+    match TcpStream::connect(addr).await {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(e) => {
+            stats.borrow_mut().error(format!("connect: {e}"));
+            None
+        }
+    }
+}
+
 /// One connection of the raw echo load: `depth` messages of `size` bytes out in one write,
 /// the same bytes back; each message counts as one operation.
 pub async fn echo(
@@ -123,12 +140,9 @@ pub async fn echo(
     phase: Rc<Cell<Phase>>,
     stats: Rc<RefCell<Stats>>,
 ) {
-    let stream = match TcpStream::connect(addr).await {
-        Ok(stream) => stream,
-        Err(e) => return stats.borrow_mut().error(format!("connect: {e}")),
+    let Some(mut stream) = connect(addr, &stats).await else {
+        return;
     };
-    let _ = stream.set_nodelay(true);
-    let mut stream = stream;
     let message: Vec<u8> = (0..size * depth).map(|i| i as u8).collect();
     let mut out = message.clone();
     let mut back = Vec::with_capacity(message.len().max(1));
@@ -157,5 +171,86 @@ pub async fn echo(
                 stats.borrow_mut().record(elapsed);
             }
         }
+    }
+}
+
+/// One connection of the open-loop raw echo (`raw-tcp --rate`): a `size`-byte message on
+/// `schedule` whatever the echoes do, each echo checked byte for byte (its first bytes carry
+/// the message's number) and timed from its scheduled send time.
+pub async fn echo_at_rate(
+    addr: SocketAddr,
+    size: usize,
+    schedule: super::echo_rate::Schedule,
+    phase: Rc<Cell<Phase>>,
+    stats: Rc<RefCell<Stats>>,
+) {
+    use std::collections::VecDeque;
+    let Some(stream) = connect(addr, &stats).await else {
+        return;
+    };
+    let (mut reading, mut writing) = stream.into_split();
+    let in_flight: RefCell<VecDeque<Instant>> = RefCell::new(VecDeque::new());
+    let send = async {
+        let mut message = vec![0u8; size];
+        let mut due = Instant::now() + schedule.offset;
+        let mut n: u64 = 0;
+        while phase.get() != Phase::Done {
+            compio::time::sleep_until(due).await;
+            numbered(n, &mut message);
+            in_flight.borrow_mut().push_back(due);
+            let BufResult(result, returned) = writing.write_all(message).await;
+            message = returned;
+            if let Err(e) = result {
+                return stats.borrow_mut().error(format!("write: {e}"));
+            }
+            n += 1;
+            due += schedule.interval;
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while !in_flight.borrow().is_empty() && Instant::now() < deadline {
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    let receive = async {
+        let mut expected = vec![0u8; size];
+        let mut back: Vec<u8> = Vec::with_capacity(size.max(64) * 4);
+        let mut n: u64 = 0;
+        loop {
+            while back.len() < size {
+                let BufResult(result, returned) = reading.append(back).await;
+                back = returned;
+                if !matches!(result, Ok(k) if k > 0) {
+                    return stats.borrow_mut().error("read: closed".into());
+                }
+            }
+            while back.len() >= size {
+                numbered(n, &mut expected);
+                if back[..size] != expected[..] {
+                    return stats.borrow_mut().error(format!("echo {n} is wrong"));
+                }
+                back.drain(..size);
+                let Some(due) = in_flight.borrow_mut().pop_front() else {
+                    return stats
+                        .borrow_mut()
+                        .error(format!("an echo of {n} before it was sent"));
+                };
+                n += 1;
+                if phase.get() == Phase::Measure {
+                    stats.borrow_mut().record(due.elapsed());
+                }
+            }
+        }
+    };
+    futures_util::future::select(std::pin::pin!(send), std::pin::pin!(receive)).await;
+}
+
+/// Message `n` of the open-loop raw echo: its number's bytes, then a pattern that depends on it.
+fn numbered(n: u64, message: &mut [u8]) {
+    let number = n.to_le_bytes();
+    for (i, byte) in message.iter_mut().enumerate() {
+        *byte = number
+            .get(i)
+            .copied()
+            .unwrap_or((n as u8).wrapping_add(i as u8));
     }
 }

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub io_driver: Option<Spanned<String>>,
     /// `io_uring_setup = "coop_taskrun"`.
     pub io_uring_setup: Option<Spanned<String>>,
+    /// `receive = "per_read"`.
+    pub receive: Option<Spanned<String>>,
     /// `drain_timeout = "10s"`.
     pub drain_timeout: Option<Spanned<Seconds>>,
     /// `allow_shared_port = false`.

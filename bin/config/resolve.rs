@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ringstream_engine::config::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, ConnectionLimits, DEFAULT_BACKLOG,
-    DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, RingSetup, Route, ServerConfig, WsLimits, bounds,
+    DEFAULT_DRAIN_TIMEOUT, HttpLimits, IoDriver, ReceiveMode, RingSetup, Route, ServerConfig,
+    WsLimits, bounds,
 };
 use ringstream_engine::limits::identity::ClientIdSource;
 use toml::Spanned;
@@ -61,6 +62,10 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
     let io_uring_setup = match &raw.io_uring_setup {
         Some(value) => checker.ring_setup(value)?,
         None => RingSetup::default(),
+    };
+    let receive = match &raw.receive {
+        Some(value) => checker.receive(value)?,
+        None => ReceiveMode::default(),
     };
     let access_log = checker.access_log(raw)?;
     let cluster = checker.cluster(raw.cluster.as_ref())?;
@@ -127,6 +132,7 @@ pub fn resolve(raw: &RawConfig, source: &Source<'_>) -> Result<ServerConfig, Con
         backlog,
         io_driver,
         io_uring_setup,
+        receive,
         drain_timeout,
         allow_shared_port: raw.allow_shared_port.unwrap_or(false),
         connection_limits: ConnectionLimits {
@@ -310,6 +316,14 @@ impl Checker<'_, '_> {
                     &["default", "coop_taskrun", "defer_taskrun"],
                 )
             })
+    }
+
+    /// `receive`: `per_read` or `ring`.
+    fn receive(&self, value: &Spanned<String>) -> Result<ReceiveMode, ConfigError> {
+        let all = [ReceiveMode::PerRead, ReceiveMode::Ring];
+        all.into_iter()
+            .find(|mode| mode.to_string() == *value.get_ref())
+            .ok_or_else(|| self.one_of(value, "receive", &["per_read", "ring"]))
     }
 
     /// `access_log` (a file path or `"stdout"`) and `access_log_format`; off without

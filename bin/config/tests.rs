@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ringstream_engine::config::{
     ClientLimits, ConnectionLimits, DenyAction, FilesConfig, HttpLimits, IoDriver, LimitMode,
-    RingSetup, Route, RouteKind, ServerConfig, TopicSource, UploadConfig, WsLimits, loopback,
+    ReceiveMode, RingSetup, Route, RouteKind, ServerConfig, TopicSource, UploadConfig, WsLimits,
+    loopback,
 };
 use ringstream_engine::limits::identity::{ClientIdSource, ForwardedHeader};
 
@@ -33,6 +34,7 @@ fn embedded_default_is_the_documented_defaults() {
             backlog: 4096,
             io_driver: IoDriver::Auto,
             io_uring_setup: RingSetup::default(),
+            receive: ReceiveMode::PerRead,
             drain_timeout: Duration::from_secs(10),
             allow_shared_port: false,
             access_log: None,
@@ -149,6 +151,7 @@ fn embedded_default_sets_every_key() {
         "backlog",
         "io_driver",
         "io_uring_setup",
+        "receive",
         "drain_timeout",
         "allow_shared_port",
         "max_connections",
@@ -269,6 +272,7 @@ workers = 1024
 backlog = 1
 io_driver = "uring"
 io_uring_setup = "defer_taskrun"
+receive = "ring"
 drain_timeout = 0
 allow_shared_port = true
 "#,
@@ -281,6 +285,7 @@ allow_shared_port = true
     assert_eq!(config.backlog, 1);
     assert_eq!(config.io_driver, IoDriver::Uring);
     assert_eq!(config.io_uring_setup, RingSetup::DeferTaskrun);
+    assert_eq!(config.receive, ReceiveMode::Ring);
     assert_eq!(config.drain_timeout, Duration::ZERO);
     assert!(config.allow_shared_port);
 }
@@ -292,7 +297,7 @@ fn unknown_key_at_the_top() {
             "listen = \"0.0.0.0:1\"\nworkers = 1\nlistn = 3"
         )),
         "config.toml:3: unknown key 'listn' (expected one of: listen, workers, backlog, \
-         io_driver, io_uring_setup, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes, cluster, tls)"
+         io_driver, io_uring_setup, receive, drain_timeout, allow_shared_port, access_log, access_log_format, limits, routes, cluster, tls)"
     );
 }
 
@@ -568,6 +573,10 @@ fn bad_top_level_values() {
     assert_eq!(
         error(&with_route("io_uring_setup = \"sqpoll\"")),
         "config.toml:1: io_uring_setup: \"sqpoll\" is not one of: default, coop_taskrun, defer_taskrun"
+    );
+    assert_eq!(
+        error(&with_route("receive = \"multishot\"")),
+        "config.toml:1: receive: \"multishot\" is not one of: per_read, ring"
     );
 }
 

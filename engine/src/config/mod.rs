@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub io_driver: IoDriver,
     /// io_uring set-up flags (ignored on the poll driver).
     pub io_uring_setup: RingSetup,
+    /// How client connections receive: a receive per read, or one multishot receive into the
+    /// worker's buffer ring.
+    pub receive: ReceiveMode,
     /// How long a graceful drain waits for in-flight requests before closing them.
     pub drain_timeout: Duration,
     /// Start even if another process already serves the port through `SO_REUSEPORT`.
@@ -80,6 +83,7 @@ impl ServerConfig {
             backlog: DEFAULT_BACKLOG,
             io_driver: IoDriver::Auto,
             io_uring_setup: RingSetup::default(),
+            receive: ReceiveMode::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             allow_shared_port: false,
             connection_limits: ConnectionLimits::default(),
@@ -115,6 +119,27 @@ pub enum IoDriver {
     Uring,
     /// The readiness (epoll) driver.
     Poll,
+}
+
+/// How a client connection receives (`receive` in the config; BENCHMARKS.md, "Receiving").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceiveMode {
+    /// One receive submitted per read, into the connection's own buffer.
+    #[default]
+    PerRead,
+    /// One multishot receive per connection into the worker's provided-buffer ring, copied into
+    /// the connection's buffer when read (`server::ring_receive`); io_uring only, a receive
+    /// per read on the poll driver.
+    Ring,
+}
+
+impl std::fmt::Display for ReceiveMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PerRead => "per_read",
+            Self::Ring => "ring",
+        })
+    }
 }
 
 /// io_uring ring set-up flags; they change the CPU cost of every operation (BENCHMARKS.md).

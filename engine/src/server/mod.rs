@@ -20,6 +20,7 @@ pub mod listener;
 pub mod metrics;
 pub mod registry;
 pub mod reload;
+pub mod ring_receive;
 pub mod rlimit;
 pub mod route_traffic;
 pub mod runtime;

@@ -56,6 +56,7 @@ pub fn keep_restart_keys(running: &ServerConfig, next: &mut ServerConfig) -> Vec
     keep!("backlog", backlog);
     keep!("io_driver", io_driver);
     keep!("io_uring_setup", io_uring_setup);
+    keep!("receive", receive);
     keep!("allow_shared_port", allow_shared_port);
     keep!("max_connections", connection_limits.max_connections);
     keep!("max_buffered_bytes", connection_limits.max_buffered_bytes);

@@ -29,19 +29,24 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
 #[derive(Debug)]
 pub struct TcpAcceptor {
     listener: compio::net::TcpListener,
+    /// Whether accepted connections receive through the worker's buffer ring.
+    ring_receive: bool,
 }
 
 impl TcpAcceptor {
-    /// Takes over a socket bound by [`crate::server::listener`]; call on the worker's runtime thread.
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
+    /// Takes over a socket bound by [`crate::server::listener`]; call on the worker's runtime
+    /// thread. `ring_receive`: the accepted connections receive through the worker's buffer
+    /// ring (its runtime was built with one).
+    pub fn from_std(listener: std::net::TcpListener, ring_receive: bool) -> io::Result<Self> {
         Ok(Self {
             listener: compio::net::TcpListener::from_std(listener)?,
+            ring_receive,
         })
     }
 
     /// Accepts the next connection.
     pub async fn accept(&self) -> io::Result<(TcpTransport, SocketAddr)> {
         let (stream, peer) = self.listener.accept().await?;
-        Ok((TcpTransport::new(stream), peer))
+        Ok((TcpTransport::new(stream, self.ring_receive), peer))
     }
 }

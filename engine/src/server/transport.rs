@@ -8,6 +8,8 @@
 //! memory; the buffer is then lost to the caller, which only ever happens on a path that
 //! closes the connection.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -24,6 +26,8 @@ use compio::io::{AsyncReadExt, AsyncWriteExt};
 
 use compio::net::TcpStream;
 
+use crate::server::ring_receive::{Received, RingReceive};
+
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
 /// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
 /// completion racing the cancellation would lose its data).
@@ -32,6 +36,16 @@ pub trait Transport {
     /// Reads at least one byte into the spare capacity of `buf` (after its current length);
     /// `Ok(0)` means the peer closed its sending side.
     async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Whether this transport receives into a ring the worker shares, so that a reader with
+    /// nothing buffered can wait with [`Transport::wait_received`] and hold no buffer.
+    fn receives_from_ring(&self) -> bool {
+        false
+    }
+    /// Waits, holding no buffer, until [`Transport::read_append`] would complete at once (or
+    /// must take a plain receive). At once where [`Transport::receives_from_ring`] is false.
+    async fn wait_received(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Writes `buf[range]` straight from `buf` (no copy) and gives it back.
@@ -101,13 +115,20 @@ impl IoVectoredBuf for Gather {
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: TcpStream,
+    /// The connection's multishot receive into the worker's buffer ring, when the worker
+    /// receives that way (`receive = "ring"`); a receive per read otherwise.
+    ring: Option<RefCell<RingReceive>>,
 }
 
 impl TcpTransport {
     /// Wraps an accepted stream (Nagle is already off: `TCP_NODELAY` is inherited from the
-    /// listener, see `listener.rs`).
-    pub fn new(stream: TcpStream) -> Self {
-        Self { stream }
+    /// listener, see `listener.rs`), receiving through the worker's buffer ring when
+    /// `ring_receive` says so.
+    pub fn new(stream: TcpStream, ring_receive: bool) -> Self {
+        Self {
+            stream,
+            ring: ring_receive.then(RefCell::default),
+        }
     }
 
     /// The raw descriptor, for the worker's connection registry (drain and forced close).
@@ -151,9 +172,31 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    async fn read_append(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if let Some(ring) = &self.ring {
+            // Borrowed within each poll only: nothing else borrows it, and a dropped read
+            // leaves the armed receive (and what it received) for the next one.
+            let received =
+                poll_fn(|cx| ring.borrow_mut().poll_read_into(cx, &self.stream, &mut buf)).await;
+            match received {
+                Received::Bytes(n) => return (Ok(n), buf),
+                Received::Failed(e) => return (Err(e), buf),
+                Received::Plain => {}
+            }
+        }
         let BufResult(result, buf) = (&mut &self.stream).append(buf).await;
         (result, buf)
+    }
+
+    fn receives_from_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    async fn wait_received(&self) -> io::Result<()> {
+        match &self.ring {
+            Some(ring) => poll_fn(|cx| ring.borrow_mut().poll_wait(cx, &self.stream)).await,
+            None => Ok(()),
+        }
     }
 
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {

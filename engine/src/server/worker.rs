@@ -54,6 +54,8 @@ pub struct WorkerSpec {
     pub listener: std::net::TcpListener,
     /// The driver chosen at start-up.
     pub driver: ChosenDriver,
+    /// Whether client connections receive through the worker's buffer ring.
+    pub ring_receive: bool,
     /// The configuration, and its replacements on reload.
     pub generations: Arc<Generations>,
     /// The server-wide connection count.
@@ -82,7 +84,7 @@ pub fn spawn(
 fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
     let index = spec.index;
     let fail = |reason: String| EngineError::Worker { index, reason };
-    let rt = match build_runtime(spec.driver, spec.core) {
+    let rt = match build_runtime(spec.driver, spec.core, spec.ring_receive) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(fail(format!(
@@ -93,7 +95,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         }
     };
     rt.block_on(async move {
-        let acceptor = match TcpAcceptor::from_std(spec.listener) {
+        let acceptor = match TcpAcceptor::from_std(spec.listener, spec.ring_receive) {
             Ok(acceptor) => acceptor,
             Err(e) => {
                 let _ = ready.send(Err(fail(format!("cannot register its listener: {e}"))));

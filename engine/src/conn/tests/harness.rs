@@ -88,7 +88,7 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    let runtime = build_runtime(ChosenDriver::Poll, None).unwrap();
+    let runtime = build_runtime(ChosenDriver::Poll, None, false).unwrap();
     runtime.block_on(async move {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new(1));

@@ -266,8 +266,10 @@ impl<T: Transport> WsConnection<T> {
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + limits.heartbeat_interval;
         let mut pos = 0;
-        // Bytes the last read brought, and whether they filled the buffer's spare room (more
-        // was waiting).
+        // Bytes read since the buffer last held nothing (the client's last burst: a batch of
+        // pipelined frames may take several reads), and whether the last read filled the
+        // buffer's spare room (more was waiting). The buffer is kept as large as a burst, so
+        // that the next one arrives in one read and leaves in one write.
         let mut last_read = 0;
         let mut filled = false;
         loop {
@@ -336,7 +338,8 @@ impl<T: Transport> WsConnection<T> {
                 continue;
             }
             let room = buf.capacity() - buf.len();
-            let read = self.stream.io().read_append(buf);
+            let burst_continues = !buf.is_empty();
+            let read = read_holding_no_idle_buffer(self.stream.io(), buf);
             let mut read = std::pin::pin!(read);
             let (result, returned) = loop {
                 if self.ctx.draining.get() {
@@ -383,10 +386,29 @@ impl<T: Transport> WsConnection<T> {
             match result {
                 Ok(0) | Err(_) => return End::Gone,
                 Ok(n) => {
-                    last_read = n;
-                    filled = n == room;
+                    last_read = if burst_continues { last_read + n } else { n };
+                    filled = n >= room;
                 }
             }
         }
     }
+}
+
+/// Reads into `buf` as [`Transport::read_append`] does; but a connection with nothing buffered
+/// whose transport receives from the worker's ring frees its buffer while it waits, and takes
+/// one of the same capacity back when bytes are there (an idle WebSocket then holds no read
+/// buffer: BENCHMARKS.md, idle memory).
+async fn read_holding_no_idle_buffer<T: Transport>(
+    io: &T,
+    mut buf: Vec<u8>,
+) -> (std::io::Result<usize>, Vec<u8>) {
+    if buf.is_empty() && io.receives_from_ring() {
+        let capacity = buf.capacity();
+        drop(buf);
+        if let Err(e) = io.wait_received().await {
+            return (Err(e), Vec::new());
+        }
+        buf = Vec::with_capacity(capacity);
+    }
+    io.read_append(buf).await
 }

@@ -112,12 +112,14 @@ fn stats_json(ctx: &WorkerContext) -> String {
     let budget = ctx.connections.budget();
     let _ = write!(
         s,
-        "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{}}},\
+        "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{},\
+         \"receive_ring_dry\":{}}},\
          \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},\
          \"access_log\":{{\"dropped_lines\":{}}},\"reloads\":{{\"ok\":{},\"failed\":{}}},",
         budget.used(),
         budget.limit(),
         budget.pauses(),
+        crate::server::ring_receive::dry_count(),
         metrics.proxy().0,
         metrics.proxy().1,
         ctx.access_log

@@ -40,9 +40,10 @@ impl<T: Transport> WsConnection<T> {
     /// Frees what the connection need not keep. With `pressed` (the budget is spent): every
     /// buffer that holds no unanswered bytes. Otherwise any buffer that grew past
     /// [`BURST_BUFFER`] for one large message, once that message is answered; and when the
-    /// last read used less than an eighth of an empty read buffer (its client's burst is over,
-    /// or it went quiet), the read buffer down to twice that read, with the write batch and
-    /// the reassembly buffer.
+    /// client's last burst (`last_read`: the bytes read since the buffer last held nothing)
+    /// used less than an eighth of an empty read buffer (its bursts got smaller, or it went
+    /// quiet), the read buffer down to twice that burst, with the write batch and the
+    /// reassembly buffer.
     fn give_back(&mut self, buf: &mut Vec<u8>, last_read: usize, pressed: bool) {
         let capacity = buf.capacity();
         let idle = buf.is_empty()

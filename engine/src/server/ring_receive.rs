@@ -1,0 +1,173 @@
+//! Receiving through one multishot receive per connection into the worker's provided-buffer
+//! ring (`IORING_OP_RECV` with `IORING_RECV_MULTISHOT`): the receive is armed once for the
+//! connection's life instead of once per read, and the kernel picks a ring buffer only when
+//! bytes arrive, so a connection waiting for its next message holds no buffer of its own.
+//!
+//! What a ring buffer brings is copied into the reader's buffer (at most its spare room; the
+//! rest waits in the ring buffer for the next read) and the ring buffer goes back to the ring,
+//! so frames are still parsed and unmasked in a buffer the connection owns. When the ring runs
+//! dry (`ENOBUFS`, every buffer held by completions not yet taken), the connection takes its
+//! next reads with a plain receive into its own buffer, then arms the ring again: a dry ring
+//! slows reads down, it never stalls them.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use compio::driver::op::{RecvFlags, RecvMulti};
+use compio::driver::{BufferRef, ToSharedFd};
+use compio::net::TcpStream;
+use compio::runtime::{Runtime, SubmitMultiStream};
+use futures_util::Stream;
+
+/// Receives that found the ring dry, in every worker (`/stats`, `/metrics`).
+static DRY: AtomicU64 = AtomicU64::new(0);
+
+/// How many receives found a worker's ring dry since the start.
+pub fn dry_count() -> u64 {
+    DRY.load(Ordering::Relaxed)
+}
+
+/// Plain receives a connection takes after the ring ran dry, before it arms the ring again.
+const PLAIN_AFTER_DRY: u8 = 8;
+
+/// A connection's armed multishot receive: the completions not yet taken queue inside it.
+type Completions = Pin<Box<dyn Stream<Item = io::Result<BufferRef>>>>;
+
+/// What [`RingReceive::poll_read_into`] found.
+#[derive(Debug)]
+pub enum Received {
+    /// This many bytes were appended to the buffer (0: the peer closed its side).
+    Bytes(usize),
+    /// The receive failed.
+    Failed(io::Error),
+    /// Take this read with a plain receive (the ring ran dry a moment ago).
+    Plain,
+}
+
+/// One connection's receive from the ring.
+#[derive(Default)]
+pub struct RingReceive {
+    /// The armed receive, made at the first read.
+    completions: Option<Completions>,
+    /// A ring buffer whose bytes from this offset on did not fit the reader's buffer.
+    rest: Option<(BufferRef, usize)>,
+    /// Plain receives still to take before the ring is armed again.
+    plain_reads: u8,
+    /// The peer closed its side: every read from now on returns 0.
+    closed: bool,
+}
+
+impl std::fmt::Debug for RingReceive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingReceive")
+            .field("armed", &self.completions.is_some())
+            .field(
+                "rest",
+                &self.rest.as_ref().map(|(buffer, at)| buffer.len() - at),
+            )
+            .field("plain_reads", &self.plain_reads)
+            .finish()
+    }
+}
+
+impl RingReceive {
+    /// Waits until a read would complete at once: a completion (kept for the read), the
+    /// peer's FIN, or a dry ring (the read then takes a plain receive).
+    pub fn poll_wait(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> Poll<io::Result<()>> {
+        if self.rest.is_some() || self.plain_reads > 0 || self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        match self.armed(stream).as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(buffer))) => {
+                self.rest = Some((buffer, 0));
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(None) => {
+                self.closed = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Some(Err(e))) if ring_dry(&e) => {
+                DRY.fetch_add(1, Ordering::Relaxed);
+                self.plain_reads = PLAIN_AFTER_DRY;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// The connection's multishot receive, armed on `stream` at its first use (and armed
+    /// again by the stream itself whenever the kernel ends it).
+    fn armed(&mut self, stream: &TcpStream) -> &mut Completions {
+        self.completions.get_or_insert_with(|| {
+            let fd = stream.to_shared_fd();
+            let runtime = Runtime::current();
+            Box::pin(SubmitMultiStream::new(move || {
+                let pool = runtime.buffer_pool()?;
+                let receive = RecvMulti::new(fd.clone(), &pool, 0, RecvFlags::empty())?;
+                Ok(runtime.submit_multi(receive).into_managed(pool))
+            }))
+        })
+    }
+
+    /// Appends what the connection received next to `buf`, at most its spare room (some room
+    /// is made if it has none): what is left of a ring buffer first, else the next completion
+    /// of the armed receive (armed on `stream` here when it is not).
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> Poll<Received> {
+        if let Some((buffer, at)) = self.rest.take() {
+            return Poll::Ready(Received::Bytes(self.take(buffer, at, buf)));
+        }
+        if self.closed {
+            return Poll::Ready(Received::Bytes(0));
+        }
+        if self.plain_reads > 0 {
+            self.plain_reads -= 1;
+            return Poll::Ready(Received::Plain);
+        }
+        match self.armed(stream).as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(buffer))) => {
+                Poll::Ready(Received::Bytes(self.take(buffer, 0, buf)))
+            }
+            // The stream ends at the peer's FIN.
+            Poll::Ready(None) => {
+                self.closed = true;
+                Poll::Ready(Received::Bytes(0))
+            }
+            Poll::Ready(Some(Err(e))) if ring_dry(&e) => {
+                // The receive ended; the stream arms it again once the plain reads are done.
+                DRY.fetch_add(1, Ordering::Relaxed);
+                self.plain_reads = PLAIN_AFTER_DRY - 1;
+                Poll::Ready(Received::Plain)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Received::Failed(e)),
+        }
+    }
+
+    /// Copies `buffer[at..]` into `buf`'s spare room and keeps what does not fit.
+    fn take(&mut self, buffer: BufferRef, at: usize, buf: &mut Vec<u8>) -> usize {
+        let bytes = &buffer[at..];
+        if buf.capacity() == buf.len() {
+            buf.reserve(bytes.len());
+        }
+        let n = bytes.len().min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&bytes[..n]);
+        if at + n < buffer.len() {
+            self.rest = Some((buffer, at + n));
+        }
+        n
+    }
+}
+
+/// Whether a receive failed because the ring had no free buffer: `ENOBUFS` from io_uring,
+/// "busy" from the poll driver's emulated pool.
+fn ring_dry(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ENOBUFS) || error.kind() == io::ErrorKind::ResourceBusy
+}

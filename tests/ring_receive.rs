@@ -1,0 +1,146 @@
+//! Receiving through the worker's buffer ring (`receive = "ring"`) against receiving per read,
+//! on the real binary and both drivers (the poll driver has no multishot receive and receives
+//! per read whatever is asked): every frame size, frames that span ring buffers and several
+//! frames in one write come back whole and in order; a connection that sends without reading
+//! can empty the ring, and then every connection still echoes (it reads per read for a while)
+//! and nothing of what the greedy one sent is lost.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::ws::{BINARY, connect, frame, read_frame};
+use support::{DRIVERS, PATIENCE, Server};
+
+const RECEIVES: [&str; 2] = ["ring", "per-read"];
+/// Connections that send without reading, enough to empty a worker's ring.
+const GREEDY: usize = 4;
+
+fn server(driver: &str, receive: &str) -> Server {
+    Server::start(&[
+        "--io-driver",
+        driver,
+        "--receive",
+        receive,
+        "--workers",
+        "1",
+    ])
+}
+
+/// `len` bytes that differ with `seed`.
+fn payload(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + seed * 7) as u8).collect()
+}
+
+fn expect_echo(stream: &mut TcpStream, sent: &[u8], what: &str) {
+    let echo = read_frame(stream).unwrap_or_else(|| panic!("{what}: no echo"));
+    assert_eq!(echo.opcode, BINARY, "{what}");
+    assert!(
+        echo.payload == sent,
+        "{what}: wrong echo ({} bytes)",
+        echo.payload.len()
+    );
+}
+
+#[test]
+fn every_frame_size_comes_back_whole_and_in_order() {
+    for driver in DRIVERS {
+        for receive in RECEIVES {
+            let server = server(driver, receive);
+            let mut stream = connect(&server, "/ws/echo");
+            // Around the header's length forms, a ring buffer (16 KiB) and the message limit.
+            for (seed, len) in [
+                0, 1, 125, 126, 127, 4096, 16_383, 16_384, 16_390, 40_000, 65_000,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let sent = payload(len, seed);
+                stream.write_all(&frame(true, 0, BINARY, &sent)).unwrap();
+                expect_echo(&mut stream, &sent, &format!("{driver}/{receive}: {len} B"));
+            }
+            // 2,000 small frames and a few large ones in one write: reads carry many frames
+            // and frames span reads.
+            let messages: Vec<Vec<u8>> = (0..2_000)
+                .map(|i| payload(if i % 500 == 499 { 30_000 } else { 1 + i % 200 }, i))
+                .collect();
+            let batch: Vec<u8> = messages
+                .iter()
+                .flat_map(|m| frame(true, 0, BINARY, m))
+                .collect();
+            let mut writer = stream.try_clone().unwrap();
+            let sending = std::thread::spawn(move || writer.write_all(&batch).unwrap());
+            for (i, sent) in messages.iter().enumerate() {
+                expect_echo(&mut stream, sent, &format!("{driver}/{receive}: batch {i}"));
+            }
+            sending.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn connections_that_empty_the_ring_stall_nobody_and_lose_nothing() {
+    for driver in DRIVERS {
+        let server = server(driver, "ring");
+        // Greedy connections send 16 MiB each and read nothing until they have sent it all:
+        // the server's echoes to them back up, and what they send piles up in the ring (8 MiB)
+        // until it is dry. (The kernel stops taking one connection's bytes into the ring after
+        // a few MiB, so it takes several to empty it.)
+        let message = payload(32 * 1024, 1);
+        let count = 16 * 32;
+        let one = frame(true, 0, BINARY, &message);
+        let greedy: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..GREEDY)
+            .map(|_| {
+                let stream = connect(&server, "/ws/echo");
+                let mut writer = stream.try_clone().unwrap();
+                let one = one.clone();
+                let sending = std::thread::spawn(move || {
+                    for _ in 0..count {
+                        writer.write_all(&one).unwrap();
+                    }
+                });
+                (stream, sending)
+            })
+            .collect();
+        // Meanwhile another connection echoes as usual.
+        std::thread::sleep(Duration::from_millis(1_000));
+        let mut other = connect(&server, "/ws/echo");
+        other.set_read_timeout(Some(PATIENCE)).unwrap();
+        for i in 0..200 {
+            let sent = payload(100, i);
+            other.write_all(&frame(true, 0, BINARY, &sent)).unwrap();
+            expect_echo(&mut other, &sent, &format!("{driver}: other's echo {i}"));
+        }
+        if driver == "uring" {
+            let dry = server.stats()["buffers"]["receive_ring_dry"]
+                .as_u64()
+                .unwrap();
+            assert!(dry > 0, "the ring never ran dry");
+        }
+        // Every echo of every greedy connection arrives, whole and in order.
+        let readers: Vec<_> = greedy
+            .into_iter()
+            .map(|(mut stream, sending)| {
+                let message = message.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                    for i in 0..count {
+                        expect_echo(&mut stream, &message, &format!("greedy echo {i}"));
+                    }
+                    sending.join().unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let mut rest = [0u8; 1];
+                    assert!(stream.read(&mut rest).is_err(), "an extra byte");
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    }
+}
