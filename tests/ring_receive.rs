@@ -1,9 +1,9 @@
 //! Receiving through the worker's buffer ring (`receive = "ring"`) against receiving per read,
 //! on the real binary and both drivers (the poll driver has no multishot receive and receives
 //! per read whatever is asked): every frame size, frames that span ring buffers and several
-//! frames in one write come back whole and in order; a connection that sends without reading
+//! frames in one write come back whole and in order; connections that send without reading
 //! can empty the ring, and then every connection still echoes (it reads per read for a while)
-//! and nothing of what the greedy one sent is lost.
+//! and nothing the greedy ones sent is lost; pipelined HTTP requests are answered in order.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -141,6 +141,23 @@ fn connections_that_empty_the_ring_stall_nobody_and_lose_nothing() {
             .collect();
         for reader in readers {
             reader.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn pipelined_http_requests_are_answered_in_order() {
+    for driver in DRIVERS {
+        let server = server(driver, "ring");
+        let mut stream = server.connect();
+        let request = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50);
+        for round in 0..3 {
+            stream.write_all(request.as_bytes()).unwrap();
+            for i in 0..50 {
+                let response = support::read_response(&mut stream)
+                    .unwrap_or_else(|| panic!("{driver}: round {round}, answer {i}"));
+                assert_eq!(response.status, 200, "{driver}: round {round}, answer {i}");
+            }
         }
     }
 }

@@ -10,13 +10,17 @@
 //! next reads with a plain receive into its own buffer, then arms the ring again: a dry ring
 //! slows reads down, it never stalls them.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use compio::BufResult;
 use compio::driver::op::{RecvFlags, RecvMulti};
 use compio::driver::{BufferRef, ToSharedFd};
+use compio::io::AsyncReadExt;
 use compio::net::TcpStream;
 use compio::runtime::{Runtime, SubmitMultiStream};
 use futures_util::Stream;
@@ -37,7 +41,7 @@ type Completions = Pin<Box<dyn Stream<Item = io::Result<BufferRef>>>>;
 
 /// What [`RingReceive::poll_read_into`] found.
 #[derive(Debug)]
-pub enum Received {
+enum Received {
     /// This many bytes were appended to the buffer (0: the peer closed its side).
     Bytes(usize),
     /// The receive failed.
@@ -75,7 +79,7 @@ impl std::fmt::Debug for RingReceive {
 impl RingReceive {
     /// Waits until a read would complete at once: a completion (kept for the read), the
     /// peer's FIN, or a dry ring (the read then takes a plain receive).
-    pub fn poll_wait(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> Poll<io::Result<()>> {
+    fn poll_wait(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> Poll<io::Result<()>> {
         if self.rest.is_some() || self.plain_reads > 0 || self.closed {
             return Poll::Ready(Ok(()));
         }
@@ -115,7 +119,7 @@ impl RingReceive {
     /// Appends what the connection received next to `buf`, at most its spare room (some room
     /// is made if it has none): what is left of a ring buffer first, else the next completion
     /// of the armed receive (armed on `stream` here when it is not).
-    pub fn poll_read_into(
+    fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         stream: &TcpStream,
@@ -170,4 +174,44 @@ impl RingReceive {
 /// "busy" from the poll driver's emulated pool.
 fn ring_dry(error: &io::Error) -> bool {
     error.raw_os_error() == Some(libc::ENOBUFS) || error.kind() == io::ErrorKind::ResourceBusy
+}
+
+/// Reads into `buf` through `ring` (see [`crate::server::transport::Transport::read_append`]).
+/// An empty buffer is freed while the connection waits (an idle connection holds no read
+/// buffer) and taken back, as large, once bytes are there; a dry ring sends the read to a
+/// plain receive into `buf`.
+pub async fn read_from_ring(
+    ring: &RefCell<RingReceive>,
+    stream: &TcpStream,
+    mut buf: Vec<u8>,
+) -> (io::Result<usize>, Vec<u8>) {
+    let idle_capacity = if buf.is_empty() {
+        std::mem::take(&mut buf).capacity()
+    } else {
+        0
+    };
+    // Borrowed within each poll only: nothing else borrows it, and a dropped read leaves the
+    // armed receive (and what it received) for the next one.
+    let received = poll_fn(|cx| {
+        let mut ring = ring.borrow_mut();
+        if idle_capacity > 0 && buf.capacity() == 0 {
+            match ring.poll_wait(cx, stream) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Received::Failed(e)),
+                Poll::Ready(Ok(())) => buf.reserve_exact(idle_capacity),
+            }
+        }
+        ring.poll_read_into(cx, stream, &mut buf)
+    })
+    .await;
+    match received {
+        Received::Bytes(n) => (Ok(n), buf),
+        Received::Failed(e) => (Err(e), buf),
+        Received::Plain => {
+            // Boxed: a dry ring is rare, and this future must stay smaller than the plain
+            // receive's (see `TcpTransport::read_append`).
+            let BufResult(result, buf) = Box::pin((&mut &*stream).append(buf)).await;
+            (result, buf)
+        }
+    }
 }

@@ -9,7 +9,6 @@
 //! closes the connection.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -23,10 +22,11 @@ use compio::driver::ToSharedFd;
 use compio::driver::op::{Interest, PollOnce};
 use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::future::Either;
 
 use compio::net::TcpStream;
 
-use crate::server::ring_receive::{Received, RingReceive};
+use crate::server::ring_receive::{RingReceive, read_from_ring};
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
 /// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
@@ -34,18 +34,9 @@ use crate::server::ring_receive::{Received, RingReceive};
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// Reads at least one byte into the spare capacity of `buf` (after its current length);
-    /// `Ok(0)` means the peer closed its sending side.
+    /// `Ok(0)` means the peer closed its sending side. `buf` comes back with at least its
+    /// capacity (a transport receiving from a ring frees an empty one while it waits).
     async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
-    /// Whether this transport receives into a ring the worker shares, so that a reader with
-    /// nothing buffered can wait with [`Transport::wait_received`] and hold no buffer.
-    fn receives_from_ring(&self) -> bool {
-        false
-    }
-    /// Waits, holding no buffer, until [`Transport::read_append`] would complete at once (or
-    /// must take a plain receive). At once where [`Transport::receives_from_ring`] is false.
-    async fn wait_received(&self) -> io::Result<()> {
-        Ok(())
-    }
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Writes `buf[range]` straight from `buf` (no copy) and gives it back.
@@ -117,7 +108,7 @@ pub struct TcpTransport {
     stream: TcpStream,
     /// The connection's multishot receive into the worker's buffer ring, when the worker
     /// receives that way (`receive = "ring"`); a receive per read otherwise.
-    ring: Option<RefCell<RingReceive>>,
+    ring: Option<Box<RefCell<RingReceive>>>,
 }
 
 impl TcpTransport {
@@ -127,7 +118,7 @@ impl TcpTransport {
     pub fn new(stream: TcpStream, ring_receive: bool) -> Self {
         Self {
             stream,
-            ring: ring_receive.then(RefCell::default),
+            ring: ring_receive.then(Box::default),
         }
     }
 
@@ -172,30 +163,15 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    async fn read_append(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        if let Some(ring) = &self.ring {
-            // Borrowed within each poll only: nothing else borrows it, and a dropped read
-            // leaves the armed receive (and what it received) for the next one.
-            let received =
-                poll_fn(|cx| ring.borrow_mut().poll_read_into(cx, &self.stream, &mut buf)).await;
-            match received {
-                Received::Bytes(n) => return (Ok(n), buf),
-                Received::Failed(e) => return (Err(e), buf),
-                Received::Plain => {}
-            }
-        }
-        let BufResult(result, buf) = (&mut &self.stream).append(buf).await;
-        (result, buf)
-    }
-
-    fn receives_from_ring(&self) -> bool {
-        self.ring.is_some()
-    }
-
-    async fn wait_received(&self) -> io::Result<()> {
+    /// Two futures, not one `async fn` holding both: the future of a connection that waits
+    /// for a read is as large as its read's, and every idle connection keeps one.
+    fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
         match &self.ring {
-            Some(ring) => poll_fn(|cx| ring.borrow_mut().poll_wait(cx, &self.stream)).await,
-            None => Ok(()),
+            Some(ring) => Either::Left(read_from_ring(ring, &self.stream, buf)),
+            None => Either::Right(async move {
+                let BufResult(result, buf) = (&mut &self.stream).append(buf).await;
+                (result, buf)
+            }),
         }
     }
 

@@ -339,7 +339,7 @@ impl<T: Transport> WsConnection<T> {
             }
             let room = buf.capacity() - buf.len();
             let burst_continues = !buf.is_empty();
-            let read = read_holding_no_idle_buffer(self.stream.io(), buf);
+            let read = self.stream.io().read_append(buf);
             let mut read = std::pin::pin!(read);
             let (result, returned) = loop {
                 if self.ctx.draining.get() {
@@ -392,23 +392,4 @@ impl<T: Transport> WsConnection<T> {
             }
         }
     }
-}
-
-/// Reads into `buf` as [`Transport::read_append`] does; but a connection with nothing buffered
-/// whose transport receives from the worker's ring frees its buffer while it waits, and takes
-/// one of the same capacity back when bytes are there (an idle WebSocket then holds no read
-/// buffer: BENCHMARKS.md, idle memory).
-async fn read_holding_no_idle_buffer<T: Transport>(
-    io: &T,
-    mut buf: Vec<u8>,
-) -> (std::io::Result<usize>, Vec<u8>) {
-    if buf.is_empty() && io.receives_from_ring() {
-        let capacity = buf.capacity();
-        drop(buf);
-        if let Err(e) = io.wait_received().await {
-            return (Err(e), Vec::new());
-        }
-        buf = Vec::with_capacity(capacity);
-    }
-    io.read_append(buf).await
 }
