@@ -1,7 +1,7 @@
 //! The server core: what runs connections, whatever their route. Start-up and the signal
 //! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
-//! named, with `runtime` and `driver`), each worker's connection registry (deadlines and the
+//! named, with `runtime`, `driver` and `ring_receive`), each worker's connection registry (deadlines and the
 //! drain), the clocks, the worker context, the counters and the transfers in progress.
 //!
 //! May use: `config`, the policy and protocol crates. Knows no route kind.
