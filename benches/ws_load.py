@@ -24,7 +24,9 @@ best peer's saturated rate (25% and 50%). The raw-TCP echoes run the same open l
 Three raw TCP echoes (no WebSocket) give the floor of each row: the io_uring echo receiving
 once per read, as the engine does without a ring (the "raw-TCP rate" column is relative to it),
 the same with one multishot receive per connection into a provided-buffer ring, and a plain C
-epoll echo (`benches/peers/epoll_echo.c`, compiled with `cc` on first use).
+epoll echo (`benches/peers/epoll_echo.c`, compiled with `cc` on first use). The handshake row's
+floor is the raw server answering a fixed 101 and the close frames without parsing anything
+(`raw-tcp-server --recv handshake`): the kernel's share of a handshake.
 
 A peer that is not installed, or does not start, is skipped with one line. `--smoke` (one
 short round of two workloads, `--build debug`) keeps the script from rotting;
@@ -52,7 +54,8 @@ UVICORN_OPTIONS = ["--host", "127.0.0.1", "--port", "{port}", "--loop", "uvloop"
 CEILING = "raw TCP echo (ceiling)"
 MULTISHOT_FLOOR = "raw TCP echo, multishot receive"
 EPOLL_FLOOR = "epoll TCP echo (C)"
-RAW = {CEILING, MULTISHOT_FLOOR, EPOLL_FLOOR}
+HANDSHAKE_FLOOR = "raw handshake (fixed 101, no parsing)"
+RAW = {CEILING, MULTISHOT_FLOOR, EPOLL_FLOOR, HANDSHAKE_FLOOR}
 EPOLL_SOURCE = os.path.join(PEERS, "epoll_echo.c")
 EPOLL_ECHO = os.path.join(os.path.dirname(RELEASE), "epoll_echo")
 
@@ -83,6 +86,8 @@ SERVERS = {
     MULTISHOT_FLOOR: [RINGSTREAM, "bench", "raw-tcp-server", "--recv", "multishot"],
     # A readiness loop in C: the other floor.
     EPOLL_FLOOR: [EPOLL_ECHO, "{port}"],
+    # The kernel's share of a handshake: accept, a fixed 101, the close frames, close.
+    HANDSHAKE_FLOOR: [RINGSTREAM, "bench", "raw-tcp-server", "--recv", "handshake"],
 }
 
 # Options of the echo load for the servers that need them: BustAPI's Python handler is given
@@ -131,6 +136,10 @@ def compile_epoll_echo():
 def load_args(name, addr, workload):
     """The load generator's mode arguments for `workload` against server `name` at `addr`, or
     None where it does not apply (the raw-TCP servers only echo: no handshakes)."""
+    if name == HANDSHAKE_FLOOR:
+        if workload[0] != "handshake":
+            return None
+        return ["handshake", "--url", f"ws://{addr}/ws/echo", *workload[1:]]
     if name in RAW:
         if workload[0] != "echo":
             return None

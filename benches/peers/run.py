@@ -104,7 +104,8 @@ class Plan:
         total = 0.0
         if "ws" in self.tables:
             echo_rows = sum(1 for _, w in self.ws_workloads if w[0] == "echo")
-            runs = sum(echo_rows if n in ws_load.RAW else len(self.ws_workloads)
+            runs = sum((1 if n == ws_load.HANDSHAKE_FLOOR else echo_rows) if n in ws_load.RAW
+                       else len(self.ws_workloads)
                        for n in self.ws_names)
             total += self.rounds * (runs * run + len(self.ws_names) * START)
         if "broadcast" in self.tables:

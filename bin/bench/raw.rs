@@ -23,7 +23,19 @@ pub enum RawRecv {
     /// Multishot receive, each ring buffer copied into the connection's own buffer and given
     /// back at once (what a server that parses in a buffer of its own would do).
     MultishotCopy,
+    /// Not an echo: the kernel's share of a WebSocket handshake. Reads a request head, answers
+    /// a fixed 101 (the load generator's key), reads the client's close frame, answers 1000
+    /// and closes: no parsing, no SHA-1, against `ringstream bench handshake`.
+    Handshake,
 }
+
+/// The 101 for the load generator's fixed key.
+const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+/// An unmasked close frame with code 1000.
+const CLOSE_1000: [u8; 4] = [0x88, 0x02, 0x03, 0xe8];
+/// The load generator's close frame: 2 header bytes, a 4-byte mask, a 2-byte code.
+const CLIENT_CLOSE_LEN: usize = 8;
 
 /// The raw server's runtime: the engine's default ring flags (`COOP_TASKRUN | TASKRUN_FLAG`),
 /// or `SINGLE_ISSUER | DEFER_TASKRUN` given `defer_taskrun`, and a provided-buffer ring of
@@ -57,10 +69,35 @@ pub async fn serve(listen: SocketAddr, recv: RawRecv, buffer: usize) -> std::io:
                 RawRecv::Plain => echo_plain(stream, buffer).await,
                 RawRecv::Multishot => echo_multishot(stream, None).await,
                 RawRecv::MultishotCopy => echo_multishot(stream, Some(buffer)).await,
+                RawRecv::Handshake => answer_handshake(stream).await,
             }
         };
         compio::runtime::spawn(connection).detach();
     }
+}
+
+/// One connection of `--recv handshake`: head in, 101 out, close frame in, close out.
+async fn answer_handshake(mut stream: TcpStream) {
+    let mut buf = Vec::with_capacity(1024);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let BufResult(read, returned) = stream.append(buf).await;
+        buf = returned;
+        if !matches!(read, Ok(n) if n > 0) || buf.len() == buf.capacity() {
+            return;
+        }
+    }
+    if stream.write_all(SWITCHING).await.0.is_err() {
+        return;
+    }
+    buf.clear();
+    while buf.len() < CLIENT_CLOSE_LEN {
+        let BufResult(read, returned) = stream.append(buf).await;
+        buf = returned;
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+    let _ = stream.write_all(CLOSE_1000.to_vec()).await;
 }
 
 async fn echo_plain(mut stream: TcpStream, buffer: usize) {
