@@ -259,7 +259,17 @@ fn while_redis_is_away_closed_refuses_503_and_open_admits_up_to_the_whole_cap() 
         assert_eq!(open_from(&closed, 12).1, 429, "{driver}");
         drop((first, second));
         closed.wait_for_stats(|s| s["cluster"]["clients_elsewhere"] == 0);
-        assert_eq!(open_from(&closed, 12).1, 200, "{driver}: admitted again");
+        // Admission follows the other node's count and the closing of this node's own
+        // refused connections, each seen a moment late: a 429 right after
+        // `clients_elsewhere` reached 0 was seen once on a loaded machine. A place that
+        // never comes back still fails here.
+        let deadline = std::time::Instant::now() + support::PATIENCE;
+        let mut status = open_from(&closed, 12).1;
+        while status == 429 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            status = open_from(&closed, 12).1;
+        }
+        assert_eq!(status, 200, "{driver}: admitted again");
     }
 }
 
