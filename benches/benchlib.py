@@ -17,6 +17,16 @@ PEERS = os.path.join(ROOT, "benches", "peers")
 RELEASE = os.path.join(ROOT, "target", "release")
 
 
+# The temporary directories an unprivileged nginx writes beside its run directory (`{run}`),
+# for the http blocks of the scripts' nginx configurations.
+NGINX_TEMP_PATHS = """    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+"""
+
+
 def ringstream_path(build="release"):
     """The `ringstream` binary of a cargo build (release or debug)."""
     return os.path.join(ROOT, "target", build, "ringstream")

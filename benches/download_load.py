@@ -60,6 +60,14 @@ SERVERS = {
         "capped": "/capped/",
         "options": "",
     },
+    # sendfile for every piece, cached or not (the default, "auto", sends cached pieces with
+    # sendfile and reads the others through io_uring).
+    "ringstream sendfile": {
+        "start": "ringstream",
+        "files": "/files/",
+        "capped": "/capped/",
+        "options": 'send = "sendfile"',
+    },
     # The other send paths: an io_uring read into a buffer, then a copying send or
     # IORING_OP_SEND_ZC (the data-path comparison of BENCHMARKS.md; --only picks).
     "ringstream send_zc": {

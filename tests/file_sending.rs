@@ -1,6 +1,7 @@
-//! How the files route sends: every send path (`sendfile`, `copy`, `zerocopy`) sends the
-//! bytes of the file, a kept-alive download never stops its worker, and a download nobody
-//! reads is cut after `send_timeout`; on both drivers.
+//! How the files route sends: every send path (`auto`, `sendfile`, `copy`, `zerocopy`) sends
+//! the bytes of the file, `auto` reads what the page cache does not hold, a kept-alive
+//! download never stops its worker, and a download nobody reads is cut after `send_timeout`;
+//! on both drivers.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -13,9 +14,10 @@ use socket2::{Domain, Socket, Type};
 use support::files::{Tree, server};
 use support::{DRIVERS, PATIENCE, Server, ask};
 
-/// The route's three send paths (`sendfile`, `copy`: a read into a buffer then a send,
-/// `zerocopy`: the same with `IORING_OP_SEND_ZC`).
-const SEND_PATHS: [&str; 3] = ["sendfile", "copy", "zerocopy"];
+/// The route's send paths (`auto`: sendfile for cached pieces, reads for the others;
+/// `sendfile`; `copy`: a read into a buffer then a send; `zerocopy`: the same with
+/// `IORING_OP_SEND_ZC`).
+const SEND_PATHS: [&str; 4] = ["auto", "sendfile", "copy", "zerocopy"];
 
 #[test]
 fn every_send_path_sends_the_bytes_of_the_file() {
@@ -50,6 +52,64 @@ fn every_send_path_sends_the_bytes_of_the_file_on(driver: &str, path: &str) {
         part.body == content[1000..=2_000_000],
         "{path} on {driver}: the range differs"
     );
+}
+
+/// A piece whose pages are not in the page cache is read through io_uring (so the worker never
+/// waits for the disk inside `sendfile`) and counted; once read, the file is cached and its
+/// pieces go out by `sendfile` again.
+#[test]
+fn auto_reads_the_pieces_the_page_cache_does_not_hold() {
+    for driver in DRIVERS {
+        let tree = Tree::new(&format!("cold-{driver}"));
+        let content = tree.file("cold.bin", 9 * 1024 * 1024 + 5);
+        if !drop_from_page_cache(&tree.root().join("cold.bin")) {
+            eprintln!("skipped: the temporary directory's file system keeps its pages (tmpfs)");
+            return;
+        }
+        let config = format!(
+            "[[routes]]\npath = \"/stats\"\nkind = \"stats\"\n\n\
+             [[routes]]\npath = \"/files/\"\nkind = \"files\"\nroot = \"{}\"\nsend = \"auto\"\n",
+            tree.root().display()
+        );
+        let server = Server::with_config(&config, &["--io-driver", driver]);
+        let cold_pieces = || server.stats()["files"]["cold_pieces"].as_u64().unwrap();
+        let mut stream = server.connect();
+        let cold = ask(
+            &mut stream,
+            "GET /files/cold.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert!(cold.status == 200 && cold.body == content, "{driver}");
+        let after_cold = cold_pieces();
+        assert!(after_cold >= 1, "{driver}: no piece was read as cold");
+        let warm = ask(
+            &mut stream,
+            "GET /files/cold.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert!(warm.status == 200 && warm.body == content, "{driver}");
+        assert_eq!(
+            cold_pieces(),
+            after_cold,
+            "{driver}: a cached file was read"
+        );
+    }
+}
+
+/// Writes `path`'s pages back and drops them from the page cache; false where the file
+/// system keeps them whatever is asked (tmpfs: its pages are the file).
+fn drop_from_page_cache(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: `stat` is a plain struct the kernel fills; the descriptor is open.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; fstatfs writes only `stat`.
+    assert_eq!(unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut stat) }, 0);
+    if stat.f_type == libc::TMPFS_MAGIC {
+        return false;
+    }
+    // SAFETY: fadvise on an open descriptor touches no memory of this process.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    rc == 0
 }
 
 /// A download larger than a socket buffer, on a connection kept alive afterwards, must leave

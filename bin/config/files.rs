@@ -65,6 +65,7 @@ impl Checker<'_, '_> {
         };
         let send = match &raw.send {
             Some(value) => match value.get_ref().as_str() {
+                "auto" => SendPath::Auto,
                 "sendfile" => SendPath::Sendfile,
                 "copy" => SendPath::Copy,
                 "zerocopy" => SendPath::Zerocopy,
@@ -72,7 +73,7 @@ impl Checker<'_, '_> {
                     return Err(self.one_of(
                         value,
                         &format!("{key}.send"),
-                        &["sendfile", "copy", "zerocopy"],
+                        &["auto", "sendfile", "copy", "zerocopy"],
                     ));
                 }
             },

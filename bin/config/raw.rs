@@ -343,7 +343,7 @@ pub struct RawRoute {
     pub max_ranges: Option<Spanned<Int>>,
     /// `files`: bytes read and sent at a time.
     pub chunk_size: Option<Spanned<Size>>,
-    /// `files`: how bytes are sent: `"sendfile"`, `"copy"` or `"zerocopy"`.
+    /// `files`: how bytes are sent: `"auto"`, `"sendfile"`, `"copy"` or `"zerocopy"`.
     pub send: Option<Spanned<String>>,
     /// `upload`: the directory uploads are stored in.
     pub upload_dir: Option<Spanned<String>>,

@@ -198,8 +198,12 @@ pub struct FilesConfig {
 /// How a files route sends a file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SendPath {
-    /// `sendfile(2)` from the page cache: no copy through a buffer.
+    /// `sendfile(2)` for each piece whose pages are all in the page cache; a piece that is
+    /// not is read through io_uring (never on the worker thread) and sent from the buffer.
     #[default]
+    Auto,
+    /// `sendfile(2)` for every piece: no copy through a buffer, but a page not in the page
+    /// cache is read from disk inside the call, on the worker thread.
     Sendfile,
     /// An io_uring read into the connection's buffer, then a send that copies it.
     Copy,
@@ -219,7 +223,7 @@ impl FilesConfig {
             attachment: false,
             max_ranges: 1,
             chunk_size: 64 * 1024,
-            send: SendPath::Sendfile,
+            send: SendPath::Auto,
         }
     }
 }

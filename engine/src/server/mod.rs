@@ -2,7 +2,8 @@
 //! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
 //! named, with `runtime`, `driver` and `ring_receive`), each worker's connection registry (deadlines and the
-//! drain), the clocks, the worker context, the counters and the transfers in progress.
+//! drain), the clocks, the worker context, the counters, the transfers in progress and the
+//! page-cache probe of downloads.
 //!
 //! May use: `config`, the policy and protocol crates. Knows no route kind.
 
@@ -18,6 +19,7 @@ pub mod driver;
 pub mod generation;
 pub mod listener;
 pub mod metrics;
+pub mod page_cache;
 pub mod registry;
 pub mod reload;
 pub mod ring_receive;

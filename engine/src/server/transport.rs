@@ -19,7 +19,7 @@ use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf, IoVectoredBuf};
 use compio::driver::ToSharedFd;
-use compio::driver::op::{Interest, PollOnce};
+use compio::driver::op::{AsyncifyFd, Interest, PollOnce};
 use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::future::Either;
@@ -137,6 +137,11 @@ impl TcpTransport {
         len: usize,
     ) -> io::Result<usize> {
         let socket = self.stream.as_raw_fd();
+        // A piece starts with a wait for room through the driver, even when there is room: a
+        // client that keeps up never fills the socket, and without it a download would send
+        // piece after piece while the worker's other connections wait for their turn.
+        let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
+        compio::runtime::submit(poll).await.0?;
         let mut done = 0;
         while done < len {
             let mut position =
@@ -363,6 +368,34 @@ impl FileSource {
             .read_at(buf.slice(start..start + len), offset)
             .await;
         (result, slice.into_inner())
+    }
+
+    /// [`FileSource::read_at`] on a thread of the runtime's blocking pool (`pread(2)`), for
+    /// pieces not in the page cache: the worker then never runs any part of a read that may
+    /// wait for the disk. An io_uring read first tries to copy the pages on the worker, and on
+    /// some file systems that try itself waits (FUSE asks its daemon for the file's
+    /// attributes before a read; a disk file system may read an extent block). The pool
+    /// keeps the file and the buffer until the read ends, even when the download is dropped.
+    pub async fn read_at_in_pool(
+        &self,
+        mut buf: Vec<u8>,
+        offset: u64,
+        len: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let op = AsyncifyFd::new(self.file.to_shared_fd(), move |file: &std::fs::File| {
+            let start = buf.len();
+            buf.resize(start + len, 0);
+            let result = std::os::unix::fs::FileExt::read_at(file, &mut buf[start..], offset);
+            buf.truncate(start + *result.as_ref().unwrap_or(&0));
+            BufResult(result, buf)
+        });
+        let BufResult(result, op) = compio::runtime::submit(op).await;
+        (result, op.into_inner())
+    }
+
+    /// Whether every page of `len` bytes at `offset` is in the page cache (`page_cache`).
+    pub fn is_cached(&self, offset: u64, len: usize) -> bool {
+        super::page_cache::is_cached(self.file.as_raw_fd(), offset, len as u64)
     }
 
     /// The descriptor, for `sendfile(2)`.

@@ -134,13 +134,15 @@ async fn stream<T: Transport>(
     // A body of one chunk or less leaves with its head in one write (one system call where
     // sendfile would take four); sendfile holds no buffer, so its pieces can be larger.
     let path = match files.send {
-        SendPath::Sendfile if body.range.end - body.range.start <= files.chunk_size as u64 => {
+        SendPath::Sendfile | SendPath::Auto
+            if body.range.end - body.range.start <= files.chunk_size as u64 =>
+        {
             SendPath::Copy
         }
         path => path,
     };
     let piece = match path {
-        SendPath::Sendfile => files.chunk_size.max(SENDFILE_PIECE),
+        SendPath::Sendfile | SendPath::Auto => files.chunk_size.max(SENDFILE_PIECE),
         SendPath::Copy | SendPath::Zerocopy => files.chunk_size,
     };
     let mut pacer = Pacer::new(
@@ -152,12 +154,13 @@ async fn stream<T: Transport>(
     );
     let deadlines = Deadlines {
         path,
+        read_size: files.chunk_size,
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };
     // Corked like nginx's tcp_nopush: the head rides with the file's first bytes, and only
     // full segments leave until the body is done.
-    let cork = path == SendPath::Sendfile;
+    let cork = matches!(path, SendPath::Sendfile | SendPath::Auto);
     if cork {
         exchange.io.set_cork(true);
     }

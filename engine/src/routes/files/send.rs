@@ -1,9 +1,14 @@
-//! Streaming a file's range to the client: read a piece, send it, repeat. A download holds
-//! one piece in memory; every write has the route's `send_timeout` (a client that stops
-//! reading is closed) and the whole response `download_timeout`. Pacing waits on a timer.
+//! Streaming a file's range to the client: a piece at a time, each `sendfile(2)`d from the
+//! page cache, or read into the connection's buffer and sent from it (the `auto` path reads
+//! the pieces the page cache does not hold on the runtime's blocking pool, so that no disk
+//! read happens on the worker thread). A download holds at most `chunk_size` in memory; every write has the
+//! route's `send_timeout` (a client that stops reading is closed) and the whole response
+//! `download_timeout`. Pacing waits on a timer.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
+
+use futures_util::future::Either;
 
 use super::pace::Pacer;
 use crate::config::SendPath;
@@ -29,6 +34,8 @@ pub enum Cut {
 pub struct Deadlines {
     /// How the bytes are sent.
     pub path: SendPath,
+    /// The most one read takes from the file (`chunk_size`: what a download holds).
+    pub read_size: usize,
     /// The most one write may wait for the client.
     pub send_timeout: Duration,
     /// When the whole response must be done.
@@ -65,10 +72,14 @@ pub async fn stream_body<T: Transport>(
             }
             crate::server::runtime::sleep(wait).await;
         }
-        let deadline = deadlines
-            .download
-            .min(Instant::now() + deadlines.send_timeout);
-        if deadlines.path == SendPath::Sendfile {
+        let cold = deadlines.path == SendPath::Auto && !file.is_cached(offset, piece);
+        if cold {
+            crate::server::page_cache::count_cold_piece();
+        }
+        if matches!(deadlines.path, SendPath::Sendfile | SendPath::Auto) && !cold {
+            let deadline = deadlines
+                .download
+                .min(Instant::now() + deadlines.send_timeout);
             out = write(io, guard, out, deadline, deadlines, sent).await?;
             match guard
                 .within(deadline, io.send_file(file, offset, piece))
@@ -84,13 +95,30 @@ pub async fn stream_body<T: Transport>(
                 None => return Err(Cut::Client),
             }
         }
-        let (read, buf) = file.read_at(out, offset, piece).await;
-        out = buf;
-        match read {
-            Ok(0) | Err(_) => return Err(Cut::File),
-            Ok(n) => offset += n as u64,
+        // Read and sent `read_size` at a time: the caps granted the whole piece.
+        let piece_end = offset + piece as u64;
+        while offset < piece_end {
+            let len = usize::try_from(piece_end - offset)
+                .unwrap_or(usize::MAX)
+                .min(deadlines.read_size);
+            let read = if cold {
+                Either::Left(file.read_at_in_pool(out, offset, len))
+            } else {
+                Either::Right(file.read_at(out, offset, len))
+            };
+            let Some((read, buf)) = guard.within(deadlines.download, read).await else {
+                return Err(Cut::Timeout);
+            };
+            out = buf;
+            match read {
+                Ok(0) | Err(_) => return Err(Cut::File),
+                Ok(n) => offset += n as u64,
+            }
+            let deadline = deadlines
+                .download
+                .min(Instant::now() + deadlines.send_timeout);
+            out = write(io, guard, out, deadline, deadlines, sent).await?;
         }
-        out = write(io, guard, out, deadline, deadlines, sent).await?;
     }
     Ok(out)
 }

@@ -115,6 +115,7 @@ fn stats_json(ctx: &WorkerContext) -> String {
         "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{},\
          \"receive_ring_dry\":{}}},\
          \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},\
+         \"files\":{{\"cold_pieces\":{}}},\
          \"access_log\":{{\"dropped_lines\":{}}},\"reloads\":{{\"ok\":{},\"failed\":{}}},",
         budget.used(),
         budget.limit(),
@@ -122,6 +123,7 @@ fn stats_json(ctx: &WorkerContext) -> String {
         crate::server::ring_receive::dry_count(),
         metrics.proxy().0,
         metrics.proxy().1,
+        crate::server::page_cache::cold_pieces(),
         ctx.access_log
             .as_ref()
             .map_or(0, |log| log.log().dropped_lines()

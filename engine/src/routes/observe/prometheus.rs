@@ -19,7 +19,7 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
     let (proxy_connects, proxy_reuses) = metrics.proxy();
     let log = ctx.access_log.as_ref().map(|log| log.log());
     let log_dropped = log.map_or(0, |log| log.dropped_lines() + log.failed_lines());
-    let single: [(&str, &str, &str, u64); 19] = [
+    let single: [(&str, &str, &str, u64); 20] = [
         (
             "uptime_seconds",
             "gauge",
@@ -87,6 +87,12 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
             "counter",
             "Receives that found the worker's buffer ring empty (the connection then read per read).",
             crate::server::ring_receive::dry_count(),
+        ),
+        (
+            "file_cold_pieces_total",
+            "counter",
+            "Download pieces read through io_uring because the page cache did not hold them.",
+            crate::server::page_cache::cold_pieces(),
         ),
         (
             "broadcast_published_total",
