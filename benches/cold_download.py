@@ -60,6 +60,9 @@ SERVERS = {
     # The probes alone, with no download: what this machine gives any server (a VM's steal
     # time shows here).
     "no download (ringstream)": ("ringstream", 'send = "auto"'),
+    # The same, while dd reads the cold file on the server's core: what the cold reads cost
+    # the machine when no server takes part.
+    "dd reads the file on core 0 (ringstream idle)": ("ringstream", 'send = "auto"'),
     "nginx sendfile": ("nginx", ""),
     # With aio threads (and sendfile on) nginx hands its file work to its thread pool.
     "nginx aio threads": ("nginx", "aio threads;"),
@@ -184,9 +187,10 @@ def percentile(values, p):
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def run_one(addr, pid, size, seconds, rate):
+def run_one(addr, pid, size, seconds, rate, reader=None):
     """One cold run against the server at `addr` (process `pid`): (result, None) or (None,
-    error)."""
+    error). With `size` 0 nothing is downloaded; with `reader` (an argv) that program reads
+    the file during the window instead of the server."""
     if not drop_caches():
         return None, "cannot write /proc/sys/vm/drop_caches (run as root)"
     host, port = addr.rsplit(":", 1)
@@ -197,7 +201,10 @@ def run_one(addr, pid, size, seconds, rate):
         if read_response(probe, bytearray())[0] != 200:
             return None, "GET /health did not answer 200"
         start_at = time.time() + 0.3
-        if size:
+        if reader:
+            download = subprocess.Popen(reader, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        elif size:
             download = subprocess.Popen(
                 ["taskset", "-c", "1", sys.executable, os.path.abspath(__file__), "--client",
                  addr, repr(start_at), str(seconds), str(size)], stdout=subprocess.PIPE,
@@ -220,7 +227,7 @@ def run_one(addr, pid, size, seconds, rate):
             latencies.append((time.time() - due) * 1000)
         time.sleep(max(0.0, start_at + seconds - time.time()))
         cpu = cpu_seconds(pid) - cpu_before
-        if not size:  # the probes' floor on this machine: the same server, no download
+        if reader or not size:  # the probes' floor on this machine: the server sends nothing
             return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
                     "max_ms": max(latencies), "mib_per_s": 0.0, "cpu_s_per_gib": None,
                     "downloads": 0, "probes": len(latencies)}, None
@@ -239,6 +246,12 @@ def run_one(addr, pid, size, seconds, rate):
             "max_ms": max(latencies), "mib_per_s": received / MIB / elapsed,
             "cpu_s_per_gib": cpu / (received / GIB) if received else None,
             "downloads": int(completed), "probes": len(latencies)}, None
+
+
+def dd_reader(mountpoint, seconds):
+    """dd reading the cold file on core 0 for the window, 64 KiB at a time."""
+    return ["timeout", str(seconds + 0.3), "taskset", "-c", "0", "dd",
+            f"if={os.path.join(mountpoint, FILE)}", "of=/dev/null", "bs=64k"]
 
 
 def describe(r):
@@ -354,7 +367,9 @@ def main():
         outcome = interleave(args.rounds, starters, [(label, None)],
                              lambda n, addr, pid, _s: run_one(
                                  addr, pid, 0 if n.startswith("no download") else size,
-                                 args.seconds, args.probe_rate), describe)
+                                 args.seconds, args.probe_rate,
+                                 dd_reader(mountpoint, args.seconds) if n.startswith("dd")
+                                 else None), describe)
     finally:
         unmount(mountpoint)
         try:

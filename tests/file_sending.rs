@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use support::files::{Tree, server};
+use support::files::{Tree, drop_from_page_cache, server};
 use support::{DRIVERS, PATIENCE, Server, ask};
 
 /// The route's send paths (`auto`: sendfile for cached pieces, reads for the others;
@@ -92,24 +92,6 @@ fn auto_reads_the_pieces_the_page_cache_does_not_hold() {
             "{driver}: a cached file was read"
         );
     }
-}
-
-/// Writes `path`'s pages back and drops them from the page cache; false where the file
-/// system keeps them whatever is asked (tmpfs: its pages are the file).
-fn drop_from_page_cache(path: &std::path::Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(path).unwrap();
-    file.sync_all().unwrap();
-    // SAFETY: `stat` is a plain struct the kernel fills; the descriptor is open.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; fstatfs writes only `stat`.
-    assert_eq!(unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut stat) }, 0);
-    if stat.f_type == libc::TMPFS_MAGIC {
-        return false;
-    }
-    // SAFETY: fadvise on an open descriptor touches no memory of this process.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    rc == 0
 }
 
 /// A download larger than a socket buffer, on a connection kept alive afterwards, must leave

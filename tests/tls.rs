@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
+use support::files::drop_from_page_cache;
 use support::tls::{Certs, TlsStream};
 use support::ws::{CLOSE, TEXT, close_frame, frame, read_frame, upgrade_request};
 use support::{DRIVERS, PATIENCE, Server, TempFile, ask, read_response};
@@ -113,12 +114,21 @@ fn https_and_wss_work_with_a_certificate_the_client_verifies() {
             );
             assert_eq!(response.status, 200, "{driver}: kept alive over TLS");
         }
-        let response = ask(
-            &mut stream,
-            "GET /files/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        );
-        assert_eq!(response.status, 200, "{driver}");
-        assert!(response.body == big, "{driver}: the file, whole, over TLS");
+        // Cold, then cached: the pieces the page cache does not hold are read on the
+        // blocking pool, and encrypted like the others.
+        let dropped = drop_from_page_cache(&certs.root().join("big.bin"));
+        for _ in 0..2 {
+            let response = ask(
+                &mut stream,
+                "GET /files/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            );
+            assert_eq!(response.status, 200, "{driver}");
+            assert!(response.body == big, "{driver}: the file, whole, over TLS");
+        }
+        if dropped {
+            let cold = stats(&certs, &server)["files"]["cold_pieces"].as_u64();
+            assert!(cold >= Some(1), "{driver}: no piece was read as cold");
+        }
 
         let mut ws = certs.connect(&server, "localhost").unwrap();
         ws.write_all(&upgrade_request("/ws/echo", "")).unwrap();

@@ -62,3 +62,21 @@ root = "{}"
     );
     Server::with_config(&config, &["--workers", "2", "--io-driver", driver])
 }
+
+/// Writes `path`'s pages back and drops them from the page cache; false where the file
+/// system keeps them whatever is asked (tmpfs: its pages are the file).
+pub fn drop_from_page_cache(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: `stat` is a plain struct the kernel fills; the descriptor is open.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; fstatfs writes only `stat`.
+    assert_eq!(unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut stat) }, 0);
+    if stat.f_type == libc::TMPFS_MAGIC {
+        return false;
+    }
+    // SAFETY: fadvise on an open descriptor touches no memory of this process.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    rc == 0
+}

@@ -1,4 +1,5 @@
-//! The engine's own byte-stream interface, so that compio appears in one file only.
+//! The engine's own byte-stream interface, so that compio appears in a few files of `server`
+//! only.
 //!
 //! compio's minor releases change its I/O traits; the connection code speaks to [`Transport`]
 //! and an upgrade touches this module alone. Buffers are owned and handed back with the result,
@@ -18,15 +19,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf, IoVectoredBuf};
-use compio::driver::ToSharedFd;
-use compio::driver::op::{AsyncifyFd, Interest, PollOnce};
-use compio::io::{AsyncReadAt, AsyncWriteAtExt, AsyncWriteZerocopy};
+use compio::io::AsyncWriteZerocopy;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::future::Either;
 
 use compio::net::TcpStream;
 
+pub use crate::server::file_io::{FileSink, FileSource};
 use crate::server::ring_receive::{RingReceive, read_from_ring};
+use crate::server::sendfile;
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
 /// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
@@ -54,6 +55,10 @@ pub trait Transport {
     /// page cache, no copy through a buffer. Waits (on the ring) while the socket is full;
     /// returns the bytes sent, 0 only at the end of the file.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize>;
+    /// [`Transport::send_file`] for a piece whose pages are not all in the page cache: the
+    /// worker never waits for the disk.
+    async fn send_cold_file(&self, file: &FileSource, offset: u64, len: usize)
+    -> io::Result<usize>;
     /// Sets `TCP_CORK`: while on, only full segments leave (the head waits for the file's
     /// first bytes); turning it off sends what is queued (nginx's `tcp_nopush`).
     fn set_cork(&self, on: bool);
@@ -128,45 +133,6 @@ impl TcpTransport {
     }
 }
 
-impl TcpTransport {
-    /// The loop of [`Transport::send_file`], on a socket already non-blocking.
-    async fn send_file_nonblocking(
-        &self,
-        file: &FileSource,
-        offset: u64,
-        len: usize,
-    ) -> io::Result<usize> {
-        let socket = self.stream.as_raw_fd();
-        // A piece starts with a wait for room through the driver, even when there is room: a
-        // client that keeps up never fills the socket, and without it a download would send
-        // piece after piece while the worker's other connections wait for their turn.
-        let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
-        compio::runtime::submit(poll).await.0?;
-        let mut done = 0;
-        while done < len {
-            let mut position =
-                i64::try_from(offset + done as u64).map_err(|_| io::ErrorKind::InvalidInput)?;
-            let (source, count) = (file.raw_fd(), len - done);
-            // SAFETY: both descriptors are open for the call (the stream and the file are
-            // borrowed); `position` is a valid `off_t` the kernel updates.
-            let sent = unsafe { libc::sendfile(socket, source, &raw mut position, count) };
-            match sent {
-                0 => break,
-                n if n > 0 => done += n.unsigned_abs(),
-                _ => {
-                    let error = io::Error::last_os_error();
-                    if error.kind() != io::ErrorKind::WouldBlock {
-                        return Err(error);
-                    }
-                    let poll = PollOnce::new(self.stream.to_shared_fd(), Interest::Writable);
-                    compio::runtime::submit(poll).await.0?;
-                }
-            }
-        }
-        Ok(done)
-    }
-}
-
 impl Transport for TcpTransport {
     /// Two futures, not one `async fn` holding both: the future of a connection that waits
     /// for a read is as large as its read's, and every idle connection keeps one.
@@ -231,8 +197,19 @@ impl Transport for TcpTransport {
     /// blocking socket is switched for the piece and switched back whichever way the call
     /// ends, even when it is dropped mid-wait; a non-blocking one is left untouched.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
-        let _mode = NonBlockingScope::enter(self.stream.as_raw_fd())?;
-        self.send_file_nonblocking(file, offset, len).await
+        sendfile::send_on_worker(&self.stream, file, offset, len).await
+    }
+
+    /// `sendfile(2)` on the runtime's blocking pool, as nginx's `aio threads` sends: no part
+    /// of the disk read happens on the worker, and the bytes still go without a copy through
+    /// a buffer.
+    async fn send_cold_file(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        sendfile::send_in_pool(&self.stream, file, offset, len).await
     }
 
     fn set_cork(&self, on: bool) {
@@ -279,154 +256,5 @@ impl Transport for TcpTransport {
         // is open (owned by `self.stream`); a zero timeout never waits.
         let ready = unsafe { libc::poll(&raw mut pollfd, 1, 0) };
         ready > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
-    }
-}
-
-/// An open regular file, handed to compio (which owns it from then on).
-fn compio_file(file: std::fs::File) -> compio::fs::File {
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` was just released by `file`, so this is its only owner; it is an open
-    // regular file, which is what compio's `File` wraps.
-    unsafe { compio::fs::File::from_raw_fd(fd) }
-}
-
-/// A socket made non-blocking for a while, and given its own mode back when dropped.
-struct NonBlockingScope {
-    /// The descriptor to switch back to blocking, when it was blocking on entry.
-    restore: Option<RawFd>,
-}
-
-impl NonBlockingScope {
-    /// Makes `fd` non-blocking unless it already is; the caller keeps `fd` open for as long
-    /// as the scope lives.
-    fn enter(fd: RawFd) -> io::Result<Self> {
-        // SAFETY: F_GETFL reads the descriptor's status flags and touches no memory; `fd` is
-        // open (the caller borrows its owner).
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_NONBLOCK != 0 {
-            return Ok(Self { restore: None });
-        }
-        set_nonblocking(fd, true)?;
-        Ok(Self { restore: Some(fd) })
-    }
-}
-
-impl Drop for NonBlockingScope {
-    fn drop(&mut self) {
-        if let Some(fd) = self.restore {
-            // A failure leaves the socket non-blocking, which every driver tolerates: io_uring
-            // sends and receives do not read the file's mode.
-            let _ = set_nonblocking(fd, false);
-        }
-    }
-}
-
-/// Switches `O_NONBLOCK` on or off for `fd`.
-fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
-    let mut value = libc::c_int::from(on);
-    // SAFETY: FIONBIO reads one `int` from the pointer, which is valid for the call; `fd` is
-    // open (the caller borrows its owner).
-    let rc = unsafe { libc::ioctl(fd, libc::FIONBIO, &raw mut value) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// A regular file read at given offsets on the worker's runtime (io_uring reads; page-cache
-/// hits complete without a thread).
-#[derive(Debug)]
-pub struct FileSource {
-    file: compio::fs::File,
-}
-
-impl FileSource {
-    /// Takes over an open file.
-    pub fn new(file: std::fs::File) -> Self {
-        Self {
-            file: compio_file(file),
-        }
-    }
-
-    /// Appends up to `len` bytes read at `offset` to `buf` (fewer at the end of the file, or
-    /// when the kernel returns less).
-    pub async fn read_at(
-        &self,
-        mut buf: Vec<u8>,
-        offset: u64,
-        len: usize,
-    ) -> (io::Result<usize>, Vec<u8>) {
-        buf.reserve(len);
-        let start = buf.len();
-        let BufResult(result, slice) = self
-            .file
-            .read_at(buf.slice(start..start + len), offset)
-            .await;
-        (result, slice.into_inner())
-    }
-
-    /// [`FileSource::read_at`] on a thread of the runtime's blocking pool (`pread(2)`), for
-    /// pieces not in the page cache: the worker then never runs any part of a read that may
-    /// wait for the disk. An io_uring read first tries to copy the pages on the worker, and on
-    /// some file systems that try itself waits (FUSE asks its daemon for the file's
-    /// attributes before a read; a disk file system may read an extent block). The pool
-    /// keeps the file and the buffer until the read ends, even when the download is dropped.
-    pub async fn read_at_in_pool(
-        &self,
-        mut buf: Vec<u8>,
-        offset: u64,
-        len: usize,
-    ) -> (io::Result<usize>, Vec<u8>) {
-        let op = AsyncifyFd::new(self.file.to_shared_fd(), move |file: &std::fs::File| {
-            let start = buf.len();
-            buf.resize(start + len, 0);
-            let result = std::os::unix::fs::FileExt::read_at(file, &mut buf[start..], offset);
-            buf.truncate(start + *result.as_ref().unwrap_or(&0));
-            BufResult(result, buf)
-        });
-        let BufResult(result, op) = compio::runtime::submit(op).await;
-        (result, op.into_inner())
-    }
-
-    /// Whether every page of `len` bytes at `offset` is in the page cache (`page_cache`).
-    pub fn is_cached(&self, offset: u64, len: usize) -> bool {
-        super::page_cache::is_cached(self.file.as_raw_fd(), offset, len as u64)
-    }
-
-    /// The descriptor, for `sendfile(2)`.
-    pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
-    }
-}
-
-/// A regular file written at given offsets on the worker's runtime (uploads).
-#[derive(Debug)]
-pub struct FileSink {
-    file: compio::fs::File,
-}
-
-impl FileSink {
-    /// Takes over a file open for writing.
-    pub fn new(file: std::fs::File) -> Self {
-        Self {
-            file: compio_file(file),
-        }
-    }
-
-    /// Writes all of `buf` at `offset`; gives the buffer back.
-    pub async fn write_all_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<()>, Vec<u8>) {
-        let mut file = &self.file;
-        let BufResult(result, buf) = file.write_all_at(buf, offset).await;
-        (result, buf)
-    }
-
-    /// `fsync`.
-    pub async fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all().await
     }
 }

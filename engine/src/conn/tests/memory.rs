@@ -206,6 +206,15 @@ impl Transport for MemoryTransport {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    async fn send_cold_file(
+        &self,
+        _file: &FileSource,
+        _offset: u64,
+        _len: usize,
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     fn set_cork(&self, _on: bool) {}
 
     async fn shutdown_write(&self) -> io::Result<()> {

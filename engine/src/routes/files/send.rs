@@ -1,7 +1,7 @@
-//! Streaming a file's range to the client: a piece at a time, each `sendfile(2)`d from the
-//! page cache, or read into the connection's buffer and sent from it (the `auto` path reads
-//! the pieces the page cache does not hold on the runtime's blocking pool, so that no disk
-//! read happens on the worker thread). A download holds at most `chunk_size` in memory; every write has the
+//! Streaming a file's range to the client: a piece at a time, each `sendfile(2)`d, or read
+//! through io_uring into the connection's buffer and sent from it. The `auto` path sends the
+//! pieces the page cache does not hold with `sendfile` on the runtime's blocking pool, so
+//! that no disk read happens on the worker thread. A download holds at most `chunk_size` in memory; every write has the
 //! route's `send_timeout` (a client that stops reading is closed) and the whole response
 //! `download_timeout`. Pacing waits on a timer.
 
@@ -76,15 +76,17 @@ pub async fn stream_body<T: Transport>(
         if cold {
             crate::server::page_cache::count_cold_piece();
         }
-        if matches!(deadlines.path, SendPath::Sendfile | SendPath::Auto) && !cold {
+        if matches!(deadlines.path, SendPath::Sendfile | SendPath::Auto) {
             let deadline = deadlines
                 .download
                 .min(Instant::now() + deadlines.send_timeout);
             out = write(io, guard, out, deadline, deadlines, sent).await?;
-            match guard
-                .within(deadline, io.send_file(file, offset, piece))
-                .await
-            {
+            let piece_sent = if cold {
+                Either::Left(io.send_cold_file(file, offset, piece))
+            } else {
+                Either::Right(io.send_file(file, offset, piece))
+            };
+            match guard.within(deadline, piece_sent).await {
                 Some(Ok(0)) | Some(Err(_)) => return Err(Cut::File),
                 Some(Ok(n)) => {
                     offset += n as u64;
@@ -101,11 +103,7 @@ pub async fn stream_body<T: Transport>(
             let len = usize::try_from(piece_end - offset)
                 .unwrap_or(usize::MAX)
                 .min(deadlines.read_size);
-            let read = if cold {
-                Either::Left(file.read_at_in_pool(out, offset, len))
-            } else {
-                Either::Right(file.read_at(out, offset, len))
-            };
+            let read = file.read_at(out, offset, len);
             let Some((read, buf)) = guard.within(deadlines.download, read).await else {
                 return Err(Cut::Timeout);
             };

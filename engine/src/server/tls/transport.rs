@@ -74,6 +74,38 @@ fn tls_error(error: rustls::Error) -> io::Error {
 }
 
 impl TlsTransport {
+    /// Reads `len` bytes of `file` from `offset` a piece at a time (through io_uring, or on
+    /// the blocking pool when `cold`) and sends each encrypted.
+    async fn send_file_pieces(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+        cold: bool,
+    ) -> io::Result<usize> {
+        let mut done = 0;
+        let mut piece = std::mem::take(&mut *self.file_buf.borrow_mut());
+        while done < len {
+            piece.clear();
+            let (at, want) = (offset + done as u64, (len - done).min(FILE_PIECE));
+            let (result, read) = if cold {
+                file.read_at_in_pool(piece, at, want).await
+            } else {
+                file.read_at(piece, at, want).await
+            };
+            piece = read;
+            match result {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.send([&piece[..n]]).await?;
+                    done += n;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        *self.file_buf.borrow_mut() = piece;
+        Ok(done)
+    }
     pub(super) fn new(tcp: TcpTransport, session: ServerConnection) -> Self {
         Self {
             tcp,
@@ -303,24 +335,17 @@ impl Transport for TlsTransport {
 
     /// Reads the file a piece at a time and sends it encrypted: `sendfile(2)` cannot encrypt.
     async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
-        let mut done = 0;
-        let mut piece = std::mem::take(&mut *self.file_buf.borrow_mut());
-        while done < len {
-            piece.clear();
-            let want = (len - done).min(FILE_PIECE);
-            let (result, read) = file.read_at(piece, offset + done as u64, want).await;
-            piece = read;
-            match result {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.send([&piece[..n]]).await?;
-                    done += n;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        *self.file_buf.borrow_mut() = piece;
-        Ok(done)
+        self.send_file_pieces(file, offset, len, false).await
+    }
+
+    /// [`TlsTransport::send_file`] with the reads on the runtime's blocking pool.
+    async fn send_cold_file(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        self.send_file_pieces(file, offset, len, true).await
     }
 
     fn set_cork(&self, on: bool) {

@@ -1,0 +1,164 @@
+//! `sendfile(2)` from a file to a connection's socket, on the worker or on the runtime's
+//! blocking pool, and the socket's non-blocking mode for the length of one piece.
+//!
+//! The socket's mode belongs to the driver: the poll driver keeps every socket non-blocking
+//! (it tries a `recv` before it waits for readiness, so a blocking socket would stop the
+//! whole worker), while io_uring's accepted sockets are blocking (and an io_uring operation
+//! on a non-blocking socket would answer `EAGAIN` instead of waiting). `sendfile` needs a
+//! non-blocking socket on both, so a blocking one is switched for the piece and switched
+//! back whichever way the piece ends; a non-blocking one is left untouched.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use compio::BufResult;
+use compio::driver::ToSharedFd;
+use compio::driver::op::{AsyncifyFd2, Interest, PollOnce};
+use compio::net::TcpStream;
+
+use crate::server::file_io::FileSource;
+
+/// Sends `len` bytes of `file` from `offset` on the worker thread: the whole piece unless the
+/// file ends first; waits for room through the driver. A page not in the page cache is read
+/// from disk inside the call, on the worker.
+pub async fn send_on_worker(
+    stream: &TcpStream,
+    file: &FileSource,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let _mode = NonBlockingScope::enter(stream.as_raw_fd())?;
+    // A piece starts with a wait for room through the driver, even when there is room: a
+    // client that keeps up never fills the socket, and without it a download would send
+    // piece after piece while the worker's other connections wait for their turn.
+    wait_for_room(stream).await?;
+    let mut done = 0;
+    while done < len {
+        match send_until_full(
+            stream.as_raw_fd(),
+            file.raw_fd(),
+            offset + done as u64,
+            len - done,
+        ) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for_room(stream).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// [`send_on_worker`] with every `sendfile` call made on a thread of the runtime's blocking
+/// pool, for pieces whose pages are not all in the page cache: the thread waits for the disk,
+/// the worker waits for its answer (as nginx's `aio threads` sends). Each call sends until
+/// the socket is full; the worker then waits for room and hands the rest to the pool again.
+/// The pool holds the file and the socket open until its call ends, and gives the socket its
+/// mode back itself, even when the download was dropped meanwhile.
+pub async fn send_in_pool(
+    stream: &TcpStream,
+    file: &FileSource,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < len {
+        let mode = NonBlockingScope::enter(stream.as_raw_fd())?;
+        let (at, count) = (offset + done as u64, len - done);
+        let op = AsyncifyFd2::new(
+            file.shared_fd(),
+            stream.to_shared_fd(),
+            move |file: &std::fs::File, socket: &_| {
+                let sent = send_until_full(AsRawFd::as_raw_fd(socket), file.as_raw_fd(), at, count);
+                drop(mode);
+                BufResult(sent, ())
+            },
+        );
+        match compio::runtime::submit(op).await.0 {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for_room(stream).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Waits until the socket has room, through the driver.
+async fn wait_for_room(stream: &TcpStream) -> io::Result<()> {
+    let poll = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
+    compio::runtime::submit(poll).await.0.map(drop)
+}
+
+/// `sendfile` calls on the non-blocking `socket` until `count` bytes of `file` from `offset`
+/// are sent, the file ends or the socket is full: the bytes sent (0 only at the end of the
+/// file), or `WouldBlock` when the socket was full before any byte went.
+fn send_until_full(socket: RawFd, file: RawFd, offset: u64, count: usize) -> io::Result<usize> {
+    let mut position = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut done = 0;
+    while done < count {
+        // SAFETY: both descriptors are open for the call (their owners are borrowed, or held
+        // by the pool's operation); `position` is a valid `off_t` the kernel updates.
+        let sent = unsafe { libc::sendfile(socket, file, &raw mut position, count - done) };
+        match sent {
+            0 => break,
+            n if n > 0 => done += n.unsigned_abs(),
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::WouldBlock && done > 0 {
+                    break;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// A socket made non-blocking for a while, and given its own mode back when dropped.
+#[derive(Debug)]
+pub struct NonBlockingScope {
+    /// The descriptor to switch back to blocking, when it was blocking on entry.
+    restore: Option<RawFd>,
+}
+
+impl NonBlockingScope {
+    /// Makes `fd` non-blocking unless it already is; the caller keeps `fd` open for as long
+    /// as the scope lives.
+    pub fn enter(fd: RawFd) -> io::Result<Self> {
+        // SAFETY: F_GETFL reads the descriptor's status flags and touches no memory; `fd` is
+        // open (the caller borrows its owner).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            return Ok(Self { restore: None });
+        }
+        set_nonblocking(fd, true)?;
+        Ok(Self { restore: Some(fd) })
+    }
+}
+
+impl Drop for NonBlockingScope {
+    fn drop(&mut self) {
+        if let Some(fd) = self.restore {
+            // A failure leaves the socket non-blocking, which every driver tolerates: io_uring
+            // sends and receives do not read the file's mode.
+            let _ = set_nonblocking(fd, false);
+        }
+    }
+}
+
+/// Switches `O_NONBLOCK` on or off for `fd`.
+fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    let mut value = libc::c_int::from(on);
+    // SAFETY: FIONBIO reads one `int` from the pointer, which is valid for the call; `fd` is
+    // open (the caller borrows its owner).
+    let rc = unsafe { libc::ioctl(fd, libc::FIONBIO, &raw mut value) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
