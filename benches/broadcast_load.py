@@ -18,6 +18,9 @@ compressed publishes; the load generator offers the extension as Chromium does t
 that have it on, and inflates and checks every compressed delivery. The messages' fill is
 hexadecimal text, which deflate compresses to a little over half.
 
+`--workers N` compares ringstream with one worker against N workers pinned to the same core,
+the members spread over them: what crossing between workers costs per delivery.
+
 A server that is not installed, or does not start, is skipped with one line. `--smoke`
 (100 subscribers, one round of 1 s, `--build debug`) keeps the script from rotting;
 `benches/peers/run.py` runs this table beside the other workloads.
@@ -63,6 +66,16 @@ def servers(binary, skip, deflate_config=None):
     else:
         found["Bun"] = bun
     return found
+
+
+def spread_over_workers(ringstream, workers):
+    """ringstream with one worker, and with `workers` workers pinned to the same core (the
+    server's `taskset -c 0` leaves them one CPU): SO_REUSEPORT spreads the members over the
+    workers, so most deliveries cross from the publisher's worker to another one's inbox.
+    What cross-worker fan-out costs, on a machine whose second core runs the load."""
+    spread = list(ringstream)
+    spread[spread.index("--workers") + 1] = str(workers)
+    return {"ringstream": ringstream, f"ringstream, {workers} workers on core 0": spread}
 
 
 def label(subscribers, size, window):
@@ -128,6 +141,9 @@ def main():
     parser.add_argument("--build", choices=["release", "debug"], default="release")
     parser.add_argument("--deflate", action="store_true",
                         help="permessage-deflate off against on (ringstream), and Bun's")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="ringstream with one worker against this many workers, all on "
+                             "core 0 (members spread over them; no Bun)")
     parser.add_argument("--smoke", action="store_true",
                         help="100 subscribers, one round of 1 s (CI)")
     args = parser.parse_args()
@@ -142,6 +158,8 @@ def main():
         config.write(DEFLATE_CONFIG)
         config.flush()
     argvs = servers(binary, skip, config and config.name)
+    if args.workers:
+        argvs = spread_over_workers(argvs["ringstream"], args.workers)
     outcome = collect(binary, argvs, args.rounds, args.seconds, args.warmup, args.subscribers,
                       args.size, args.window)
     workload = label(args.subscribers, args.size, args.window)
