@@ -3,10 +3,10 @@
 //!
 //! The socket's mode belongs to the driver: the poll driver keeps every socket non-blocking
 //! (it tries a `recv` before it waits for readiness, so a blocking socket would stop the
-//! whole worker), while io_uring's accepted sockets are blocking (and an io_uring operation
-//! on a non-blocking socket would answer `EAGAIN` instead of waiting). `sendfile` needs a
-//! non-blocking socket on both, so a blocking one is switched for the piece and switched
-//! back whichever way the piece ends; a non-blocking one is left untouched.
+//! whole worker), while io_uring's accepted sockets are blocking. `sendfile` needs a
+//! non-blocking socket on both (a blocking one would hold the calling thread while the
+//! client reads nothing), so a blocking one is switched for the piece and switched back
+//! whichever way the piece ends; a non-blocking one is left untouched.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

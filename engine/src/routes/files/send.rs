@@ -1,9 +1,9 @@
 //! Streaming a file's range to the client: a piece at a time, each `sendfile(2)`d, or read
 //! through io_uring into the connection's buffer and sent from it. The `auto` path sends the
 //! pieces the page cache does not hold with `sendfile` on the runtime's blocking pool, so
-//! that no disk read happens on the worker thread. A download holds at most `chunk_size` in memory; every write has the
-//! route's `send_timeout` (a client that stops reading is closed) and the whole response
-//! `download_timeout`. Pacing waits on a timer.
+//! that no disk read happens on the worker thread. A download holds at most `chunk_size` in
+//! memory; every write has the route's `send_timeout` (a client that stops reading is
+//! closed) and the whole response `download_timeout`. Pacing waits on a timer.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
