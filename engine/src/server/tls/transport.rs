@@ -106,6 +106,7 @@ impl TlsTransport {
         *self.file_buf.borrow_mut() = piece;
         Ok(done)
     }
+
     pub(super) fn new(tcp: TcpTransport, session: ServerConnection) -> Self {
         Self {
             tcp,
