@@ -69,9 +69,10 @@ pub fn drop_from_page_cache(path: &std::path::Path) -> bool {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(path).unwrap();
     file.sync_all().unwrap();
-    // SAFETY: `stat` is a plain struct the kernel fills; the descriptor is open.
+    // SAFETY: `statfs` is a plain C struct for which all-zero is a valid value.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; fstatfs writes only `stat`.
+    // SAFETY: `stat` is a valid, writable `statfs` for the call and the descriptor is open;
+    // fstatfs writes only `stat`.
     assert_eq!(unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut stat) }, 0);
     if stat.f_type == libc::TMPFS_MAGIC {
         return false;

@@ -154,7 +154,6 @@ async fn stream<T: Transport>(
     );
     let deadlines = Deadlines {
         path,
-        read_size: files.chunk_size,
         send_timeout: route.limits.send_timeout,
         download: Instant::now() + route.limits.download_timeout,
     };

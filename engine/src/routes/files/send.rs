@@ -34,8 +34,6 @@ pub enum Cut {
 pub struct Deadlines {
     /// How the bytes are sent.
     pub path: SendPath,
-    /// The most one read takes from the file (`chunk_size`: what a download holds).
-    pub read_size: usize,
     /// The most one write may wait for the client.
     pub send_timeout: Duration,
     /// When the whole response must be done.
@@ -97,26 +95,20 @@ pub async fn stream_body<T: Transport>(
                 None => return Err(Cut::Client),
             }
         }
-        // Read and sent `read_size` at a time: the caps granted the whole piece.
-        let piece_end = offset + piece as u64;
-        while offset < piece_end {
-            let len = usize::try_from(piece_end - offset)
-                .unwrap_or(usize::MAX)
-                .min(deadlines.read_size);
-            let read = file.read_at(out, offset, len);
-            let Some((read, buf)) = guard.within(deadlines.download, read).await else {
-                return Err(Cut::Timeout);
-            };
-            out = buf;
-            match read {
-                Ok(0) | Err(_) => return Err(Cut::File),
-                Ok(n) => offset += n as u64,
-            }
-            let deadline = deadlines
-                .download
-                .min(Instant::now() + deadlines.send_timeout);
-            out = write(io, guard, out, deadline, deadlines, sent).await?;
+        // `copy` and `zerocopy`: pieces of at most `chunk_size`, read, then sent.
+        let read = file.read_at(out, offset, piece);
+        let Some((read, buf)) = guard.within(deadlines.download, read).await else {
+            return Err(Cut::Timeout);
+        };
+        out = buf;
+        match read {
+            Ok(0) | Err(_) => return Err(Cut::File),
+            Ok(n) => offset += n as u64,
         }
+        let deadline = deadlines
+            .download
+            .min(Instant::now() + deadlines.send_timeout);
+        out = write(io, guard, out, deadline, deadlines, sent).await?;
     }
     Ok(out)
 }
