@@ -1,7 +1,7 @@
 //! The server core: what runs connections, whatever their route. Start-up and the signal
 //! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
-//! named, with `runtime`, `driver`, `ring_receive`, `file_io` and `sendfile`), each worker's connection registry (deadlines and the
+//! named, with `runtime`, `driver`, `ring_receive`, `socket_ops`, `file_io` and `sendfile`), each worker's connection registry (deadlines and the
 //! drain), the clocks, the worker context, the counters, the transfers in progress and the
 //! page-cache probe of downloads.
 //!
@@ -29,6 +29,7 @@ pub mod route_traffic;
 pub mod runtime;
 pub mod sendfile;
 pub mod signals;
+pub(crate) mod socket_ops;
 pub mod start;
 pub mod tls;
 pub mod transfers;

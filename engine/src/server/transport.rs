@@ -20,7 +20,7 @@ use bytes::Bytes;
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf, IoVectoredBuf};
 use compio::io::AsyncWriteZerocopy;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::FutureExt;
 use futures_util::future::Either;
 
 use compio::net::TcpStream;
@@ -28,6 +28,7 @@ use compio::net::TcpStream;
 pub use crate::server::file_io::{FileSink, FileSource};
 use crate::server::ring_receive::{RingReceive, read_from_ring};
 use crate::server::sendfile;
+use crate::server::socket_ops::{Gathered, ReceiveAppend, ReceiveHint, SendAll, Whole};
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
 /// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
@@ -114,6 +115,8 @@ pub struct TcpTransport {
     /// The connection's multishot receive into the worker's buffer ring, when the worker
     /// receives that way (`receive = "ring"`); a receive per read otherwise.
     ring: Option<Box<RefCell<RingReceive>>>,
+    /// Whether the last receive left the socket empty (receives per read only).
+    receive_hint: ReceiveHint,
 }
 
 impl TcpTransport {
@@ -124,6 +127,7 @@ impl TcpTransport {
         Self {
             stream,
             ring: ring_receive.then(Box::default),
+            receive_hint: ReceiveHint::default(),
         }
     }
 
@@ -139,35 +143,38 @@ impl Transport for TcpTransport {
     fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
         match &self.ring {
             Some(ring) => Either::Left(read_from_ring(ring, &self.stream, buf)),
-            None => Either::Right(async move {
-                let BufResult(result, buf) = (&mut &self.stream).append(buf).await;
-                (result, buf)
-            }),
+            None => Either::Right(ReceiveAppend::new(&self.stream, &self.receive_hint, buf)),
         }
     }
 
-    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, buf) = AsyncWriteExt::write_all(&mut &self.stream, buf).await;
-        (result, buf)
+    fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        SendAll::new(&self.stream, Whole(buf)).map(|(result, Whole(buf))| (result, buf))
     }
 
-    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, slice) =
-            AsyncWriteExt::write_all(&mut &self.stream, buf.slice(range)).await;
-        (result, slice.into_inner())
+    fn write_range(
+        &self,
+        buf: Vec<u8>,
+        range: Range<usize>,
+    ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        SendAll::new(&self.stream, Whole(buf.slice(range)))
+            .map(|(result, Whole(slice))| (result, slice.into_inner()))
     }
 
-    async fn write_ranges(&self, buf: Vec<u8>, ranges: Vec<Range<usize>>) -> GatherResult {
-        let gather = Gather { buf, ranges };
-        let BufResult(result, gather) =
-            AsyncWriteExt::write_vectored_all(&mut &self.stream, gather).await;
-        (result, gather.buf, gather.ranges)
+    fn write_ranges(
+        &self,
+        buf: Vec<u8>,
+        ranges: Vec<Range<usize>>,
+    ) -> impl Future<Output = GatherResult> {
+        SendAll::new(&self.stream, Gathered(Gather { buf, ranges }))
+            .map(|(result, Gathered(gather))| (result, gather.buf, gather.ranges))
     }
 
-    async fn write_frames(&self, frames: Vec<Bytes>) -> (io::Result<()>, Vec<Bytes>) {
-        let BufResult(result, frames) =
-            AsyncWriteExt::write_vectored_all(&mut &self.stream, frames).await;
-        (result, frames)
+    fn write_frames(
+        &self,
+        frames: Vec<Bytes>,
+    ) -> impl Future<Output = (io::Result<()>, Vec<Bytes>)> {
+        SendAll::new(&self.stream, Gathered(frames))
+            .map(|(result, Gathered(frames))| (result, frames))
     }
 
     async fn write_all_zerocopy(&self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {

@@ -41,6 +41,7 @@ use crate::routes::upload::store::{Stored, Upload};
 use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
 use crate::server::registry::{ConnGuard, Registered};
+use crate::server::runtime::spawn_detached;
 use crate::server::transport::Transport;
 use ringstream_limits::gcra::GcraState;
 
@@ -151,7 +152,7 @@ enum ReadOutcome {
 /// server drains. `guard` keeps the connection in the worker's registry while it lives.
 /// `client` is the connection's admitted client, or `None` when its first request head names
 /// the client; `conn_slot` its place in the server-wide count, released when it ends.
-pub fn serve<T: Transport>(
+pub fn serve<T: Transport + 'static>(
     io: T,
     ctx: Rc<WorkerContext>,
     guard: ConnGuard,
@@ -175,8 +176,6 @@ pub fn serve<T: Transport>(
         log: None,
     };
     async move {
-        // The server-wide place, held to the very end on every path.
-        let _open = conn_slot;
         // Out of the match, so that the HTTP phase's outcome is not kept during the WebSocket
         // phase.
         let (route, attachment, deflate, session_log) = match conn.run().await {
@@ -184,11 +183,19 @@ pub fn serve<T: Transport>(
                 // The request's line waits for the session's end.
                 (route, attachment, deflate, conn.log_upgrade())
             }
-            // Boxed: the refusal's state is the largest of the HTTP phase, and every open
-            // WebSocket would keep room for it (BENCHMARKS.md, idle memory); a proxy's tunnel
-            // goes the same way, for the same reason.
-            outcome => return Box::pin(conn.finish(outcome)).await,
+            // Boxed: the refusal's state is the largest of the HTTP phase (BENCHMARKS.md, idle
+            // memory); a proxy's tunnel goes the same way, for the same reason.
+            outcome => {
+                Box::pin(conn.finish(outcome)).await;
+                // The server-wide place, held to the very end on every path.
+                drop(conn_slot);
+                return;
+            }
         };
+        // The WebSocket phase is a task of its own: this one, sized for the HTTP phase, ends
+        // here, and an open WebSocket keeps only the state its own phase needs (BENCHMARKS.md,
+        // idle memory). What the HTTP phase kept besides (its response buffer, its log line)
+        // is dropped with it.
         let Connection {
             stream,
             client,
@@ -197,7 +204,7 @@ pub fn serve<T: Transport>(
             ctx,
             ..
         } = conn;
-        ws::serve(
+        let session = ws::serve(
             stream,
             ctx,
             route,
@@ -207,8 +214,9 @@ pub fn serve<T: Transport>(
             pos,
             session_log,
             deflate,
-        )
-        .await;
+            conn_slot,
+        );
+        spawn_detached(session);
     }
 }
 

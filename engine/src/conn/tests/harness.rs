@@ -20,7 +20,7 @@ use crate::server::driver::{ChosenDriver, build_runtime};
 use crate::server::generation::Generation;
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
-use crate::server::runtime::{spawn_detached, timeout};
+use crate::server::runtime::{sleep, spawn_detached, timeout};
 
 /// A connection that has not ended by then fails the test (no test needs a tenth of it).
 const LONGEST_CONNECTION: Duration = Duration::from_secs(10);
@@ -124,7 +124,15 @@ where
         let guard = ctx.registry.register(-1);
         let started = Instant::now();
         let served = http::serve(io, Rc::clone(&ctx), guard, client_slot, conn_slot);
-        timeout(LONGEST_CONNECTION, served)
+        let ended = async {
+            served.await;
+            // A WebSocket session goes on in a task of its own after the upgrade: the
+            // connection has ended when it gives its place back.
+            while counter.open() > 0 {
+                sleep(Duration::from_millis(1)).await;
+            }
+        };
+        timeout(LONGEST_CONNECTION, ended)
             .await
             .expect("the connection did not end");
         let elapsed = started.elapsed();

@@ -37,13 +37,14 @@ use ringstream_protocol::ws::deflate::DeflateParams;
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{OpCode, close_code, write_close_frame, write_frame_header};
 
-use crate::config::{OnLimit, Route, RouteKind};
+use crate::config::{OnLimit, Route, RouteKind, WsLimits};
 use crate::conn::ws::session_log::SessionLog;
 use crate::protections::frame_quotas::{FrameRates, close_reason};
 use crate::protections::gate::ClientSlot;
 use crate::routes::echo::in_place::{InPlaceEchoes, rewrite_in_place};
 use crate::routes::role::{Attachment, Role, RoleEnd, RoleIo, Wake};
 use crate::server::access_log::ClosedBy;
+use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
 use crate::server::metrics::Traffic;
 use crate::server::registry::{Activity, ConnGuard, Registered};
@@ -89,6 +90,7 @@ enum End {
 /// Serves a WebSocket route on `stream` after the 101 was sent: echo, or the pump of a handler
 /// route (which starts the handler with `head`). `client` is the admitted client (its rates
 /// span its connections). `buf[pos..]` holds bytes the client sent right after its handshake.
+/// `conn_slot` is the connection's place in the server-wide count, released at the end.
 #[allow(
     clippy::too_many_arguments,
     reason = "the whole state of an upgraded connection"
@@ -103,16 +105,26 @@ pub fn serve<T: Transport>(
     pos: usize,
     log: Option<Box<SessionLog>>,
     deflate: Option<DeflateParams>,
+    conn_slot: ConnSlot,
 ) -> impl Future<Output = ()> {
     // Set up here and not in an `async fn`: an `async fn` moves its arguments into locals of
     // its future and keeps both, and every open WebSocket keeps that future. The block below
     // captures the connection once and lends it to `serve`.
     stream.guard().set_activity(Activity::WebSocket);
-    buf.drain(..pos);
     // The HTTP phase's buffer is larger than an idle WebSocket needs: it grows again with the
-    // first frame that needs more (BENCHMARKS.md, idle memory).
-    buf.shrink_to(INITIAL_BUFFER);
-    buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
+    // first frame that needs more (BENCHMARKS.md, idle memory). A new, smaller buffer rather
+    // than the old one shrunk in place: shrinking splits the old block, and the part left free
+    // sits between live blocks where no later connection's larger blocks fit, while the old
+    // block freed whole serves the next connection's HTTP phase.
+    let buf = if buf.capacity() > INITIAL_BUFFER && buf.len() - pos <= INITIAL_BUFFER {
+        let mut smaller = Vec::with_capacity(INITIAL_BUFFER);
+        smaller.extend_from_slice(&buf[pos..]);
+        smaller
+    } else {
+        buf.drain(..pos);
+        buf.reserve(INITIAL_BUFFER.saturating_sub(buf.len()));
+        buf
+    };
     let route = &ctx.router.routes()[route_index];
     let peer = || {
         client
@@ -147,6 +159,7 @@ pub fn serve<T: Transport>(
         log,
         compression: deflate.map(|params| Box::new(compression::Compression::new(params))),
         ctx,
+        _open: conn_slot,
     };
     async move { conn.serve(buf).await }
 }
@@ -179,6 +192,8 @@ struct WsConnection<T> {
     log: Option<Box<SessionLog>>,
     /// Compression of the echoes, when permessage-deflate was agreed.
     compression: Option<Box<compression::Compression>>,
+    /// The connection's place in the server-wide count, released when the session ends.
+    _open: ConnSlot,
 }
 
 impl<T> Drop for WsConnection<T> {
@@ -339,14 +354,48 @@ impl<T: Transport> WsConnection<T> {
             }
             let room = buf.capacity() - buf.len();
             let burst_continues = !buf.is_empty();
-            let read = self.stream.io().read_append(buf);
-            let mut read = std::pin::pin!(read);
-            let (result, returned) = loop {
+            let received = self.receive(buf, last_heard, &mut next_ping, limits).await;
+            let (result, returned) = match received {
+                Ok(done) => done,
+                Err(end) => return end,
+            };
+            buf = returned;
+            match result {
+                Ok(0) | Err(_) => return End::Gone,
+                Ok(n) => {
+                    last_read = if burst_continues { last_read + n } else { n };
+                    filled = n >= room;
+                }
+            }
+        }
+    }
+
+    /// Waits for a read into `buf`, which stays pending across the heartbeats it sends and the
+    /// role's wake-ups; ends the connection at the idle timeout (counted from `last_heard`) or
+    /// the drain. Its own `async fn`, so that its state sits in the connection's future only
+    /// while it waits, not beside every other wait of the loop (BENCHMARKS.md, idle memory).
+    ///
+    /// A plain function returning an `async` block: an `async fn` would keep its arguments
+    /// twice, as they came and as its locals.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in every idle connection's future"
+    )]
+    fn receive<'a>(
+        &'a self,
+        buf: Vec<u8>,
+        last_heard: Instant,
+        next_ping: &'a mut Instant,
+        limits: &'a WsLimits,
+    ) -> impl Future<Output = Result<(std::io::Result<usize>, Vec<u8>), End>> + 'a {
+        async move {
+            let mut read = std::pin::pin!(self.stream.io().read_append(buf));
+            loop {
                 if self.ctx.draining.get() {
-                    return End::Close(close_code::GOING_AWAY, DRAIN_REASON.into());
+                    return Err(End::Close(close_code::GOING_AWAY, DRAIN_REASON.into()));
                 }
                 let idle_at = last_heard + limits.timeout;
-                let wake_at = idle_at.min(next_ping);
+                let wake_at = idle_at.min(*next_ping);
                 let woke = if matches!(self.role, Role::Echo | Role::Sink(_)) {
                     match self.stream.guard().until(wake_at, read.as_mut()).await {
                         Some(done) => Woke::Read(done),
@@ -362,32 +411,27 @@ impl<T: Transport> WsConnection<T> {
                     }
                 };
                 match woke {
-                    Woke::Read(done) => break done,
+                    Woke::Read(done) => return Ok(done),
                     Woke::Role(wake) => {
                         // Boxed: handler and broadcast states stay out of the future every
                         // echo connection keeps while it idles (BENCHMARKS.md, idle memory).
                         let slow_code = limits.slow_consumer_code;
                         let acted = Box::pin(self.role.on_wake(&*self, wake, slow_code)).await;
                         if let Err(end) = acted {
-                            return end.into();
+                            return Err(end.into());
                         }
                         continue;
                     }
                     Woke::Deadline => {}
                 }
                 if Instant::now() >= idle_at {
-                    return End::Close(close_code::NORMAL, IDLE_REASON.into());
+                    return Err(End::Close(close_code::NORMAL, IDLE_REASON.into()));
                 }
-                if let Err(end) = self.keep_alive(&mut next_ping).await {
-                    return end.into();
-                }
-            };
-            buf = returned;
-            match result {
-                Ok(0) | Err(_) => return End::Gone,
-                Ok(n) => {
-                    last_read = if burst_continues { last_read + n } else { n };
-                    filled = n >= room;
+                // Boxed: a ping's write would otherwise sit beside the pending read in the
+                // future every connection keeps while it idles (BENCHMARKS.md, idle memory);
+                // it runs once per heartbeat.
+                if let Err(end) = Box::pin(self.keep_alive(next_ping)).await {
+                    return Err(end.into());
                 }
             }
         }

@@ -1,0 +1,194 @@
+//! A TCP connection's receives and sends as futures that hold one operation submitted straight
+//! to compio's driver (io_uring or poll), without compio-io's extension traits.
+//!
+//! Each layer of those traits is an `async fn` that keeps its arguments beside the future it
+//! awaits, so a send through `write_all` took 488 bytes of the connection's future, and every
+//! open connection's task holds room for the largest of its waits (BENCHMARKS.md, idle
+//! memory). A future here holds the submitted operation, its socket and a count. The
+//! operations are compio's own (`Recv`, `Send`, `SendVectored`, with `MSG_NOSIGNAL` as
+//! compio-net sends), and a receive asks the kernel to poll first when the last one left the
+//! socket empty, as compio-net does.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf, IoBufMut, IoVectoredBuf, Slice, Uninit, VectoredSlice};
+use compio::driver::op::{BufResultExt, Recv, RecvFlags, Send, SendFlags, SendVectored};
+use compio::driver::{Extra, OpCode, PollFirst, SharedFd, ToSharedFd};
+use compio::net::TcpStream;
+use compio::runtime::Submit;
+
+/// The socket type compio's TCP stream shares with its operations.
+type Socket = socket2::Socket;
+
+/// Whether the last receive left the socket empty, as the kernel reported it (io_uring only):
+/// the next receive then skips its first, futile attempt and waits for data at once.
+#[derive(Debug, Default)]
+pub struct ReceiveHint(Cell<Option<bool>>);
+
+/// A receive into a vector's spare capacity; the bytes read are appended to it.
+pub struct ReceiveAppend<'a> {
+    submit: Submit<Recv<Uninit<Vec<u8>>, SharedFd<Socket>>, Extra>,
+    hint: &'a ReceiveHint,
+}
+
+impl<'a> ReceiveAppend<'a> {
+    pub fn new(stream: &TcpStream, hint: &'a ReceiveHint, buf: Vec<u8>) -> Self {
+        let mut op = Recv::new(stream.to_shared_fd(), buf.uninit(), RecvFlags::empty());
+        if hint.0.get() == Some(false) {
+            op.poll_first();
+        }
+        Self {
+            submit: compio::runtime::submit(op).with_extra(),
+            hint,
+        }
+    }
+}
+
+impl Future for ReceiveAppend<'_> {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (BufResult(result, op), extra) = ready!(Pin::new(&mut self.submit).poll(cx));
+        if let Ok(nonempty) = extra.sock_nonempty() {
+            self.hint.0.set(Some(nonempty));
+        }
+        let received = BufResult(result, op.into_inner());
+        // SAFETY: on success the kernel wrote `n` bytes at the start of the spare capacity
+        // that `Uninit` lent it; `map_advanced` marks exactly those as initialised.
+        let BufResult(result, buf) = unsafe { received.map_advanced() };
+        Poll::Ready((result, buf.into_inner()))
+    }
+}
+
+/// What a send loop sends: a buffer, or a vectored one, and how to send the part not yet sent.
+pub trait Outgoing: Sized + 'static {
+    type Op: OpCode + IntoInner + 'static;
+    fn total(&self) -> usize;
+    fn rest(self, fd: SharedFd<Socket>, sent: usize) -> Self::Op;
+    fn back(op: Self::Op) -> Self;
+}
+
+/// A buffer sent by plain sends.
+pub struct Whole<B>(pub B);
+
+impl<B: IoBuf> Outgoing for Whole<B> {
+    type Op = Send<Slice<B>, SharedFd<Socket>>;
+
+    fn total(&self) -> usize {
+        self.0.buf_len()
+    }
+
+    fn rest(self, fd: SharedFd<Socket>, sent: usize) -> Self::Op {
+        Send::new(fd, self.0.slice(sent..), no_signal())
+    }
+
+    fn back(op: Self::Op) -> Self {
+        Self(op.into_inner().into_inner())
+    }
+}
+
+/// Buffers sent together by vectored sends.
+pub struct Gathered<V>(pub V);
+
+impl<V: IoVectoredBuf + 'static> Outgoing for Gathered<V> {
+    type Op = SendVectored<VectoredSlice<V>, SharedFd<Socket>>;
+
+    fn total(&self) -> usize {
+        self.0.total_len()
+    }
+
+    fn rest(self, fd: SharedFd<Socket>, sent: usize) -> Self::Op {
+        SendVectored::new(fd, self.0.slice(sent), no_signal())
+    }
+
+    fn back(op: Self::Op) -> Self {
+        Self(op.into_inner().into_inner())
+    }
+}
+
+/// Sends all of a buffer, in as many sends as the socket takes.
+pub struct SendAll<'a, O: Outgoing> {
+    stream: &'a TcpStream,
+    state: SendState<O>,
+    sent: usize,
+}
+
+enum SendState<O: Outgoing> {
+    Sending(Submit<O::Op>),
+    /// Nothing to send (or already answered).
+    Done(Option<O>),
+}
+
+impl<'a, O: Outgoing> SendAll<'a, O> {
+    pub fn new(stream: &'a TcpStream, outgoing: O) -> Self {
+        let state = if outgoing.total() == 0 {
+            SendState::Done(Some(outgoing))
+        } else {
+            SendState::Sending(compio::runtime::submit(
+                outgoing.rest(stream.to_shared_fd(), 0),
+            ))
+        };
+        Self {
+            stream,
+            state,
+            sent: 0,
+        }
+    }
+}
+
+impl<O: Outgoing + Unpin> Future for SendAll<'_, O>
+where
+    Submit<O::Op>: Unpin,
+{
+    type Output = (io::Result<()>, O);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            let submit = match &mut this.state {
+                SendState::Sending(submit) => submit,
+                SendState::Done(outgoing) => {
+                    let outgoing = outgoing.take().expect("polled after completion");
+                    return Poll::Ready((Ok(()), outgoing));
+                }
+            };
+            let BufResult(result, op) = ready!(Pin::new(submit).poll(cx));
+            let outgoing = O::back(op);
+            match progress(result) {
+                Ok(n) => this.sent += n,
+                Err(e) => {
+                    this.state = SendState::Done(None);
+                    return Poll::Ready((Err(e), outgoing));
+                }
+            }
+            this.state = if this.sent >= outgoing.total() {
+                SendState::Done(Some(outgoing))
+            } else {
+                let rest = outgoing.rest(this.stream.to_shared_fd(), this.sent);
+                SendState::Sending(compio::runtime::submit(rest))
+            };
+        }
+    }
+}
+
+/// `MSG_NOSIGNAL`: a peer that closed its end gives `EPIPE`, never a signal.
+fn no_signal() -> SendFlags {
+    SendFlags::NOSIGNAL
+}
+
+/// The bytes one send moved: an interrupted send moved none and is tried again; a send that
+/// took nothing is an error (the loop would never end).
+fn progress(result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "failed to write whole buffer",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        other => other,
+    }
+}
