@@ -2,9 +2,10 @@
 """A/B of two ringstream binaries in one run: does a change cost CPU, rate or memory?
 
 Each round runs, against each binary in turn (the order alternates from round to round), a
-32 B echo on 100 and on 500 connections and handshakes on 64 connections, then measures the
-memory of idle WebSockets. The server runs on core 0 with one worker; the load generator is
-the HEAD binary's `bench` subcommand for both, on core 1, so only the server differs. The
+32 B echo on 100 and on 500 connections, a 512 B echo on 100 and handshakes on 64
+connections, then measures the memory of idle WebSockets. The server runs on core 0 with one
+worker; the load generator is the HEAD binary's `bench` subcommand for both, on core 1, so
+only the server differs. The
 table gives, per figure, the medians of the rounds for base and head, head/base, and each
 side's spread (lowest to highest round). Loopback only; every process is stopped by PID;
 each run of the load generator and each idle-memory measurement is bounded in time.
@@ -25,6 +26,7 @@ from idle_memory import measure, raise_open_files
 WORKLOADS = [
     ("echo 32 B, 100 conns", ["echo", "--size", "32", "--connections", "100"]),
     ("echo 32 B, 500 conns", ["echo", "--size", "32", "--connections", "500"]),
+    ("echo 512 B, 100 conns", ["echo", "--size", "512", "--connections", "100"]),
     ("handshakes, 64 conns", ["handshake", "--connections", "64"]),
 ]
 # (key of the load generator's JSON, what the row says, format)

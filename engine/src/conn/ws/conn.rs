@@ -50,11 +50,13 @@ use crate::server::metrics::Traffic;
 use crate::server::registry::{Activity, ConnGuard, Registered};
 use crate::server::transport::Transport;
 
-/// Least read buffer of a WebSocket connection (it inherits the HTTP one, which is small
-/// because an idle connection keeps it); it grows to hold a large frame (at most
-/// `max_message_size` plus a header) and shrinks again once the frame is answered
-/// (`memory.rs`: growth beyond this size is taken from the server-wide buffer budget).
-const INITIAL_BUFFER: usize = 512;
+/// Least read buffer of a WebSocket connection: every idle connection keeps one while its
+/// receive is pending, so it is small (a client's frame of up to 248 bytes of payload fits; a larger
+/// one costs one more read, and the buffer then stays as large as the client's bursts). It
+/// grows to hold a large frame (at most `max_message_size` plus a header) and shrinks again
+/// once the frame is answered (`memory.rs`: growth beyond this size is taken from the
+/// server-wide buffer budget).
+const INITIAL_BUFFER: usize = 256;
 /// The read buffer doubles after a read that filled it (the client had more to say), up to
 /// this size; beyond it, only a single larger frame grows it, and only until it is answered.
 const BURST_BUFFER: usize = 64 * 1024;
@@ -225,146 +227,160 @@ impl From<RoleEnd> for End {
 }
 
 impl<T: Transport> WsConnection<T> {
-    /// The connection from its first frame to its end.
-    async fn serve(&mut self, buf: Vec<u8>) {
-        let ctx = Rc::clone(&self.ctx);
-        let route = &ctx.router.routes()[self.route_index];
-        let end = self.run(route, buf).await;
-        // A sink's last lines are kept whatever ended the connection; a handler learns at
-        // once that nothing more will arrive or leave.
-        let code = match &end {
-            End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
-            End::Gone => close_code::ABNORMAL,
-        };
-        self.role.finish(ctx.route_state(self.route_index), code);
-        // Who ended the session, for its access log line.
-        let end_side = match &end {
-            End::Close(code, _) | End::Fail(code, _) => Some((ClosedBy::Server, Some(*code))),
-            End::Answered(code) => Some((ClosedBy::Client, Some(*code))),
-            End::Gone => None,
-        };
-        match end {
-            End::Close(code, reason) => {
-                self.ctx.counters().closes.count(code);
-                self.close(code, &reason).await;
-            }
-            End::Fail(code, reason) => {
-                self.ctx.counters().closes.count(code);
-                self.fail(code, &reason).await;
-            }
-            End::Answered(_) => {
-                // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
-                // connection.
-                if self.flush().await.is_ok() {
-                    let _ = self.stream.io().shutdown_write().await;
-                }
-            }
-            End::Gone => {}
-        }
-        if let (Some(log), Some(access_log)) = (self.log.take(), &ctx.access_log) {
-            let (closed_by, code) = match end_side {
-                Some(side) => side,
-                None => (ClosedBy::Client, None),
+    /// The connection from its first frame to its end. This and `run` are plain functions
+    /// returning `async` blocks: an `async fn` would keep its arguments twice in the future of
+    /// every open connection.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in every open connection's future"
+    )]
+    fn serve(&mut self, buf: Vec<u8>) -> impl Future<Output = ()> + '_ {
+        async move {
+            let ctx = Rc::clone(&self.ctx);
+            let route = &ctx.router.routes()[self.route_index];
+            let end = self.run(route, buf).await;
+            // A sink's last lines are kept whatever ended the connection; a handler learns at
+            // once that nothing more will arrive or leave.
+            let code = match &end {
+                End::Close(code, _) | End::Fail(code, _) | End::Answered(code) => *code,
+                End::Gone => close_code::ABNORMAL,
             };
-            log.finish(access_log, &route.path, closed_by, code);
+            self.role.finish(ctx.route_state(self.route_index), code);
+            // Who ended the session, for its access log line.
+            let end_side = match &end {
+                End::Close(code, _) | End::Fail(code, _) => Some((ClosedBy::Server, Some(*code))),
+                End::Answered(code) => Some((ClosedBy::Client, Some(*code))),
+                End::Gone => None,
+            };
+            match end {
+                End::Close(code, reason) => {
+                    self.ctx.counters().closes.count(code);
+                    self.close(code, &reason).await;
+                }
+                End::Fail(code, reason) => {
+                    self.ctx.counters().closes.count(code);
+                    self.fail(code, &reason).await;
+                }
+                End::Answered(_) => {
+                    // RFC 6455 §7.1.1: after the close handshake the server closes the TCP
+                    // connection.
+                    if self.flush().await.is_ok() {
+                        let _ = self.stream.io().shutdown_write().await;
+                    }
+                }
+                End::Gone => {}
+            }
+            if let (Some(log), Some(access_log)) = (self.log.take(), &ctx.access_log) {
+                let (closed_by, code) = match end_side {
+                    Some(side) => side,
+                    None => (ClosedBy::Client, None),
+                };
+                log.finish(access_log, &route.path, closed_by, code);
+            }
         }
     }
 
-    async fn run(&mut self, route: &Route, mut buf: Vec<u8>) -> End {
-        let limits = &route.ws;
-        let prefix: &[u8] = match &route.kind {
-            RouteKind::Echo {
-                response_prefix, ..
-            } => response_prefix,
-            _ => &[],
-        };
-        let mut last_heard = Instant::now();
-        let mut next_ping = last_heard + limits.heartbeat_interval;
-        let mut pos = 0;
-        // Bytes read since the buffer last held nothing (the client's last burst: a batch of
-        // pipelined frames may take several reads), and whether the last read filled the
-        // buffer's spare room (more was waiting). The buffer is kept as large as a burst, so
-        // that the next one arrives in one read and leaves in one write.
-        let mut last_read = 0;
-        let mut filled = false;
-        loop {
-            // Everything buffered is answered before waiting for more.
-            if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
-                return end;
-            }
-            // The idle clock runs from the last whole frame: a client that trickles a frame a
-            // byte at a time is idle, and is closed at `timeout` like a silent one.
-            if pos > 0 {
-                last_heard = Instant::now();
-            }
-            if !self.in_place.is_empty() {
-                // Echoes in place come from this read's frames: `last_heard` is now.
-                let deadline = last_heard + self.send_timeout;
-                // A lone echo is one plain write; several are one vectored write.
-                let written = if let Some(frame) = self.in_place.take_one() {
-                    let write = self.stream.io().write_range(buf, frame);
-                    self.stream.guard().within(deadline, write).await
-                } else {
-                    let write = self
-                        .stream
-                        .io()
-                        .write_ranges(buf, self.in_place.take_many());
-                    let written = self.stream.guard().within(deadline, write).await;
-                    written.map(|(result, returned, ranges)| {
-                        self.in_place.restore(ranges);
-                        (result, returned)
-                    })
-                };
-                match written {
-                    Some((Ok(()), returned)) => buf = returned,
-                    _ => return End::Gone,
-                }
-            }
-            // Tested here too: a lone echo leaves in place, and `flush` is not even entered.
-            if !self.out.is_empty()
-                && let Err(end) = self.flush().await
-            {
-                return end;
-            }
-            buf.drain(..pos);
-            pos = 0;
-            if !matches!(self.role, Role::Echo) {
-                let state = self.ctx.route_state(self.route_index);
-                self.role.hand_over(state);
-                if !self.role.has_room(state) {
-                    // Boxed: sink and handler states stay out of the future every echo
-                    // connection keeps while it idles (BENCHMARKS.md, idle memory).
-                    let wait = Box::pin(self.role.make_room(&*self, state, &mut next_ping));
-                    if let Err(end) = wait.await {
-                        return end.into();
-                    }
-                    // Nothing was read while the role was behind: the client was not idle,
-                    // and what a handler left unread is taken now.
-                    last_heard = Instant::now();
-                    continue;
-                }
-            }
-            if let Some(pause) = self.size_read_buffer(&mut buf, last_read, filled) {
-                // Boxed: the pause's state stays out of the future every connection keeps.
-                let paused = Box::pin(self.pause_for_budget(pause, last_heard, &mut next_ping));
-                if let Err(end) = paused.await {
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in every open connection's future"
+    )]
+    fn run<'a>(&'a mut self, route: &'a Route, mut buf: Vec<u8>) -> impl Future<Output = End> + 'a {
+        async move {
+            let limits = &route.ws;
+            let prefix: &[u8] = match &route.kind {
+                RouteKind::Echo {
+                    response_prefix, ..
+                } => response_prefix,
+                _ => &[],
+            };
+            let mut last_heard = Instant::now();
+            let mut next_ping = last_heard + limits.heartbeat_interval;
+            let mut pos = 0;
+            // Bytes read since the buffer last held nothing (the client's last burst: a batch of
+            // pipelined frames may take several reads), and whether the last read filled the
+            // buffer's spare room (more was waiting). The buffer is kept as large as a burst, so
+            // that the next one arrives in one read and leaves in one write.
+            let mut last_read = 0;
+            let mut filled = false;
+            loop {
+                // Everything buffered is answered before waiting for more.
+                if let Some(end) = self.process(&mut buf, &mut pos, prefix, route) {
                     return end;
                 }
-                continue;
-            }
-            let room = buf.capacity() - buf.len();
-            let burst_continues = !buf.is_empty();
-            let received = self.receive(buf, last_heard, &mut next_ping, limits).await;
-            let (result, returned) = match received {
-                Ok(done) => done,
-                Err(end) => return end,
-            };
-            buf = returned;
-            match result {
-                Ok(0) | Err(_) => return End::Gone,
-                Ok(n) => {
-                    last_read = if burst_continues { last_read + n } else { n };
-                    filled = n >= room;
+                // The idle clock runs from the last whole frame: a client that trickles a frame a
+                // byte at a time is idle, and is closed at `timeout` like a silent one.
+                if pos > 0 {
+                    last_heard = Instant::now();
+                }
+                if !self.in_place.is_empty() {
+                    // Echoes in place come from this read's frames: `last_heard` is now.
+                    let deadline = last_heard + self.send_timeout;
+                    // A lone echo is one plain write; several are one vectored write.
+                    let written = if let Some(frame) = self.in_place.take_one() {
+                        let write = self.stream.io().write_range(buf, frame);
+                        self.stream.guard().within(deadline, write).await
+                    } else {
+                        let write = self
+                            .stream
+                            .io()
+                            .write_ranges(buf, self.in_place.take_many());
+                        let written = self.stream.guard().within(deadline, write).await;
+                        written.map(|(result, returned, ranges)| {
+                            self.in_place.restore(ranges);
+                            (result, returned)
+                        })
+                    };
+                    match written {
+                        Some((Ok(()), returned)) => buf = returned,
+                        _ => return End::Gone,
+                    }
+                }
+                // Tested here too: a lone echo leaves in place, and `flush` is not even entered.
+                if !self.out.is_empty()
+                    && let Err(end) = self.flush().await
+                {
+                    return end;
+                }
+                buf.drain(..pos);
+                pos = 0;
+                if !matches!(self.role, Role::Echo) {
+                    let state = self.ctx.route_state(self.route_index);
+                    self.role.hand_over(state);
+                    if !self.role.has_room(state) {
+                        // Boxed: sink and handler states stay out of the future every echo
+                        // connection keeps while it idles (BENCHMARKS.md, idle memory).
+                        let wait = Box::pin(self.role.make_room(&*self, state, &mut next_ping));
+                        if let Err(end) = wait.await {
+                            return end.into();
+                        }
+                        // Nothing was read while the role was behind: the client was not idle,
+                        // and what a handler left unread is taken now.
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                }
+                if let Some(pause) = self.size_read_buffer(&mut buf, last_read, filled) {
+                    // Boxed: the pause's state stays out of the future every connection keeps.
+                    let paused = Box::pin(self.pause_for_budget(pause, last_heard, &mut next_ping));
+                    if let Err(end) = paused.await {
+                        return end;
+                    }
+                    continue;
+                }
+                let room = buf.capacity() - buf.len();
+                let burst_continues = !buf.is_empty();
+                let received = self.receive(buf, last_heard, &mut next_ping, limits).await;
+                let (result, returned) = match received {
+                    Ok(done) => done,
+                    Err(end) => return end,
+                };
+                buf = returned;
+                match result {
+                    Ok(0) | Err(_) => return End::Gone,
+                    Ok(n) => {
+                        last_read = if burst_continues { last_read + n } else { n };
+                        filled = n >= room;
+                    }
                 }
             }
         }
