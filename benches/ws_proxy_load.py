@@ -17,6 +17,7 @@ stopped by PID; every run is bounded in time.
 
     python3 benches/ws_proxy_load.py                       # about 4 minutes
     python3 benches/ws_proxy_load.py --rounds 1 --seconds 1 # a smoke run
+    python3 benches/ws_proxy_load.py --base OLD/ringstream --only coop --only base --only nginx
 
 Needs nginx (`benches/peers/install.sh nginx`) and `cargo build --release --bins --examples`.
 """
@@ -68,8 +69,9 @@ def proxy_toml(upstream, ring_setup=None, receive=None):
             f'kind = "proxy"\nupstreams = ["{upstream}"]\n')
 
 
-def servers(run_dir, binary, relay, upstream):
-    """{name: start()} for each proxy that can run here."""
+def servers(run_dir, binary, relay, upstream, base=None):
+    """{name: start()} for each proxy that can run here (with `base`, a second ringstream
+    binary's proxy too, for an A/B in the same run)."""
     found = {}
 
     for setup in ("coop_taskrun", "defer_taskrun"):
@@ -84,6 +86,12 @@ def servers(run_dir, binary, relay, upstream):
         config = write(run_dir, "proxy-ring.toml", proxy_toml(upstream, None, "ring"))
         return launch([binary, "serve", "--config", config], 0, printing=True)
     found["ringstream proxy (receive ring)"] = ringstream_ring
+
+    if base:
+        def ringstream_base():
+            config = write(run_dir, "proxy-base.toml", proxy_toml(upstream))
+            return launch([base, "serve", "--config", config], 0, printing=True)
+        found["ringstream proxy (base binary)"] = ringstream_base
 
     nginx = nginx_binary()
     if nginx:
@@ -118,6 +126,8 @@ def main():
     parser.add_argument("--sizes", default="32,1024", help="message sizes in bytes")
     parser.add_argument("--max-foreign", type=float, default=0.1)
     parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--base", help="another ringstream binary, measured beside (an A/B)")
+    parser.add_argument("--only", action="append", help="substring of proxy names to run")
     args = parser.parse_args()
 
     run_dir = tempfile.mkdtemp(prefix="ws-proxy-load-")
@@ -158,8 +168,11 @@ def main():
                 f"foreign {r['foreign_cores']:.2f}")
 
     try:
-        outcome = interleave(args.rounds, servers(run_dir, binary, relay, upstream),
-                             workloads, run_one, describe)
+        found = servers(run_dir, binary, relay, upstream, args.base)
+        if args.only:
+            found = {name: start for name, start in found.items()
+                     if any(part in name for part in args.only)}
+        outcome = interleave(args.rounds, found, workloads, run_one, describe)
     finally:
         stop(upstream_process)
 

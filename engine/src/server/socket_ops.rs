@@ -1,5 +1,6 @@
-//! A TCP connection's receives and sends as futures that hold one operation submitted straight
-//! to compio's driver (io_uring or poll), without compio-io's extension traits.
+//! A socket's receives and sends (an accepted TCP connection's, an upstream's over TCP or a
+//! Unix socket) as futures that hold one operation submitted straight to compio's driver
+//! (io_uring or poll), without compio-io's extension traits.
 //!
 //! Each layer of those traits is an `async fn` that keeps its arguments beside the future it
 //! awaits, so a send through `write_all` took 488 bytes of the connection's future, and every
@@ -17,12 +18,11 @@ use std::task::{Context, Poll, ready};
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf, IoBufMut, IoVectoredBuf, Slice, Uninit, VectoredSlice};
 use compio::driver::op::{BufResultExt, Recv, RecvFlags, Send, SendFlags, SendVectored};
-use compio::driver::{Extra, OpCode, PollFirst, SharedFd, ToSharedFd};
-use compio::net::TcpStream;
+use compio::driver::{Extra, OpCode, PollFirst, SharedFd};
 use compio::runtime::Submit;
 
-/// The socket type compio's TCP stream shares with its operations.
-type Socket = socket2::Socket;
+/// The socket type compio's streams share with their operations (`ToSharedFd`).
+pub type Socket = socket2::Socket;
 
 /// Whether the last receive left the socket empty, as the kernel reported it (io_uring only):
 /// the next receive then skips its first, futile attempt and waits for data at once.
@@ -36,8 +36,8 @@ pub struct ReceiveAppend<'a> {
 }
 
 impl<'a> ReceiveAppend<'a> {
-    pub fn new(stream: &TcpStream, hint: &'a ReceiveHint, buf: Vec<u8>) -> Self {
-        let mut op = Recv::new(stream.to_shared_fd(), buf.uninit(), RecvFlags::empty());
+    pub fn new(fd: SharedFd<Socket>, hint: &'a ReceiveHint, buf: Vec<u8>) -> Self {
+        let mut op = Recv::new(fd, buf.uninit(), RecvFlags::empty());
         if hint.0.get() == Some(false) {
             op.poll_first();
         }
@@ -111,8 +111,8 @@ impl<V: IoVectoredBuf + 'static> Outgoing for Gathered<V> {
 }
 
 /// Sends all of a buffer, in as many sends as the socket takes.
-pub struct SendAll<'a, O: Outgoing> {
-    stream: &'a TcpStream,
+pub struct SendAll<O: Outgoing> {
+    fd: SharedFd<Socket>,
     state: SendState<O>,
     sent: usize,
 }
@@ -123,24 +123,18 @@ enum SendState<O: Outgoing> {
     Done(Option<O>),
 }
 
-impl<'a, O: Outgoing> SendAll<'a, O> {
-    pub fn new(stream: &'a TcpStream, outgoing: O) -> Self {
+impl<O: Outgoing> SendAll<O> {
+    pub fn new(fd: SharedFd<Socket>, outgoing: O) -> Self {
         let state = if outgoing.total() == 0 {
             SendState::Done(Some(outgoing))
         } else {
-            SendState::Sending(compio::runtime::submit(
-                outgoing.rest(stream.to_shared_fd(), 0),
-            ))
+            SendState::Sending(compio::runtime::submit(outgoing.rest(fd.clone(), 0)))
         };
-        Self {
-            stream,
-            state,
-            sent: 0,
-        }
+        Self { fd, state, sent: 0 }
     }
 }
 
-impl<O: Outgoing + Unpin> Future for SendAll<'_, O>
+impl<O: Outgoing + Unpin> Future for SendAll<O>
 where
     Submit<O::Op>: Unpin,
 {
@@ -168,7 +162,7 @@ where
             this.state = if this.sent >= outgoing.total() {
                 SendState::Done(Some(outgoing))
             } else {
-                let rest = outgoing.rest(this.stream.to_shared_fd(), this.sent);
+                let rest = outgoing.rest(this.fd.clone(), this.sent);
                 SendState::Sending(compio::runtime::submit(rest))
             };
         }

@@ -23,6 +23,7 @@ use compio::io::AsyncWriteZerocopy;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 
+use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
 
 pub use crate::server::file_io::{FileSink, FileSource};
@@ -143,12 +144,17 @@ impl Transport for TcpTransport {
     fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
         match &self.ring {
             Some(ring) => Either::Left(read_from_ring(ring, &self.stream, buf)),
-            None => Either::Right(ReceiveAppend::new(&self.stream, &self.receive_hint, buf)),
+            None => Either::Right(ReceiveAppend::new(
+                self.stream.to_shared_fd(),
+                &self.receive_hint,
+                buf,
+            )),
         }
     }
 
     fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(&self.stream, Whole(buf)).map(|(result, Whole(buf))| (result, buf))
+        SendAll::new(self.stream.to_shared_fd(), Whole(buf))
+            .map(|(result, Whole(buf))| (result, buf))
     }
 
     fn write_range(
@@ -156,7 +162,7 @@ impl Transport for TcpTransport {
         buf: Vec<u8>,
         range: Range<usize>,
     ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(&self.stream, Whole(buf.slice(range)))
+        SendAll::new(self.stream.to_shared_fd(), Whole(buf.slice(range)))
             .map(|(result, Whole(slice))| (result, slice.into_inner()))
     }
 
@@ -165,7 +171,7 @@ impl Transport for TcpTransport {
         buf: Vec<u8>,
         ranges: Vec<Range<usize>>,
     ) -> impl Future<Output = GatherResult> {
-        SendAll::new(&self.stream, Gathered(Gather { buf, ranges }))
+        SendAll::new(self.stream.to_shared_fd(), Gathered(Gather { buf, ranges }))
             .map(|(result, Gathered(gather))| (result, gather.buf, gather.ranges))
     }
 
@@ -173,7 +179,7 @@ impl Transport for TcpTransport {
         &self,
         frames: Vec<Bytes>,
     ) -> impl Future<Output = (io::Result<()>, Vec<Bytes>)> {
-        SendAll::new(&self.stream, Gathered(frames))
+        SendAll::new(self.stream.to_shared_fd(), Gathered(frames))
             .map(|(result, Gathered(frames))| (result, frames))
     }
 

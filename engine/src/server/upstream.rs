@@ -1,21 +1,25 @@
 //! Connections from a worker to an upstream server (a proxy route's side): TCP or a Unix
 //! socket, opened and driven on the worker's compio runtime like accepted connections, with
-//! owned buffers handed back as in [`crate::server::transport`].
+//! owned buffers handed back as in [`crate::server::transport`] and the same lean receives and
+//! sends ([`crate::server::socket_ops`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::driver::{SharedFd, ToSharedFd};
 use compio::net::{TcpStream, UnixStream};
+use futures_util::FutureExt;
 
 use crate::config::UpstreamAddr;
+use crate::server::socket_ops::{ReceiveAppend, ReceiveHint, SendAll, Socket, Whole};
 
 /// An open connection to an upstream.
 #[derive(Debug)]
 pub struct UpstreamConn {
     stream: Stream,
+    /// Whether the last receive left the socket empty.
+    receive_hint: ReceiveHint,
 }
 
 #[derive(Debug)]
@@ -35,17 +39,16 @@ impl UpstreamConn {
             }
             UpstreamAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
         };
-        Ok(Self { stream })
+        Ok(Self {
+            stream,
+            receive_hint: ReceiveHint::default(),
+        })
     }
 
     /// Reads at least one byte into the spare capacity of `buf`; `Ok(0)` when the upstream
     /// closed its sending side.
-    pub async fn read_append(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let BufResult(result, buf) = match &self.stream {
-            Stream::Tcp(stream) => (&mut &*stream).append(buf).await,
-            Stream::Unix(stream) => (&mut &*stream).append(buf).await,
-        };
-        (result, buf)
+    pub fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
+        ReceiveAppend::new(self.shared_fd(), &self.receive_hint, buf)
     }
 
     /// Reads into `buf` until it holds a whole response head (up to its empty line) or
@@ -71,21 +74,18 @@ impl UpstreamConn {
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, buf) = match &self.stream {
-            Stream::Tcp(stream) => AsyncWriteExt::write_all(&mut &*stream, buf).await,
-            Stream::Unix(stream) => AsyncWriteExt::write_all(&mut &*stream, buf).await,
-        };
-        (result, buf)
+    pub fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        SendAll::new(self.shared_fd(), Whole(buf)).map(|(result, Whole(buf))| (result, buf))
     }
 
     /// Writes `buf[..len]` straight from `buf` (no copy) and gives it back.
-    pub async fn write_prefix(&self, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
-        let BufResult(result, slice) = match &self.stream {
-            Stream::Tcp(stream) => AsyncWriteExt::write_all(&mut &*stream, buf.slice(..len)).await,
-            Stream::Unix(stream) => AsyncWriteExt::write_all(&mut &*stream, buf.slice(..len)).await,
-        };
-        (result, slice.into_inner())
+    pub fn write_prefix(
+        &self,
+        buf: Vec<u8>,
+        len: usize,
+    ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        SendAll::new(self.shared_fd(), Whole(buf.slice(..len)))
+            .map(|(result, Whole(slice))| (result, slice.into_inner()))
     }
 
     /// Shuts down the sending side (FIN) after everything queued has been sent.
@@ -113,6 +113,13 @@ impl UpstreamConn {
         // is open (owned by `self.stream`); a zero timeout never waits.
         let ready = unsafe { libc::poll(&raw mut pollfd, 1, 0) };
         ready != 0
+    }
+
+    fn shared_fd(&self) -> SharedFd<Socket> {
+        match &self.stream {
+            Stream::Tcp(stream) => stream.to_shared_fd(),
+            Stream::Unix(stream) => stream.to_shared_fd(),
+        }
     }
 
     fn raw_fd(&self) -> RawFd {
