@@ -60,8 +60,8 @@ SERVERS = {
         "capped": "/capped/",
         "options": "",
     },
-    # sendfile for every piece, cached or not (the default, "auto", sends cached pieces with
-    # sendfile and reads the others through io_uring).
+    # sendfile on the worker for every piece, cached or not (the default, "auto", sends
+    # cached pieces so and the others by sendfile on the runtime's blocking pool).
     "ringstream sendfile": {
         "start": "ringstream",
         "files": "/files/",
