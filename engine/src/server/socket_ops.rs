@@ -186,3 +186,129 @@ fn progress(result: io::Result<usize>) -> io::Result<usize> {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::config::{IoDriver, RingSetup};
+    use crate::server::driver::{ChosenDriver, build_runtime, choose};
+    use bytes::Bytes;
+    use compio::driver::ToSharedFd;
+    use compio::net::{TcpListener, TcpStream};
+
+    /// Both drivers where io_uring can be set up, poll alone where it cannot.
+    fn drivers() -> Vec<ChosenDriver> {
+        let mut found = vec![ChosenDriver::Poll];
+        if let Ok(uring) = choose(IoDriver::Uring, RingSetup::default()) {
+            found.push(uring);
+        }
+        found
+    }
+
+    /// A connected pair on loopback: (the accepted side, the connecting side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connected, accepted) =
+            futures_util::join!(TcpStream::connect(addr), listener.accept());
+        (accepted.unwrap().0, connected.unwrap())
+    }
+
+    /// Receives until `len` bytes came or the peer closed.
+    async fn receive_all(stream: &TcpStream, len: usize) -> Vec<u8> {
+        let hint = ReceiveHint::default();
+        let mut got = Vec::with_capacity(len);
+        while got.len() < len {
+            got.reserve(64 * 1024);
+            let (result, buf) = ReceiveAppend::new(stream.to_shared_fd(), &hint, got).await;
+            got = buf;
+            if result.unwrap() == 0 {
+                break;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_large_buffer_and_a_gathered_one_arrive_whole_and_in_order() {
+        let whole: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let parts: Vec<Bytes> = (0..64u8)
+            .map(|i| Bytes::from(vec![i; 1000 + i as usize]))
+            .collect();
+        let mut expected = whole.clone();
+        parts
+            .iter()
+            .for_each(|part| expected.extend_from_slice(part));
+        for driver in drivers() {
+            let runtime = build_runtime(driver, None, false).unwrap();
+            let got = runtime.block_on(async {
+                let (server, client) = pair().await;
+                let total = expected.len();
+                let send = async {
+                    let fd = server.to_shared_fd();
+                    let (sent, Whole(back)) = SendAll::new(fd.clone(), Whole(whole.clone())).await;
+                    sent.unwrap();
+                    assert_eq!(back.len(), whole.len(), "the buffer comes back");
+                    let (sent, Gathered(back)) = SendAll::new(fd, Gathered(parts.clone())).await;
+                    sent.unwrap();
+                    assert_eq!(back.len(), parts.len());
+                };
+                let (_, got) = futures_util::join!(send, receive_all(&client, total));
+                got
+            });
+            assert!(
+                got == expected,
+                "{driver}: the bytes arrive whole and in order"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_buffer_is_sent_at_once_and_a_closed_peer_reads_as_zero() {
+        for driver in drivers() {
+            let runtime = build_runtime(driver, None, false).unwrap();
+            runtime.block_on(async {
+                let (server, client) = pair().await;
+                let (sent, Whole(back)) =
+                    SendAll::new(server.to_shared_fd(), Whole(Vec::new())).await;
+                assert!(sent.is_ok() && back.is_empty());
+                drop(server);
+                let hint = ReceiveHint::default();
+                let (read, buf) =
+                    ReceiveAppend::new(client.to_shared_fd(), &hint, Vec::with_capacity(16)).await;
+                assert_eq!(read.unwrap(), 0, "{driver}: end of stream");
+                assert!(buf.is_empty());
+            });
+        }
+    }
+
+    #[test]
+    fn a_send_to_a_reset_peer_fails_without_a_signal() {
+        for driver in drivers() {
+            let runtime = build_runtime(driver, None, false).unwrap();
+            runtime.block_on(async {
+                let (server, client) = pair().await;
+                // SO_LINGER 0: the close resets the connection.
+                socket2::SockRef::from(&client)
+                    .set_linger(Some(std::time::Duration::ZERO))
+                    .unwrap();
+                drop(client);
+                let mut failed = false;
+                for _ in 0..100 {
+                    let (sent, _) =
+                        SendAll::new(server.to_shared_fd(), Whole(vec![1u8; 65536])).await;
+                    if sent.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                assert!(
+                    failed,
+                    "{driver}: a send to a reset peer fails (EPIPE/ECONNRESET)"
+                );
+            });
+        }
+    }
+}

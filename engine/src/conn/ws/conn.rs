@@ -51,11 +51,11 @@ use crate::server::registry::{Activity, ConnGuard, Registered};
 use crate::server::transport::Transport;
 
 /// Least read buffer of a WebSocket connection: every idle connection keeps one while its
-/// receive is pending, so it is small (a client's frame of up to 248 bytes of payload fits; a larger
-/// one costs one more read, and the buffer then stays as large as the client's bursts). It
-/// grows to hold a large frame (at most `max_message_size` plus a header) and shrinks again
-/// once the frame is answered (`memory.rs`: growth beyond this size is taken from the
-/// server-wide buffer budget).
+/// receive is pending, so it is small (a client's frame of up to 248 bytes of payload fits;
+/// a larger one costs one more read, and the buffer then stays as large as the client's
+/// bursts). It grows to hold a large frame (at most `max_message_size` plus a header) and
+/// shrinks again once the frame is answered (`memory.rs`: growth beyond this size is taken
+/// from the server-wide buffer budget).
 const INITIAL_BUFFER: usize = 256;
 /// The read buffer doubles after a read that filled it (the client had more to say), up to
 /// this size; beyond it, only a single larger frame grows it, and only until it is answered.
