@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::ops::RangeBounds;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -20,6 +21,7 @@ use compio::buf::{IntoInner, IoBuf, IoBufMut, IoVectoredBuf, Slice, Uninit, Vect
 use compio::driver::op::{BufResultExt, Recv, RecvFlags, Send, SendFlags, SendVectored};
 use compio::driver::{Extra, OpCode, PollFirst, SharedFd};
 use compio::runtime::Submit;
+use futures_util::FutureExt;
 
 /// The socket type compio's streams share with their operations (`ToSharedFd`).
 pub type Socket = socket2::Socket;
@@ -167,6 +169,16 @@ where
             };
         }
     }
+}
+
+/// Sends `buf[range]` straight from `buf` and gives `buf` back.
+pub fn send_range(
+    fd: SharedFd<Socket>,
+    buf: Vec<u8>,
+    range: impl RangeBounds<usize>,
+) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+    SendAll::new(fd, Whole(buf.slice(range)))
+        .map(|(result, Whole(slice))| (result, slice.into_inner()))
 }
 
 /// `MSG_NOSIGNAL`: a peer that closed its end gives `EPIPE`, never a signal.

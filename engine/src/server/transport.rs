@@ -29,7 +29,7 @@ use compio::net::TcpStream;
 pub use crate::server::file_io::{FileSink, FileSource};
 use crate::server::ring_receive::{RingReceive, read_from_ring};
 use crate::server::sendfile;
-use crate::server::socket_ops::{Gathered, ReceiveAppend, ReceiveHint, SendAll, Whole};
+use crate::server::socket_ops::{Gathered, ReceiveAppend, ReceiveHint, SendAll, send_range};
 
 /// An accepted connection's byte stream. Reads and writes take `&self` so that one read can
 /// stay pending while a write goes out (a WebSocket heartbeat must never cancel a read: a
@@ -153,8 +153,7 @@ impl Transport for TcpTransport {
     }
 
     fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(self.stream.to_shared_fd(), Whole(buf))
-            .map(|(result, Whole(buf))| (result, buf))
+        send_range(self.stream.to_shared_fd(), buf, ..)
     }
 
     fn write_range(
@@ -162,8 +161,7 @@ impl Transport for TcpTransport {
         buf: Vec<u8>,
         range: Range<usize>,
     ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(self.stream.to_shared_fd(), Whole(buf.slice(range)))
-            .map(|(result, Whole(slice))| (result, slice.into_inner()))
+        send_range(self.stream.to_shared_fd(), buf, range)
     }
 
     fn write_ranges(

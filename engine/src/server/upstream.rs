@@ -6,13 +6,11 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use compio::buf::{IntoInner, IoBuf};
 use compio::driver::{SharedFd, ToSharedFd};
 use compio::net::{TcpStream, UnixStream};
-use futures_util::FutureExt;
 
 use crate::config::UpstreamAddr;
-use crate::server::socket_ops::{ReceiveAppend, ReceiveHint, SendAll, Socket, Whole};
+use crate::server::socket_ops::{ReceiveAppend, ReceiveHint, Socket, send_range};
 
 /// An open connection to an upstream.
 #[derive(Debug)]
@@ -75,7 +73,7 @@ impl UpstreamConn {
 
     /// Writes all of `buf`.
     pub fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(self.shared_fd(), Whole(buf)).map(|(result, Whole(buf))| (result, buf))
+        send_range(self.shared_fd(), buf, ..)
     }
 
     /// Writes `buf[..len]` straight from `buf` (no copy) and gives it back.
@@ -84,8 +82,7 @@ impl UpstreamConn {
         buf: Vec<u8>,
         len: usize,
     ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        SendAll::new(self.shared_fd(), Whole(buf.slice(..len)))
-            .map(|(result, Whole(slice))| (result, slice.into_inner()))
+        send_range(self.shared_fd(), buf, ..len)
     }
 
     /// Shuts down the sending side (FIN) after everything queued has been sent.
