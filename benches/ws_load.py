@@ -62,9 +62,15 @@ EPOLL_ECHO = os.path.join(os.path.dirname(RELEASE), "epoll_echo")
 SERVERS = {
     "ringstream": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
                    "--log-level", "warn"],
-    # The engine receiving through one multishot receive per connection into a buffer ring.
+    # The engine receiving with one receive per read, the ring never armed.
+    "ringstream, receive per read": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers",
+                                     "1", "--log-level", "warn", "--receive", "per-read"],
+    # The engine receiving through one multishot receive per session into a buffer ring.
     "ringstream, ring receive": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers",
                                  "1", "--log-level", "warn", "--receive", "ring"],
+    # The engine on its readiness (epoll) driver, where io_uring is blocked or not chosen.
+    "ringstream, poll driver": [RINGSTREAM, "serve", "--listen", "127.0.0.1:0", "--workers",
+                                "1", "--log-level", "warn", "--io-driver", "poll"],
     # The same echo written with the handler API (recv, then send) instead of the turbo route.
     "ringstream handler": [os.path.join(RELEASE, "examples", "ws_handler_echo"), "127.0.0.1:0"],
     "tokio-tungstenite": [os.path.join(RELEASE, "examples", "tokio_tungstenite_echo"),

@@ -62,9 +62,8 @@ NGINX_CONF = """# The nginx peer of benches/ws_proxy_load.py: tunnelling WebSock
 """
 
 
-def proxy_toml(upstream, ring_setup=None, receive=None):
+def proxy_toml(upstream, ring_setup=None):
     setup = f'io_uring_setup = "{ring_setup}"\n' if ring_setup else ""
-    setup += f'receive = "{receive}"\n' if receive else ""
     return (f'listen = "127.0.0.1:0"\nworkers = 1\n{setup}\n[[routes]]\npath = "/ws/"\n'
             f'kind = "proxy"\nupstreams = ["{upstream}"]\n')
 
@@ -79,13 +78,6 @@ def servers(run_dir, binary, relay, upstream, base=None):
             config = write(run_dir, f"proxy-{setup}.toml", proxy_toml(upstream, setup))
             return launch([binary, "serve", "--config", config], 0, printing=True)
         found[f"ringstream proxy ({setup})"] = ringstream
-
-    # The client side receiving through the worker's buffer ring (`receive = "ring"`; the
-    # upstream side receives per read).
-    def ringstream_ring():
-        config = write(run_dir, "proxy-ring.toml", proxy_toml(upstream, None, "ring"))
-        return launch([binary, "serve", "--config", config], 0, printing=True)
-    found["ringstream proxy (receive ring)"] = ringstream_ring
 
     if base:
         def ringstream_base():

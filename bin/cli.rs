@@ -62,7 +62,7 @@ pub struct ServeArgs {
     /// Completion driver [default: the file's io_driver, else auto]
     #[arg(long, value_name = "DRIVER")]
     pub io_driver: Option<IoDriverArg>,
-    /// How client connections receive on io_uring [default: the file's receive, else per-read]
+    /// How WebSocket sessions receive on io_uring [default: the file's receive, else auto]
     #[arg(long, value_name = "MODE")]
     pub receive: Option<ReceiveArg>,
     /// listen(2) backlog of each worker's socket, 1..=65535 [default: the file's backlog]
@@ -135,15 +135,18 @@ impl From<IoDriverArg> for IoDriver {
 /// `--receive` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReceiveArg {
+    /// A receive per read, then the buffer ring once the session's first bursts were small
+    Auto,
     /// One receive submitted per read, into the connection's own buffer
     PerRead,
-    /// One multishot receive per connection into the worker's buffer ring (io_uring only)
+    /// One multishot receive per WebSocket session into the worker's buffer ring (io_uring only)
     Ring,
 }
 
 impl From<ReceiveArg> for ReceiveMode {
     fn from(arg: ReceiveArg) -> Self {
         match arg {
+            ReceiveArg::Auto => Self::Auto,
             ReceiveArg::PerRead => Self::PerRead,
             ReceiveArg::Ring => Self::Ring,
         }

@@ -1,9 +1,12 @@
-//! Receiving through the worker's buffer ring (`receive = "ring"`) against receiving per read,
-//! on the real binary and both drivers (the poll driver has no multishot receive and receives
-//! per read whatever is asked): every frame size, frames that span ring buffers and several
-//! frames in one write come back whole and in order; connections that send without reading
-//! can empty the ring, and then every connection still echoes (it reads per read for a while)
-//! and nothing the greedy ones sent is lost; pipelined HTTP requests are answered in order.
+//! Receiving through the worker's buffer ring (`receive = "ring"`, and `"auto"` once a session's
+//! first bursts were small) against receiving per read, on the real binary and both drivers
+//! (the poll driver has no multishot receive and receives per read whatever is asked): every
+//! frame size, frames that span ring buffers and several frames in one write come back whole
+//! and in order; `auto` arms the ring for a session of small messages and for no other
+//! connection; connections that send without reading can empty the ring, and then every
+//! connection still echoes (it reads per read for a while) and nothing the greedy ones sent is
+//! lost; pipelined HTTP requests (received per read on every worker: only WebSocket sessions
+//! arm the ring) are answered in order.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -15,7 +18,7 @@ use std::time::Duration;
 use support::ws::{BINARY, connect, frame, read_frame};
 use support::{DRIVERS, PATIENCE, Server};
 
-const RECEIVES: [&str; 2] = ["ring", "per-read"];
+const RECEIVES: [&str; 3] = ["ring", "auto", "per-read"];
 /// Connections that send without reading, enough to empty a worker's ring.
 const GREEDY: usize = 4;
 
@@ -141,6 +144,81 @@ fn connections_that_empty_the_ring_stall_nobody_and_lose_nothing() {
             .collect();
         for reader in readers {
             reader.join().unwrap();
+        }
+    }
+}
+
+/// Sessions that armed the ring so far.
+fn armed(server: &Server) -> u64 {
+    server.stats()["buffers"]["receive_ring_armed"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Sends `count` messages of `len` bytes on `stream`, one at a time, and checks each echo.
+fn echo_many(stream: &mut TcpStream, count: usize, len: usize, what: &str) {
+    for i in 0..count {
+        let sent = payload(len, i);
+        stream.write_all(&frame(true, 0, BINARY, &sent)).unwrap();
+        expect_echo(stream, &sent, &format!("{what}: echo {i} of {len} B"));
+    }
+}
+
+#[test]
+fn auto_arms_the_ring_for_a_session_of_small_messages_only() {
+    for driver in DRIVERS {
+        let server = server(driver, "auto");
+        // Neither HTTP requests, nor a session that stays idle, nor one of large messages
+        // arms it.
+        for _ in 0..8 {
+            assert_eq!(
+                server
+                    .request(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .status,
+                200
+            );
+        }
+        let _idle = connect(&server, "/ws/echo");
+        let mut large = connect(&server, "/ws/echo");
+        echo_many(&mut large, 12, 16_384, driver);
+        assert_eq!(armed(&server), 0, "{driver}: armed before any small burst");
+        // Small bursts: the ring from the fifth read on (io_uring only); echoes stay whole
+        // across the switch, and a large message later still comes back through the ring.
+        let mut small = connect(&server, "/ws/echo");
+        echo_many(&mut small, 12, 32, driver);
+        let expected = u64::from(driver == "uring");
+        assert_eq!(armed(&server), expected, "{driver}: after small messages");
+        echo_many(&mut small, 4, 40_000, driver);
+        echo_many(&mut small, 4, 100, driver);
+        // The large session, back to small messages, arms it too.
+        echo_many(&mut large, 12, 32, driver);
+        assert_eq!(
+            armed(&server),
+            2 * expected,
+            "{driver}: after the large one's small"
+        );
+        echo_many(&mut large, 2, 16_384, driver);
+    }
+}
+
+#[test]
+fn ring_and_per_read_arm_at_the_start_and_never() {
+    for driver in DRIVERS {
+        for (receive, expected) in [("ring", u64::from(driver == "uring")), ("per-read", 0)] {
+            let server = server(driver, receive);
+            let mut stream = connect(&server, "/ws/echo");
+            echo_many(&mut stream, 1, 32, driver);
+            assert_eq!(
+                armed(&server),
+                expected,
+                "{driver}, {receive}: after one echo"
+            );
+            echo_many(&mut stream, 12, 32, driver);
+            assert_eq!(
+                armed(&server),
+                expected,
+                "{driver}, {receive}: after 13 echoes"
+            );
         }
     }
 }

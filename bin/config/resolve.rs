@@ -318,12 +318,12 @@ impl Checker<'_, '_> {
             })
     }
 
-    /// `receive`: `per_read` or `ring`.
+    /// `receive`: `auto`, `per_read` or `ring`.
     fn receive(&self, value: &Spanned<String>) -> Result<ReceiveMode, ConfigError> {
-        let all = [ReceiveMode::PerRead, ReceiveMode::Ring];
+        let all = [ReceiveMode::Auto, ReceiveMode::PerRead, ReceiveMode::Ring];
         all.into_iter()
             .find(|mode| mode.to_string() == *value.get_ref())
-            .ok_or_else(|| self.one_of(value, "receive", &["per_read", "ring"]))
+            .ok_or_else(|| self.one_of(value, "receive", &["auto", "per_read", "ring"]))
     }
 
     /// `access_log` (a file path or `"stdout"`) and `access_log_format`; off without

@@ -34,7 +34,7 @@ fn embedded_default_is_the_documented_defaults() {
             backlog: 4096,
             io_driver: IoDriver::Auto,
             io_uring_setup: RingSetup::default(),
-            receive: ReceiveMode::PerRead,
+            receive: ReceiveMode::Auto,
             drain_timeout: Duration::from_secs(10),
             allow_shared_port: false,
             access_log: None,
@@ -576,7 +576,7 @@ fn bad_top_level_values() {
     );
     assert_eq!(
         error(&with_route("receive = \"multishot\"")),
-        "config.toml:1: receive: \"multishot\" is not one of: per_read, ring"
+        "config.toml:1: receive: \"multishot\" is not one of: auto, per_read, ring"
     );
 }
 

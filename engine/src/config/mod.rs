@@ -48,8 +48,9 @@ pub struct ServerConfig {
     pub io_driver: IoDriver,
     /// io_uring set-up flags (ignored on the poll driver).
     pub io_uring_setup: RingSetup,
-    /// How client connections receive: a receive per read, or one multishot receive into the
-    /// worker's buffer ring.
+    /// How WebSocket sessions receive: a receive per read, one multishot receive into the
+    /// worker's buffer ring, or the ring once a session's bursts were small (HTTP connections
+    /// and tunnels always receive per read).
     pub receive: ReceiveMode,
     /// How long a graceful drain waits for in-flight requests before closing them.
     pub drain_timeout: Duration,
@@ -121,21 +122,27 @@ pub enum IoDriver {
     Poll,
 }
 
-/// How a client connection receives (`receive` in the config; BENCHMARKS.md, "Receiving").
+/// How a WebSocket session receives (`receive` in the config; BENCHMARKS.md, "Receiving").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReceiveMode {
-    /// One receive submitted per read, into the connection's own buffer.
+    /// A receive per read until the session's first bursts (the bytes it sent between two
+    /// moments its buffer held nothing) were all small, then the ring: the ring where it is
+    /// cheaper (small messages) and never where it costs more (large ones, connections that
+    /// stay idle); io_uring only, a receive per read on the poll driver.
     #[default]
+    Auto,
+    /// One receive submitted per read, into the connection's own buffer.
     PerRead,
-    /// One multishot receive per connection into the worker's provided-buffer ring, copied into
-    /// the connection's buffer when read (`server::ring_receive`); io_uring only, a receive
-    /// per read on the poll driver.
+    /// One multishot receive per WebSocket session into the worker's provided-buffer ring,
+    /// armed after the 101 and copied into the connection's buffer when read
+    /// (`server::ring_receive`); io_uring only, a receive per read on the poll driver.
     Ring,
 }
 
 impl std::fmt::Display for ReceiveMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::Auto => "auto",
             Self::PerRead => "per_read",
             Self::Ring => "ring",
         })

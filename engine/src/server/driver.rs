@@ -8,6 +8,7 @@ use compio::runtime::{Runtime, RuntimeBuilder};
 
 use crate::config::{IoDriver, ReceiveMode, RingSetup};
 use crate::error::EngineError;
+use crate::server::ring_receive::RingUse;
 
 /// The driver every worker of this process runs on, decided once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +83,14 @@ fn proactor(driver: ChosenDriver) -> ProactorBuilder {
 const RING_BUFFERS: u16 = 512;
 const RING_BUFFER_LEN: usize = 16 * 1024;
 
-/// Whether client connections receive through a buffer ring: `receive = "ring"` on io_uring
+/// When the worker's WebSocket sessions arm their multishot receive: `receive` on io_uring
 /// (the poll driver has no multishot receive, so it receives per read whatever is asked).
-pub fn receives_from_ring(driver: ChosenDriver, mode: ReceiveMode) -> bool {
-    matches!(driver, ChosenDriver::Uring(_)) && mode == ReceiveMode::Ring
+pub fn ring_use(driver: ChosenDriver, mode: ReceiveMode) -> RingUse {
+    match (driver, mode) {
+        (ChosenDriver::Poll, _) | (_, ReceiveMode::PerRead) => RingUse::Never,
+        (ChosenDriver::Uring(_), ReceiveMode::Ring) => RingUse::AtSessionStart,
+        (ChosenDriver::Uring(_), ReceiveMode::Auto) => RingUse::AfterSmallBursts,
+    }
 }
 
 /// Builds a worker's single-threaded runtime on `driver`, pinned to `core` when given, with a

@@ -9,8 +9,12 @@
 //! dry (`ENOBUFS`, every buffer held by completions not yet taken), the connection takes its
 //! next reads with a plain receive into its own buffer, then arms the ring again: a dry ring
 //! slows reads down, it never stalls them.
+//!
+//! Only WebSocket sessions arm the ring, and with `receive = "auto"` only once their first
+//! bursts were small ([`RingUse`]): the ring costs more than a receive per read for messages
+//! of 8 KiB and more, and for a connection that lives for one request.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -32,6 +36,81 @@ static DRY: AtomicU64 = AtomicU64::new(0);
 pub fn dry_count() -> u64 {
     DRY.load(Ordering::Relaxed)
 }
+
+/// Sessions that armed their multishot receive, in every worker (`/stats`, `/metrics`).
+static ARMED: AtomicU64 = AtomicU64::new(0);
+
+/// How many WebSocket sessions armed the ring since the start.
+pub fn armed_count() -> u64 {
+    ARMED.load(Ordering::Relaxed)
+}
+
+thread_local! {
+    /// Whether this worker's ring could be set up, asked when its first session arms it.
+    static AVAILABLE: OnceCell<bool> = const { OnceCell::new() };
+}
+
+/// Whether this worker can receive through its ring: the kernel refuses provided-buffer rings
+/// before Linux 5.19, and the worker's sessions then receive per read (said once per worker)
+/// instead of failing at their first read. Asked of the kernel once, at the first session that
+/// arms the ring, so a worker that never does registers none.
+pub fn available() -> bool {
+    AVAILABLE.with(|available| {
+        *available.get_or_init(|| match Runtime::current().buffer_pool() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "no receive ring on this worker: receiving per read");
+                false
+            }
+        })
+    })
+}
+
+/// When a worker's WebSocket sessions arm their multishot receive (`receive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingUse {
+    /// Never: every read is a plain receive (`per_read`, the poll driver, or a kernel without
+    /// buffer rings).
+    Never,
+    /// At the session's start (`receive = "ring"`).
+    AtSessionStart,
+    /// Once the session's first [`SMALL_BURSTS_BEFORE_RING`] bursts were each at most
+    /// [`SMALL_BURST`] bytes (`receive = "auto"`). A session armed stays armed: stopping a
+    /// multishot receive can lose what it queued.
+    AfterSmallBursts,
+}
+
+/// The `receive` mode a worker runs: `per_read` where it never arms the ring.
+impl std::fmt::Display for RingUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Never => "per_read",
+            Self::AtSessionStart => "ring",
+            Self::AfterSmallBursts => "auto",
+        })
+    }
+}
+
+impl RingUse {
+    /// Whether a session that has read `small_bursts` small bursts in a row (0 at its start)
+    /// arms the ring now.
+    pub fn arms(self, small_bursts: u8) -> bool {
+        match self {
+            Self::Never => false,
+            Self::AtSessionStart => true,
+            Self::AfterSmallBursts => small_bursts >= SMALL_BURSTS_BEFORE_RING,
+        }
+    }
+}
+
+/// The largest burst (bytes a client sent between two moments its connection's buffer held
+/// nothing) that counts as small: up to 4 KiB a message costs no more through the ring than
+/// with a receive per read, from 8 KiB on it costs 1.3–2.8× as much (BENCHMARKS.md,
+/// "Receiving, a third time").
+pub const SMALL_BURST: usize = 4 * 1024;
+
+/// Small bursts in a row after which a session on `receive = "auto"` arms the ring.
+pub const SMALL_BURSTS_BEFORE_RING: u8 = 4;
 
 /// Plain receives a connection takes after the ring ran dry, before it arms the ring again.
 const PLAIN_AFTER_DRY: u8 = 8;
@@ -77,6 +156,12 @@ impl std::fmt::Debug for RingReceive {
 }
 
 impl RingReceive {
+    /// A session's receive from the ring, counted in [`armed_count`]; armed at its first read.
+    pub fn start() -> Box<RefCell<Self>> {
+        ARMED.fetch_add(1, Ordering::Relaxed);
+        Box::default()
+    }
+
     /// Waits until a read would complete at once: a completion (kept for the read), the
     /// peer's FIN, or a dry ring (the read then takes a plain receive).
     fn poll_wait(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> Poll<io::Result<()>> {

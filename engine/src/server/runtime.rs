@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::server::ring_receive::RingUse;
 use crate::server::transport::TcpTransport;
 
 /// Runs `future` as an independent task on this worker. A panic inside it is caught by the
@@ -29,24 +30,24 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Outp
 #[derive(Debug)]
 pub struct TcpAcceptor {
     listener: compio::net::TcpListener,
-    /// Whether accepted connections receive through the worker's buffer ring.
-    ring_receive: bool,
+    /// When accepted connections' WebSocket sessions arm the worker's buffer ring.
+    ring_use: RingUse,
 }
 
 impl TcpAcceptor {
     /// Takes over a socket bound by [`crate::server::listener`]; call on the worker's runtime
-    /// thread. `ring_receive`: the accepted connections receive through the worker's buffer
-    /// ring (its runtime was built with one).
-    pub fn from_std(listener: std::net::TcpListener, ring_receive: bool) -> io::Result<Self> {
+    /// thread. `ring_use`: when the accepted connections' WebSocket sessions arm the worker's
+    /// buffer ring (its runtime was built with one unless it is [`RingUse::Never`]).
+    pub fn from_std(listener: std::net::TcpListener, ring_use: RingUse) -> io::Result<Self> {
         Ok(Self {
             listener: compio::net::TcpListener::from_std(listener)?,
-            ring_receive,
+            ring_use,
         })
     }
 
     /// Accepts the next connection.
     pub async fn accept(&self) -> io::Result<(TcpTransport, SocketAddr)> {
         let (stream, peer) = self.listener.accept().await?;
-        Ok((TcpTransport::new(stream, self.ring_receive), peer))
+        Ok((TcpTransport::new(stream, self.ring_use), peer))
     }
 }

@@ -53,7 +53,7 @@ impl Server {
     pub fn start(mut config: ServerConfig) -> Result<Self, EngineError> {
         limit_connections_to_fds(&mut config);
         let driver = driver::choose(config.io_driver, config.io_uring_setup)?;
-        let ring_receive = driver::receives_from_ring(driver, config.receive);
+        let ring_use = driver::ring_use(driver, config.receive);
         let cpus = allowed_cpus();
         let count = if config.workers == 0 {
             cpus.len()
@@ -115,7 +115,7 @@ impl Server {
                 core: Some(cpus[index % cpus.len()]),
                 listener,
                 driver,
-                ring_receive,
+                ring_use,
                 generations: Arc::clone(&server.generations),
                 counter: Arc::clone(&counter),
                 metrics: Arc::clone(&metrics),
@@ -146,7 +146,7 @@ impl Server {
             %local_addr,
             workers = count,
             driver = %driver,
-            receive = if ring_receive { "ring" } else { "per_read" },
+            receive = %ring_use,
             max_connections = config.connection_limits.max_connections,
             max_buffered_bytes = config.connection_limits.max_buffered_bytes,
             "ringstream started"

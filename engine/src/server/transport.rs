@@ -9,7 +9,7 @@
 //! memory; the buffer is then lost to the caller, which only ever happens on a path that
 //! closes the connection.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -27,7 +27,7 @@ use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
 
 pub use crate::server::file_io::{FileSink, FileSource};
-use crate::server::ring_receive::{RingReceive, read_from_ring};
+use crate::server::ring_receive::{self, RingReceive, RingUse, read_from_ring};
 use crate::server::sendfile;
 use crate::server::socket_ops::{Gathered, ReceiveAppend, ReceiveHint, SendAll, send_range};
 
@@ -61,6 +61,14 @@ pub trait Transport {
     /// worker never waits for the disk.
     async fn send_cold_file(&self, file: &FileSource, offset: u64, len: usize)
     -> io::Result<usize>;
+    /// Tells the transport that a WebSocket session served by the engine has read
+    /// `small_bursts` small bursts in a row (0 at its start; see
+    /// [`crate::server::ring_receive::RingUse`]): from the next read on it receives through the
+    /// worker's buffer ring if the worker's `receive` mode says so now. Called with no read
+    /// pending. Nothing else arms the ring: a connection that lives for one HTTP request would
+    /// arm a multishot receive it hardly uses, and a proxied tunnel would pay the ring's copy
+    /// for nothing (BENCHMARKS.md, "Receiving").
+    fn offer_ring(&self, _small_bursts: u8) {}
     /// Sets `TCP_CORK`: while on, only full segments leave (the head waits for the file's
     /// first bytes); turning it off sends what is queued (nginx's `tcp_nopush`).
     fn set_cork(&self, on: bool);
@@ -113,21 +121,24 @@ impl IoVectoredBuf for Gather {
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: TcpStream,
-    /// The connection's multishot receive into the worker's buffer ring, when the worker
-    /// receives that way (`receive = "ring"`); a receive per read otherwise.
-    ring: Option<Box<RefCell<RingReceive>>>,
+    /// The connection's multishot receive into the worker's buffer ring, once its WebSocket
+    /// session armed it ([`Transport::offer_ring`]); a receive per read until then.
+    ring: OnceCell<Box<RefCell<RingReceive>>>,
+    /// When a WebSocket session arms the ring (the worker's `receive`).
+    ring_use: RingUse,
     /// Whether the last receive left the socket empty (receives per read only).
     receive_hint: ReceiveHint,
 }
 
 impl TcpTransport {
     /// Wraps an accepted stream (Nagle is already off: `TCP_NODELAY` is inherited from the
-    /// listener, see `listener.rs`), receiving through the worker's buffer ring when
-    /// `ring_receive` says so.
-    pub fn new(stream: TcpStream, ring_receive: bool) -> Self {
+    /// listener, see `listener.rs`); `ring_use`: when its WebSocket session, if it has one,
+    /// arms the worker's buffer ring.
+    pub fn new(stream: TcpStream, ring_use: RingUse) -> Self {
         Self {
             stream,
-            ring: ring_receive.then(Box::default),
+            ring: OnceCell::new(),
+            ring_use,
             receive_hint: ReceiveHint::default(),
         }
     }
@@ -142,7 +153,7 @@ impl Transport for TcpTransport {
     /// Two futures, not one `async fn` holding both: the future of a connection that waits
     /// for a read is as large as its read's, and every idle connection keeps one.
     fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
-        match &self.ring {
+        match self.ring.get() {
             Some(ring) => Either::Left(read_from_ring(ring, &self.stream, buf)),
             None => Either::Right(ReceiveAppend::new(
                 self.stream.to_shared_fd(),
@@ -221,6 +232,15 @@ impl Transport for TcpTransport {
         len: usize,
     ) -> io::Result<usize> {
         sendfile::send_in_pool(&self.stream, file, offset, len).await
+    }
+
+    fn offer_ring(&self, small_bursts: u8) {
+        if self.ring.get().is_none()
+            && self.ring_use.arms(small_bursts)
+            && ring_receive::available()
+        {
+            self.ring.get_or_init(RingReceive::start);
+        }
     }
 
     fn set_cork(&self, on: bool) {

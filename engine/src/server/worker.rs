@@ -26,6 +26,7 @@ use crate::server::driver::{ChosenDriver, build_runtime};
 use crate::server::generation::Generations;
 use crate::server::metrics::Metrics;
 use crate::server::registry::sweep_forever;
+use crate::server::ring_receive::RingUse;
 use crate::server::runtime::{TcpAcceptor, sleep, spawn_detached};
 
 /// At most this many 503 answers are in flight per worker; past it a connection the server has
@@ -54,8 +55,8 @@ pub struct WorkerSpec {
     pub listener: std::net::TcpListener,
     /// The driver chosen at start-up.
     pub driver: ChosenDriver,
-    /// Whether client connections receive through the worker's buffer ring.
-    pub ring_receive: bool,
+    /// When WebSocket sessions arm the worker's buffer ring (`receive`).
+    pub ring_use: RingUse,
     /// The configuration, and its replacements on reload.
     pub generations: Arc<Generations>,
     /// The server-wide connection count.
@@ -84,7 +85,7 @@ pub fn spawn(
 fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
     let index = spec.index;
     let fail = |reason: String| EngineError::Worker { index, reason };
-    let rt = match build_runtime(spec.driver, spec.core, spec.ring_receive) {
+    let rt = match build_runtime(spec.driver, spec.core, spec.ring_use != RingUse::Never) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(fail(format!(
@@ -95,7 +96,7 @@ fn run(spec: WorkerSpec, ready: Sender<Result<(), EngineError>>) {
         }
     };
     rt.block_on(async move {
-        let acceptor = match TcpAcceptor::from_std(spec.listener, spec.ring_receive) {
+        let acceptor = match TcpAcceptor::from_std(spec.listener, spec.ring_use) {
             Ok(acceptor) => acceptor,
             Err(e) => {
                 let _ = ready.send(Err(fail(format!("cannot register its listener: {e}"))));

@@ -48,6 +48,7 @@ use crate::server::conn_count::ConnSlot;
 use crate::server::context::WorkerContext;
 use crate::server::metrics::Traffic;
 use crate::server::registry::{Activity, ConnGuard, Registered};
+use crate::server::ring_receive::{SMALL_BURST, SMALL_BURSTS_BEFORE_RING};
 use crate::server::transport::Transport;
 
 /// Least read buffer of a WebSocket connection: every idle connection keeps one while its
@@ -113,6 +114,7 @@ pub fn serve<T: Transport>(
     // its future and keeps both, and every open WebSocket keeps that future. The block below
     // captures the connection once and lends it to `serve`.
     stream.guard().set_activity(Activity::WebSocket);
+    stream.io().offer_ring(0);
     // The HTTP phase's buffer is larger than an idle WebSocket needs: it grows again with the
     // first frame that needs more (BENCHMARKS.md, idle memory). A new, smaller buffer rather
     // than the old one shrunk in place: shrinking splits the old block, and the part left free
@@ -156,6 +158,7 @@ pub fn serve<T: Transport>(
         send_timeout: route.limits.send_timeout,
         role,
         check_client_rates: ctx.gate.has_frame_rates(),
+        small_bursts: 0,
         client,
         route_index,
         log,
@@ -184,6 +187,9 @@ struct WsConnection<T> {
     route_index: usize,
     /// Whether per-client frame rates are configured (frames are checked against them).
     check_client_rates: bool,
+    /// Small bursts in a row the client sent, counted up to the number that arms the worker's
+    /// buffer ring (`receive = "auto"`, `server::ring_receive::RingUse`).
+    small_bursts: u8,
     rates: FrameRates,
     session: Session,
     /// The route's `send_timeout`.
@@ -378,12 +384,30 @@ impl<T: Transport> WsConnection<T> {
                 match result {
                     Ok(0) | Err(_) => return End::Gone,
                     Ok(n) => {
+                        if !burst_continues {
+                            // The client's last burst ended before this read.
+                            self.count_burst(last_read);
+                        }
                         last_read = if burst_continues { last_read + n } else { n };
                         filled = n >= room;
                     }
                 }
             }
         }
+    }
+
+    /// Counts a burst of `bytes` the client sent (0: none yet) toward arming the worker's buffer
+    /// ring: small bursts in a row, up to the number that arms it. Called between reads.
+    fn count_burst(&mut self, bytes: usize) {
+        if bytes == 0 || self.small_bursts >= SMALL_BURSTS_BEFORE_RING {
+            return;
+        }
+        self.small_bursts = if bytes <= SMALL_BURST {
+            self.small_bursts + 1
+        } else {
+            0
+        };
+        self.stream.io().offer_ring(self.small_bursts);
     }
 
     /// Waits for a read into `buf`, which stays pending across the heartbeats it sends and the

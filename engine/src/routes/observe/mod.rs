@@ -113,13 +113,14 @@ fn stats_json(ctx: &WorkerContext) -> String {
     let _ = write!(
         s,
         "\"buffers\":{{\"held_bytes\":{},\"max_buffered_bytes\":{},\"pauses\":{},\
-         \"receive_ring_dry\":{}}},\
+         \"receive_ring_armed\":{},\"receive_ring_dry\":{}}},\
          \"proxy\":{{\"upstream_connects\":{},\"upstream_reuses\":{}}},\
          \"files\":{{\"cold_pieces\":{}}},\
          \"access_log\":{{\"dropped_lines\":{}}},\"reloads\":{{\"ok\":{},\"failed\":{}}},",
         budget.used(),
         budget.limit(),
         budget.pauses(),
+        crate::server::ring_receive::armed_count(),
         crate::server::ring_receive::dry_count(),
         metrics.proxy().0,
         metrics.proxy().1,

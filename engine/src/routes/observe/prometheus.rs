@@ -19,7 +19,7 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
     let (proxy_connects, proxy_reuses) = metrics.proxy();
     let log = ctx.access_log.as_ref().map(|log| log.log());
     let log_dropped = log.map_or(0, |log| log.dropped_lines() + log.failed_lines());
-    let single: [(&str, &str, &str, u64); 20] = [
+    let single: [(&str, &str, &str, u64); 21] = [
         (
             "uptime_seconds",
             "gauge",
@@ -81,6 +81,12 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
             metrics
                 .suppressed_logs
                 .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "receive_ring_armed_total",
+            "counter",
+            "WebSocket sessions that armed a multishot receive into the worker's buffer ring.",
+            crate::server::ring_receive::armed_count(),
         ),
         (
             "receive_ring_dry_total",
