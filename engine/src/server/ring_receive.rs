@@ -69,8 +69,8 @@ pub fn available() -> bool {
 /// When a worker's WebSocket sessions arm their multishot receive (`receive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingUse {
-    /// Never: every read is a plain receive (`per_read`, the poll driver, or a kernel without
-    /// buffer rings).
+    /// Never: every read is a plain receive (`per_read`, or the poll driver). A worker whose
+    /// kernel refuses the ring receives per read whatever this says ([`available`]).
     Never,
     /// At the session's start (`receive = "ring"`).
     AtSessionStart,
