@@ -80,17 +80,6 @@ pub enum RingUse {
     AfterSmallBursts,
 }
 
-/// The `receive` mode a worker runs: `per_read` where it never arms the ring.
-impl std::fmt::Display for RingUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Never => "per_read",
-            Self::AtSessionStart => "ring",
-            Self::AfterSmallBursts => "auto",
-        })
-    }
-}
-
 impl RingUse {
     /// Whether a session that has read `small_bursts` small bursts in a row (0 at its start)
     /// arms the ring now.

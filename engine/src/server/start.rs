@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::cluster::Cluster;
-use crate::config::ServerConfig;
+use crate::config::{ReceiveMode, ServerConfig};
 use crate::error::EngineError;
 use crate::protections::gate::ClientGate;
 use crate::routes::broadcast::Hub;
@@ -21,6 +21,7 @@ use crate::server::generation::{Generation, Generations};
 use crate::server::listener::bind_reuseport;
 use crate::server::metrics::Metrics;
 use crate::server::reload::{self, ReloadSource};
+use crate::server::ring_receive::RingUse;
 use crate::server::rlimit::raise_nofile;
 use crate::server::signals::TerminationSignals;
 use crate::server::worker::{self, WorkerSpec};
@@ -146,7 +147,12 @@ impl Server {
             %local_addr,
             workers = count,
             driver = %driver,
-            receive = %ring_use,
+            // What the workers run: the poll driver receives per read whatever was asked.
+            receive = %if ring_use == RingUse::Never {
+                ReceiveMode::PerRead
+            } else {
+                config.receive
+            },
             max_connections = config.connection_limits.max_connections,
             max_buffered_bytes = config.connection_limits.max_buffered_bytes,
             "ringstream started"
