@@ -13,12 +13,22 @@ use std::time::Duration;
 
 pub use lease::{LeaseTerms, Leased};
 
-/// A quota: `burst` cells at once, refilled at one cell per `emission_interval`.
+/// A quota: `burst` cells at once, refilled at `count` cells per `period`.
+///
+/// The time `n` cells take is computed from the rate itself, `n * period / count` rounded up,
+/// not from a whole number of nanoseconds per cell: a byte rate of 100 MiB/s is 9.54 ns a
+/// byte, and a per-cell interval of 9 ns would let 6% more through (and any rate above 1 GB/s
+/// would be held to 1 GB/s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gcra {
-    /// `T`: nanoseconds between cells at the sustained rate.
-    emission_interval: u64,
-    /// `tau`: how far ahead of now `tat` may run, i.e. `burst * T`.
+    /// Cells per `period`.
+    count: u64,
+    /// Nanoseconds.
+    period: u64,
+    /// `tau`: how far ahead of now `tat` may run: the burst's time, and the rounding of up to
+    /// `burst` single cells (less than one cell's time in all), so that a burst of single
+    /// cells is allowed at once. A burst asked in larger pieces may owe its last piece a few
+    /// nanoseconds.
     tau: u64,
     /// Cells allowed at once from a full allowance.
     burst: u64,
@@ -64,13 +74,33 @@ impl Gcra {
         if count == 0 || period == 0 {
             return None;
         }
-        let emission_interval = (period / count).max(1);
         let burst = burst.max(1);
-        Some(Self {
-            emission_interval,
-            tau: emission_interval.saturating_mul(burst),
+        let mut quota = Self {
+            count,
+            period,
+            tau: 0,
             burst,
-        })
+        };
+        let rounding = if period % count == 0 {
+            0
+        } else {
+            (burst - 1).min(quota.time_of(1) - 1)
+        };
+        quota.tau = quota.time_of(burst).saturating_add(rounding);
+        Some(quota)
+    }
+
+    /// Nanoseconds `cells` take at the sustained rate, rounded up (at least 1 for any cell):
+    /// the sum over any split of a cost is never less than the cost's own time, so the rate
+    /// is never exceeded.
+    pub fn time_of(&self, cells: u64) -> u64 {
+        let nanos = (u128::from(cells) * u128::from(self.period)).div_ceil(u128::from(self.count));
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+
+    /// The rate as cells per period: `(count, period in nanoseconds)`.
+    pub fn rate(&self) -> (u64, u64) {
+        (self.count, self.period)
     }
 
     /// Cells allowed at once from a full allowance.
@@ -78,9 +108,9 @@ impl Gcra {
         self.burst
     }
 
-    /// Nanoseconds between cells at the sustained rate.
+    /// Nanoseconds between cells at the sustained rate, rounded up.
     pub fn emission_interval_ns(&self) -> u64 {
-        self.emission_interval
+        self.time_of(1)
     }
 
     /// Asks for `cost` cells at `now` (nanoseconds); on success the cells are taken.
@@ -89,12 +119,12 @@ impl Gcra {
             return Decision::Deny { retry_after: None };
         }
         let tat = state.tat.max(now);
-        let new_tat = tat.saturating_add(self.emission_interval.saturating_mul(cost));
+        let new_tat = tat.saturating_add(self.time_of(cost));
         let allowed_until = now.saturating_add(self.tau);
         if new_tat <= allowed_until {
             state.tat = new_tat;
             Decision::Allow {
-                remaining: (allowed_until - new_tat) / self.emission_interval,
+                remaining: (allowed_until - new_tat) / self.time_of(1),
                 reset_after: Duration::from_nanos(new_tat - now),
             }
         } else {
@@ -145,7 +175,7 @@ impl AtomicGcraState {
         self.tat
             .load(Ordering::Relaxed)
             .saturating_sub(now)
-            .div_ceil(quota.emission_interval)
+            .div_ceil(quota.time_of(1))
     }
 }
 
@@ -179,6 +209,69 @@ mod tests {
         );
         assert!(quota.check(&mut state, now + SECOND / 10, 1).is_allowed());
         assert!(!quota.check(&mut state, now + SECOND / 10, 1).is_allowed());
+    }
+
+    /// Sends `total` cells in pieces of `piece`, each as soon as it is allowed; the seconds
+    /// the last piece went at.
+    fn seconds_to_send(quota: &Gcra, total: u64, piece: u64) -> f64 {
+        let mut state = GcraState::default();
+        let (mut now, mut sent) = (SECOND, 0);
+        while sent < total {
+            match quota.check(&mut state, now, piece) {
+                Decision::Allow { .. } => sent += piece,
+                Decision::Deny { retry_after } => {
+                    now += u64::try_from(retry_after.unwrap().as_nanos()).unwrap();
+                }
+            }
+        }
+        (now - SECOND) as f64 / SECOND as f64
+    }
+
+    #[test]
+    fn byte_rates_hold_at_any_speed() {
+        // 100 MiB/s is 9.54 ns a byte: whole nanoseconds a byte would send 6% too fast.
+        let mib = 1 << 20;
+        for (rate, piece) in [
+            (100 * mib, 256 * 1024),
+            (600_000_000, 64 * 1024),
+            (3_000_000_000, 4 * mib),
+            (1_000_003, 4096),
+        ] {
+            let quota = Gcra::new(rate, Duration::from_secs(1), piece).unwrap();
+            let total = (rate * 4).div_ceil(piece) * piece;
+            let seconds = seconds_to_send(&quota, total, piece);
+            // The first piece goes at once, and the rest at the rate (each piece's time
+            // rounded by less than a nanosecond).
+            let expected = (total - piece) as f64 / rate as f64;
+            assert!(
+                (seconds - expected).abs() < expected * 1e-5,
+                "{rate} B/s: {seconds} s, not {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_burst_is_allowed_in_any_split() {
+        // 3 a second: a cell is 333,333,333.3 ns, and three single cells still make a burst.
+        let quota = Gcra::new(3, Duration::from_secs(1), 3).unwrap();
+        let mut state = GcraState::default();
+        for _ in 0..3 {
+            assert!(quota.check(&mut state, SECOND, 1).is_allowed());
+        }
+        assert!(!quota.check(&mut state, SECOND, 1).is_allowed());
+        let quota = Gcra::new(100 << 20, Duration::from_secs(1), 1 << 20).unwrap();
+        let mut state = GcraState::default();
+        for _ in 0..255 {
+            assert!(quota.check(&mut state, SECOND, 4096).is_allowed());
+        }
+        // The last of 256 pieces owes the rounding of the 255 before it.
+        match quota.check(&mut state, SECOND, 4096) {
+            Decision::Deny {
+                retry_after: Some(wait),
+            } => assert!(wait < Duration::from_micros(1), "{wait:?}"),
+            other => assert!(other.is_allowed(), "{other:?}"),
+        }
+        assert!(!quota.check(&mut state, SECOND, 4096).is_allowed());
     }
 
     #[test]

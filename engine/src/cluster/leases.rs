@@ -18,25 +18,27 @@ use ringstream_limits::identity::ClientKey;
 
 use super::wire;
 
-/// Takes up to ARGV[3] cells of a GCRA quota (emission interval ARGV[1] µs, tolerance ARGV[2]
-/// µs) from the state in KEYS[1], at Redis's time; answers the cells taken and, when fewer
-/// than asked, the microseconds until the rest would be there (asking again sooner would get
-/// a cell or two per call).
+/// Takes up to ARGV[4] cells of a GCRA quota of ARGV[1] cells per ARGV[2] µs (tolerance
+/// ARGV[3] µs) from the state in KEYS[1], at Redis's time; answers the cells taken and, when
+/// fewer than asked, the microseconds until the rest would be there (asking again sooner would
+/// get a cell or two per call). The rate is given as a fraction, not a whole number of
+/// microseconds a cell: a byte rate of 100 MiB a minute is 0.57 µs a byte. The state is kept
+/// in whole microseconds, rounded up, so a grant never runs ahead of the rate.
 pub const LEASE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
+local interval = tonumber(ARGV[2]) / tonumber(ARGV[1])
+local tau = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local cells = math.floor((now + tau - tat) / interval)
 if cells > want then cells = want end
 if cells < 0 then cells = 0 end
-tat = tat + cells * interval
+tat = math.ceil(tat + cells * interval)
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.floor((tat - now) / 1000) + 1)
 local wait = 0
-if cells < want then wait = tat + (want - cells) * interval - now - tau end
+if cells < want then wait = math.ceil(tat + (want - cells) * interval - now - tau) end
 if wait < 0 then wait = 0 end
 return {cells, wait}
 ";
@@ -84,8 +86,9 @@ pub struct Ask {
     pub id: (usize, usize),
     /// `ringstream:rate:RULE:CLIENT`.
     pub key: String,
-    /// Emission interval, tolerance and cells wanted, in the script's units.
-    pub args: [u64; 3],
+    /// Cells per period, the period and the tolerance in µs, and cells wanted: the script's
+    /// arguments.
+    pub args: [u64; 4],
 }
 
 /// The leases the link looks after.
@@ -119,7 +122,8 @@ impl LeaseBook {
             .iter()
             .filter(|(_, e)| e.want > 0 && e.retry_at <= now)
             .map(|(&id, e)| {
-                let interval = (e.quota.emission_interval_ns() / 1_000).max(1);
+                let (count, period_ns) = e.quota.rate();
+                let tau_us = e.quota.time_of(e.quota.burst()).div_ceil(1_000);
                 Ask {
                     id,
                     key: format!(
@@ -128,7 +132,7 @@ impl LeaseBook {
                         e.rule,
                         wire::client_text(e.key)
                     ),
-                    args: [interval, interval.saturating_mul(e.quota.burst()), e.want],
+                    args: [count, (period_ns / 1_000).max(1), tau_us, e.want],
                 }
             })
             .collect()
@@ -225,7 +229,24 @@ mod tests {
         let asks = book.due(now);
         assert_eq!(asks.len(), 1);
         assert_eq!(asks[0].key, "ringstream:rate:requests:4.1");
-        assert_eq!(asks[0].args, [1_000_000, 10_000_000, 4]);
+        assert_eq!(asks[0].args, [60, 60_000_000, 10_000_000, 4]);
+        // A byte rate of 100 MiB a minute is 0.57 µs a byte: Redis is given the fraction, not
+        // a whole number of microseconds a byte (which would be 1 µs, 57% of the rate).
+        let bytes = Gcra::new(100 << 20, Duration::from_secs(60), 1 << 20).unwrap();
+        let mut book_of_bytes = LeaseBook::default();
+        let renewal = Renewal {
+            client: Arc::clone(&client),
+            bucket: 1,
+            rule: "bytes".into(),
+            quota: bytes,
+            want: 65_536,
+        };
+        book_of_bytes.ask(renewal, key, now);
+        // The tolerance: 1 MiB's time, 0.6 s, in µs.
+        assert_eq!(
+            book_of_bytes.due(now)[0].args,
+            [100 << 20, 60_000_000, 600_000, 65_536]
+        );
         book.granted(asks[0].id, 2, 1_000_000, now);
         assert_eq!(
             client.lease_balance(0),
@@ -234,7 +255,7 @@ mod tests {
         );
         assert!(book.due(now).is_empty(), "asked again after the wait");
         let later = now + Duration::from_secs(1);
-        assert_eq!(book.due(later)[0].args[2], 2);
+        assert_eq!(book.due(later)[0].args[3], 2);
         book.top_up_alone(2, Duration::from_secs(3));
         assert_eq!(
             client.lease_balance(0),

@@ -1,12 +1,12 @@
 //! `sendfile(2)` from a file to a connection's socket, on the worker or on the runtime's
-//! blocking pool, and the socket's non-blocking mode for the length of one piece.
+//! blocking pool.
 //!
-//! The socket's mode belongs to the driver: the poll driver keeps every socket non-blocking
-//! (it tries a `recv` before it waits for readiness, so a blocking socket would stop the
-//! whole worker), while io_uring's accepted sockets are blocking. `sendfile` needs a
-//! non-blocking socket on both (a blocking one would hold the calling thread while the
-//! client reads nothing), so a blocking one is switched for the piece and switched back
-//! whichever way the piece ends; a non-blocking one is left untouched.
+//! `sendfile` needs a non-blocking socket (a blocking one would hold the calling thread while
+//! the client reads nothing). The poll driver keeps every socket non-blocking; io_uring's
+//! accepted sockets are blocking, and the first piece makes its socket non-blocking for the
+//! rest of the connection: io_uring's receives and sends do not read the socket's mode (they
+//! wait for readiness through the ring either way), so switching back after every piece would
+//! cost two system calls a piece for nothing.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -26,12 +26,16 @@ pub async fn send_on_worker(
     file: &FileSource,
     offset: u64,
     len: usize,
+    after_pause: bool,
 ) -> io::Result<usize> {
-    let _mode = NonBlockingScope::enter(stream.as_raw_fd())?;
+    ensure_nonblocking(stream.as_raw_fd())?;
     // A piece starts with a wait for room through the driver, even when there is room: a
     // client that keeps up never fills the socket, and without it a download would send
-    // piece after piece while the worker's other connections wait for their turn.
-    wait_for_room(stream).await?;
+    // piece after piece while the worker's other connections wait for their turn. A piece
+    // that comes after a pause on its cap's timer has given them their turn already.
+    if !after_pause {
+        wait_for_room(stream).await?;
+    }
     let mut done = 0;
     while done < len {
         match send_until_full(
@@ -53,24 +57,23 @@ pub async fn send_on_worker(
 /// pool, for pieces whose pages are not all in the page cache: the thread waits for the disk,
 /// the worker waits for its answer (as nginx's `aio threads` sends). Each call sends until
 /// the socket is full; the worker then waits for room and hands the rest to the pool again.
-/// The pool holds the file and the socket open until its call ends, and gives the socket its
-/// mode back itself, even when the download was dropped meanwhile.
+/// The pool holds the file and the socket open until its call ends, even when the download
+/// was dropped meanwhile.
 pub async fn send_in_pool(
     stream: &TcpStream,
     file: &FileSource,
     offset: u64,
     len: usize,
 ) -> io::Result<usize> {
+    ensure_nonblocking(stream.as_raw_fd())?;
     let mut done = 0;
     while done < len {
-        let mode = NonBlockingScope::enter(stream.as_raw_fd())?;
         let (at, count) = (offset + done as u64, len - done);
         let op = AsyncifyFd2::new(
             file.shared_fd(),
             stream.to_shared_fd(),
             move |file: &std::fs::File, socket: &_| {
                 let sent = send_until_full(AsRawFd::as_raw_fd(socket), file.as_raw_fd(), at, count);
-                drop(mode);
                 BufResult(sent, ())
             },
         );
@@ -115,44 +118,24 @@ fn send_until_full(socket: RawFd, file: RawFd, offset: u64, count: usize) -> io:
     Ok(done)
 }
 
-/// A socket made non-blocking for a while, and given its own mode back when dropped.
-#[derive(Debug)]
-pub struct NonBlockingScope {
-    /// The descriptor to switch back to blocking, when it was blocking on entry.
-    restore: Option<RawFd>,
-}
-
-impl NonBlockingScope {
-    /// Makes `fd` non-blocking unless it already is; the caller keeps `fd` open for as long
-    /// as the scope lives.
-    pub fn enter(fd: RawFd) -> io::Result<Self> {
-        // SAFETY: F_GETFL reads the descriptor's status flags and touches no memory; `fd` is
-        // open (the caller borrows its owner).
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_NONBLOCK != 0 {
-            return Ok(Self { restore: None });
-        }
-        set_nonblocking(fd, true)?;
-        Ok(Self { restore: Some(fd) })
+/// Makes `fd` non-blocking unless it already is (one `fcntl` when it is); the caller keeps
+/// `fd` open for the call.
+fn ensure_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL reads the descriptor's status flags and touches no memory; `fd` is
+    // open (the caller borrows its owner).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
     }
-}
-
-impl Drop for NonBlockingScope {
-    fn drop(&mut self) {
-        if let Some(fd) = self.restore {
-            // A failure leaves the socket non-blocking, which every driver tolerates: io_uring
-            // sends and receives do not read the file's mode.
-            let _ = set_nonblocking(fd, false);
-        }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
     }
+    set_nonblocking(fd)
 }
 
-/// Switches `O_NONBLOCK` on or off for `fd`.
-fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
-    let mut value = libc::c_int::from(on);
+/// Switches `O_NONBLOCK` on for `fd`.
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let mut value: libc::c_int = 1;
     // SAFETY: FIONBIO reads one `int` from the pointer, which is valid for the call; `fd` is
     // open (the caller borrows its owner).
     let rc = unsafe { libc::ioctl(fd, libc::FIONBIO, &raw mut value) };

@@ -55,8 +55,17 @@ pub trait Transport {
     async fn write_all_zerocopy(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Sends up to `len` bytes of `file` from `offset` with `sendfile(2)`: straight from the
     /// page cache, no copy through a buffer. Waits (on the ring) while the socket is full;
-    /// returns the bytes sent, 0 only at the end of the file.
-    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize>;
+    /// returns the bytes sent, 0 only at the end of the file. `after_pause`: the download has
+    /// just waited on its bandwidth cap's timer, which let the worker's other connections run
+    /// (otherwise the piece first waits for room through the driver, so that a client that
+    /// keeps up does not hold its worker for piece after piece).
+    async fn send_file(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+        after_pause: bool,
+    ) -> io::Result<usize>;
     /// [`Transport::send_file`] for a piece whose pages are not all in the page cache: the
     /// worker never waits for the disk.
     async fn send_cold_file(&self, file: &FileSource, offset: u64, len: usize)
@@ -218,8 +227,14 @@ impl Transport for TcpTransport {
     /// would stop the whole worker), while io_uring's accepted sockets are blocking. A
     /// blocking socket is switched for the piece and switched back whichever way the call
     /// ends, even when it is dropped mid-wait; a non-blocking one is left untouched.
-    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
-        sendfile::send_on_worker(&self.stream, file, offset, len).await
+    async fn send_file(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+        after_pause: bool,
+    ) -> io::Result<usize> {
+        sendfile::send_on_worker(&self.stream, file, offset, len, after_pause).await
     }
 
     /// `sendfile(2)` on the runtime's blocking pool, as nginx's `aio threads` sends: no part

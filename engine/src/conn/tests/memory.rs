@@ -202,7 +202,13 @@ impl Transport for MemoryTransport {
         self.write_all(buf).await
     }
 
-    async fn send_file(&self, _file: &FileSource, _offset: u64, _len: usize) -> io::Result<usize> {
+    async fn send_file(
+        &self,
+        _file: &FileSource,
+        _offset: u64,
+        _len: usize,
+        _after_pause: bool,
+    ) -> io::Result<usize> {
         Err(io::ErrorKind::Unsupported.into())
     }
 

@@ -2,13 +2,17 @@
 //! its bytes; a cap that says "not yet" names the wait, and the download sleeps on a timer
 //! (never blocking its worker) and asks again.
 //!
-//! Each cap is a GCRA byte budget with a burst of one piece (at least 20 ms of its rate):
-//! per connection (its state lives as long as the connection, so the responses of one
-//! keep-alive connection share it),
-//! per client (a bucket in the client's shared state, exact across cores) and per route (one
-//! atomic state shared by every connection). A budget granted for a piece is not asked again
-//! while a later cap makes the piece wait. The first `rate_after` bytes of a response go out
-//! uncapped.
+//! Each cap is a GCRA byte budget with a burst of one piece and 1 ms of its rate (a piece sent
+//! late by a timer's slack is caught up by the next, and two pieces never leave back to back
+//! from a full allowance): per connection (its state lives as long as the connection, so the
+//! responses of one keep-alive connection share it), per client (a bucket in the client's
+//! shared state, exact across cores) and per route (one atomic state shared by every
+//! connection). A budget granted for a piece is not asked again while a later cap makes the
+//! piece wait. The first `rate_after` bytes of a response go out uncapped.
+//!
+//! A piece under a cap is at most 256 KiB, however large the route's pieces are otherwise:
+//! TCP then sends each piece as it comes, where a larger one fills the congestion window and
+//! the kernel paces the rest itself (BENCHMARKS.md, "Capped downloads and TCP pacing").
 
 use std::time::Duration;
 
@@ -20,17 +24,22 @@ use crate::routes::state::SharedRate;
 
 /// The smallest piece sent under a cap.
 const MIN_PIECE: usize = 4 * 1024;
+/// The largest piece sent under a cap: small enough for TCP to send it at once. A piece that
+/// fills the congestion window makes BBR leave its start-up phase and pace the rest of every
+/// piece itself, with a timer interrupt per segment: pieces of 3.2 MiB cost three times
+/// nginx's CPU per GiB on loopback.
+pub const MAX_PIECE: usize = 256 * 1024;
 /// Pieces per second at least, under the tightest cap (smoother pacing than whole chunks).
 const PIECES_PER_SECOND: u64 = 32;
-/// A cap's burst holds at least this long a share of its rate: the clock budgets are read on
-/// ticks every 1–4 ms (`coarse_clock`), and a burst of one small piece would let a fast cap
-/// send only one piece per tick.
-const BURST_SECONDS_DIVISOR: u64 = 50;
+/// A cap's burst holds a piece and this share of a second of its rate (1 ms): the pacing
+/// timers wake on a 1 ms grid (`send`), and a piece that waited for the grid is caught up
+/// rather than lost to the rate.
+const SLACK_PER_SECOND: u64 = 1000;
 
-/// The burst of a cap of `rate` bytes per second sending pieces of `piece` bytes: one piece,
-/// or 20 ms of the rate when that is more.
+/// The burst of a cap of `rate` bytes per second sending pieces of `piece` bytes: one piece
+/// and 1 ms of the rate.
 pub fn cap_burst(rate: u64, piece: u64) -> u64 {
-    piece.max(rate / BURST_SECONDS_DIVISOR)
+    piece.saturating_add(rate / SLACK_PER_SECOND)
 }
 
 /// The caps of one response.
@@ -69,7 +78,7 @@ impl<'a> Pacer<'a> {
         let piece = match tightest {
             Some(rate) => usize::try_from(rate / PIECES_PER_SECOND)
                 .unwrap_or(usize::MAX)
-                .clamp(MIN_PIECE.min(chunk_size), chunk_size),
+                .clamp(MIN_PIECE.min(chunk_size), chunk_size.min(MAX_PIECE)),
             None => chunk_size,
         };
         let connection = Gcra::new(
@@ -179,9 +188,33 @@ mod tests {
         let mut state = GcraState::default();
         let mut pacer = Pacer::new(&bandwidth, 64 * 1024, &mut state, None, None);
         assert_eq!(pacer.next_piece(u64::MAX), 64 * 1024);
-        // 10 MB at 4 MB/s: 2.5 s, less the burst (20 ms of the rate).
+        // 10 MB at 4 MB/s: 2.5 s, less the burst (a piece and 1 ms of the rate).
         let seconds = run(&mut pacer, 10_000_000);
         assert!((2.47..=2.5).contains(&seconds), "{seconds}");
+    }
+
+    #[test]
+    fn a_fast_cap_sends_small_pieces_one_at_a_time_at_its_exact_rate() {
+        let rate = 100 * 1024 * 1024;
+        let bandwidth = Bandwidth {
+            per_connection: rate,
+            ..Bandwidth::default()
+        };
+        let mut state = GcraState::default();
+        // sendfile's pieces are 4 MiB; under a cap they are 256 KiB.
+        let mut pacer = Pacer::new(&bandwidth, 4 * 1024 * 1024, &mut state, None, None);
+        let piece = pacer.next_piece(u64::MAX);
+        assert_eq!(piece, MAX_PIECE);
+        assert_eq!(pacer.ask(piece, 0), Ok(()));
+        let wait = pacer.ask(piece, 0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(1),
+            "the second piece waits: {wait:?}"
+        );
+        // 1 GiB more at 100 MiB/s: 10.24 s, less the burst's 1 ms; not a whole nanosecond a
+        // byte, which would be 6% fast.
+        let seconds = run(&mut pacer, 1 << 30);
+        assert!((10.238..=10.2401).contains(&seconds), "{seconds}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! pieces the page cache does not hold with `sendfile` on the runtime's blocking pool, so
 //! that no disk read happens on the worker thread. A download holds at most `chunk_size` in
 //! memory; every write has the route's `send_timeout` (a client that stops reading is
-//! closed) and the whole response `download_timeout`. Pacing waits on a timer.
+//! closed) and the whole response `download_timeout`. Pacing waits on a timer that ends on a
+//! 1 ms grid, so the capped downloads of a worker that are due together wake together.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -64,11 +65,17 @@ pub async fn stream_body<T: Transport>(
     let mut offset = range.start;
     while offset < range.end {
         let piece = pacer.next_piece(range.end - offset);
-        while let Err(wait) = pacer.ask(piece, coarse_clock::now_ns()) {
+        let mut paused = false;
+        loop {
+            let now = coarse_clock::fine_now_ns();
+            let Err(wait) = pacer.ask(piece, now) else {
+                break;
+            };
             if Instant::now() + wait > deadlines.download {
                 return Err(Cut::Timeout);
             }
-            crate::server::runtime::sleep(wait).await;
+            crate::server::runtime::sleep(on_the_grid(now, wait)).await;
+            paused = true;
         }
         let cold = deadlines.path == SendPath::Auto && !file.is_cached(offset, piece);
         if cold {
@@ -82,7 +89,7 @@ pub async fn stream_body<T: Transport>(
             let piece_sent = if cold {
                 Either::Left(io.send_cold_file(file, offset, piece))
             } else {
-                Either::Right(io.send_file(file, offset, piece))
+                Either::Right(io.send_file(file, offset, piece, paused))
             };
             match guard.within(deadline, piece_sent).await {
                 Some(Ok(0)) | Some(Err(_)) => return Err(Cut::File),
@@ -141,4 +148,33 @@ async fn write<T: Transport>(
     sent.add(out.len() as u64);
     out.clear();
     Ok(out)
+}
+
+/// Paced pieces wake on a shared grid of this many nanoseconds, so that the worker's capped
+/// downloads due about the same time wake together: one wake-up sends several pieces.
+const GRID_NS: u64 = 1_000_000;
+
+/// `wait` from `now`, stretched to end on the grid.
+fn on_the_grid(now: u64, wait: Duration) -> Duration {
+    let end = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+    Duration::from_nanos(end.div_ceil(GRID_NS).saturating_mul(GRID_NS) - now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_waits_end_on_the_grid() {
+        let ms = GRID_NS;
+        // Asked at 1.5 ms to wait 0.2 ms: woken at 2 ms.
+        let wait = on_the_grid(ms + ms / 2, Duration::from_nanos(ms / 5));
+        assert_eq!(wait, Duration::from_nanos(ms / 2));
+        // A wait that ends on the grid is kept as it is.
+        assert_eq!(
+            on_the_grid(ms / 2, Duration::from_nanos(ms / 2)),
+            Duration::from_nanos(ms / 2)
+        );
+        assert_eq!(on_the_grid(3 * ms, Duration::ZERO), Duration::ZERO);
+    }
 }

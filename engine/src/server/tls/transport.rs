@@ -335,7 +335,13 @@ impl Transport for TlsTransport {
     }
 
     /// Reads the file a piece at a time and sends it encrypted: `sendfile(2)` cannot encrypt.
-    async fn send_file(&self, file: &FileSource, offset: u64, len: usize) -> io::Result<usize> {
+    async fn send_file(
+        &self,
+        file: &FileSource,
+        offset: u64,
+        len: usize,
+        _after_pause: bool,
+    ) -> io::Result<usize> {
         self.send_file_pieces(file, offset, len, false).await
     }
 
