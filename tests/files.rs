@@ -321,6 +321,56 @@ fn bandwidth_caps_hold_per_connection_and_per_client_across_connections_on(drive
 }
 
 #[test]
+fn client_and_route_budgets_hold_alone_at_rates_that_send_large_pieces() {
+    for driver in DRIVERS {
+        client_and_route_budgets_hold_alone_on(driver);
+    }
+}
+
+/// Two downloads at once under `limits` (16 MiB/s, a cap whose pieces are 256 KiB), each of
+/// 8 MiB, from clients 127.0.0.`hosts`: the MiB/s the two got together.
+fn two_downloads_under(driver: &str, limits: &str, hosts: [u8; 2]) -> f64 {
+    let tree = Tree::new("shared-caps");
+    tree.file("eight.bin", 8 * 1024 * 1024);
+    let server = server(&tree, limits, driver);
+    let downloads: Vec<_> = hosts
+        .iter()
+        .map(|&host| {
+            let stream = connect_from(&server, host);
+            std::thread::spawn(move || timed_download(stream, "/files/eight.bin"))
+        })
+        .collect();
+    let results: Vec<(usize, f64)> = downloads.into_iter().map(|d| d.join().unwrap()).collect();
+    let slowest = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    let total = results.iter().map(|r| r.0).sum::<usize>() as f64 / (1024.0 * 1024.0);
+    total / slowest
+}
+
+/// A shared cap's burst holds the largest piece a download asks it for: a piece larger than
+/// the burst could never be granted and would be let through, leaving the cap without effect.
+fn client_and_route_budgets_hold_alone_on(driver: &str) {
+    // 16 MiB in all at 16 MiB/s: about a second, less the burst (a piece and 1 ms).
+    let rate = two_downloads_under(
+        driver,
+        "[routes.limits]\nclient_bandwidth = \"16MiB\"",
+        [6, 6],
+    );
+    assert!(
+        rate <= 16.0 * 1.05,
+        "{driver}: client_bandwidth did not hold: {rate:.1} MiB/s"
+    );
+    let rate = two_downloads_under(
+        driver,
+        "[routes.limits]\nglobal_bandwidth = \"16MiB\"",
+        [7, 8],
+    );
+    assert!(
+        rate <= 16.0 * 1.05,
+        "{driver}: global_bandwidth did not hold: {rate:.1} MiB/s"
+    );
+}
+
+#[test]
 fn download_timeout_closes_a_download_that_takes_too_long() {
     for driver in DRIVERS {
         download_timeout_closes_a_download_that_takes_too_long_on(driver);

@@ -9,7 +9,8 @@ PyPI, Bun from npm, nginx from Debian's packages), builds ringstream and the Rus
   500 connections, with the raw-TCP echo server as the ceiling (benches/ws_load.py);
 - broadcast of 64 B messages to 1,000 subscribers of one topic, against Bun's pub/sub
   (benches/broadcast_load.py);
-- downloads of a 1 GiB file, against nginx (benches/download_load.py);
+- downloads of a 1 GiB file, and of a 256 MiB one under a cap, against nginx
+  (benches/download_load.py);
 - server memory per idle WebSocket with 10,000 connections open, for every WebSocket server
   (benches/idle_memory.py; opening is bounded in time, and a slower server reports how many
   connections it reached).
@@ -76,7 +77,7 @@ class Plan:
         self.subscribers = 1000
         self.sizes = download_load.SIZES
         self.ws_workloads = list(ws_load.WORKLOADS)
-        self.download_workloads = download_load.workloads_for(self.sizes, ["GiB file"])
+        self.download_workloads = download_load.workloads_for(self.sizes, ["GiB file", "capped"])
         self.ws_names = [n for n in ws_load.SERVERS if n not in NOT_PEERS]
         self.download_names = ["ringstream", "nginx"]
         if args.smoke:

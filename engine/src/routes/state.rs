@@ -107,7 +107,7 @@ pub fn reopen(
                     }
                 };
                 let rate = route.limits.bandwidth.global;
-                let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let burst = crate::routes::files::pace::cap_burst(rate);
                 state.global_bandwidth = SharedRate::new(rate, burst);
             }
             RouteKind::Upload(upload) if let Some(dir) = open_upload_dir(&upload.dir, earlier) => {

@@ -199,11 +199,11 @@ impl ClientGate {
             .routes
             .iter()
             .map(|route| {
-                let RouteKind::Files(files) = &route.kind else {
+                if !matches!(route.kind, RouteKind::Files(_)) {
                     return None;
-                };
+                }
                 let rate = route.limits.bandwidth.per_client;
-                let burst = crate::routes::files::pace::cap_burst(rate, files.chunk_size as u64);
+                let burst = crate::routes::files::pace::cap_burst(rate);
                 let quota = Gcra::new(rate, Duration::from_secs(1), burst)?;
                 Some((
                     buckets.number(BucketRule::Bandwidth(route.path.clone())),
