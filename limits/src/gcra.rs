@@ -25,6 +25,8 @@ pub struct Gcra {
     count: u64,
     /// Nanoseconds.
     period: u64,
+    /// One cell's time, rounded up (`time_of(1)`, kept: every decision divides by it).
+    cell: u64,
     /// `tau`: how far ahead of now `tat` may run: the burst's time, and the rounding of up to
     /// `burst` single cells (less than one cell's time in all), so that a burst of single
     /// cells is allowed at once. A burst asked in larger pieces may owe its last piece a few
@@ -78,13 +80,15 @@ impl Gcra {
         let mut quota = Self {
             count,
             period,
+            cell: 0,
             tau: 0,
             burst,
         };
+        quota.cell = quota.time_of(1);
         let rounding = if period % count == 0 {
             0
         } else {
-            (burst - 1).min(quota.time_of(1) - 1)
+            (burst - 1).min(quota.cell - 1)
         };
         quota.tau = quota.time_of(burst).saturating_add(rounding);
         Some(quota)
@@ -94,8 +98,13 @@ impl Gcra {
     /// the sum over any split of a cost is never less than the cost's own time, so the rate
     /// is never exceeded.
     pub fn time_of(&self, cells: u64) -> u64 {
-        let nanos = (u128::from(cells) * u128::from(self.period)).div_ceil(u128::from(self.count));
-        u64::try_from(nanos).unwrap_or(u64::MAX)
+        match cells.checked_mul(self.period) {
+            Some(product) => product.div_ceil(self.count),
+            None => {
+                let product = u128::from(cells) * u128::from(self.period);
+                u64::try_from(product.div_ceil(u128::from(self.count))).unwrap_or(u64::MAX)
+            }
+        }
     }
 
     /// The rate as cells per period: `(count, period in nanoseconds)`.
@@ -110,7 +119,7 @@ impl Gcra {
 
     /// Nanoseconds between cells at the sustained rate, rounded up.
     pub fn emission_interval_ns(&self) -> u64 {
-        self.time_of(1)
+        self.cell
     }
 
     /// Asks for `cost` cells at `now` (nanoseconds); on success the cells are taken.
@@ -124,7 +133,7 @@ impl Gcra {
         if new_tat <= allowed_until {
             state.tat = new_tat;
             Decision::Allow {
-                remaining: (allowed_until - new_tat) / self.time_of(1),
+                remaining: (allowed_until - new_tat) / self.cell,
                 reset_after: Duration::from_nanos(new_tat - now),
             }
         } else {
@@ -175,7 +184,7 @@ impl AtomicGcraState {
         self.tat
             .load(Ordering::Relaxed)
             .saturating_sub(now)
-            .div_ceil(quota.time_of(1))
+            .div_ceil(quota.cell)
     }
 }
 

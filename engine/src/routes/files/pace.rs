@@ -28,7 +28,7 @@ const MIN_PIECE: usize = 4 * 1024;
 /// fills the congestion window makes BBR leave its start-up phase and pace the rest of every
 /// piece itself, with a timer interrupt per segment: pieces of 3.2 MiB cost three times
 /// nginx's CPU per GiB on loopback.
-pub const MAX_PIECE: usize = 256 * 1024;
+const MAX_PIECE: usize = 256 * 1024;
 /// Pieces per second at least, under the tightest cap (smoother pacing than whole chunks).
 const PIECES_PER_SECOND: u64 = 32;
 /// A cap's burst holds a piece and this share of a second of its rate (1 ms): the pacing

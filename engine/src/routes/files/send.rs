@@ -156,7 +156,7 @@ const GRID_NS: u64 = 1_000_000;
 
 /// `wait` from `now`, stretched to end on the grid.
 fn on_the_grid(now: u64, wait: Duration) -> Duration {
-    let end = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+    let end = now.saturating_add(ringstream_limits::clock::nanos(wait));
     Duration::from_nanos(end.div_ceil(GRID_NS).saturating_mul(GRID_NS) - now)
 }
 
