@@ -2,12 +2,14 @@
 """WebSocket echo through a proxy: ringstream's `proxy` route against nginx and a bare relay.
 
 The upstream is ringstream's echo route (one worker) on core 1, beside the load generator
-(`ringstream bench echo`, one message in flight on each connection); in front of it on core 0,
-in turn, each round: ringstream's `proxy` route at `/ws/` (defaults: every WebSocket protection
-of the route runs on the client's frames) with each of the io_uring set-ups `coop_taskrun` and
-`defer_taskrun`, nginx (one process, `proxy_http_version 1.1`,
-`Upgrade`/`Connection` passed, access log off) and `examples/raw_relay.rs` (one upstream
-connection per client connection, bytes copied both ways on io_uring, no HTTP: the floor).
+(`ringstream bench echo`, one message in flight on each connection, and with `--rates` also
+at fixed offered rates in open loop); in front of it on core 0, in turn, each round:
+ringstream's `proxy` route at `/ws/` (defaults: every WebSocket protection of the route runs
+on the client's frames) with each of the io_uring set-ups `coop_taskrun` and `defer_taskrun`,
+nginx (one process, `proxy_http_version 1.1`, `Upgrade`/`Connection` passed, access log off),
+and the floors: `examples/raw_relay.rs` (one upstream connection per client connection,
+bytes copied both ways on io_uring, no HTTP), receiving per read and, with `--multishot`,
+through one multishot receive per side into a buffer ring.
 
 Server CPU is the proxy process's utime + stime from /proc/PID/stat around each measured run,
 per echoed message (each message crosses the proxy twice); a run beside more than
@@ -18,6 +20,7 @@ stopped by PID; every run is bounded in time.
     python3 benches/ws_proxy_load.py                       # about 4 minutes
     python3 benches/ws_proxy_load.py --rounds 1 --seconds 1 # a smoke run
     python3 benches/ws_proxy_load.py --base OLD/ringstream --only coop --only base --only nginx
+    python3 benches/ws_proxy_load.py --sizes 32 --rates 20000   # also at a fixed offered rate
 
 Needs nginx (`benches/peers/install.sh nginx`) and `cargo build --release --bins --examples`.
 """
@@ -100,10 +103,11 @@ def servers(run_dir, binary, relay, upstream, base=None):
         skip("nginx", "not installed (benches/peers/install.sh nginx)")
 
     if relay:
-        def raw_relay():
-            port = free_port()
-            return launch_on_port([relay, f"127.0.0.1:{port}", upstream], 0, port)
-        found["raw relay (floor)"] = raw_relay
+        for name, mode in (("raw relay (floor)", []), ("multishot relay", ["--multishot"])):
+            def raw_relay(mode=mode):
+                port = free_port()
+                return launch_on_port([relay, f"127.0.0.1:{port}", upstream, *mode], 0, port)
+            found[name] = raw_relay
     else:
         skip("raw relay", "target/release/examples/raw_relay is not built")
     return found
@@ -116,6 +120,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--sizes", default="32,1024", help="message sizes in bytes")
+    parser.add_argument("--rates", default="",
+                        help="offered messages/s (open loop), each a workload of its own")
     parser.add_argument("--max-foreign", type=float, default=0.1)
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--base", help="another ringstream binary, measured beside (an A/B)")
@@ -133,12 +139,17 @@ def main():
                                         printing=True)
     if upstream_process is None:
         sys.exit("the upstream echo server did not start")
-    workloads = [(f"echo {size} B, {args.connections} conns", size)
-                 for size in map(int, args.sizes.split(","))]
+    rates = [None] + [int(rate) for rate in args.rates.split(",") if rate]
+    workloads = [(f"echo {size} B, {args.connections} conns"
+                  + (f", {rate:,}/s offered" if rate else ""), (size, rate))
+                 for size in map(int, args.sizes.split(",")) for rate in rates]
 
-    def run_one(name, addr, pid, size):
+    def run_one(name, addr, pid, workload):
+        size, rate = workload
         mode = ["echo", "--url", f"ws://{addr}/ws/echo", "--size", str(size),
                 "--connections", str(args.connections)]
+        if rate:
+            mode += ["--rate", str(rate)]
         for _ in range(args.retries + 1):
             window = Window({"proxy": pid}, {"upstream": upstream_process.pid})
             result, error = bench(binary, mode, args.seconds, args.warmup, pid)

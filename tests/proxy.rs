@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::http_framing::{read_any_response, write_chunked};
 use support::upstream::{RawUpstream, Uvicorn, big_body, record_headers, stream_body};
-use support::ws::upgrade_request;
+use support::ws::{BINARY, TEXT, connect_to, frame, read_frame, upgrade_request};
 use support::{DRIVERS, Server, is_closed};
 
 /// A one-worker server (one pool) with a proxy route at `/api/` to `upstreams` (TOML strings),
@@ -367,6 +367,20 @@ fn a_unix_socket_upstream_and_an_upgrade_the_app_refuses() {
         // The app has no WebSocket route: its refusal comes back, the connection is no tunnel.
         let upgrade = ask(&server, &upgrade_request("/api/ws", ""));
         assert_eq!(upgrade.status, 403, "{driver}");
+        // A tunnel over the Unix socket (on io_uring both sides receive through the ring).
+        let (mut ws, answer) = connect_to(server.addr, "/api/ws-echo", "");
+        assert_eq!(answer.status, 101, "{driver}");
+        let large: Vec<u8> = (0..60_000).map(|i| (i * 31) as u8).collect();
+        for (opcode, payload) in [(TEXT, &b"hello"[..]), (BINARY, &large), (TEXT, b"again")] {
+            ws.write_all(&frame(true, 0, opcode, payload)).unwrap();
+            let echo = read_frame(&mut ws).expect("an echo");
+            assert_eq!(echo.opcode, opcode, "{driver}");
+            assert!(
+                echo.payload == payload,
+                "{driver}: {} bytes",
+                echo.payload.len()
+            );
+        }
     }
     drop(app);
 }

@@ -3,7 +3,8 @@
 //! protections close the client before the upstream sees what broke them, close codes pass
 //! both ways, an upgrade the upstream refuses is answered with its status, and the drain and
 //! the idle timeout close the tunnel; a heartbeat never lands inside an upstream frame that
-//! arrives in parts.
+//! arrives in parts; clients that send more than the sockets hold without reading stall
+//! neither their tunnel (its two directions run at once) nor anyone else, and lose nothing.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
@@ -12,7 +13,7 @@ use std::io::Write;
 
 use support::ws::{
     BINARY, CONTINUATION, PING, PONG, TEXT, close_frame, connect_to, expect_close, frame,
-    read_frame, upgrade_request,
+    read_frame, send_without_reading, upgrade_request,
 };
 use support::{DRIVERS, Server, read_response};
 
@@ -22,15 +23,23 @@ path = "/ws/echo"
 kind = "echo"
 "#;
 
-/// The upstream (an echo route) and a proxy in front of it at `/ws/`, with `limits` in the
-/// proxy route's `[routes.limits]`.
+/// The upstream (an echo route) and a proxy in front of it at `/ws/` (one worker, `/stats`),
+/// with `limits` in the proxy route's `[routes.limits]`.
 fn servers(driver: &str, limits: &str) -> (Server, Server) {
+    servers_with(driver, limits, &[])
+}
+
+/// [`servers`], the proxy started with `args` too.
+fn servers_with(driver: &str, limits: &str, args: &[&str]) -> (Server, Server) {
     let upstream = Server::with_config(UPSTREAM, &["--io-driver", driver]);
     let config = format!(
-        "[[routes]]\npath = \"/ws/\"\nkind = \"proxy\"\nupstreams = [\"{}\"]\n[routes.limits]\n{limits}\n",
+        "[[routes]]\npath = \"/stats\"\nkind = \"stats\"\n\n\
+         [[routes]]\npath = \"/ws/\"\nkind = \"proxy\"\nupstreams = [\"{}\"]\n\
+         [routes.limits]\n{limits}\n",
         upstream.addr
     );
-    let proxy = Server::with_config(&config, &["--workers", "1", "--io-driver", driver]);
+    let args = [&["--workers", "1", "--io-driver", driver], args].concat();
+    let proxy = Server::with_config(&config, &args);
     (upstream, proxy)
 }
 
@@ -204,5 +213,94 @@ fn a_heartbeat_never_lands_inside_an_upstream_frame() {
             PING,
             "{driver}"
         );
+    }
+}
+
+/// Receives armed through the worker's buffer ring so far (a tunnel arms one on each side).
+fn armed(server: &Server) -> u64 {
+    server.stats()["buffers"]["receive_ring_armed"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The next message other than a ping, checked against `sent`.
+fn expect_echo(stream: &mut std::net::TcpStream, sent: &[u8], what: &str) {
+    let (opcode, payload) = next(stream);
+    assert_eq!(opcode, BINARY, "{what}");
+    assert!(
+        payload == sent,
+        "{what}: wrong echo ({} bytes)",
+        payload.len()
+    );
+}
+
+#[test]
+fn tunnels_whose_clients_stop_reading_stall_nobody_and_lose_nothing() {
+    const GREEDY: usize = 2;
+    let modes: [(&str, &[&str]); 3] = [
+        ("uring", &[]),
+        ("uring", &["--receive", "per-read"]),
+        ("poll", &[]),
+    ];
+    for (driver, receive) in modes {
+        let (_upstream, proxy) = servers_with(driver, "", receive);
+        let driver = format!("{driver} {receive:?}");
+        // Both sides of a tunnel receive through the worker's ring from its start (io_uring
+        // unless `per_read`; the poll driver receives per read).
+        let (mut first, _) = connect_to(proxy.addr, "/ws/echo", "");
+        first.write_all(&frame(true, 0, BINARY, b"x")).unwrap();
+        expect_echo(&mut first, b"x", &driver);
+        let ring = driver == "uring []";
+        assert_eq!(armed(&proxy), 2 * u64::from(ring), "{driver}");
+        // Greedy clients send 32 MiB each and read nothing until they have sent it all: more
+        // than the sockets on the way hold, so the echoes back up into the proxy while the
+        // client's frames still go to the upstream. The proxy reads the upstream's echoes
+        // while it sends the upstream more (an upstream that echoes stops reading while its
+        // echoes wait), and on io_uring its receives take ring buffers until the ring is dry.
+        let message: Vec<u8> = (0..32 * 1024).map(|i| (i * 31) as u8).collect();
+        let count = 32 * 32;
+        let one = frame(true, 0, BINARY, &message);
+        let greedy: Vec<_> = (0..GREEDY)
+            .map(|_| {
+                let (stream, _) = connect_to(proxy.addr, "/ws/echo", "");
+                let sending = send_without_reading(&stream, one.clone(), count);
+                (stream, sending)
+            })
+            .collect();
+        // Meanwhile another tunnel echoes as usual.
+        std::thread::sleep(std::time::Duration::from_millis(1_000));
+        let (mut other, _) = connect_to(proxy.addr, "/ws/echo", "");
+        other.set_read_timeout(Some(support::PATIENCE)).unwrap();
+        for i in 0..100u8 {
+            other.write_all(&frame(true, 0, BINARY, &[i; 100])).unwrap();
+            expect_echo(
+                &mut other,
+                &[i; 100],
+                &format!("{driver}: other's echo {i}"),
+            );
+        }
+        // Every echo of every greedy tunnel arrives, whole and in order.
+        let readers: Vec<_> = greedy
+            .into_iter()
+            .map(|(mut stream, sending)| {
+                let message = message.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
+                    for i in 0..count {
+                        expect_echo(&mut stream, &message, &format!("greedy echo {i}"));
+                    }
+                    sending.join().unwrap();
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        if ring {
+            let dry = proxy.stats()["buffers"]["receive_ring_dry"]
+                .as_u64()
+                .unwrap();
+            assert!(dry > 0, "the ring never ran dry");
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::ws::{BINARY, connect, frame, read_frame};
+use support::ws::{BINARY, connect, frame, read_frame, send_without_reading};
 use support::{DRIVERS, PATIENCE, Server};
 
 const RECEIVES: [&str; 3] = ["ring", "auto", "per-read"];
@@ -98,13 +98,7 @@ fn connections_that_empty_the_ring_stall_nobody_and_lose_nothing() {
         let greedy: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..GREEDY)
             .map(|_| {
                 let stream = connect(&server, "/ws/echo");
-                let mut writer = stream.try_clone().unwrap();
-                let one = one.clone();
-                let sending = std::thread::spawn(move || {
-                    for _ in 0..count {
-                        writer.write_all(&one).unwrap();
-                    }
-                });
+                let sending = send_without_reading(&stream, one.clone(), count);
                 (stream, sending)
             })
             .collect();

@@ -167,3 +167,18 @@ fn read_exact(stream: &mut impl Read, buf: &mut [u8]) -> Option<()> {
         Err(e) => panic!("reading a frame: {e}"),
     }
 }
+
+/// A client that sends `bytes` on `stream` `times` over from a thread of its own and reads
+/// nothing meanwhile (`stream` stays with the caller, to read what came back later).
+pub fn send_without_reading(
+    stream: &TcpStream,
+    bytes: Vec<u8>,
+    times: usize,
+) -> std::thread::JoinHandle<()> {
+    let mut writer = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..times {
+            writer.write_all(&bytes).unwrap();
+        }
+    })
+}

@@ -16,6 +16,8 @@ The proxy mounts these paths as they are:
 - `GET /api/slow?seconds=S`: 200 `slow` after S seconds.
 - `GET /api/status/{code}`: that status, empty body.
 - `POST /api/sha256`: JSON `{"length", "sha256"}` of the body, read as a stream.
+- `/api/ws-echo`: a WebSocket that sends every message back as it came (text as text,
+  binary as binary).
 - `GET /auth`: `Authorization: Bearer <token>`: 200 with `x-client-id: user-<token>` when the
   token starts with `good`, 403 when it starts with `forbidden`, 401 otherwise;
   a 401 carries `WWW-Authenticate: Bearer`; `GET /auth/topics` answers as `/auth` and names
@@ -29,7 +31,8 @@ import hashlib
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 
 async def hello(request: Request) -> Response:
@@ -153,8 +156,21 @@ async def auth_broken(request: Request) -> Response:
     return PlainTextResponse("broken", status_code=500)
 
 
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await websocket.send_text(message["text"])
+        else:
+            await websocket.send_bytes(message["bytes"])
+
+
 app = Starlette(
     routes=[
+        WebSocketRoute("/api/ws-echo", ws_echo),
         Route("/api/hello", hello),
         Route("/api/echo", Echo()),
         Route("/api/headers", headers),

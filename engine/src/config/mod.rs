@@ -50,7 +50,8 @@ pub struct ServerConfig {
     pub io_uring_setup: RingSetup,
     /// How WebSocket sessions receive: a receive per read, one multishot receive into the
     /// worker's buffer ring, or the ring once a session's bursts were small (HTTP connections
-    /// and tunnels always receive per read).
+    /// always receive per read; a proxied tunnel arms the ring on both sides at its start
+    /// unless this is `per_read`).
     pub receive: ReceiveMode,
     /// How long a graceful drain waits for in-flight requests before closing them.
     pub drain_timeout: Duration,

@@ -81,7 +81,7 @@ fn proactor(driver: ChosenDriver) -> ProactorBuilder {
 /// worker, resident once used. A completion holds its buffer only until the connection copies
 /// it out; a ring run dry sends connections to a receive per read for a few reads.
 const RING_BUFFERS: u16 = 512;
-const RING_BUFFER_LEN: usize = 16 * 1024;
+pub const RING_BUFFER_LEN: usize = 16 * 1024;
 
 /// When the worker's WebSocket sessions arm their multishot receive: `receive` on io_uring
 /// (the poll driver has no multishot receive, so it receives per read whatever is asked).

@@ -2,8 +2,8 @@
 //! loop, configuration generations and their reload on SIGHUP, one pinned worker thread per core with its own driver and `SO_REUSEPORT` listener,
 //! the byte-stream interface the connection state machines speak to (the only place compio is
 //! named, with `runtime`, `driver`, `ring_receive`, `socket_ops`, `file_io` and `sendfile`), each worker's connection registry (deadlines and the
-//! drain), the clocks, the worker context, the counters, the transfers in progress and the
-//! page-cache probe of downloads.
+//! drain), the clocks, the worker context, the spare read buffers of the receive ring, the
+//! counters, the transfers in progress and the page-cache probe of downloads.
 //!
 //! May use: `config`, the policy and protocol crates. Knows no route kind.
 
@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod sendfile;
 pub mod signals;
 pub(crate) mod socket_ops;
+pub mod spare_buffers;
 pub mod start;
 pub mod tls;
 pub mod transfers;

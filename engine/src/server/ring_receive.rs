@@ -10,9 +10,13 @@
 //! next reads with a plain receive into its own buffer, then arms the ring again: a dry ring
 //! slows reads down, it never stalls them.
 //!
-//! Only WebSocket sessions arm the ring, and with `receive = "auto"` only once their first
-//! bursts were small ([`RingUse`]): the ring costs more than a receive per read for messages
-//! of 8 KiB and more, and for a connection that lives for one request.
+//! Only WebSocket sessions arm the ring, with `receive = "auto"` only once their first bursts
+//! were small ([`RingUse`]): for a session the engine serves, the ring costs more than a
+//! receive per read for messages of 8 KiB and more, and it would for a connection that lives
+//! for one request. A proxied tunnel arms it on both sides at its start (the upstream's side
+//! through `server/upstream.rs`): there it costs no more for small messages, and its read
+//! buffers, held only while bytes are in them, make idle tunnels smaller and large messages
+//! cheaper.
 
 use std::cell::{OnceCell, RefCell};
 use std::future::poll_fn;
@@ -21,13 +25,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use compio::BufResult;
 use compio::driver::op::{RecvFlags, RecvMulti};
-use compio::driver::{BufferRef, ToSharedFd};
-use compio::io::AsyncReadExt;
-use compio::net::TcpStream;
+use compio::driver::{BufferRef, SharedFd};
 use compio::runtime::{Runtime, SubmitMultiStream};
 use futures_util::Stream;
+
+use crate::server::socket_ops::{ReceiveAppend, ReceiveHint, Socket};
+use crate::server::spare_buffers;
 
 /// Receives that found the ring dry, in every worker (`/stats`, `/metrics`).
 static DRY: AtomicU64 = AtomicU64::new(0);
@@ -153,11 +157,11 @@ impl RingReceive {
 
     /// Waits until a read would complete at once: a completion (kept for the read), the
     /// peer's FIN, or a dry ring (the read then takes a plain receive).
-    fn poll_wait(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> Poll<io::Result<()>> {
+    fn poll_wait(&mut self, cx: &mut Context<'_>, fd: &SharedFd<Socket>) -> Poll<io::Result<()>> {
         if self.rest.is_some() || self.plain_reads > 0 || self.closed {
             return Poll::Ready(Ok(()));
         }
-        match self.armed(stream).as_mut().poll_next(cx) {
+        match self.armed(fd).as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(buffer))) => {
                 self.rest = Some((buffer, 0));
@@ -176,11 +180,11 @@ impl RingReceive {
         }
     }
 
-    /// The connection's multishot receive, armed on `stream` at its first use (and armed
-    /// again by the stream itself whenever the kernel ends it).
-    fn armed(&mut self, stream: &TcpStream) -> &mut Completions {
+    /// The connection's multishot receive, armed on `fd` at its first use (and armed again by
+    /// the stream itself whenever the kernel ends it).
+    fn armed(&mut self, fd: &SharedFd<Socket>) -> &mut Completions {
         self.completions.get_or_insert_with(|| {
-            let fd = stream.to_shared_fd();
+            let fd = fd.clone();
             let runtime = Runtime::current();
             Box::pin(SubmitMultiStream::new(move || {
                 let pool = runtime.buffer_pool()?;
@@ -192,11 +196,11 @@ impl RingReceive {
 
     /// Appends what the connection received next to `buf`, at most its spare room (some room
     /// is made if it has none): what is left of a ring buffer first, else the next completion
-    /// of the armed receive (armed on `stream` here when it is not).
+    /// of the armed receive (armed on `fd` here when it is not).
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &TcpStream,
+        fd: &SharedFd<Socket>,
         buf: &mut Vec<u8>,
     ) -> Poll<Received> {
         if let Some((buffer, at)) = self.rest.take() {
@@ -209,7 +213,7 @@ impl RingReceive {
             self.plain_reads -= 1;
             return Poll::Ready(Received::Plain);
         }
-        match self.armed(stream).as_mut().poll_next(cx) {
+        match self.armed(fd).as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(buffer))) => {
                 Poll::Ready(Received::Bytes(self.take(buffer, 0, buf)))
@@ -250,17 +254,21 @@ fn ring_dry(error: &io::Error) -> bool {
     error.raw_os_error() == Some(libc::ENOBUFS) || error.kind() == io::ErrorKind::ResourceBusy
 }
 
-/// Reads into `buf` through `ring` (see [`crate::server::transport::Transport::read_append`]).
-/// An empty buffer is freed while the connection waits (an idle connection holds no read
-/// buffer) and taken back, as large, once bytes are there; a dry ring sends the read to a
-/// plain receive into `buf`.
+/// Reads into `buf` through `ring`, the receive of socket `fd` (see
+/// [`crate::server::transport::Transport::read_append`]). An empty buffer is given up while
+/// the connection waits (an idle connection holds no read buffer; the worker keeps a few
+/// spares, see [`spare_buffers`]) and one as large is taken once bytes are there; a dry ring
+/// sends the read to a plain receive into `buf`.
 pub async fn read_from_ring(
     ring: &RefCell<RingReceive>,
-    stream: &TcpStream,
+    fd: SharedFd<Socket>,
+    hint: &ReceiveHint,
     mut buf: Vec<u8>,
 ) -> (io::Result<usize>, Vec<u8>) {
     let idle_capacity = if buf.is_empty() {
-        std::mem::take(&mut buf).capacity()
+        let capacity = buf.capacity();
+        spare_buffers::give(std::mem::take(&mut buf));
+        capacity
     } else {
         0
     };
@@ -269,13 +277,13 @@ pub async fn read_from_ring(
     let received = poll_fn(|cx| {
         let mut ring = ring.borrow_mut();
         if idle_capacity > 0 && buf.capacity() == 0 {
-            match ring.poll_wait(cx, stream) {
+            match ring.poll_wait(cx, &fd) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Received::Failed(e)),
-                Poll::Ready(Ok(())) => buf.reserve_exact(idle_capacity),
+                Poll::Ready(Ok(())) => buf = spare_buffers::take(idle_capacity),
             }
         }
-        ring.poll_read_into(cx, stream, &mut buf)
+        ring.poll_read_into(cx, &fd, &mut buf)
     })
     .await;
     match received {
@@ -284,8 +292,7 @@ pub async fn read_from_ring(
         Received::Plain => {
             // Boxed: a dry ring is rare, and this future must stay smaller than the plain
             // receive's (see `TcpTransport::read_append`).
-            let BufResult(result, buf) = Box::pin((&mut &*stream).append(buf)).await;
-            (result, buf)
+            Box::pin(ReceiveAppend::new(fd, hint, buf)).await
         }
     }
 }

@@ -74,10 +74,14 @@ pub trait Transport {
     /// `small_bursts` small bursts in a row (0 at its start; see
     /// [`crate::server::ring_receive::RingUse`]): from the next read on it receives through the
     /// worker's buffer ring if the worker's `receive` mode says so now. Called with no read
-    /// pending. Nothing else arms the ring: a connection that lives for one HTTP request would
-    /// arm a multishot receive it hardly uses, and a proxied tunnel would pay the ring's copy
-    /// for nothing (BENCHMARKS.md, "Receiving").
+    /// pending. A proxied tunnel offers it as a session past its small bursts. Nothing else
+    /// arms the ring: a connection that lives for one HTTP request would arm a multishot
+    /// receive it hardly uses (BENCHMARKS.md, "Receiving").
     fn offer_ring(&self, _small_bursts: u8) {}
+    /// Whether the connection receives through the worker's buffer ring.
+    fn ring_armed(&self) -> bool {
+        false
+    }
     /// Sets `TCP_CORK`: while on, only full segments leave (the head waits for the file's
     /// first bytes); turning it off sends what is queued (nginx's `tcp_nopush`).
     fn set_cork(&self, on: bool);
@@ -135,7 +139,7 @@ pub struct TcpTransport {
     ring: OnceCell<Box<RefCell<RingReceive>>>,
     /// When a WebSocket session arms the ring (the worker's `receive`).
     ring_use: RingUse,
-    /// Whether the last receive left the socket empty (receives per read only).
+    /// Whether the last plain receive left the socket empty.
     receive_hint: ReceiveHint,
 }
 
@@ -163,7 +167,12 @@ impl Transport for TcpTransport {
     /// for a read is as large as its read's, and every idle connection keeps one.
     fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
         match self.ring.get() {
-            Some(ring) => Either::Left(read_from_ring(ring, &self.stream, buf)),
+            Some(ring) => Either::Left(read_from_ring(
+                ring,
+                self.stream.to_shared_fd(),
+                &self.receive_hint,
+                buf,
+            )),
             None => Either::Right(ReceiveAppend::new(
                 self.stream.to_shared_fd(),
                 &self.receive_hint,
@@ -256,6 +265,10 @@ impl Transport for TcpTransport {
         {
             self.ring.get_or_init(RingReceive::start);
         }
+    }
+
+    fn ring_armed(&self) -> bool {
+        self.ring.get().is_some()
     }
 
     fn set_cork(&self, on: bool) {

@@ -3,21 +3,28 @@
 //! owned buffers handed back as in [`crate::server::transport`] and the same lean receives and
 //! sends ([`crate::server::socket_ops`]).
 
+use std::cell::{OnceCell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+
+use futures_util::future::Either;
 
 use compio::driver::{SharedFd, ToSharedFd};
 use compio::net::{TcpStream, UnixStream};
 
 use crate::config::UpstreamAddr;
+use crate::server::ring_receive::{self, RingReceive, read_from_ring};
 use crate::server::socket_ops::{ReceiveAppend, ReceiveHint, Socket, send_range};
 
 /// An open connection to an upstream.
 #[derive(Debug)]
 pub struct UpstreamConn {
     stream: Stream,
-    /// Whether the last receive left the socket empty.
+    /// Whether the last plain receive left the socket empty.
     receive_hint: ReceiveHint,
+    /// The connection's multishot receive into the worker's buffer ring, once a tunnel armed
+    /// it ([`UpstreamConn::arm_ring`]); a receive per read until then.
+    ring: OnceCell<Box<RefCell<RingReceive>>>,
 }
 
 #[derive(Debug)]
@@ -40,13 +47,42 @@ impl UpstreamConn {
         Ok(Self {
             stream,
             receive_hint: ReceiveHint::default(),
+            ring: OnceCell::new(),
         })
     }
 
     /// Reads at least one byte into the spare capacity of `buf`; `Ok(0)` when the upstream
-    /// closed its sending side.
+    /// closed its sending side. Through the worker's buffer ring once armed (an empty `buf`
+    /// is then freed while the read waits, and comes back as large).
     pub fn read_append(&self, buf: Vec<u8>) -> impl Future<Output = (io::Result<usize>, Vec<u8>)> {
-        ReceiveAppend::new(self.shared_fd(), &self.receive_hint, buf)
+        match self.ring.get() {
+            Some(ring) => Either::Left(read_from_ring(
+                ring,
+                self.shared_fd(),
+                &self.receive_hint,
+                buf,
+            )),
+            None => Either::Right(ReceiveAppend::new(
+                self.shared_fd(),
+                &self.receive_hint,
+                buf,
+            )),
+        }
+    }
+
+    /// From the next read on, receives through the worker's buffer ring (one multishot
+    /// receive for the connection's life), if the worker has one. Only for a connection that
+    /// never goes back to the pool: its staleness check polls the socket, which an armed
+    /// receive would empty first. Called with no read pending.
+    pub fn arm_ring(&self) {
+        if self.ring.get().is_none() && ring_receive::available() {
+            self.ring.get_or_init(RingReceive::start);
+        }
+    }
+
+    /// Whether the connection receives through the worker's buffer ring.
+    pub fn ring_armed(&self) -> bool {
+        self.ring.get().is_some()
     }
 
     /// Reads into `buf` until it holds a whole response head (up to its empty line) or

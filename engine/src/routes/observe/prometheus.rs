@@ -85,7 +85,8 @@ pub(super) fn prometheus_text(ctx: &WorkerContext) -> String {
         (
             "receive_ring_armed_total",
             "counter",
-            "WebSocket sessions that armed a multishot receive into the worker's buffer ring.",
+            "Connections that armed a multishot receive into the worker's buffer ring \
+             (WebSocket sessions; a proxied tunnel arms one on each side).",
             crate::server::ring_receive::armed_count(),
         ),
         (

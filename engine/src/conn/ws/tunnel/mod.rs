@@ -4,19 +4,19 @@
 //! sent them (masked again after the check); the upstream's bytes go to the client as they
 //! come. Close frames pass both ways, and a half-close on either side reaches the other. A
 //! protection's close, and the drain's 1001, go to both sides. Heartbeat pings go to the
-//! client (its pongs pass to the upstream, where an unsolicited pong is allowed).
+//! client (its pongs pass to the upstream, where an unsolicited pong is allowed). The two
+//! directions run at once ([`duplex`]); on io_uring both sides receive through the worker's
+//! buffer ring.
+
+mod duplex;
 
 use std::borrow::Cow;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{Either, select};
-
 use ringstream_protocol::ws::session::{Event, Payload, Session, SessionLimits};
 use ringstream_protocol::ws::{
-    FrameFollower, FrameHeader, OpCode, apply_mask, close_code, write_close_frame,
-    write_frame_header,
+    FrameFollower, FrameHeader, apply_mask, close_code, write_close_frame,
 };
 
 use crate::config::{OnLimit, Route};
@@ -27,6 +27,7 @@ use crate::routes::proxy::pool::ActiveExchange;
 use crate::server::access_log::ClosedBy;
 use crate::server::context::WorkerContext;
 use crate::server::registry::{Activity, Registered};
+use crate::server::ring_receive::SMALL_BURSTS_BEFORE_RING;
 use crate::server::transport::{Transport, read_and_drop};
 use crate::server::upstream::UpstreamConn;
 
@@ -109,6 +110,7 @@ pub async fn serve<T: Transport>(
         upstream_frames: FrameFollower::default(),
     };
     tunnel.follow_upstream(&rest);
+    tunnel.arm_rings();
     let end = if rest.is_empty() || tunnel.to_client(rest).await.is_some() {
         tunnel.run(buf).await
     } else {
@@ -155,102 +157,16 @@ impl<T: Transport> Tunnel<'_, T> {
         }
     }
 
-    async fn run(&mut self, mut cbuf: Vec<u8>) -> End {
-        let limits = &self.route.ws;
-        let mut last_heard = Instant::now();
-        let mut next_ping = last_heard + limits.heartbeat_interval;
-        // What the client sent that is already here goes first.
-        let passed = self.pass_client_frames(&mut cbuf, &mut last_heard).await;
-        if let Err(end) = passed {
-            return end;
+    /// Both sides receive through the worker's buffer ring from now on, if the worker's
+    /// `receive` mode arms it at all (`auto` or `ring` on io_uring): a multishot receive on
+    /// each side, armed once, and read buffers held only while bytes are in them, so an idle
+    /// tunnel holds none and the upstream's can be as large as a ring buffer (BENCHMARKS.md,
+    /// "Both sides of a tunnel through the buffer ring").
+    fn arm_rings(&self) {
+        self.stream.io().offer_ring(SMALL_BURSTS_BEFORE_RING);
+        if self.stream.io().ring_armed() {
+            self.upstream.arm_ring();
         }
-        if let Err(end) = self.reserve_for_frame(&mut cbuf) {
-            return end;
-        }
-        let io = self.stream.io();
-        let mut client_read = pin!(io.read_append(cbuf));
-        let mut upstream_read = pin!(self.upstream.read_append(Vec::with_capacity(BUFFER)));
-        loop {
-            if self.ctx.draining.get() {
-                return End::Close(close_code::GOING_AWAY, "server shutting down".into());
-            }
-            let idle_at = last_heard + limits.timeout;
-            let either = pin!(select(client_read.as_mut(), upstream_read.as_mut()));
-            let woke = self
-                .stream
-                .guard()
-                .until(idle_at.min(next_ping), either)
-                .await;
-            match woke {
-                Some(Either::Left(((result, mut returned), _))) => {
-                    match result {
-                        Ok(n) if n > 0 => {}
-                        _ => return End::Closed(ClosedBy::Client),
-                    }
-                    let passed = self
-                        .pass_client_frames(&mut returned, &mut last_heard)
-                        .await;
-                    if let Err(end) = passed {
-                        return end;
-                    }
-                    if let Err(end) = self.reserve_for_frame(&mut returned) {
-                        return end;
-                    }
-                    client_read.set(io.read_append(returned));
-                }
-                Some(Either::Right(((result, returned), _))) => {
-                    match result {
-                        Ok(n) if n > 0 => {}
-                        _ => return End::Closed(ClosedBy::Upstream),
-                    }
-                    self.follow_upstream(&returned);
-                    let Some(mut returned) = self.to_client(returned).await else {
-                        return End::Closed(ClosedBy::Client);
-                    };
-                    returned.clear();
-                    upstream_read.set(self.upstream.read_append(returned));
-                }
-                None => {
-                    let now = Instant::now();
-                    if now >= idle_at {
-                        return End::Close(close_code::NORMAL, "idle timeout".into());
-                    }
-                    if now >= next_ping {
-                        next_ping = now + limits.heartbeat_interval;
-                        // Never inside a frame the upstream has not finished: that
-                        // heartbeat is skipped.
-                        if self.upstream_frames.at_boundary() {
-                            let mut ping = Vec::with_capacity(2);
-                            write_frame_header(&mut ping, OpCode::Ping, true, 0);
-                            if self.to_client(ping).await.is_none() {
-                                return End::Closed(ClosedBy::Client);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Passes the client's complete frames in `buf` to the upstream, written from `buf` itself
-    /// (no copy); the bytes of a frame not yet whole stay in `buf`. The frames before one that
-    /// ends the tunnel still reach the upstream.
-    async fn pass_client_frames(
-        &mut self,
-        buf: &mut Vec<u8>,
-        last_heard: &mut Instant,
-    ) -> Result<(), End> {
-        let (taken, passed) = self.take_client_frames(buf, last_heard);
-        if passed.kept > 0 {
-            let deadline = *last_heard + self.route.limits.send_timeout;
-            let write = self.upstream.write_prefix(std::mem::take(buf), passed.kept);
-            match self.stream.guard().within(deadline, write).await {
-                Some((Ok(()), returned)) => *buf = returned,
-                _ => return Err(End::Closed(ClosedBy::Upstream)),
-            }
-        }
-        buf.drain(..passed.consumed);
-        taken
     }
 
     /// Checks every complete frame of `buf`, masks it again as the client sent it and keeps
