@@ -74,12 +74,11 @@ pub trait Transport {
     /// `small_bursts` small bursts in a row (0 at its start; see
     /// [`crate::server::ring_receive::RingUse`]): from the next read on it receives through the
     /// worker's buffer ring if the worker's `receive` mode says so now. Called with no read
-    /// pending. A proxied tunnel offers it as a session past its small bursts. Nothing else
-    /// arms the ring: a connection that lives for one HTTP request would arm a multishot
-    /// receive it hardly uses (BENCHMARKS.md, "Receiving").
-    fn offer_ring(&self, _small_bursts: u8) {}
-    /// Whether the connection receives through the worker's buffer ring.
-    fn ring_armed(&self) -> bool {
+    /// pending; says whether the connection receives through the ring from now on. A proxied
+    /// tunnel offers it as a session past its small bursts. Nothing else arms the ring: a
+    /// connection that lives for one HTTP request would arm a multishot receive it hardly
+    /// uses (BENCHMARKS.md, "Receiving").
+    fn offer_ring(&self, _small_bursts: u8) -> bool {
         false
     }
     /// Sets `TCP_CORK`: while on, only full segments leave (the head waits for the file's
@@ -258,16 +257,13 @@ impl Transport for TcpTransport {
         sendfile::send_in_pool(&self.stream, file, offset, len).await
     }
 
-    fn offer_ring(&self, small_bursts: u8) {
+    fn offer_ring(&self, small_bursts: u8) -> bool {
         if self.ring.get().is_none()
             && self.ring_use.arms(small_bursts)
             && ring_receive::available()
         {
             self.ring.get_or_init(RingReceive::start);
         }
-    }
-
-    fn ring_armed(&self) -> bool {
         self.ring.get().is_some()
     }
 

@@ -114,7 +114,7 @@ pub fn serve<T: Transport>(
     // its future and keeps both, and every open WebSocket keeps that future. The block below
     // captures the connection once and lends it to `serve`.
     stream.guard().set_activity(Activity::WebSocket);
-    stream.io().offer_ring(0);
+    let _ = stream.io().offer_ring(0);
     // The HTTP phase's buffer is larger than an idle WebSocket needs: it grows again with the
     // first frame that needs more (BENCHMARKS.md, idle memory). A new, smaller buffer rather
     // than the old one shrunk in place: shrinking splits the old block, and the part left free
@@ -407,7 +407,7 @@ impl<T: Transport> WsConnection<T> {
         } else {
             0
         };
-        self.stream.io().offer_ring(self.small_bursts);
+        let _ = self.stream.io().offer_ring(self.small_bursts);
     }
 
     /// Waits for a read into `buf`, which stays pending across the heartbeats it sends and the

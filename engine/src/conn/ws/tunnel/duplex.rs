@@ -254,14 +254,4 @@ impl<'a, T: Transport> Tunnel<'a, T> {
             Err(end) => Passing::End(end),
         }
     }
-
-    /// The send of `bytes` to the client, counted in the route's traffic.
-    fn send_to_client(
-        &self,
-        bytes: Vec<u8>,
-    ) -> impl Future<Output = (io::Result<()>, Vec<u8>)> + use<'a, T> {
-        let traffic = self.ctx.route_traffic(Some(self.route_index));
-        traffic.bytes_out.add(bytes.len() as u64);
-        self.stream.io().write_all(bytes)
-    }
 }

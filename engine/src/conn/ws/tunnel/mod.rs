@@ -142,7 +142,7 @@ struct Tunnel<'a, T> {
     upstream_frames: FrameFollower,
 }
 
-impl<T: Transport> Tunnel<'_, T> {
+impl<'a, T: Transport> Tunnel<'a, T> {
     /// Follows what the upstream sent before it goes to the client: its frame boundaries (a
     /// heartbeat or a close frame of ringstream's never lands inside a frame) and, for the
     /// session's access log line, its messages and its close frame.
@@ -163,8 +163,7 @@ impl<T: Transport> Tunnel<'_, T> {
     /// tunnel holds none and the upstream's can be as large as a ring buffer (BENCHMARKS.md,
     /// "Both sides of a tunnel through the buffer ring").
     fn arm_rings(&self) {
-        self.stream.io().offer_ring(SMALL_BURSTS_BEFORE_RING);
-        if self.stream.io().ring_armed() {
+        if self.stream.io().offer_ring(SMALL_BURSTS_BEFORE_RING) {
             self.upstream.arm_ring();
         }
     }
@@ -282,15 +281,23 @@ impl<T: Transport> Tunnel<'_, T> {
         }
     }
 
+    /// The send of `bytes` to the client, counted in the route's traffic.
+    fn send_to_client(
+        &self,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = (std::io::Result<()>, Vec<u8>)> + use<'a, T> {
+        let traffic = self.ctx.route_traffic(Some(self.route_index));
+        traffic.bytes_out.add(bytes.len() as u64);
+        self.stream.io().write_all(bytes)
+    }
+
     /// Writes `bytes` to the client within `send_timeout`; gives the buffer back.
     async fn to_client(&self, bytes: Vec<u8>) -> Option<Vec<u8>> {
         let deadline = Instant::now() + self.route.limits.send_timeout;
-        let traffic = self.ctx.route_traffic(Some(self.route_index));
-        traffic.bytes_out.add(bytes.len() as u64);
         match self
             .stream
             .guard()
-            .within(deadline, self.stream.io().write_all(bytes))
+            .within(deadline, self.send_to_client(bytes))
             .await
         {
             Some((Ok(()), bytes)) => Some(bytes),
